@@ -1,0 +1,51 @@
+"""The ``chestlens`` command: a thin layer over the library.
+
+Every sub-command lives in its own module with a ``register(app)`` function. Bad input anywhere
+raises :class:`chestlens.ChestlensInputError`; :func:`main` prints it as one line on stderr and exits
+with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from chestlens import ChestlensInputError, __version__
+from chestlens.cli import data_cmd, demo_cmd, info_cmd
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="chestlens",
+    help="Chest X-ray and CT screening toolkit. Research use only: never a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(f"chestlens {__version__}")
+        raise typer.Exit()
+
+
+info_cmd.register(app)
+demo_cmd.register(app)
+data_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``chestlens``)."""
+    try:
+        app(args=argv, prog_name="chestlens")
+    except ChestlensInputError as error:
+        print(f"chestlens: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("chestlens: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,3 @@
+from chestlens.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Shared fixtures: the real data root and pip-shipped DICOM files.
+
+Tests that need ``$CHESTLENS_DATA`` (default ``../shared/data``) skip with a reason when it is absent;
+CI sets ``CHESTLENS_REQUIRE_DATA=1`` so that absence fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from chestlens.data.root import DATA_ENV, REQUIRE_DATA_ENV, data_root
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get(REQUIRE_DATA_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_DATA_ENV}=1 makes missing data a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data root; skips (or fails under CHESTLENS_REQUIRE_DATA=1) when it is absent."""
+    root = data_root() or (REPO.parent / "shared" / "data")
+    if not root.is_dir():
+        _missing(f"real data not found: set {DATA_ENV} to the shared data folder (tried {root})")
+    return root
+
+
+@pytest.fixture(scope="session")
+def source_dir(shared_data: Path):
+    """Factory: ``source_dir("kermany-chest-xray")`` returns that source's folder or skips/fails."""
+
+    def get(name: str) -> Path:
+        path = shared_data / name
+        if not path.is_dir():
+            _missing(f"source {name!r} not found under {shared_data}")
+        return path
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def pip_dicom():
+    """Factory: path of a DICOM file shipped by the pip packages pydicom / pydicom-data (no download)."""
+    from chestlens.io.samples import sample_path
+
+    return sample_path
