@@ -32,20 +32,28 @@ def to_unit_range(image: MedicalImage, spec: PreprocessSpec) -> np.ndarray:
     return pixels.astype(np.float32, copy=False)
 
 
+def resize_unit(unit: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(..., 1, H, W)`` grey tensors to ``(..., 1, size, size)``: bilinear with antialiasing.
+
+    This is the one resize of chestlens preprocessing (``resize="stretch"``: aspect ratio not kept).
+    """
+    if unit.shape[-2:] == (size, size):
+        return unit
+    flat = unit.reshape(-1, 1, *unit.shape[-2:])
+    flat = F.interpolate(flat, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return flat.reshape(*unit.shape[:-2], size, size)
+
+
 def normalise(unit: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     """Resize ``(..., 1, H, W)`` grey ``[0, 1]`` tensors to the input size and normalise per channel.
 
     Returns ``(..., in_chans, S, S)`` with ``S = spec.input_size``.
     """
-    batch_shape = unit.shape[:-3]
-    flat = unit.reshape(-1, 1, *unit.shape[-2:])
-    size = (spec.input_size, spec.input_size)
-    if flat.shape[-2:] != size:
-        flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
-    flat = flat.expand(-1, spec.in_chans, -1, -1)
-    mean = torch.tensor(spec.mean, dtype=flat.dtype).view(1, -1, 1, 1)
-    std = torch.tensor(spec.std, dtype=flat.dtype).view(1, -1, 1, 1)
-    return ((flat - mean) / std).reshape(*batch_shape, spec.in_chans, *size)
+    resized = resize_unit(unit, spec.input_size)
+    shape = (*resized.shape[:-3], spec.in_chans, *resized.shape[-2:])
+    mean = torch.tensor(spec.mean, dtype=resized.dtype).view(-1, 1, 1)
+    std = torch.tensor(spec.std, dtype=resized.dtype).view(-1, 1, 1)
+    return (resized.expand(shape) - mean) / std
 
 
 def preprocess(image: MedicalImage, spec: PreprocessSpec) -> torch.Tensor:

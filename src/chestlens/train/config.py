@@ -1,0 +1,102 @@
+"""Training configuration: a YAML file plus ``key=value`` overrides, validated with pydantic.
+
+The resolved configuration is stored in the bundle (``training.config``) so a run can be reproduced
+from the bundle alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from chestlens.errors import ChestlensInputError
+
+
+class AugmentConfig(BaseModel):
+    """Training-time augmentation (torchvision transforms v2); none is applied at evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rotation_deg: float = Field(15.0, ge=0)
+    scale: tuple[float, float] = (0.85, 1.0)  # RandomResizedCrop area fraction
+    ratio: tuple[float, float] = (0.9, 1.1)  # RandomResizedCrop aspect ratio
+    brightness: float = Field(0.2, ge=0)
+    contrast: float = Field(0.2, ge=0)
+    hflip: bool = False  # off by default: chest anatomy is not left-right symmetric
+
+
+class ClassifyConfig(BaseModel):
+    """Everything ``chestlens train classify`` needs. Sizes in pixels, learning rate per sample batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "xray3-screener"
+    version: str = "0.1.0"
+    task: str = "xray3"
+    model: str = "efficientnet_lite0"
+    weights: str | None = "default"  # "default" offline ImageNet, None = scratch, or path / URL
+    freeze_backbone: bool = False  # train the classifier head only (VGG16 seed recipe)
+    data_root: str | None = None  # default: $CHESTLENS_DATA
+    sources: list[str] | None = None  # default: every source usable for the task
+    splits: str | None = None  # split CSV; made with seed/fractions below when absent
+    split_seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    input_size: int = Field(224, gt=0)
+    batch_size: int = Field(32, gt=0)
+    epochs: int = Field(20, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    patience: int = Field(5, ge=1)  # early stopping on validation macro AUC
+    grad_clip: float = Field(1.0, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    balance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    amp: Literal["auto", "on", "off"] = "auto"  # mixed precision: on CUDA only when auto
+    channels_last: bool = True
+    num_workers: int = Field(0, ge=0)
+    device: str = "auto"
+    seed: int = 0
+    target_sensitivity: float = Field(0.95, gt=0, le=1)  # operating point for the first label
+    out: str = "runs/xray3"
+    max_steps_per_epoch: int | None = None  # for smoke tests only
+    fp16_bundle: bool = True
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> ClassifyConfig:
+    """Read a YAML config (optional) and apply ``key=value`` overrides (values parsed as YAML).
+
+    Example override: ``augment.rotation_deg=10``, ``sources=[kermany,nih]``, ``weights=null``.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ChestlensInputError(path, f"cannot read config: {error}") from error
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ChestlensInputError(path, "config must be a YAML mapping")
+        tree = loaded or {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ChestlensInputError(None, f"override {item!r} is not key=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return ClassifyConfig.model_validate(tree)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ChestlensInputError(path, f"invalid config at {where}: {first['msg']}") from error
