@@ -6,7 +6,7 @@ Pixel conventions (the same for every format, so downstream code never asks wher
 * Projection radiographs and ordinary pictures (``pixel_unit == "unit"``): values in ``[0, 1]``,
   0 = darkest, 1 = brightest *as a radiologist views it*: air and lungs dark, bone bright.
   MONOCHROME1 DICOM is inverted to get there; VOI LUT or window centre/width is applied when present,
-  otherwise the full stored range is scaled linearly.
+  otherwise the minimum and maximum of the data are mapped to 0 and 1.
 * CT (``pixel_unit == "HU"``): Hounsfield units after rescale slope/intercept, unwindowed
   (air about -1000, water 0). Use :mod:`chestlens.io.windowing` to map HU to ``[0, 1]``.
 * Shapes: ``(rows, cols)`` for one 2-D image; ``(frames, rows, cols)`` for multi-frame files and

@@ -1,0 +1,131 @@
+"""PNG, JPEG, TIFF and BMP pictures (Pillow) to :class:`MedicalImage`.
+
+Conventions:
+
+* The format was sniffed from the bytes; Pillow is only allowed that format, so a PNG named
+  ``.jpg`` is read as the PNG it is.
+* EXIF orientation is applied (``ImageOps.exif_transpose``), so rows/cols are as displayed.
+* Scaling to ``[0, 1]`` by the container's bit depth, never by the data: 8-bit modes (L, P, RGB,
+  RGBA, LA, CMYK...) by 255, 16-bit grey (``I;16*``) by 65535 (a 12-bit image in a 16-bit PNG therefore
+  stays dark, as in any viewer), 1-bit by 1. 32-bit integer (``I``) and float (``F``) images have no
+  nominal range: ``I`` is scaled by 65535 when its values fit in ``[0, 65535]``, otherwise, like
+  ``F`` images outside ``[0, 1]``, min-max normalised.
+* Alpha (RGBA, LA, PA, palette with transparency) is composited on black: transparent = dark =
+  background, as air in a radiograph.
+* Colour is converted to grey (BT.601); ``meta.is_colour`` tells whether the channels really differ.
+* Multi-page TIFFs: the first page is read and a warning recorded in ``meta.warnings``.
+* Size: the header size is checked against ``max_pixels`` before decoding. Pillow's own
+  decompression-bomb check also runs when the file is opened (its error is turned into
+  :class:`ChestlensInputError`, its warning is silenced), so the effective limit is the smaller of
+  ``max_pixels`` and ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (about 179 million pixels by default).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from chestlens.errors import ChestlensInputError
+from chestlens.io.colour import rgb_to_grey
+from chestlens.io.image import ImageMeta, MedicalImage, SourceFormat
+from chestlens.io.limits import DEFAULT_MAX_PIXELS, check_size
+
+#: chestlens format name -> the Pillow formats allowed to open it.
+PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
+    "png": ("PNG",),
+    "jpeg": ("JPEG", "MPO"),
+    "tiff": ("TIFF",),
+    "bmp": ("BMP",),
+}
+_GREY_16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+_FULL_16 = 65535.0
+
+
+def read_raster(
+    source: Path | bytes, fmt: str, *, where: str | None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> MedicalImage:
+    """Read a picture; ``fmt`` is the sniffed format (``png``, ``jpeg``, ``tiff``, ``bmp``).
+
+    Returns pixels ``(rows, cols)`` float32 in ``[0, 1]`` (see the module docstring).
+    """
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(handle, formats=PILLOW_FORMATS[fmt])
+        except Image.DecompressionBombError as error:
+            raise ChestlensInputError(where, f"possible decompression bomb: {error}") from error
+        except UnidentifiedImageError as error:
+            raise ChestlensInputError(where, f"cannot read {fmt.upper()} image header") from error
+        except OSError as error:
+            raise ChestlensInputError(where, f"cannot read {fmt.upper()} image ({error})") from error
+    with image:
+        check_size(where, image.height, image.width, max_pixels=max_pixels)
+        notes = []
+        if getattr(image, "n_frames", 1) > 1:
+            notes.append(f"{image.n_frames} frames/pages in the file; only the first was read")
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+        except (OSError, ValueError, SyntaxError) as error:
+            reason = f"{fmt.upper()} image data is truncated or corrupt ({error})"
+            raise ChestlensInputError(where, reason) from error
+        mode = image.mode
+        pixels, is_colour, bits, value_range = _to_unit_grey(upright)
+    meta = ImageMeta(
+        source_path=where,
+        format=cast(SourceFormat, fmt),
+        rows=int(pixels.shape[0]),
+        cols=int(pixels.shape[1]),
+        pixel_unit="unit",
+        bits_stored=bits,
+        bits_allocated=bits,
+        is_colour=is_colour,
+        source_mode=mode,
+        value_range=value_range,
+        warnings=tuple(notes),
+    )
+    return MedicalImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), meta=meta)
+
+
+def _to_unit_grey(image: Image.Image) -> tuple[np.ndarray, bool, int, tuple[float, float]]:
+    """(grey in [0, 1], is_colour, bits per sample, raw (min, max)) for any Pillow mode."""
+    mode = image.mode
+    if mode == "1":
+        raw = np.asarray(image, dtype=np.float32)
+        return raw, False, 1, _range(raw)
+    if mode in _GREY_16:
+        raw = np.asarray(image).astype(np.float32)
+        return raw / _FULL_16, False, 16, _range(raw)
+    if mode in ("I", "F"):
+        raw = np.asarray(image).astype(np.float64)
+        return _scale_wide(raw, mode).astype(np.float32), False, 32, _range(raw)
+    if mode == "L":
+        raw = np.asarray(image, dtype=np.float32)
+        return raw / 255.0, False, 8, _range(raw)
+    if mode == "LA":
+        raw = np.asarray(image, dtype=np.float32)
+        return raw[..., 0] * raw[..., 1] / (255.0 * 255.0), False, 8, _range(raw[..., 0])
+    has_alpha = mode in ("RGBA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
+    rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
+    rgb = rgba[..., :3] * rgba[..., 3:4] if has_alpha else rgba
+    grey, is_colour = rgb_to_grey(rgb)
+    return grey, is_colour, 8, _range(rgb * 255.0)
+
+
+def _scale_wide(raw: np.ndarray, mode: str) -> np.ndarray:
+    low, high = float(raw.min()), float(raw.max())
+    if mode == "I" and low >= 0 and high <= _FULL_16:
+        return raw / _FULL_16
+    if mode == "F" and low >= 0 and high <= 1:
+        return raw
+    return (raw - low) / (high - low) if high > low else np.zeros_like(raw)
+
+
+def _range(raw: np.ndarray) -> tuple[float, float]:
+    return (float(raw.min()), float(raw.max()))
