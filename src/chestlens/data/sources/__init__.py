@@ -1,0 +1,105 @@
+"""Adapters for public chest imaging datasets kept in their original layout, one module per dataset.
+
+Every module registers a :class:`~chestlens.data.registry.SourceAdapter` on import and exposes
+``detect(folder) -> bool`` and ``load(folder, **filters) -> list[Sample]``. Conventions shared by all:
+
+* ``uid`` is ``"<source>/<path relative to the dataset folder>"`` (POSIX separators), plus
+  ``#<suffix>`` where one file yields several samples.
+* ``patient_id`` is ``"<namespace>:<id>"``; the namespace is the dataset that *owns* the id, so images
+  that several datasets re-use (V7 and GeneralBlockchain re-annotate ieee8023 images) carry the
+  ieee8023 id (``"ieee8023:285"``) and link to the same person.
+* ``findings`` keep the source's own label strings verbatim (trimmed); :mod:`chestlens.data.tasks` maps
+  them to task classes.
+* ``sex`` is ``"M"``/``"F"``; ``age`` is in years (float); ``view`` is the source's projection string,
+  trimmed, upper-cased only where the source writes lower case (Hannover ``ap`` -> ``AP``).
+* ``extra["image_key"]`` names the underlying picture across datasets (``"ieee8023:<filename>"``,
+  ``"hannover:<image_id>"``) and ``extra["patient_aliases"]`` lists other ids (``|``-separated) the
+  adapter merged into ``patient_id``; :mod:`chestlens.data.linking` uses both to link patients across
+  sources.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from chestlens.errors import ChestlensInputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+
+_SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "w": "F", "weiblich": "F"}
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([YMWD]?)$", re.IGNORECASE)
+_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
+
+
+def read_table(path: Path, required: Iterable[str]) -> pd.DataFrame:
+    """Read a metadata CSV with every value as a string (blank cells are ``""``, never NaN).
+
+    Raises:
+        ChestlensInputError: the file is missing, unparsable, or lacks a ``required`` column.
+    """
+    if not path.is_file():
+        raise ChestlensInputError(path, "metadata file not found")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ChestlensInputError(path, f"cannot parse CSV: {exc}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise ChestlensInputError(path, f"missing column(s) {', '.join(missing)}")
+    return table
+
+
+def csv_header(path: Path) -> list[str]:
+    """Column names of a CSV's first line (``[]`` if unreadable); cheap, for ``detect``."""
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:
+            line = handle.readline()
+    except OSError:
+        return []
+    return [c.strip().strip('"') for c in line.split(",")]
+
+
+def parse_sex(value: str) -> str | None:
+    """``"M"``/``"F"`` from ``M``, ``f``, ``male``, ``w`` (German *weiblich*, Hannover readme)...
+
+    Returns None for anything else (blank, ``O``, unknown).
+    """
+    return _SEX.get(value.strip().lower())
+
+
+def parse_age(value: str) -> float | None:
+    """Age in years from ``"54"``, ``"54.5"`` or a DICOM-style ``"058Y"``/``"006M"``/``"010D"``.
+
+    Returns None for blank or unparsable text and for values above 150 years.
+    """
+    match = _AGE.match(value.strip())
+    if match is None:
+        return None
+    years = float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).upper()]
+    return years if years <= 150 else None
+
+
+def sample_uid(source: str, folder: Path, path: Path) -> str:
+    """``"<source>/<path relative to folder>"`` with POSIX separators."""
+    return f"{source}/{path.relative_to(folder).as_posix()}"
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(rows, cols)`` of a PNG/JPEG from its header, without decoding pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as exc:
+        raise ChestlensInputError(path, f"cannot read image header: {exc}") from None
+    return height, width
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders embedded numbers numerically (``"ieee8023:97" < "ieee8023:178"``)."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text))

@@ -1,0 +1,116 @@
+"""Task mapping: rules on synthetic records, and class counts per source on the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chestlens.data import tasks
+from chestlens.data.records import Masks, Sample
+from chestlens.data.sources import (
+    covid_ct_md,
+    generalblockchain,
+    hannover,
+    ieee8023,
+    infnet,
+    kermany,
+    nih,
+    v7_lungs,
+)
+from chestlens.errors import ChestlensInputError
+
+
+def _sample(source: str, *findings: str, modality: str = "xray", **extra: str) -> Sample:
+    return Sample(source, f"{source}/x", Path("x"), f"{source}:1", findings, modality, extra=extra)
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (_sample("ieee8023", "COVID-19"), "COVID-19"),
+        (_sample("ieee8023", "COVID-19", "ARDS"), "COVID-19"),
+        (_sample("ieee8023", "Pneumonia/Viral/COVID-19"), "COVID-19"),
+        (_sample("ieee8023", "Pneumocystis"), "pneumonia"),
+        (_sample("generalblockchain", "Mycoplasma Bacterial Pneumonia"), "pneumonia"),
+        (_sample("ieee8023", "Lipoid"), None),
+        (_sample("ieee8023", "Pneumonia/Lipoid"), None),
+        (_sample("v7_lungs", "ARDS"), None),
+        (_sample("ieee8023", "todo"), None),
+        (_sample("ieee8023", "No Finding"), "normal"),
+        (_sample("hannover", "COVID-19"), "COVID-19"),
+        (_sample("hannover", "COVID-19", ieee8023_finding="No Finding"), None),
+        (_sample("kermany", "PNEUMONIA", "virus"), "pneumonia"),
+        (_sample("kermany", "NORMAL"), "normal"),
+        (_sample("nih", "Effusion", "Pneumonia"), "pneumonia"),
+        (_sample("nih", "No Finding"), "normal"),
+        (_sample("nih", "Effusion"), None),
+        (_sample("covid_ct_md", "CAP", modality="ct"), "pneumonia"),
+        (_sample("covidx_ct", "Normal", modality="ct"), "normal"),
+        (_sample("rsna", "Lung Opacity"), "pneumonia"),
+        (_sample("rsna", "No Lung Opacity / Not Normal"), None),
+    ],
+)
+def test_diagnosis_rules(sample, expected):
+    assert tasks.diagnosis(sample) == expected
+
+
+def test_task_classes_and_modality():
+    covid, bacteria, normal = (
+        _sample("ieee8023", "COVID-19"),
+        _sample("kermany", "PNEUMONIA"),
+        _sample("nih", "No Finding"),
+    )
+    assert [tasks.map_label("xray3", s) for s in (covid, bacteria, normal)] == [
+        "COVID-19",
+        "pneumonia",
+        "normal",
+    ]
+    assert [tasks.map_label("xray2-covid", s) for s in (covid, bacteria, normal)] == [
+        "COVID-19",
+        "non-COVID",
+        "non-COVID",
+    ]
+    assert [tasks.map_label("xray2-pneumonia", s) for s in (covid, bacteria, normal)] == ["pneumonia"] * 2 + [
+        "normal"
+    ]
+    assert tasks.map_label("ct3", covid) is None
+    assert tasks.map_label(tasks.TASKS["ct3"], _sample("covid_ct_md", "CAP", modality="ct")) == "CAP"
+    assert tasks.TASKS["ct3"].classes == ("COVID-19", "CAP", "normal")
+    with pytest.raises(ChestlensInputError, match="unknown task"):
+        tasks.map_label("xray4", covid)
+
+
+def test_segmentation_targets():
+    assert tasks.segmentation_classes("v7_lungs", "lungs") == ("lung",)
+    assert tasks.segmentation_classes("generalblockchain", "lungs") == ("lung_left", "lung_right")
+    assert tasks.segmentation_classes("generalblockchain", "lesions-xray") == ("ggo", "consolidation")
+    assert tasks.segmentation_classes("infnet", "lesions-ct") == ("ggo", "consolidation")
+    assert tasks.segmentation_classes("infnet", "lesions-xray") == ()
+    assert tasks.sources_for("pneumothorax") == ("generalblockchain", "siim")
+    layers = {"lung_left": np.eye(3, dtype=bool), "lung_right": np.fliplr(np.eye(3, dtype=bool))}
+    assert tasks.target_mask("lungs", Masks(layers)).sum() == 5
+    assert tasks.target_mask("pneumothorax", Masks(layers)) is None
+
+
+MODULES = (ieee8023, hannover, kermany, nih, v7_lungs, generalblockchain, infnet, covid_ct_md)
+EXPECTED = {  # xray3 (ct3 for CT sources) class counts on the shared data
+    "ieee8023": {"COVID-19": 105, "pneumonia": 65, "normal": 3},  # Lipoid 5 + ARDS 4 left out
+    "hannover": {"COVID-19": 193, "pneumonia": 0, "normal": 0},  # 3 ieee8023 "No Finding" left out
+    "kermany": {"COVID-19": 0, "pneumonia": 578, "normal": 328},
+    "nih": {"COVID-19": 0, "pneumonia": 177, "normal": 202},
+    "v7_lungs": {"COVID-19": 162, "pneumonia": 0, "normal": 0},
+    "generalblockchain": {"COVID-19": 18, "pneumonia": 14, "normal": 0},  # ARDS 4 left out
+    "infnet": {"COVID-19": 83, "CAP": 0, "normal": 0},
+    "covid_ct_md": {"COVID-19": 1, "CAP": 0, "normal": 0},
+}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.SOURCE)
+def test_counts_per_source(module, source_dir):
+    samples = module.load(source_dir(module.FOLDER))
+    task = "ct3" if module.ADAPTER.modality == "ct" else "xray3"
+    assert tasks.class_counts(task, samples) == EXPECTED[module.SOURCE]
+    other = "xray3" if task == "ct3" else "ct3"
+    assert sum(tasks.class_counts(other, samples).values()) == 0
