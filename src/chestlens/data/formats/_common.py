@@ -1,0 +1,116 @@
+"""Helpers shared by the format adapters: cheap DICOM header reads, ages, image files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from chestlens.errors import ChestlensInputError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
+
+_HEADER_TAGS = ["PatientID", "PatientAge", "PatientSex", "ViewPosition", "Rows", "Columns"]
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([DWMY]?)$", re.IGNORECASE)
+_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
+
+
+@dataclass(frozen=True, slots=True)
+class DicomHeader:
+    """The few header fields the adapters use; ``None`` where the file lacks them.
+
+    Attributes:
+        patient_id: PatientID (0010,0020) as stored (an anonymised id in public datasets).
+        age: PatientAge in years (see :func:`parse_age`).
+        sex: ``"M"`` or ``"F"``.
+        view: ViewPosition (``PA``, ``AP``, ``LL``...).
+        rows, cols: image size in pixels (Rows, Columns).
+    """
+
+    patient_id: str | None
+    age: float | None
+    sex: str | None
+    view: str | None
+    rows: int | None
+    cols: int | None
+
+
+def read_dicom_header(path: Path) -> DicomHeader:
+    """Read :class:`DicomHeader` fields without touching pixel data.
+
+    About 0.5 ms per file on one CPU core with the file-system cache warm: some 6 s for the 12k
+    SIIM images. Text fields are taken from the raw bytes, so a malformed value (RSNA writes
+    ages like ``"51"``) neither warns nor fails; an unparseable age is None.
+
+    Raises:
+        ChestlensInputError: the file is missing or not DICOM.
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except (InvalidDicomError, OSError) as exc:
+        raise ChestlensInputError(path, f"cannot read DICOM header: {exc}") from None
+    try:
+        age = parse_age(_text(ds, "PatientAge") or "")
+    except ValueError:
+        age = None
+    sex = (_text(ds, "PatientSex") or "").upper()
+    return DicomHeader(
+        patient_id=_text(ds, "PatientID"),
+        age=age,
+        sex=sex if sex in ("M", "F") else None,
+        view=_text(ds, "ViewPosition"),
+        rows=int(ds.Rows) if "Rows" in ds else None,
+        cols=int(ds.Columns) if "Columns" in ds else None,
+    )
+
+
+def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
+    """A text element's value, stripped of DICOM padding, or None when absent or blank."""
+    item = ds.get_item(keyword)
+    if item is None or item.value is None:
+        return None
+    value = item.value
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text.strip(" \x00") or None
+
+
+def parse_age(text: str) -> float | None:
+    """Age in years from a DICOM Age String (``"038Y"``, ``"006M"``, ``"002W"``, ``"010D"``) or a
+    plain number (``"51"``, ``"51.5"``, as in RSNA headers and CSVs).
+
+    Returns:
+        Years as a float (months / 12, weeks * 7 / 365.25, days / 365.25), or None for blank text.
+
+    Raises:
+        ValueError: text that is neither blank nor an age, or an age above 150 years.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    match = _AGE.match(text)
+    if match is None:
+        raise ValueError(f"not an age: {text!r}")
+    years = float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).upper()]
+    if years > 150:
+        raise ValueError(f"implausible age: {text!r}")
+    return years
+
+
+def relative_posix(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with ``/`` separators (for uids)."""
+    return path.relative_to(root).as_posix()
+
+
+def iter_files(folder: Path, suffixes: frozenset[str]) -> Iterator[Path]:
+    """Files under ``folder`` (recursive, sorted per folder, hidden entries skipped) with a suffix
+    in ``suffixes`` (lower-case, with the dot)."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
+                yield Path(current) / name
