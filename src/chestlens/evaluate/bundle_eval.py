@@ -1,0 +1,193 @@
+"""Run a classifier bundle over labelled samples and produce the clinical evaluation report.
+
+Shared by ``chestlens train classify`` (validation calibration, test report) and ``chestlens evaluate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.data.tensors import LabelledImages, labelled_images
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.calibration import apply_temperature
+from chestlens.evaluate.classification import evaluate_classifier
+from chestlens.evaluate.operating_point import DecisionRule
+from chestlens.evaluate.plots import save_figures
+from chestlens.evaluate.report import write_report
+from chestlens.evaluate.results import ClassificationReport
+from chestlens.models.bundle import BundleSpec, load_bundle
+from chestlens.models.inference import predict_logits
+
+
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """Model outputs over a labelled set. Arrays have length N; ``logits`` is ``(N, C)``."""
+
+    logits: np.ndarray
+    targets: np.ndarray
+    patient_ids: np.ndarray
+    sources: np.ndarray
+    uids: np.ndarray
+
+
+def predict(
+    model: torch.nn.Module, spec: BundleSpec, data: LabelledImages, *, device: str | torch.device = "cpu"
+) -> Predictions:
+    """Logits of ``model`` on cached, labelled images."""
+    logits = predict_logits(model, data.images, spec.preprocess, device=device).numpy()
+    return Predictions(
+        logits=logits,
+        targets=data.targets.numpy(),
+        patient_ids=np.asarray(data.patient_ids),
+        sources=np.asarray(data.sources),
+        uids=np.asarray(data.uids),
+    )
+
+
+def evaluate_predictions(
+    spec: BundleSpec,
+    preds: Predictions,
+    out_dir: Path,
+    *,
+    title: str,
+    data_info: dict[str, Any],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[ClassificationReport, dict[str, Path]]:
+    """Calibrate with the bundle's temperature, decide at its operating points, and write the report.
+
+    Returns the report and the written files (``json``, ``html`` and the figure PNGs).
+    """
+    probs = apply_temperature(preds.logits, spec.temperature)
+    rule = DecisionRule.from_operating_points(spec.operating_points)
+    report = evaluate_classifier(
+        preds.targets,
+        probs,
+        spec.labels,
+        preds.patient_ids,
+        preds.sources,
+        decision=rule,
+        n_boot=n_boot,
+        seed=seed,
+        temperature=spec.temperature,
+    )
+    figures = save_figures(report, preds.targets, probs, out_dir)
+    model_info = {
+        "name": spec.name,
+        "version": spec.version,
+        "architecture": spec.architecture,
+        "task": spec.task,
+        "input_size": spec.preprocess.input_size,
+        "temperature": spec.temperature,
+        "disclaimer": RESEARCH_USE_DISCLAIMER,
+    }
+    files = write_report(report, figures, out_dir, title=title, model_info=model_info, data_info=data_info)
+    return report, {**files, **figures}
+
+
+def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict[str, Any]:
+    """The headline numbers of a report (value, low, high) for a bundle's ``metrics`` field."""
+
+    def triple(estimate: Any) -> list[float | None]:
+        return [estimate.value, estimate.low, estimate.high]
+
+    overall = report.overall
+    summary: dict[str, Any] = {
+        "n_images": int(sum(sum(row) for row in overall.confusion_counts)),
+        "macro_auc": triple(overall.macro_auc),
+        "accuracy": triple(overall.accuracy),
+        "per_class": {
+            label: {
+                "auc": triple(cm.auc),
+                "sensitivity": triple(cm.sensitivity),
+                "specificity": triple(cm.specificity),
+            }
+            for label, cm in zip(labels, overall.per_class, strict=True)
+        },
+        "ece": overall.calibration.ece,
+        "warnings": list(report.warnings),
+    }
+    return summary
+
+
+def format_estimate(triple: Sequence[float | None]) -> str:
+    """``"0.912 [0.870, 0.950]"`` for a (value, low, high) triple; ``"n/a"`` when undefined."""
+    value, low, high = triple
+    if value is None:
+        return "n/a"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _items_from_folder(data: Path, task_name: str) -> list[tuple[Any, str, str]]:
+    from chestlens.data.linking import link_samples
+    from chestlens.data.registry import load_samples
+    from chestlens.data.tasks import get_task
+
+    task = get_task(task_name)
+    samples = [s for s in load_samples(data) if s.modality == task.modality]
+    groups = link_samples(samples).group_of
+    return [(s, label, groups[s.uid]) for s in samples if (label := task.mapping(s)) is not None]
+
+
+def _items_from_split(splits: Path, split: str, root: Path | None) -> list[tuple[Any, str, str]]:
+    from chestlens.data.registry import load_samples
+    from chestlens.data.root import DATA_ENV, data_root
+    from chestlens.data.splits import load_splits
+
+    base = data_root(root)
+    if base is None:
+        raise ChestlensInputError(splits, f"no data root for this split: pass --root or set {DATA_ENV}")
+    samples = load_samples(base)
+    table = load_splits(splits, samples)
+    by_uid = {s.uid: s for s in samples}
+    return [(by_uid[r.uid], r.label, r.group) for r in table.rows if r.split == split and r.uid in by_uid]
+
+
+def evaluate_samples(
+    bundle_path: Path,
+    out_dir: Path,
+    *,
+    splits: Path | None = None,
+    split: str = "test",
+    data: Path | None = None,
+    root: Path | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Evaluate a bundle on one split of a split CSV, or on every labelled case of a data folder.
+
+    Returns the headline numbers (:func:`metrics_summary`) and the written report files.
+    """
+    bundle = load_bundle(bundle_path)
+    spec = bundle.spec
+    if data is not None:
+        items = _items_from_folder(data, spec.task)
+        data_info = {"data": str(data), "cases": "every case with a label for the task is a test case"}
+    elif splits is not None:
+        items = _items_from_split(splits, split, root)
+        data_info = {"splits": str(splits), "split": split}
+    else:
+        raise ChestlensInputError(bundle_path, "nothing to evaluate: give a split CSV or a data folder")
+    where = data if data is not None else splits
+    if not items:
+        raise ChestlensInputError(where, f"no labelled cases for task {spec.task}")
+    unknown = sorted({label for _, label, _ in items} - set(spec.labels))
+    if unknown:
+        raise ChestlensInputError(where, f"labels {unknown} are not among the model's labels {spec.labels}")
+    images = labelled_images(items, spec.labels, spec.preprocess)
+    preds = predict(bundle.build_model(), spec, images)
+    data_info |= {"n_images": len(items), "sources": sorted({s.source for s, _, _ in items})}
+    title = f"{spec.name} {spec.version} on {data_info.get('split', 'data')}"
+    report, files = evaluate_predictions(
+        spec, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed
+    )
+    return metrics_summary(report, spec.labels), files

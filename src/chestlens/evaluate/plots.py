@@ -1,0 +1,169 @@
+"""Figures of an evaluation (matplotlib, Agg canvas, never a display): ROC, PR, confusion, reliability.
+
+Figures are built with :class:`matplotlib.figure.Figure` and an explicit Agg canvas (no pyplot global
+state, safe in servers and threads) and written as PNG atomically by :func:`save_figures`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+from chestlens.evaluate._atomic import write_bytes_atomic
+from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.results import CalibrationSummary, ClassificationReport, MetricSet
+
+FIGURE_NAMES = ("roc", "pr", "confusion_matrix", "reliability")
+
+
+def _figure(
+    width: float, height: float, ncols: int = 1, nrows: int = 1, **kwargs: object
+) -> tuple[Figure, np.ndarray]:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(nrows, ncols, squeeze=False, **kwargs)
+
+
+def _fmt(e: Estimate) -> str:
+    if e.value is None:
+        return "undefined"
+    if e.low is None or e.high is None:
+        return f"{e.value:.3f}"
+    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
+
+
+def roc_figure(y_true: np.ndarray, probs: np.ndarray, metrics: MetricSet, labels: Sequence[str]) -> Figure:
+    """One-vs-rest ROC curve per class ``(N,)``/``(N, C)`` and their macro average.
+
+    The macro curve averages the per-class TPRs interpolated on the union of their FPRs; its legend shows
+    the macro AUC of ``metrics`` (the mean of the per-class AUCs).
+    """
+    figure, axes = _figure(5.5, 5.0)
+    ax = axes[0, 0]
+    curves = []
+    for c, label in enumerate(labels):
+        positive = np.asarray(y_true) == c
+        if metrics.per_class[c].auc.value is None:
+            continue
+        fpr, tpr, _ = roc_curve(positive, probs[:, c])
+        curves.append((fpr, tpr))
+        ax.plot(fpr, tpr, lw=1.5, label=f"{label}: AUC {_fmt(metrics.per_class[c].auc)}")
+    if len(curves) > 1:
+        grid = np.unique(np.concatenate([fpr for fpr, _ in curves]))
+        mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0)
+        ax.plot(grid, mean_tpr, "k--", lw=2, label=f"macro: AUC {_fmt(metrics.macro_auc)}")
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":")
+    ax.set(
+        xlabel="1 - specificity (FPR)", ylabel="sensitivity (TPR)", title="ROC, one-vs-rest", aspect="equal"
+    )
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    return figure
+
+
+def pr_figure(y_true: np.ndarray, probs: np.ndarray, metrics: MetricSet, labels: Sequence[str]) -> Figure:
+    """Precision-recall curve per class (one-vs-rest), with the class prevalence as a dotted baseline."""
+    figure, axes = _figure(5.5, 5.0)
+    ax = axes[0, 0]
+    for c, label in enumerate(labels):
+        positive = np.asarray(y_true) == c
+        if not positive.any():
+            continue
+        precision, recall, _ = precision_recall_curve(positive, probs[:, c])
+        (line,) = ax.step(recall, precision, where="post", lw=1.5)
+        line.set_label(f"{label}: AP {_fmt(metrics.per_class[c].average_precision)}")
+        ax.axhline(positive.mean(), color=line.get_color(), lw=0.8, ls=":")
+    ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall, one-vs-rest")
+    ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower left", fontsize=8)
+    return figure
+
+
+def confusion_figure(metrics: MetricSet, labels: Sequence[str]) -> Figure:
+    """Confusion matrix in counts and row-normalised (rows: true class, columns: decided class)."""
+    size = 2.5 + 0.6 * len(labels)
+    figure, axes = _figure(2 * size + 1, size, ncols=2)
+    counts = np.asarray(metrics.confusion_matrix, dtype=float)
+    normalised = np.array(
+        [[np.nan if v is None else v for v in row] for row in metrics.confusion_matrix_normalized]
+    )
+    for ax, matrix, title, fmt in (
+        (axes[0, 0], counts, "counts", "{:.0f}"),
+        (axes[0, 1], normalised, "normalised by true class", "{:.2f}"),
+    ):
+        ax.imshow(matrix / max(np.nanmax(matrix), 1e-12), cmap="Blues", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(matrix):
+            text = "-" if np.isnan(value) else fmt.format(value)
+            shade = "white" if np.nan_to_num(value) > 0.6 * np.nanmax(matrix) else "black"
+            ax.text(j, i, text, ha="center", va="center", color=shade, fontsize=9)
+        ticks = np.arange(len(labels))
+        ax.set_xticks(ticks, labels, rotation=30, ha="right")
+        ax.set_yticks(ticks, labels)
+        ax.set(xlabel="decided class", ylabel="true class", title=f"Confusion matrix ({title})")
+    return figure
+
+
+def reliability_figure(calibration: CalibrationSummary) -> Figure:
+    """Reliability diagram (accuracy vs mean confidence per bin) above the histogram of confidences."""
+    figure, axes = _figure(5.0, 6.0, nrows=2, height_ratios=(3, 1), sharex=True)
+    top, bottom = axes[0, 0], axes[1, 0]
+    width = 1.0 / calibration.n_bins
+    lower = np.array([b.lower for b in calibration.bins])
+    filled = [b for b in calibration.bins if b.count]
+    top.bar(
+        [b.lower for b in filled],
+        [b.accuracy for b in filled],
+        width=width,
+        align="edge",
+        edgecolor="k",
+        label="accuracy",
+    )
+    top.plot(
+        [b.mean_confidence for b in filled],
+        [b.mean_confidence for b in filled],
+        "r.",
+        label="mean confidence",
+    )
+    top.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
+    top.set(
+        ylabel="accuracy of the top class", ylim=(0, 1), title=f"Reliability, ECE {_fmt(calibration.ece)}"
+    )
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(
+        lower, [b.count for b in calibration.bins], width=width, align="edge", color="0.6", edgecolor="k"
+    )
+    bottom.set(xlabel="confidence (largest probability)", ylabel="images", xlim=(0, 1))
+    return figure
+
+
+def save_figures(
+    report: ClassificationReport, y_true: np.ndarray, probs: np.ndarray, out_dir: Path, *, dpi: int = 120
+) -> dict[str, Path]:
+    """Write the overall ROC, PR, confusion-matrix and reliability figures as PNG (atomically).
+
+    Args:
+        report: the result of ``evaluate_classifier`` on ``y_true`` ``(N,)`` and ``probs`` ``(N, C)``.
+        out_dir: created if missing; files are ``<name>.png`` for ``name`` in :data:`FIGURE_NAMES`.
+
+    Returns:
+        ``{name: path}`` in :data:`FIGURE_NAMES` order.
+    """
+    y, p, overall = np.asarray(y_true), np.asarray(probs, dtype=np.float64), report.overall
+    figures = {
+        "roc": roc_figure(y, p, overall, report.labels),
+        "pr": pr_figure(y, p, overall, report.labels),
+        "confusion_matrix": confusion_figure(overall, report.labels),
+        "reliability": reliability_figure(overall.calibration),
+    }
+    paths = {}
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=dpi)
+        paths[name] = write_bytes_atomic(Path(out_dir) / f"{name}.png", buffer.getvalue())
+    return paths

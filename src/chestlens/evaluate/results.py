@@ -1,0 +1,103 @@
+"""The result schema of :func:`chestlens.evaluate.evaluate_classifier` (pydantic, JSON round-trips).
+
+Undefined numbers are ``None`` (never NaN) so that ``report.json`` is strict JSON; an undefined
+:class:`~chestlens.evaluate.bootstrap.Estimate` carries its reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.calibration import ReliabilityBin
+from chestlens.evaluate.operating_point import DecisionRule
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClassMetrics(_Model):
+    """One-vs-rest metrics of one class under the decision rule (AUC and AP use the probabilities)."""
+
+    label: str
+    n_images: int
+    n_patients: int
+    n_predicted: int
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+    f1: Estimate
+    auc: Estimate
+    average_precision: Estimate
+
+
+class OperatingPointResult(_Model):
+    """A stored threshold applied to these data: binary ``p[label] >= threshold`` vs ``true == label``."""
+
+    label: str
+    threshold: float
+    criterion: str
+    validation_sensitivity: float | None
+    validation_specificity: float | None
+    n_flagged: int
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+
+
+class CalibrationSummary(_Model):
+    """Top-label calibration of the probabilities (see :mod:`chestlens.evaluate.calibration`)."""
+
+    n_bins: int
+    ece: Estimate
+    mce: float | None
+    brier: Estimate
+    bins: list[ReliabilityBin]
+
+
+class MetricSet(_Model):
+    """All metrics on one set of images (everything, or one data source)."""
+
+    n_images: int
+    n_patients: int
+    class_counts: dict[str, int]
+    accuracy: Estimate
+    balanced_accuracy: Estimate
+    macro_auc: Estimate
+    per_class: list[ClassMetrics]
+    confusion_matrix: list[list[int]]
+    confusion_matrix_normalized: list[list[float | None]]
+    classification_report: dict[str, Any]
+    calibration: CalibrationSummary
+    operating_points: list[OperatingPointResult]
+
+
+class BootstrapInfo(_Model):
+    """How the confidence intervals were obtained."""
+
+    n_boot: int
+    seed: int
+    ci: float
+    unit: Literal["patient"] = "patient"
+    method: Literal["percentile"] = "percentile"
+
+
+class ClassificationReport(_Model):
+    """Evaluation of a classifier: overall, per data source, and warnings. Research use only."""
+
+    disclaimer: str = RESEARCH_USE_DISCLAIMER
+    labels: list[str]
+    decision: DecisionRule
+    decision_description: str
+    temperature: float | None = None
+    bootstrap: BootstrapInfo
+    overall: MetricSet
+    per_source: dict[str, MetricSet] = Field(default_factory=dict)
+    source_class_counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
