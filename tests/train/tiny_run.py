@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from chestlens.data.tensors import LabelledImages
 from chestlens.models import PreprocessSpec, create_model
 from chestlens.train import dataset as dataset_module
 from chestlens.train.config import ClassifyConfig
-from chestlens.train.dataset import LabelledImages
 from chestlens.train.loop import train_classifier
 
 SIZE = 32

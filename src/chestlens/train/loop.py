@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from chestlens.data.tensors import LabelledImages
 from chestlens.models.bundle import PreprocessSpec
 from chestlens.models.inference import predict_logits
 from chestlens.train.checkpoint import load_checkpoint_state, save_checkpoint
 from chestlens.train.config import ClassifyConfig
-from chestlens.train.dataset import AugmentedDataset, LabelledImages, build_augmentation
+from chestlens.train.dataset import AugmentedDataset, build_augmentation
 from chestlens.train.monitor import TrainingMonitor
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,61 @@
+"""``chestlens evaluate BUNDLE``: clinical metrics with patient-bootstrap CIs on a split or any folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+
+
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (contains bundle.json).")],
+    splits: Annotated[Path | None, typer.Option("--splits", help="Split CSV made by chestlens.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Which split of --splits to evaluate.")] = "test",
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Any folder in a supported layout: every labelled case is test."),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Data root for --splits (default $CHESTLENS_DATA).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default BUNDLE-eval-SPLIT).")
+    ] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers as JSON.")] = False,
+) -> None:
+    """Evaluate a classifier bundle: per-class metrics with 95% CIs, calibration, per-source tables."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.errors import ChestlensInputError
+    from chestlens.evaluate.bundle_eval import evaluate_samples, format_estimate
+
+    if (splits is None) == (data is None):
+        raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
+    label = split if splits is not None else "data"
+    out = out or bundle.with_name(f"{bundle.name}-eval-{label}")
+    summary, files = evaluate_samples(
+        bundle, out, splits=splits, split=split, data=data, root=root, n_boot=n_boot
+    )
+    if as_json:
+        typer.echo(json.dumps({"summary": summary, "files": {k: str(v) for k, v in files.items()}}, indent=2))
+        return
+    typer.echo(
+        f"{summary['n_images']} images; macro AUC {format_estimate(summary['macro_auc'])}"
+        " (95% CI over patients)"
+    )
+    for name, numbers in summary["per_class"].items():
+        typer.echo(
+            f"  {name}: AUC {format_estimate(numbers['auc'])}, "
+            f"sensitivity {format_estimate(numbers['sensitivity'])}"
+            f", specificity {format_estimate(numbers['specificity'])}"
+        )
+    for warning in summary["warnings"]:
+        typer.echo(f"  warning: {warning}")
+    typer.echo(f"report: {files['html']}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)
