@@ -24,8 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from chestlens import __version__
+from chestlens.atomic import write_text_atomic
 from chestlens.data.records import Sample
 from chestlens.errors import ChestlensInputError
 
@@ -219,20 +218,8 @@ def save_splits(table: SplitTable, csv_path: Path) -> None:
     meta = asdict(table.meta)
     meta["fractions"] = list(table.meta.fractions) if table.meta.fractions is not None else None
     meta["columns"] = list(CSV_COLUMNS)
-    _write_atomic(csv_path, buffer.getvalue())
-    _write_atomic(sidecar_path(csv_path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(csv_path, buffer.getvalue())
+    write_text_atomic(sidecar_path(csv_path), json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def load_splits(csv_path: Path, samples: Sequence[Sample] | None = None) -> SplitTable:

@@ -100,7 +100,8 @@ def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict
 
     overall = report.overall
     summary: dict[str, Any] = {
-        "n_images": int(sum(sum(row) for row in overall.confusion_counts)),
+        "n_images": overall.n_images,
+        "n_patients": overall.n_patients,
         "macro_auc": triple(overall.macro_auc),
         "accuracy": triple(overall.accuracy),
         "per_class": {
@@ -111,7 +112,8 @@ def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict
             }
             for label, cm in zip(labels, overall.per_class, strict=True)
         },
-        "ece": overall.calibration.ece,
+        "ece": triple(overall.calibration.ece),
+        "operating_points": [point.model_dump(mode="json") for point in overall.operating_points],
         "warnings": list(report.warnings),
     }
     return summary

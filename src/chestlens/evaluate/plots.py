@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from chestlens.evaluate._atomic import write_bytes_atomic
+from chestlens.atomic import write_bytes_atomic
 from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.results import CalibrationSummary, ClassificationReport, MetricSet
 

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
-from chestlens.evaluate._atomic import write_text_atomic
+from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.results import ClassificationReport, MetricSet
 

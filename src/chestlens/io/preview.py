@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from chestlens.atomic import write_bytes_atomic
 from chestlens.io.image import MedicalImage
 from chestlens.io.windowing import lung_window
 
@@ -31,17 +32,7 @@ def preview_array(image: MedicalImage, *, max_side: int = PREVIEW_MAX_SIDE) -> n
 
 
 def save_png_atomic(array: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Write a uint8 array as PNG: a temporary file in the same folder, then an atomic rename.
-
-    Readers never see a half-written file; the file gets the usual permissions (umask applies).
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with temporary.open("xb") as stream:
-            Image.fromarray(array).save(stream, format="PNG")
-        temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return target
+    """Write a uint8 array as PNG atomically (see :mod:`chestlens.atomic`)."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return write_bytes_atomic(Path(path), buffer.getvalue())

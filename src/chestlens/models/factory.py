@@ -48,11 +48,36 @@ def create_model(
         weights = cfg.pretrained
     kwargs = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate}
     if weights is None:
-        return timm.create_model(cfg.timm_name, pretrained=False, **kwargs)
+        model = timm.create_model(cfg.timm_name, pretrained=False, **kwargs)
+        _init_head(model)
+        return model
     state_dict = resolve_weights(weights)
+    head = model_head_keys(cfg.timm_name)
+    new_head = any(k not in state_dict or state_dict[k].shape[0] != num_classes for k in head)
     # timm applies its own checkpoint filter (e.g. torchvision layouts), adapts the first convolution
     # to in_chans and drops a classifier of the wrong size; the state dict is passed in directly, so
     # timm never looks for weights elsewhere.
-    return timm.create_model(
+    model = timm.create_model(
         cfg.timm_name, pretrained=True, pretrained_cfg_overlay={"state_dict": state_dict}, **kwargs
     )
+    if new_head:
+        _init_head(model)
+    return model
+
+
+def model_head_keys(timm_name: str) -> tuple[str, str]:
+    """State-dict keys of the final classifier's weight and bias for a timm architecture."""
+    classifier = timm.models.get_pretrained_cfg_value(timm_name, "classifier") or "classifier"
+    return f"{classifier}.weight", f"{classifier}.bias"
+
+
+def _init_head(model: torch.nn.Module) -> None:
+    """Small initial logits for a new classifier: weights ~ N(0, 0.01), bias 0.
+
+    timm's default for some families (uniform +-1/sqrt(num_classes)) gives logits of +-15 with three
+    classes, i.e. a first loss of about 6 instead of log(3).
+    """
+    head = model.get_classifier()
+    if isinstance(head, torch.nn.Linear):
+        torch.nn.init.normal_(head.weight, std=0.01)
+        torch.nn.init.zeros_(head.bias)

@@ -1,31 +1,23 @@
-"""Atomic training checkpoints that load with ``weights_only=True``."""
+"""Training checkpoints: written atomically, read back with ``weights_only=True``."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from chestlens.atomic import write_bytes_atomic
+
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def save_checkpoint(state: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``state`` to ``out_dir/checkpoint.pt`` via a temp file and a rename (never half-written)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / CHECKPOINT_FILE
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``out_dir/checkpoint.pt`` atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return write_bytes_atomic(out_dir / CHECKPOINT_FILE, buffer.getvalue())
 
 
 def load_checkpoint_state(out_dir: Path) -> dict[str, Any] | None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+from chestlens.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +83,10 @@ class TrainingMonitor:
         ax_auc.set_xlabel("epoch")
         ax_auc.set_ylabel("validation macro AUC")
         fig.tight_layout()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".curve.", suffix=".png", dir=self.out_dir)
-        os.close(fd)
-        try:
-            fig.savefig(tmp)
-            Path(tmp).replace(self.out_dir / CURVE_FILE)
-        finally:
-            plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        write_bytes_atomic(self.out_dir / CURVE_FILE, buffer.getvalue())
 
     def close(self) -> None:
         if self.writer is not None:

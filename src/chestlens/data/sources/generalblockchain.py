@@ -31,7 +31,7 @@ from PIL import Image
 
 from chestlens.data.records import Masks, Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import csv_header, image_size, read_table, sample_uid
+from chestlens.data.sources import csv_header, image_size, read_table
 from chestlens.data.sources.ieee8023 import MODALITIES, read_records
 from chestlens.errors import ChestlensInputError
 
@@ -180,22 +180,8 @@ def load(folder: Path) -> list[Sample]:
             (float(c.left), float(c.top), float(c.left + c.width), float(c.top + c.height), c.cls)
             for c in crops
         )
-        samples.append(
-            Sample(
-                source=SOURCE,
-                uid=sample_uid(SOURCE, folder, record.path),
-                path=record.path,
-                patient_id=record.patient_id,
-                findings=record.findings,
-                modality=MODALITIES[record.modality],
-                view=record.view,
-                sex=record.sex,
-                age=record.age,
-                masks=ClassMasks(record.path, frame, tuple(crops), classes),
-                boxes=boxes,
-                extra=record.extra,
-            )
-        )
+        masks = ClassMasks(record.path, frame, tuple(crops), classes)
+        samples.append(record.to_sample(SOURCE, folder, masks=masks, boxes=boxes))
     return samples
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from chestlens.data.records import Modality, Sample
+from chestlens.data.records import MaskSource, Modality, Sample
 from chestlens.data.registry import SourceAdapter, register
 from chestlens.data.sources import csv_header, natural_key, parse_age, parse_sex, read_table, sample_uid
 from chestlens.errors import ChestlensInputError
@@ -83,6 +83,31 @@ class ImageRecord:
     sex: str | None
     age: float | None
     extra: dict[str, str]
+
+    def to_sample(
+        self,
+        source: str,
+        folder: Path,
+        *,
+        masks: MaskSource | None = None,
+        boxes: tuple[tuple[float, float, float, float, str], ...] = (),
+        extra: dict[str, str] | None = None,
+    ) -> Sample:
+        """The :class:`Sample` of this image for ``source`` (ieee8023 or a dataset re-using its images)."""
+        return Sample(
+            source=source,
+            uid=sample_uid(source, folder, self.path),
+            path=self.path,
+            patient_id=self.patient_id,
+            findings=self.findings,
+            modality=MODALITIES[self.modality],
+            view=self.view,
+            sex=self.sex,
+            age=self.age,
+            masks=masks,
+            boxes=boxes,
+            extra=self.extra if extra is None else extra,
+        )
 
 
 def canonical_patientid(raw: str) -> str:
@@ -231,20 +256,7 @@ def load(
             or not _allowed(record.finding, findings)
         ):
             continue
-        samples.append(
-            Sample(
-                source=SOURCE,
-                uid=sample_uid(SOURCE, folder, record.path),
-                path=record.path,
-                patient_id=record.patient_id,
-                findings=record.findings,
-                modality=MODALITIES[record.modality],
-                view=record.view,
-                sex=record.sex,
-                age=record.age,
-                extra=record.extra,
-            )
-        )
+        samples.append(record.to_sample(SOURCE, folder))
     if missing:
         logger.debug("%s: %d image file(s) named in %s are missing", folder, missing, METADATA)
     return samples

@@ -34,7 +34,7 @@ from PIL import Image
 
 from chestlens.data.records import Masks, Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import image_size, sample_uid
+from chestlens.data.sources import image_size
 from chestlens.data.sources.ieee8023 import MODALITIES, read_records
 from chestlens.errors import ChestlensInputError
 
@@ -124,21 +124,7 @@ def load(folder: Path) -> list[Sample]:
             "v7_image_id": mask_path.stem,
             "mask": mask_path.relative_to(folder).as_posix(),
         }
-        samples.append(
-            Sample(
-                source=SOURCE,
-                uid=sample_uid(SOURCE, folder, record.path),
-                path=record.path,
-                patient_id=record.patient_id,
-                findings=record.findings,
-                modality=MODALITIES[record.modality],
-                view=record.view,
-                sex=record.sex,
-                age=record.age,
-                masks=LungMask(mask_path, record.path),
-                extra=extra,
-            )
-        )
+        samples.append(record.to_sample(SOURCE, folder, masks=LungMask(mask_path, record.path), extra=extra))
     if skipped:
         logger.debug("%s: %d mask(s) without annotation JSON, metadata row or image skipped", folder, skipped)
     return samples

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the target's folder, then ``os.replace`` (``Path.replace``)."""
+"""Atomic file writes used for every output chestlens produces: a temporary file in the target's folder,
+flushed to disk, then renamed over the target, so a crash never leaves a half-written file."""
 
 from __future__ import annotations
 
