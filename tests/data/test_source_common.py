@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.linking import link_samples
 from chestlens.data.registry import find_sources
 from chestlens.data.sources import (
@@ -14,8 +15,6 @@ from chestlens.data.sources import (
     infnet,
     kermany,
     nih,
-    parse_age,
-    parse_sex,
     read_table,
     v7_lungs,
 )

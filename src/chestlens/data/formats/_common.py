@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +10,12 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from chestlens.data.fields import parse_age, parse_sex
 from chestlens.errors import ChestlensInputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 
 _HEADER_TAGS = ["PatientID", "PatientAge", "PatientSex", "ViewPosition", "Rows", "Columns"]
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([DWMY]?)$", re.IGNORECASE)
-_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +52,10 @@ def read_dicom_header(path: Path) -> DicomHeader:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     except (InvalidDicomError, OSError) as exc:
         raise ChestlensInputError(path, f"cannot read DICOM header: {exc}") from None
-    try:
-        age = parse_age(_text(ds, "PatientAge") or "")
-    except ValueError:
-        age = None
-    sex = (_text(ds, "PatientSex") or "").upper()
     return DicomHeader(
         patient_id=_text(ds, "PatientID"),
-        age=age,
-        sex=sex if sex in ("M", "F") else None,
+        age=parse_age(_text(ds, "PatientAge") or ""),
+        sex=parse_sex(_text(ds, "PatientSex") or ""),
         view=_text(ds, "ViewPosition"),
         rows=int(ds.Rows) if "Rows" in ds else None,
         cols=int(ds.Columns) if "Columns" in ds else None,
@@ -77,28 +70,6 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str | None:
     value = item.value
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return text.strip(" \x00") or None
-
-
-def parse_age(text: str) -> float | None:
-    """Age in years from a DICOM Age String (``"038Y"``, ``"006M"``, ``"002W"``, ``"010D"``) or a
-    plain number (``"51"``, ``"51.5"``, as in RSNA headers and CSVs).
-
-    Returns:
-        Years as a float (months / 12, weeks * 7 / 365.25, days / 365.25), or None for blank text.
-
-    Raises:
-        ValueError: text that is neither blank nor an age, or an age above 150 years.
-    """
-    text = text.strip()
-    if not text:
-        return None
-    match = _AGE.match(text)
-    if match is None:
-        raise ValueError(f"not an age: {text!r}")
-    years = float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).upper()]
-    if years > 150:
-        raise ValueError(f"implausible age: {text!r}")
-    return years
 
 
 def relative_posix(path: Path, root: Path) -> str:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from chestlens.data.formats._common import parse_age
+from chestlens.data.fields import parse_age
 from chestlens.data.records import Masks, Modality, Sample
 from chestlens.data.registry import SourceAdapter, register
 from chestlens.errors import ChestlensInputError
@@ -149,7 +149,7 @@ def _sample(csv_path: Path, values: dict[str, str]) -> Sample:
         modality=_modality(values.get("modality", "")),
         view=values.get("view") or None,
         sex=_sex(values.get("sex", "")),
-        age=parse_age(values.get("age", "")),
+        age=parse_age(values.get("age", ""), strict=True),
         masks=_masks(base, values),
         extra={k: v for k, v in values.items() if k not in KNOWN_COLUMNS and not _is_mask_column(k)},
     )

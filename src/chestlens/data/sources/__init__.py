@@ -31,10 +31,6 @@ from chestlens.errors import ChestlensInputError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
-_SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "w": "F", "weiblich": "F"}
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([YMWD]?)$", re.IGNORECASE)
-_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.25, "D": 1.0 / 365.25}
-
 
 def read_table(path: Path, required: Iterable[str]) -> pd.DataFrame:
     """Read a metadata CSV with every value as a string (blank cells are ``""``, never NaN).
@@ -63,26 +59,6 @@ def csv_header(path: Path) -> list[str]:
     except OSError:
         return []
     return [c.strip().strip('"') for c in line.split(",")]
-
-
-def parse_sex(value: str) -> str | None:
-    """``"M"``/``"F"`` from ``M``, ``f``, ``male``, ``w`` (German *weiblich*, Hannover readme)...
-
-    Returns None for anything else (blank, ``O``, unknown).
-    """
-    return _SEX.get(value.strip().lower())
-
-
-def parse_age(value: str) -> float | None:
-    """Age in years from ``"54"``, ``"54.5"`` or a DICOM-style ``"058Y"``/``"006M"``/``"010D"``.
-
-    Returns None for blank or unparsable text and for values above 150 years.
-    """
-    match = _AGE.match(value.strip())
-    if match is None:
-        return None
-    years = float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).upper()]
-    return years if years <= 150 else None
 
 
 def sample_uid(source: str, folder: Path, path: Path) -> str:

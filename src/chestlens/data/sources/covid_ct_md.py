@@ -34,9 +34,10 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
+from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.records import Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import csv_header, parse_age, parse_sex, read_table, sample_uid
+from chestlens.data.sources import csv_header, read_table, sample_uid
 from chestlens.errors import ChestlensInputError
 from chestlens.io import scan_series
 

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.records import MaskSource, Modality, Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import csv_header, natural_key, parse_age, parse_sex, read_table, sample_uid
+from chestlens.data.sources import csv_header, natural_key, read_table, sample_uid
 from chestlens.errors import ChestlensInputError
 
 SOURCE = "ieee8023"

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.records import Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import csv_header, parse_age, parse_sex, read_table, sample_uid
+from chestlens.data.sources import csv_header, read_table, sample_uid
 from chestlens.errors import ChestlensInputError
 
 SOURCE = "nih"
