@@ -36,7 +36,12 @@ def classify(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = load_config(config, overrides)
-    bundle = run_classification(cfg, resume=resume, progress=not quiet)
+    reproduce = " ".join(
+        ["chestlens train classify"]
+        + ([f"--config {config}"] if config else [])
+        + [f"--set {item}" for item in overrides or []]
+    )
+    bundle = run_classification(cfg, resume=resume, progress=not quiet, reproduce=reproduce)
     spec = read_spec(bundle)
     typer.echo(f"bundle: {bundle}")
     for split in ("validation", "test"):

@@ -31,12 +31,15 @@ from chestlens.data.records import Sample
 from chestlens.data.registry import load_samples
 from chestlens.data.root import DATA_ENV, data_root
 from chestlens.data.splits import SPLITS, SplitTable, load_splits, save_splits
+from chestlens.data.summary import summarize
 from chestlens.data.tasks import get_task
 from chestlens.data.tensors import LabelledImages, labelled_images
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bundle_eval import Predictions, evaluate_predictions, metrics_summary, predict
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
+from chestlens.evaluate.model_card import write_model_card
 from chestlens.evaluate.operating_point import choose_threshold
+from chestlens.evaluate.report import REPORT_JSON
 from chestlens.models.bundle import BundleSpec, PreprocessSpec, save_bundle
 from chestlens.models.factory import create_model
 from chestlens.models.registry import get_model_config
@@ -90,7 +93,7 @@ def _split_images(
     return labelled_images([(by_uid[r.uid], r.label, r.group) for r in rows], labels, spec)
 
 
-def _data_summary(table: SplitTable) -> dict[str, Any]:
+def _data_summary(table: SplitTable, samples: list[Sample]) -> dict[str, Any]:
     counts = Counter((r.source, r.label, r.split) for r in table.rows)
     per: dict[str, dict[str, dict[str, int]]] = {}
     for (source, label, split), n in sorted(counts.items()):
@@ -100,6 +103,7 @@ def _data_summary(table: SplitTable) -> dict[str, Any]:
         "patients_per_split": {s: len({r.group for r in table.rows if r.split == s}) for s in SPLITS},
         "split_seed": table.meta.seed,
         "excluded_per_source": table.meta.excluded,
+        "confounder_warnings": summarize(samples, table=table).warnings,
     }
 
 
@@ -124,8 +128,14 @@ def _fp16_is_lossless(model: torch.nn.Module, state: dict[str, torch.Tensor], sp
     }
 
 
-def run_classification(cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train, calibrate, bundle and test one classifier; returns the bundle folder."""
+def run_classification(
+    cfg: ClassifyConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
+) -> Path:
+    """Train, calibrate, bundle and test one classifier; returns the bundle folder.
+
+    Args:
+        reproduce: the command line that reproduces this run, for the model card.
+    """
     started = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +190,7 @@ def run_classification(cfg: ClassifyConfig, *, resume: bool = False, progress: b
             "operating_points": [point.to_bundle(labels[0])],
             "training": {
                 "config": cfg.model_dump(mode="json"),
-                "data": _data_summary(table),
+                "data": _data_summary(table, samples),
                 "history": outcome.history,
                 "best_epoch": outcome.best_epoch,
                 "stopped_early": outcome.stopped_early,
@@ -199,9 +209,14 @@ def run_classification(cfg: ClassifyConfig, *, resume: bool = False, progress: b
         test_preds = predict(model, bundle_spec, data["test"])
         test_summary = _evaluate(bundle_spec, test_preds, out / TEST_REPORT_DIR, "test")
     bundle_spec.metrics.update({"validation": validation, "test": test_summary})
-    return save_bundle(
-        bundle_spec, outcome.best_state, out / BUNDLE_DIR, fp16=bool(fp16 and fp16["lossless"])
-    )
+    lossless = bool(fp16 and fp16["lossless"])
+    bundle = save_bundle(bundle_spec, outcome.best_state, out / BUNDLE_DIR, fp16=lossless)
+    if test_summary is not None:
+        confounders = bundle_spec.training["data"]["confounder_warnings"]
+        write_model_card(
+            bundle, out / TEST_REPORT_DIR / REPORT_JSON, confounders=confounders, reproduce=reproduce
+        )
+    return bundle
 
 
 def _evaluate(spec: BundleSpec, preds: Predictions, out_dir: Path, split: str) -> dict[str, Any]:
