@@ -12,4 +12,12 @@ RESEARCH_USE_DISCLAIMER = (
     "a qualified clinician must read every image."
 )
 
-__all__ = ["RESEARCH_USE_DISCLAIMER", "ChestlensInputError", "__version__"]
+
+def load(name_or_path: str):
+    """Load a model bundle by bundled name (e.g. ``"xray3-screener"``) or folder path, without network."""
+    from chestlens.models.bundle import load_bundle
+
+    return load_bundle(name_or_path)
+
+
+__all__ = ["RESEARCH_USE_DISCLAIMER", "ChestlensInputError", "__version__", "load"]

@@ -168,9 +168,11 @@ def save_bundle(
     return path
 
 
-def read_spec(path: Path) -> BundleSpec:
-    """Read and validate ``bundle.json`` of a bundle folder."""
-    path = Path(path)
+def read_spec(path: str | Path) -> BundleSpec:
+    """Read and validate ``bundle.json`` of a bundle folder (a path or a bundled model name)."""
+    from chestlens.models.catalog import resolve_bundle
+
+    path = resolve_bundle(path)
     spec_file = path / BUNDLE_JSON
     if not spec_file.is_file():
         raise ChestlensInputError(path, f"not a chestlens bundle (no {BUNDLE_JSON})")
@@ -182,15 +184,17 @@ def read_spec(path: Path) -> BundleSpec:
         raise ChestlensInputError(spec_file, f"invalid bundle spec at {where}: {first['msg']}") from error
 
 
-def load_bundle(path: Path, *, verify: bool = True) -> Bundle:
-    """Load a bundle folder; weights come back as fp32 CPU tensors.
+def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
+    """Load a bundle folder, or a bundled model by name; weights come back as fp32 CPU tensors.
 
     Args:
         verify: check the weights file against ``weights_sha256`` (detects truncated copies).
     """
     from safetensors.torch import load_file
 
-    path = Path(path)
+    from chestlens.models.catalog import resolve_bundle
+
+    path = resolve_bundle(path)
     spec = read_spec(path)
     weights = path / WEIGHTS_FILE
     if not weights.is_file():

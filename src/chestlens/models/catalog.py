@@ -1,0 +1,30 @@
+"""Bundles shipped inside the package (``chestlens/bundles/<name>/``) and name-or-path resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chestlens.errors import ChestlensInputError
+from chestlens.models.bundle import BUNDLE_JSON
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundles"
+
+
+def bundled_names() -> list[str]:
+    """Names of the bundles that ship with chestlens (each a folder with ``bundle.json``)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / BUNDLE_JSON).is_file())
+
+
+def resolve_bundle(name_or_path: str | Path) -> Path:
+    """A bundle folder from a path, or from the name of a bundled model (e.g. ``"xray3-screener"``)."""
+    path = Path(name_or_path).expanduser()
+    if (path / BUNDLE_JSON).is_file():
+        return path
+    if isinstance(name_or_path, str) and (BUNDLED_DIR / name_or_path / BUNDLE_JSON).is_file():
+        return BUNDLED_DIR / name_or_path
+    known = ", ".join(bundled_names()) or "none"
+    raise ChestlensInputError(
+        name_or_path, f"not a bundle folder nor a bundled model name (bundled: {known})"
+    )

@@ -1,0 +1,35 @@
+"""Bundles resolve from a folder path or a bundled name; unknown names give a clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+import chestlens
+from chestlens import ChestlensInputError
+from chestlens.models import BundleSpec, PreprocessSpec, create_model, save_bundle
+from chestlens.models.catalog import bundled_names, resolve_bundle
+
+
+def test_folder_path_resolves(tmp_path):
+    spec = BundleSpec(
+        name="t",
+        version="1",
+        kind="classifier",
+        task="xray3",
+        architecture="efficientnet_lite0",
+        labels=["COVID-19", "pneumonia", "normal"],
+        preprocess=PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
+    )
+    path = save_bundle(spec, create_model("efficientnet_lite0", 3, weights=None).state_dict(), tmp_path / "b")
+    assert resolve_bundle(str(path)) == path
+    assert chestlens.load(str(path)).spec.name == "t"
+
+
+def test_unknown_name_lists_the_bundled_models():
+    with pytest.raises(ChestlensInputError, match="not a bundle folder nor a bundled model name"):
+        resolve_bundle("no-such-model")
+
+
+def test_bundled_names_are_loadable():
+    for name in bundled_names():
+        assert chestlens.load(name).spec.name == name
