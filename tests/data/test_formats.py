@@ -143,7 +143,8 @@ def test_siim_kaggle_layout_masks_match_the_encoded_ones(tmp_path):
         decoded = sample.masks.instances()
         assert len(decoded) == len(instances)
         for got, want in zip(decoded, instances, strict=True):
-            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got.mask, want)
+            assert got.label == "pneumothorax"
     assert len({s.patient_id for s in samples.values()}) == 3
 
 
@@ -186,7 +187,7 @@ def test_siim_label_file_in_kaggle_convention(tmp_path):
     samples = {s.extra["image_id"]: s for s in siim.load_siim(root, convention="kaggle")}
     for key, instances in siim_instances().items():
         for got, want in zip(samples[SIIM_IDS[key]].masks.instances(), instances, strict=True):
-            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(got.mask, want)
 
 
 def test_siim_without_headers_reads_the_size_lazily(tmp_path):

@@ -57,6 +57,8 @@ _BUILTIN_MODULES = (
     "chestlens.data.formats.siim",
     "chestlens.data.formats.rsna",
     "chestlens.data.formats.covidx_ct",
+    "chestlens.data.formats.coco",
+    "chestlens.data.formats.supervisely",
     "chestlens.data.formats.folder",
     "chestlens.data.formats.manifest",
 )

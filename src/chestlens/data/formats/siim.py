@@ -34,6 +34,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from chestlens.data.annotations import Instance, mask_box
 from chestlens.data.formats._common import iter_files, read_dicom_header, relative_posix
 from chestlens.data.records import Masks, Sample
 from chestlens.data.registry import SourceAdapter, register
@@ -71,23 +72,25 @@ class SiimMasks:
     shape: tuple[int, int] | None = None
     convention: Convention = "siim"
 
-    def instances(self) -> list[np.ndarray]:
-        """Each instance as a boolean ``(rows, cols)`` array, in CSV order."""
+    def instances(self) -> list[Instance]:
+        """Each pneumothorax instance (boolean ``(rows, cols)`` mask and its box), in CSV order."""
         shape = self.shape or _image_shape(self.image)
-        masks = []
+        found = []
         for rle, line in zip(self.rles, self.lines, strict=True):
             try:
-                masks.append(decode_rle(rle, shape, convention=self.convention))
+                mask = decode_rle(rle, shape, convention=self.convention)
             except ChestlensInputError as exc:
                 raise ChestlensInputError(self.label_file, f"line {line}: {exc.reason}") from None
-        return masks
+            if mask.any():
+                found.append(Instance("pneumothorax", mask, mask_box(mask)))
+        return found
 
     def load(self) -> Masks:
         """The semantic mask: layer ``"pneumothorax"``, the union of the instances, ``(rows, cols)``."""
         shape = self.shape or _image_shape(self.image)
         union = np.zeros(shape, dtype=bool)
         for instance in self.instances():
-            union |= instance
+            union |= instance.mask
         return Masks(layers={"pneumothorax": union})
 
 
