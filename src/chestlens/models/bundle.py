@@ -97,9 +97,15 @@ class Bundle:
     state_dict: dict[str, torch.Tensor]
 
     def build_model(self) -> torch.nn.Module:
-        """Instantiate the architecture and load the weights (strict), in eval mode."""
+        """Instantiate the architecture (classifier or segmenter), load the weights (strict), in eval mode."""
         from chestlens.models.factory import create_model
 
+        if self.spec.kind == "segmenter":
+            from chestlens.models.segmentation import build_segmenter
+
+            model = build_segmenter(self.spec)
+            model.load_state_dict(self.state_dict, strict=True)
+            return model.eval()
         if self.spec.kind != "classifier":
             raise ChestlensInputError(self.path, f"bundle kind {self.spec.kind!r} has no classifier builder")
         model = create_model(

@@ -1,0 +1,170 @@
+"""Segmentation targets and mask-synchronised augmentation (torchvision transforms v2).
+
+Targets are ``uint8`` label maps on the image grid: binary 0/1, multiclass ``0`` background and ``k`` for
+the k-th class, and :data:`IGNORE_INDEX` (255) where the annotation is unknown (``Masks.ignore``) or where
+augmentation padded the image (outside the rotated frame): such pixels carry no information, so they
+are excluded from losses and metrics like annotated ignore pixels.
+
+A sample is a dict that torchvision v2 transforms move together::
+
+    {"image": tv_tensors.Image (1, H, W) float32 grey in [0, 1] (``to_unit_range`` output, before
+              ``normalise``),
+     "mask": tv_tensors.Mask (H, W) uint8 label map,
+     "boxes": tv_tensors.BoundingBoxes (K, 4) XYXY pixels (optional), "labels": (K,) int64 (with boxes)}
+
+Geometric steps act on all of them (image bilinear with antialiasing, mask nearest, boxes as
+coordinates); brightness/contrast act on the image only. Masks are resized with centre-aligned nearest
+neighbour (``NEAREST_EXACT``): torchvision's default for masks (``NEAREST``, source pixel
+``floor(i * scale)``) would shift a downsized mask by up to half an output pixel against the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from chestlens.data.records import Masks
+from chestlens.errors import ChestlensInputError
+
+#: Label value of pixels that are not scored (unknown annotation, or padding from augmentation).
+IGNORE_INDEX = 255
+SegMode = Literal["binary", "multiclass"]
+Sample = dict[str, torch.Tensor]
+
+
+def encode_target(masks: Masks, classes: Sequence[str], mode: SegMode) -> np.ndarray:
+    """Encode mask layers as a ``uint8`` label map of the layers' shape.
+
+    Args:
+        masks: the sample's mask layers and ignore area.
+        classes: layer names. ``binary``: the target is their union over the layers present (e.g.
+            ``("lung_left", "lung_right")``; at least one must be present). ``multiclass``: class ``k``
+            (1-based) is ``classes[k - 1]``; every layer must be present (a missing layer means "not
+            annotated", not "empty"); where layers overlap the later class wins, so list classes in
+            increasing priority.
+        mode: ``"binary"`` (values 0/1) or ``"multiclass"`` (0 background, 1..len(classes)).
+
+    Returns:
+        label map with :data:`IGNORE_INDEX` wherever ``masks.ignore`` is set (it overrides every class).
+    """
+    present = [c for c in classes if c in masks.layers]
+    missing = [c for c in classes if c not in masks.layers]
+    if not present or (mode == "multiclass" and missing):
+        raise ChestlensInputError(
+            None,
+            f"mask layers {sorted(masks.layers)} lack {missing} for a {mode} target of {list(classes)}",
+        )
+    if len(classes) >= IGNORE_INDEX:
+        raise ChestlensInputError(None, f"at most {IGNORE_INDEX - 1} classes fit a uint8 label map")
+    shapes = {masks.layers[c].shape for c in present} | (
+        {masks.ignore.shape} if masks.ignore is not None else set()
+    )
+    if len(shapes) != 1:
+        raise ChestlensInputError(None, f"mask layers differ in shape: {sorted(shapes)}")
+    target = np.zeros(shapes.pop(), dtype=np.uint8)
+    for k, name in enumerate(present, start=1):
+        target[masks.layers[name].astype(bool)] = 1 if mode == "binary" else k
+    if masks.ignore is not None:
+        target[masks.ignore.astype(bool)] = IGNORE_INDEX
+    return target
+
+
+def make_sample(
+    image: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    boxes: Sequence[Sequence[float]] | None = None,
+    box_labels: Sequence[int] | None = None,
+) -> Sample:
+    """Wrap a grey ``[0, 1]`` image ``(H, W)`` or ``(1, H, W)`` and its label map ``(H, W)`` as a v2 sample.
+
+    ``boxes`` are ``(x0, y0, x1, y1)`` in pixels with ``box_labels`` (default 0 each).
+    """
+    pixels = torch.as_tensor(np.asarray(image), dtype=torch.float32)
+    pixels = pixels[None] if pixels.dim() == 2 else pixels
+    if pixels.shape[-2:] != tuple(np.shape(target)):
+        raise ChestlensInputError(
+            None, f"image {tuple(pixels.shape)} and target {np.shape(target)} differ in size"
+        )
+    sample: Sample = {
+        "image": tv_tensors.Image(pixels),
+        "mask": tv_tensors.Mask(torch.as_tensor(np.asarray(target), dtype=torch.uint8)),
+    }
+    if boxes is not None:
+        coords = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
+        sample["boxes"] = tv_tensors.BoundingBoxes(
+            coords, format="XYXY", canvas_size=tuple(pixels.shape[-2:])
+        )
+        labels = box_labels if box_labels is not None else [0] * len(coords)
+        sample["labels"] = torch.as_tensor(labels, dtype=torch.int64)
+    return sample
+
+
+def _resize_mask(mask: tv_tensors.Mask, size: list[int]) -> tv_tensors.Mask:
+    return TF.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+
+
+class _RandomResizedCrop(v2.RandomResizedCrop):
+    """``RandomResizedCrop`` with centre-aligned nearest resizing of masks."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            box = (params["top"], params["left"], params["height"], params["width"])
+            return _resize_mask(TF.crop(inpt, *box), self.size)
+        return super().transform(inpt, params)
+
+
+class _Resize(v2.Resize):
+    """``Resize`` with centre-aligned nearest resizing of masks."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return _resize_mask(inpt, self.size)
+        return super().transform(inpt, params)
+
+
+def train_transform(
+    size: int,
+    *,
+    scale: tuple[float, float] = (0.7, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    degrees: float = 15.0,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    hflip: bool = False,
+    with_boxes: bool = False,
+) -> v2.Compose:
+    """Training augmentation of a sample to ``size`` x ``size``.
+
+    Steps: random resized crop (area fraction ``scale``, aspect ``ratio``) to the output size; rotation
+    by a uniform angle in ``[-degrees, degrees]`` (image padded with 0, mask with :data:`IGNORE_INDEX`);
+    optional horizontal flip (off by default: it swaps left and right anatomy, and with it any
+    ``lung_left``/``lung_right`` classes); brightness and contrast factors in ``[1 - b, 1 + b]`` on the
+    image. ``with_boxes``: finally clamp boxes to the image and drop boxes (and their labels) smaller
+    than 1 pixel.
+    """
+    steps: list[v2.Transform] = [
+        _RandomResizedCrop((size, size), scale=scale, ratio=ratio, antialias=True),
+        v2.RandomRotation(
+            degrees,
+            interpolation=v2.InterpolationMode.BILINEAR,
+            fill={tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX},
+        ),
+    ]
+    if hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
+    if with_boxes:
+        steps += [v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=1.0)]
+    return v2.Compose(steps)
+
+
+def eval_transform(size: int) -> v2.Transform:
+    """Validation/test: stretch to ``size`` x ``size``; the image exactly as
+    :func:`chestlens.data.transforms.resize_unit` (bilinear, antialiased), the mask nearest."""
+    return _Resize((size, size), antialias=True)

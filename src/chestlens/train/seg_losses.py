@@ -1,0 +1,157 @@
+"""Segmentation losses with an ignore label: BCE + Dice (binary), Dice + cross-entropy and focal.
+
+Shapes: logits ``(B, C, H, W)`` from :func:`chestlens.models.segmentation.create_segmenter` (``C = 1``
+binary, ``C >= 2`` multiclass with background at channel 0); targets ``(B, H, W)`` integer label maps
+(binary: 0/1; multiclass: ``0..C-1``) where :data:`IGNORE_INDEX` marks pixels that are not scored. Every
+loss also takes an optional boolean ``ignore`` ``(B, H, W)`` (True = not scored), combined with the
+ignore label. Ignored pixels are removed from every term: their logits are replaced by 0 before any
+arithmetic, so whatever the network predicts there (even inf/NaN) neither changes the loss nor gets a
+gradient. A batch with no valid pixel gives a loss of 0 (still attached to the graph).
+
+Soft Dice (per class, pooled over the whole batch's valid pixels, probabilities ``p``, one-hot ``t``)::
+
+    dice = (2 * sum(p * t) + eps) / (sum(p) + sum(t) + eps),  eps = DICE_EPS = 1.0
+
+``eps`` (Laplace smoothing) keeps the ratio defined when a class is absent from both prediction and
+target (dice -> 1, loss 0), and makes predicting foreground on an all-empty batch cost
+``1 - eps / (sum(p) + eps)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chestlens.data.seg_transforms import IGNORE_INDEX
+
+#: Additive smoothing of the soft Dice ratio (numerator and denominator), in pixels.
+DICE_EPS = 1.0
+
+
+def _prepare(
+    logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns ``(logits with 0 at ignored pixels, target (B, H, W) long with 0 there, valid (B, H, W))``."""
+    if target.dim() == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    if logits.dim() != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(
+            f"logits (B, C, H, W) and target (B, H, W) expected, got {logits.shape}, {target.shape}"
+        )
+    valid = target != ignore_index
+    if ignore is not None:
+        valid = valid & ~ignore.reshape(valid.shape).bool()
+    logits = logits.masked_fill(~valid[:, None], 0.0)
+    return logits, torch.where(valid, target, 0).long(), valid
+
+
+def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` ``(B, H, W)`` over valid pixels (0 when there are none)."""
+    return torch.where(valid, values, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def soft_dice(probs: torch.Tensor, onehot: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
+    """Per-class soft Dice ``(C,)`` of probabilities and one-hot targets ``(B, C, H, W)``, 0 where ignored."""
+    dims = (0, 2, 3)
+    intersection = (probs * onehot).sum(dims)
+    return (2.0 * intersection + eps) / (probs.sum(dims) + onehot.sum(dims) + eps)
+
+
+class BCEDiceLoss(nn.Module):
+    """Binary: ``bce_weight * BCE + dice_weight * (1 - soft Dice)`` (the pneumothorax seed's loss).
+
+    BCE is the mean binary cross-entropy with logits over valid pixels; Dice is the soft Dice of
+    ``sigmoid(logits)`` pooled over the batch (see the module docstring). Logits ``(B, 1, H, W)``.
+    """
+
+    def __init__(
+        self,
+        bce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        eps: float = DICE_EPS,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        self.bce_weight, self.dice_weight, self.eps, self.ignore_index = (
+            bce_weight,
+            dice_weight,
+            eps,
+            ignore_index,
+        )
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if logits.shape[1] != 1:
+            raise ValueError(f"BCEDiceLoss is binary: logits need 1 channel, got {logits.shape[1]}")
+        logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
+        t = target[:, None].float()
+        bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")[:, 0]
+        probs = torch.sigmoid(logits) * valid[:, None]
+        dice = soft_dice(probs, t, self.eps)[0]
+        return self.bce_weight * _valid_mean(bce, valid) + self.dice_weight * (1.0 - dice)
+
+
+class DiceCELoss(nn.Module):
+    """Multiclass: ``ce_weight * CE + dice_weight * (1 - mean soft Dice over classes)``.
+
+    CE is the mean softmax cross-entropy over valid pixels; Dice uses ``softmax(logits)`` pooled over
+    the batch per class and is averaged over classes ``1..C-1`` (``include_background=False``, the
+    default: the background is left to CE) or ``0..C-1``. Logits ``(B, C, H, W)`` with ``C >= 2``.
+    """
+
+    def __init__(
+        self,
+        ce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        eps: float = DICE_EPS,
+        include_background: bool = False,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        self.ce_weight, self.dice_weight, self.eps = ce_weight, dice_weight, eps
+        self.include_background, self.ignore_index = include_background, ignore_index
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if logits.shape[1] < 2:
+            raise ValueError("DiceCELoss is multiclass: logits need >= 2 channels (background first)")
+        logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
+        ce = F.cross_entropy(logits, target, reduction="none")
+        mask = valid[:, None]
+        probs = logits.softmax(1) * mask
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2) * mask
+        dice = soft_dice(probs, onehot, self.eps)
+        dice = dice if self.include_background else dice[1:]
+        return self.ce_weight * _valid_mean(ce, valid) + self.dice_weight * (1.0 - dice.mean())
+
+
+class FocalLoss(nn.Module):
+    """Focal loss ``-alpha_t * (1 - p_t) ** gamma * log(p_t)``, mean over valid pixels.
+
+    ``p_t`` is the predicted probability of the true class: sigmoid for 1-channel logits (binary),
+    softmax over channels otherwise (multiclass). ``alpha`` (optional) weights foreground pixels
+    (target != 0) by ``alpha`` and background pixels by ``1 - alpha``; None = no weighting. With
+    ``gamma = 0`` and no ``alpha`` it equals BCE (binary) or cross-entropy (multiclass).
+    """
+
+    def __init__(
+        self, gamma: float = 2.0, alpha: float | None = None, ignore_index: int = IGNORE_INDEX
+    ) -> None:
+        super().__init__()
+        self.gamma, self.alpha, self.ignore_index = gamma, alpha, ignore_index
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
+        if logits.shape[1] == 1:
+            log_pt = -F.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")
+        else:
+            log_pt = -F.cross_entropy(logits, target, reduction="none")
+        loss = -((-torch.expm1(log_pt)) ** self.gamma) * log_pt
+        if self.alpha is not None:
+            loss = loss * torch.where(target != 0, self.alpha, 1.0 - self.alpha)
+        return _valid_mean(loss, valid)
