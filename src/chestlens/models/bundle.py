@@ -97,13 +97,19 @@ class Bundle:
     state_dict: dict[str, torch.Tensor]
 
     def build_model(self) -> torch.nn.Module:
-        """Instantiate the architecture (classifier or segmenter), load the weights (strict), in eval mode."""
+        """Build the architecture (classifier, segmenter or detector), load weights (strict), eval mode."""
         from chestlens.models.factory import create_model
 
         if self.spec.kind == "segmenter":
             from chestlens.models.segmentation import build_segmenter
 
             model = build_segmenter(self.spec)
+            model.load_state_dict(self.state_dict, strict=True)
+            return model.eval()
+        if self.spec.kind == "detector":
+            from chestlens.models.detection import build_detector
+
+            model = build_detector(self.spec)
             model.load_state_dict(self.state_dict, strict=True)
             return model.eval()
         if self.spec.kind != "classifier":
@@ -150,8 +156,10 @@ def save_bundle(
         for k, v in state_dict.items()
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging.chmod(0o755)  # mkdtemp creates 0700; a bundle is meant to be shared and packaged
     try:
         save_file(tensors, str(staging / WEIGHTS_FILE))
+        (staging / WEIGHTS_FILE).chmod(0o644)
         final = spec.model_copy(
             update={
                 "weights_sha256": _sha256(staging / WEIGHTS_FILE),
