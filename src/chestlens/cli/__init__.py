@@ -12,7 +12,7 @@ import sys
 import typer
 
 from chestlens import ChestlensInputError, __version__
-from chestlens.cli import data_cmd, demo_cmd, evaluate_cmd, info_cmd, train_cmd
+from chestlens.cli import data_cmd, demo_cmd, evaluate_cmd, info_cmd, models_cmd, train_cmd
 
 EXIT_BAD_INPUT = 2
 
@@ -39,6 +39,7 @@ demo_cmd.register(app)
 data_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
+models_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
