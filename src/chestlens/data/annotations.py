@@ -158,7 +158,7 @@ def export_coco(
             }
         )
         for instance in prediction.instances:
-            entry = _coco_entry(instance, prediction, category_ids)
+            entry = coco_annotation(instance, prediction, category_ids)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **entry, "iscrowd": 0})
             result = {"image_id": image_id, **entry}
             result["score"] = entry.get("score", 1.0)
@@ -175,7 +175,7 @@ def export_coco(
     return out_json, results_path(out_json)
 
 
-def _coco_entry(instance: Instance, prediction: ImagePrediction, category_ids: dict[str, int]) -> dict:
+def coco_annotation(instance: Instance, prediction: ImagePrediction, category_ids: dict[str, int]) -> dict:
     where = prediction.file_name
     if instance.label not in category_ids:
         raise ChestlensInputError(where, f"label {instance.label!r} is not one of the categories")
