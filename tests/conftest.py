@@ -50,3 +50,14 @@ def pip_dicom():
     from chestlens.io.samples import sample_path
 
     return sample_path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is faster and leaves the other core to whatever else runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from chestlens.data import tasks
 from chestlens.data.records import Masks, Sample
+from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.sources import (
     covid_ct_md,
     generalblockchain,
@@ -92,6 +94,49 @@ def test_segmentation_targets():
     layers = {"lung_left": np.eye(3, dtype=bool), "lung_right": np.fliplr(np.eye(3, dtype=bool))}
     assert tasks.target_mask("lungs", Masks(layers)).sum() == 5
     assert tasks.target_mask("pneumothorax", Masks(layers)) is None
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A mask source listing ``classes`` (never loaded by the split label)."""
+
+    classes: tuple[str, ...]
+
+    def load(self) -> Masks:
+        raise AssertionError("split labels must not load masks")
+
+
+def test_segmentation_split_labels_and_lookup():
+    def masked(*classes: str, modality: str = "xray") -> Sample:
+        return Sample("s", "s/x", Path("x"), "s:1", (), modality, masks=_Listed(classes))
+
+    lungs, lesions = tasks.get_labelling("lungs"), tasks.get_labelling("lesions-xray")
+    assert lungs.labels == ["lungs"] and lesions.labels == ["background", "ggo", "consolidation"]
+    assert lungs.mapping(masked("lung_left", "lung_right", "ggo")) == "lungs"
+    assert lesions.mapping(masked("lung_left", "ggo")) == "ggo"
+    assert lesions.mapping(masked("consolidation", "ggo")) == "ggo+consolidation"
+    assert lesions.mapping(masked("lung_left")) is None
+    assert lesions.mapping(masked("ggo", modality="ct")) is None
+    assert tasks.get_labelling("xray3") is tasks.TASKS["xray3"]
+    with pytest.raises(ChestlensInputError, match=r"unknown task 'nope'.*segmentation targets: lungs"):
+        tasks.get_labelling("nope")
+
+
+def test_target_label_maps():
+    ggo = np.zeros((3, 4), dtype=bool)
+    ggo[0, :2] = True
+    consolidation = np.zeros((3, 4), dtype=bool)
+    consolidation[0, 1:3] = True
+    ignore = np.zeros((3, 4), dtype=bool)
+    ignore[2, 3] = True
+    both = tasks.target_label_map("lesions-ct", Masks({"ggo": ggo, "consolidation": consolidation}, ignore))
+    assert both.dtype == np.uint8 and both[0].tolist() == [1, 2, 2, 0] and both[2, 3] == IGNORE_INDEX
+    only_ggo = tasks.target_label_map("lesions-xray", Masks({"ggo": ggo, "lung_left": ~ggo}))
+    assert only_ggo[0].tolist() == [1, 1, 0, 0] and only_ggo.sum() == 2  # absent consolidation: empty
+    lungs = tasks.target_label_map("lungs", Masks({"lung_left": ggo, "lung_right": consolidation}))
+    assert lungs[0].tolist() == [1, 1, 1, 0]
+    with pytest.raises(ChestlensInputError, match="no pneumothorax mask layer"):
+        tasks.target_label_map("pneumothorax", Masks({"ggo": ggo}))
 
 
 MODULES = (ieee8023, hannover, kermany, nih, v7_lungs, generalblockchain, infnet, covid_ct_md)

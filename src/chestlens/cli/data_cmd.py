@@ -38,7 +38,10 @@ Sources = Annotated[
     list[str] | None,
     typer.Option("--sources", "-s", help="Only these source adapters (repeat or comma-separate)."),
 ]
-TaskName = Annotated[str, typer.Option("--task", "-t", help="Task that maps findings to classes.")]
+TaskName = Annotated[
+    str,
+    typer.Option("--task", "-t", help="Task that maps findings to classes, or a segmentation target."),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 SplitCsv = Annotated[Path | None, typer.Option("--splits", help="A split CSV made by `data split`.")]
 CachePath = Annotated[
@@ -85,9 +88,9 @@ def _load(root: Path, names: Sequence[str] | None) -> list[Sample]:
 
 
 def _label_fn(task: str) -> Callable[[Sample], str | None]:
-    from chestlens.data.tasks import get_task
+    from chestlens.data.tasks import get_labelling
 
-    return get_task(task).mapping
+    return get_labelling(task).mapping
 
 
 def _cache_path(cache: Path | None, no_cache: bool) -> Path | None:

@@ -1,10 +1,11 @@
-"""``chestlens evaluate BUNDLE``: clinical metrics with patient-bootstrap CIs on a split or any folder."""
+"""``chestlens evaluate BUNDLE``: clinical metrics with patient-bootstrap CIs on a split or any folder, for
+classifier and segmenter bundles."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +20,9 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="Which split of --splits to evaluate.")] = "test",
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Any folder in a supported layout: every labelled case is test."),
+        typer.Option(
+            "--data", help="Any folder in a supported layout: every labelled (or masked) case is test."
+        ),
     ] = None,
     root: Annotated[
         Path | None, typer.Option("--root", help="Data root for --splits (default $CHESTLENS_DATA).")
@@ -30,10 +33,12 @@ def evaluate(
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers as JSON.")] = False,
 ) -> None:
-    """Evaluate a classifier bundle: per-class metrics with 95% CIs, calibration, per-source tables."""
+    """Evaluate a bundle: a classifier (per-class metrics with 95% CIs, calibration, per-source tables) or a
+    segmenter (per-class Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.errors import ChestlensInputError
-    from chestlens.evaluate.bundle_eval import evaluate_samples, format_estimate
+    from chestlens.evaluate.bundle_eval import evaluate_samples
+    from chestlens.models.bundle import read_spec
 
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
@@ -45,6 +50,16 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({"summary": summary, "files": {k: str(v) for k, v in files.items()}}, indent=2))
         return
+    (_echo_segmenter if read_spec(bundle).kind == "segmenter" else _echo_classifier)(summary)
+    for warning in summary["warnings"]:
+        typer.echo(f"  warning: {warning}")
+    typer.echo(f"report: {files['html']}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+def _echo_classifier(summary: dict[str, Any]) -> None:
+    from chestlens.evaluate.bundle_eval import format_estimate
+
     typer.echo(
         f"{summary['n_images']} images; macro AUC {format_estimate(summary['macro_auc'])}"
         " (95% CI over patients)"
@@ -55,7 +70,14 @@ def evaluate(
             f"sensitivity {format_estimate(numbers['sensitivity'])}"
             f", specificity {format_estimate(numbers['specificity'])}"
         )
-    for warning in summary["warnings"]:
-        typer.echo(f"  warning: {warning}")
-    typer.echo(f"report: {files['html']}")
-    typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+def _echo_segmenter(summary: dict[str, Any]) -> None:
+    from chestlens.evaluate.bundle_eval import format_estimate
+
+    typer.echo(f"{summary['n_images']} images (95% CI over patients)")
+    for name, numbers in summary["per_class"].items():
+        typer.echo(
+            f"  {name}: Dice {format_estimate(numbers['dice'])}, IoU {format_estimate(numbers['iou'])}, "
+            f"Dice over all images {format_estimate(numbers['dice_all_images'])}"
+        )

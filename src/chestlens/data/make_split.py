@@ -1,6 +1,6 @@
 """One call from a data root to a leak-free split: load, hash, link patients, allocate.
 
-Used by ``chestlens data split`` and ``chestlens train classify`` so both make the same split.
+Used by ``chestlens data split`` and ``chestlens train classify|segment`` so all make the same split.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from chestlens.data.duplicates import NearDuplicate
 from chestlens.data.hashing import Progress, hash_samples
 from chestlens.data.registry import load_samples
 from chestlens.data.splits import DEFAULT_FRACTIONS, SplitTable, make_splits
-from chestlens.data.tasks import get_task
+from chestlens.data.tasks import get_labelling
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,9 @@ def build_splits(
     workers: int = 2,
     progress: Progress | None = None,
 ) -> BuiltSplit:
-    """Split the samples of ``sources`` (default: all) under ``root`` for ``task``.
+    """Split the samples of ``sources`` (default: all) under ``root`` for ``task``: a classification task
+    (stratified by source x class) or a segmentation target (samples with its masks, stratified by source),
+    see :func:`chestlens.data.tasks.get_labelling`.
 
     Patients are linked across every source under the root (shared ids, aliases, image keys and
     near-duplicate pixels), including sources that are not being split, so a person or picture that
@@ -59,5 +61,5 @@ def build_splits(
     samples = [s for s in everything if wanted is None or s.source in wanted]
     hashed = hash_samples(everything, cache, workers, progress)
     pairs, groups = analyse(everything, hashed.hashes)
-    table = make_splits(samples, get_task(task).mapping, fractions, seed, groups.group_of, task, root)
+    table = make_splits(samples, get_labelling(task).mapping, fractions, seed, groups.group_of, task, root)
     return BuiltSplit(table, pairs, hashed.failures, hashed.n_cached)

@@ -34,6 +34,8 @@ from chestlens.errors import ChestlensInputError
 
 #: Label value of pixels that are not scored (unknown annotation, or padding from augmentation).
 IGNORE_INDEX = 255
+#: Name of class 0 of a multiclass label map.
+BACKGROUND = "background"
 SegMode = Literal["binary", "multiclass"]
 Sample = dict[str, torch.Tensor]
 
@@ -107,6 +109,13 @@ def make_sample(
 
 def _resize_mask(mask: tv_tensors.Mask, size: list[int]) -> tv_tensors.Mask:
     return TF.resize(mask, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+
+
+def resize_label_map(target: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """A label map ``(H, W)`` at ``size`` x ``size`` (stretched like the image), centre-aligned nearest
+    neighbour, so values (classes, :data:`IGNORE_INDEX`) are kept; ``uint8`` stays ``uint8``."""
+    mask = tv_tensors.Mask(torch.as_tensor(np.asarray(target)))
+    return _resize_mask(mask, [size, size]).as_subclass(torch.Tensor)
 
 
 class _RandomResizedCrop(v2.RandomResizedCrop):

@@ -85,8 +85,13 @@ class SplitTable:
 
     def select(self, samples: Sequence[Sample], split: str) -> list[Sample]:
         """The samples in ``split``, in row order (uids this table does not list are skipped)."""
+        return [sample for sample, _, _ in self.labelled(samples, split)]
+
+    def labelled(self, samples: Sequence[Sample], split: str) -> list[tuple[Sample, str, str]]:
+        """``(sample, label, patient group)`` of the rows in ``split`` whose uid is among ``samples``,
+        in row order."""
         by_uid = {s.uid: s for s in samples}
-        return [by_uid[r.uid] for r in self.rows if r.split == split and r.uid in by_uid]
+        return [(by_uid[r.uid], r.label, r.group) for r in self.rows if r.split == split and r.uid in by_uid]
 
     def achieved(self) -> pd.DataFrame:
         """Per ``(source, label)``: sample count and the fraction in each split (rows sum to 1)."""

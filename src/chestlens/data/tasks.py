@@ -34,8 +34,9 @@ Diagnosis rules per source:
 * other sources: any finding, case-insensitive, in :data:`GENERIC_TERMS` (``covid-19``, ``normal``,
   ``no finding``, ``pneumonia``, ``lung opacity``, ``cap``...); conflicting or unknown terms -> left out.
 
-Segmentation targets (:data:`SEGMENTATION_TARGETS`) name the mask layers whose union is the target;
-:func:`segmentation_classes` lists what a source provides.
+Segmentation targets (:data:`SEGMENTATION_TARGETS`) name the mask layers that make the target (their
+union, or one class each); :func:`segmentation_classes` lists what a source provides and
+:func:`target_label_map` encodes a sample's masks. :func:`get_labelling` finds a task or a target by name.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import Literal
 import numpy as np
 
 from chestlens.data.records import Masks, Modality, Sample
+from chestlens.data.seg_transforms import BACKGROUND, SegMode, encode_target
 from chestlens.data.sources import generalblockchain, infnet, v7_lungs
 from chestlens.errors import ChestlensInputError
 
@@ -230,20 +232,47 @@ def class_counts(task: Task | str, samples: Iterable[Sample]) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class SegmentationTarget:
-    """A segmentation target: the union of mask layers named in ``classes`` on ``modality`` images."""
+    """A segmentation target on ``modality`` images: the mask layers named in ``classes``.
+
+    ``mode="binary"``: one foreground, the union of the layers; ``"multiclass"``: class ``k`` is
+    ``classes[k - 1]`` (later classes win where layers overlap).
+    """
 
     name: str
     modality: Modality
     classes: tuple[str, ...]
     description: str
+    mode: SegMode = "binary"
+
+    @property
+    def labels(self) -> list[str]:
+        """A segmenter bundle's labels: ``[name]`` (binary) or ``["background", *classes]``."""
+        return [self.name] if self.mode == "binary" else [BACKGROUND, *self.classes]
+
+    def mapping(self, sample: Sample) -> str | None:
+        """The split label of ``sample``, or None (leave it out) unless it is of the target's modality and
+        its masks list at least one of the target's layers.
+
+        Binary: the target's name. Multiclass: the target's layers the masks list, joined by ``+`` (e.g.
+        ``"ggo"``, ``"ggo+consolidation"``), so a split stratified by label spreads each class over the
+        splits. Read from the mask source's class list, without loading masks.
+        """
+        listed = [c for c in self.classes if sample.masks is not None and c in sample.masks.classes]
+        if not listed or sample.modality != self.modality:
+            return None
+        return self.name if self.mode == "binary" else "+".join(listed)
 
 
 SEGMENTATION_TARGETS: Mapping[str, SegmentationTarget] = {
     t.name: t
     for t in (
         SegmentationTarget("lungs", "xray", ("lung", "lung_left", "lung_right"), "both lungs on chest X-ray"),
-        SegmentationTarget("lesions-xray", "xray", ("ggo", "consolidation"), "GGO and consolidation, X-ray"),
-        SegmentationTarget("lesions-ct", "ct", ("ggo", "consolidation"), "GGO and consolidation, CT"),
+        SegmentationTarget(
+            "lesions-xray", "xray", ("ggo", "consolidation"), "GGO and consolidation, X-ray", "multiclass"
+        ),
+        SegmentationTarget(
+            "lesions-ct", "ct", ("ggo", "consolidation"), "GGO and consolidation, CT", "multiclass"
+        ),
         SegmentationTarget("pneumothorax", "xray", ("pneumothorax",), "pneumothorax on chest X-ray"),
     )
 }
@@ -257,7 +286,8 @@ SOURCE_MASK_CLASSES: Mapping[str, tuple[Modality, tuple[str, ...]]] = {
 }
 
 
-def _target(name: str) -> SegmentationTarget:
+def get_segmentation_target(name: str) -> SegmentationTarget:
+    """The segmentation target registered as ``name``; raises ChestlensInputError for unknown names."""
     try:
         return SEGMENTATION_TARGETS[name]
     except KeyError:
@@ -265,12 +295,29 @@ def _target(name: str) -> SegmentationTarget:
         raise ChestlensInputError(None, f"unknown segmentation target {name!r}; known: {known}") from None
 
 
+def get_labelling(name: str) -> Task | SegmentationTarget:
+    """The classification task or segmentation target called ``name``.
+
+    Both give a sample's split label (``.mapping(sample)``, None = leave out) on ``.modality`` images,
+    so one split machinery serves both (:func:`chestlens.data.make_split.build_splits`).
+    """
+    if name in SEGMENTATION_TARGETS:
+        return SEGMENTATION_TARGETS[name]
+    if name in TASKS:
+        return TASKS[name]
+    raise ChestlensInputError(
+        None,
+        f"unknown task {name!r}; known tasks: {', '.join(TASKS)}; "
+        f"segmentation targets: {', '.join(SEGMENTATION_TARGETS)}",
+    )
+
+
 def segmentation_classes(source: str, target: str) -> tuple[str, ...]:
     """Mask layers of ``source`` whose union makes ``target`` (empty if the source has none).
 
     E.g. ``("lung_left", "lung_right")`` for GeneralBlockchain ``lungs``, ``("lung",)`` for V7.
     """
-    spec = _target(target)
+    spec = get_segmentation_target(target)
     modality, classes = SOURCE_MASK_CLASSES.get(source, (spec.modality, ()))
     return tuple(c for c in classes if c in spec.classes) if modality == spec.modality else ()
 
@@ -282,5 +329,29 @@ def sources_for(target: str) -> tuple[str, ...]:
 
 def target_mask(target: str, masks: Masks) -> np.ndarray | None:
     """Union of the target's layers present in ``masks`` (bool, layer shape), or None if none are."""
-    layers = [masks.layers[c] for c in _target(target).classes if c in masks.layers]
+    layers = [masks.layers[c] for c in get_segmentation_target(target).classes if c in masks.layers]
     return np.logical_or.reduce(layers) if layers else None
+
+
+def target_label_map(target: str, masks: Masks) -> np.ndarray:
+    """The target's ``uint8`` label map on the mask grid (conventions of
+    :func:`chestlens.data.seg_transforms.encode_target`, :data:`~chestlens.data.seg_transforms.IGNORE_INDEX`
+    where ``masks.ignore`` is set).
+
+    Binary: 1 on the union of the target's layers present. Multiclass: ``k`` on ``classes[k - 1]``; a
+    layer of the target the masks lack counts as empty, since a sample qualifies
+    (:meth:`SegmentationTarget.mapping`) by having one of them and the sources draw every finding they
+    see (GeneralBlockchain stores one mask per class present in the image).
+
+    Raises:
+        ChestlensInputError: none of the target's layers is present.
+    """
+    spec = get_segmentation_target(target)
+    present = [c for c in spec.classes if c in masks.layers]
+    if not present:
+        raise ChestlensInputError(None, f"no {target} mask layer among {sorted(masks.layers)}")
+    if spec.mode == "binary":
+        return encode_target(masks, spec.classes, "binary")
+    empty = np.zeros(masks.layers[present[0]].shape, dtype=bool)
+    layers = {c: masks.layers.get(c, empty) for c in spec.classes}
+    return encode_target(Masks(layers, masks.ignore), spec.classes, "multiclass")

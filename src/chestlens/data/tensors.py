@@ -44,11 +44,12 @@ def decode_images(paths: Sequence[Path], spec: PreprocessSpec, workers: int = 2)
 
 @dataclass(frozen=True, slots=True)
 class LabelledImages:
-    """Cached images with their labels and grouping keys.
+    """Cached images with their targets and grouping keys.
 
     Attributes:
         images: float32 ``(N, 1, S, S)`` in ``[0, 1]``.
-        targets: int64 ``(N,)`` class indices.
+        targets: int64 ``(N,)`` class indices (classification), or uint8 ``(N, S, S)`` label maps
+            (segmentation, :func:`chestlens.data.seg_tensors.segmented_images`).
         patient_ids, sources, uids: length-N string sequences (for patient bootstrap and per-source reports).
     """
 
@@ -61,18 +62,29 @@ class LabelledImages:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
+    @classmethod
+    def of_items(
+        cls, items: Sequence[tuple[Sample, str, str]], images: torch.Tensor, targets: torch.Tensor
+    ) -> LabelledImages:
+        """Images and targets of ``(sample, label, patient group)`` items, keyed by the items.
+
+        The group (linked patient id) is what the evaluation bootstraps over.
+        """
+        return cls(
+            images=images,
+            targets=targets,
+            patient_ids=tuple(group for _, _, group in items),
+            sources=tuple(sample.source for sample, _, _ in items),
+            uids=tuple(sample.uid for sample, _, _ in items),
+        )
+
 
 def labelled_images(
     items: Sequence[tuple[Sample, str, str]], labels: Sequence[str], spec: PreprocessSpec
 ) -> LabelledImages:
-    """Decode ``(sample, class label, patient group)`` items into :class:`LabelledImages`.
-
-    The group (linked patient id) is what the evaluation bootstraps over.
-    """
-    return LabelledImages(
-        images=decode_images([Path(sample.path) for sample, _, _ in items], spec),
-        targets=torch.tensor([list(labels).index(label) for _, label, _ in items], dtype=torch.long),
-        patient_ids=tuple(group for _, _, group in items),
-        sources=tuple(sample.source for sample, _, _ in items),
-        uids=tuple(sample.uid for sample, _, _ in items),
+    """Decode ``(sample, class label, patient group)`` items into :class:`LabelledImages`."""
+    return LabelledImages.of_items(
+        items,
+        decode_images([Path(sample.path) for sample, _, _ in items], spec),
+        torch.tensor([list(labels).index(label) for _, label, _ in items], dtype=torch.long),
     )

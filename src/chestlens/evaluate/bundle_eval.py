@@ -14,8 +14,10 @@ import numpy as np
 import torch
 
 from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.data.records import Sample
 from chestlens.data.tensors import LabelledImages, labelled_images
 from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.classification import evaluate_classifier
 from chestlens.evaluate.operating_point import DecisionRule
@@ -92,12 +94,13 @@ def evaluate_predictions(
     return report, {**files, **figures}
 
 
+def triple(estimate: Estimate) -> list[float | None]:
+    """``[value, low, high]`` of an estimate, as stored in a bundle's ``metrics``."""
+    return [estimate.value, estimate.low, estimate.high]
+
+
 def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict[str, Any]:
     """The headline numbers of a report (value, low, high) for a bundle's ``metrics`` field."""
-
-    def triple(estimate: Any) -> list[float | None]:
-        return [estimate.value, estimate.low, estimate.high]
-
     overall = report.overall
     summary: dict[str, Any] = {
         "n_images": overall.n_images,
@@ -129,18 +132,18 @@ def format_estimate(triple: Sequence[float | None]) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _items_from_folder(data: Path, task_name: str) -> list[tuple[Any, str, str]]:
+def _items_from_folder(data: Path, task_name: str) -> list[tuple[Sample, str, str]]:
     from chestlens.data.linking import link_samples
     from chestlens.data.registry import load_samples
-    from chestlens.data.tasks import get_task
+    from chestlens.data.tasks import get_labelling
 
-    task = get_task(task_name)
+    task = get_labelling(task_name)
     samples = [s for s in load_samples(data) if s.modality == task.modality]
     groups = link_samples(samples).group_of
     return [(s, label, groups[s.uid]) for s in samples if (label := task.mapping(s)) is not None]
 
 
-def _items_from_split(splits: Path, split: str, root: Path | None) -> list[tuple[Any, str, str]]:
+def _items_from_split(splits: Path, split: str, root: Path | None) -> list[tuple[Sample, str, str]]:
     from chestlens.data.registry import load_samples
     from chestlens.data.root import DATA_ENV, data_root
     from chestlens.data.splits import load_splits
@@ -149,9 +152,35 @@ def _items_from_split(splits: Path, split: str, root: Path | None) -> list[tuple
     if base is None:
         raise ChestlensInputError(splits, f"no data root for this split: pass --root or set {DATA_ENV}")
     samples = load_samples(base)
-    table = load_splits(splits, samples)
-    by_uid = {s.uid: s for s in samples}
-    return [(by_uid[r.uid], r.label, r.group) for r in table.rows if r.split == split and r.uid in by_uid]
+    return load_splits(splits, samples).labelled(samples, split)
+
+
+def evaluation_items(
+    spec: BundleSpec,
+    *,
+    splits: Path | None = None,
+    split: str = "test",
+    data: Path | None = None,
+    root: Path | None = None,
+) -> tuple[list[tuple[Sample, str, str]], dict[str, Any]]:
+    """The cases to evaluate a bundle on: one split of a split CSV, or every case of a data folder that
+    has a label (classifier) or masks (segmenter) for the bundle's task.
+
+    Returns ``(sample, label, patient group)`` items and what they are, for the report.
+    """
+    if data is not None:
+        items = _items_from_folder(data, spec.task)
+        data_info = {"data": str(data), "cases": "every case with a label for the task is a test case"}
+    elif splits is not None:
+        items = _items_from_split(splits, split, root)
+        data_info = {"splits": str(splits), "split": split}
+    else:
+        raise ChestlensInputError(None, "nothing to evaluate: give a split CSV or a data folder")
+    if not items:
+        raise ChestlensInputError(
+            data if data is not None else splits, f"no labelled cases for task {spec.task}"
+        )
+    return items, data_info | {"n_images": len(items), "sources": sorted({s.source for s, _, _ in items})}
 
 
 def evaluate_samples(
@@ -165,30 +194,26 @@ def evaluate_samples(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Evaluate a bundle on one split of a split CSV, or on every labelled case of a data folder.
+    """Evaluate a classifier or segmenter bundle on one split of a split CSV, or on every labelled (or
+    masked) case of a data folder.
 
-    Returns the headline numbers (:func:`metrics_summary`) and the written report files.
+    Returns the headline numbers (:func:`metrics_summary`, or
+    :func:`chestlens.evaluate.seg_eval.seg_metrics_summary` for a segmenter) and the written report files.
     """
     bundle = load_bundle(bundle_path)
+    items, data_info = evaluation_items(bundle.spec, splits=splits, split=split, data=data, root=root)
+    title = f"{bundle.spec.name} {bundle.spec.version} on {data_info.get('split', 'data')}"
+    if bundle.spec.kind == "segmenter":
+        from chestlens.evaluate.seg_eval import evaluate_segmenter_items
+
+        return evaluate_segmenter_items(bundle, items, out_dir, title, data_info, n_boot=n_boot, seed=seed)
     spec = bundle.spec
-    if data is not None:
-        items = _items_from_folder(data, spec.task)
-        data_info = {"data": str(data), "cases": "every case with a label for the task is a test case"}
-    elif splits is not None:
-        items = _items_from_split(splits, split, root)
-        data_info = {"splits": str(splits), "split": split}
-    else:
-        raise ChestlensInputError(bundle_path, "nothing to evaluate: give a split CSV or a data folder")
-    where = data if data is not None else splits
-    if not items:
-        raise ChestlensInputError(where, f"no labelled cases for task {spec.task}")
     unknown = sorted({label for _, label, _ in items} - set(spec.labels))
     if unknown:
+        where = data if data is not None else splits
         raise ChestlensInputError(where, f"labels {unknown} are not among the model's labels {spec.labels}")
     images = labelled_images(items, spec.labels, spec.preprocess)
     preds = predict(bundle.build_model(), spec, images)
-    data_info |= {"n_images": len(items), "sources": sorted({s.source for s, _, _ in items})}
-    title = f"{spec.name} {spec.version} on {data_info.get('split', 'data')}"
     report, files = evaluate_predictions(
         spec, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed
     )

@@ -1,8 +1,9 @@
 """Model cards generated from a bundle and its test report: every number comes from those two files.
 
 The card states the data per source and class, the splits, every test metric with its confidence
-interval, per-source results, calibration, the operating point, the project's targets (met or not),
-known shortcuts and limits, and the command that reproduces the model.
+interval, per-source results, calibration and the operating point (classifiers), the project's targets
+(met or not), known shortcuts and limits, and the command that reproduces the model. Segmenter cards
+state the target, the per-class overlap metrics with their empty-mask case counts instead.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport, MetricSet
+from chestlens.evaluate.seg_report import SegmentationDocument
+from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.models.bundle import BundleSpec
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -58,14 +61,19 @@ def _class_rows(m: MetricSet) -> list[list[str]]:
     ]
 
 
-def _fp16_note(check: dict | None) -> str:
+def _fp16_note(
+    check: dict | None,
+    score: str = "macro_auc",
+    score_label: str = "macro AUC",
+    decisions: str = "decision(s)",
+) -> str:
     if not check:
         return "fp16 storage not tried."
     verdict = "no measurable loss, stored as fp16" if check["lossless"] else "measurable change, kept fp32"
     return (
         "fp16 rounding on validation changed probabilities by at most "
-        f"{check['max_probability_change']:.4f}, macro AUC by {check['macro_auc_change']:.5f} and "
-        f"{check['decisions_changed']} decision(s): {verdict}."
+        f"{check['max_probability_change']:.4f}, {score_label} by {check[f'{score}_change']:.5f} and "
+        f"{check['decisions_changed']} {decisions}: {verdict}."
     )
 
 
@@ -141,6 +149,35 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
     return ["## Targets (test split)", "", *_table(["target", "goal", "measured (95% CI)", "verdict"], rows)]
 
 
+def _heading(spec: BundleSpec) -> list[str]:
+    return [
+        f"# Model card: {spec.name} {spec.version}",
+        "",
+        f"> **{RESEARCH_USE_DISCLAIMER}**",
+        "",
+        "## Model",
+        "",
+    ]
+
+
+def _training_line(spec: BundleSpec) -> str:
+    return (
+        f"- Trained {len(spec.training.get('history', []))} epochs (best {spec.training.get('best_epoch')}, "
+        f"early stop {spec.training.get('stopped_early')}) in {spec.training.get('train_seconds')} s on "
+        f"{spec.training.get('device')} ({spec.training.get('threads')} threads)."
+    )
+
+
+def _closing(limits: Sequence[str], caveat: str, reproduce: str | None) -> list[str]:
+    """Known shortcuts and limits (``limits``, then the model kind's ``caveat``) and the reproduce command."""
+    lines = ["## Known shortcuts and limits", ""]
+    lines += [f"- {text}" for text in list(limits) or ["none reported"]]
+    lines += [f"- {caveat}", ""]
+    if reproduce:
+        lines += ["## Reproduce", "", "```bash", reproduce, "```", ""]
+    return lines
+
+
 def render_model_card(
     spec: BundleSpec,
     document: ReportDocument,
@@ -153,21 +190,14 @@ def render_model_card(
     overall = report.overall
     cfg = spec.training.get("config", {})
     lines = [
-        f"# Model card: {spec.name} {spec.version}",
-        "",
-        f"> **{RESEARCH_USE_DISCLAIMER}**",
-        "",
-        "## Model",
-        "",
+        *_heading(spec),
         f"- Task: `{spec.task}`, classes {', '.join(spec.labels)}.",
         f"- Architecture: `{spec.architecture}`, grey input {spec.preprocess.input_size} x "
         f"{spec.preprocess.input_size} px, normalisation mean {spec.preprocess.mean} "
         f"std {spec.preprocess.std}, "
         f"pretrained from `{cfg.get('weights')}`.",
         f"- Weights stored as {spec.weights_dtype}: {_fp16_note(spec.training.get('fp16_check'))}",
-        f"- Trained {len(spec.training.get('history', []))} epochs (best {spec.training.get('best_epoch')}, "
-        f"early stop {spec.training.get('stopped_early')}) in {spec.training.get('train_seconds')} s on "
-        f"{spec.training.get('device')} ({spec.training.get('threads')} threads).",
+        _training_line(spec),
         "",
         *_data_section(spec),
         "## Calibration and operating point (fitted on validation only)",
@@ -206,26 +236,94 @@ def render_model_card(
         lines += _table(
             ["class", "n", "AUC", "sensitivity", "specificity", "PPV", "NPV", "F1"], _class_rows(m)
         )
-    lines += ["## Known shortcuts and limits", ""]
-    limits = [*confounders, *report.warnings] or ["none reported"]
-    lines += [f"- {text}" for text in limits]
-    lines += [
-        "- Per-source AUCs where a source holds one class only are undefined: a high overall AUC can come "
-        "from telling sources apart. Check the shortcut audit before trusting any result.",
+    caveat = (
+        "Per-source AUCs where a source holds one class only are undefined: a high overall AUC can come "
+        "from telling sources apart. Check the shortcut audit before trusting any result."
+    )
+    lines += _closing([*confounders, *report.warnings], caveat, reproduce)
+    return "\n".join(lines)
+
+
+def _segmentation_rows(report: SegmentationReport) -> list[list[object]]:
+    return [
+        [
+            m.label,
+            m.n_images,
+            f"{m.cases.true_negative} / {m.cases.false_positive} / {m.cases.false_negative} / "
+            f"{m.cases.true_positive}",
+            _est(m.dice),
+            _est(m.iou),
+            _est(m.sensitivity),
+            _est(m.precision),
+            _est(m.dice_all_images),
+        ]
+        for m in report.per_class
+    ]
+
+
+_SEG_HEAD = ["class", "n", "TN / FP / FN / TP", "Dice", "IoU", "sensitivity", "precision", "Dice, all images"]
+
+
+def render_segmentation_card(
+    spec: BundleSpec,
+    document: SegmentationDocument,
+    *,
+    confounders: Sequence[str] = (),
+    reproduce: str | None = None,
+) -> str:
+    """Markdown model card for a segmenter bundle and the report of its test split."""
+    report = document.metrics
+    cfg = spec.training.get("config", {})
+    pre = spec.preprocess
+    fp16 = _fp16_note(spec.training.get("fp16_check"), "mean_dice", "mean Dice", "pixel label(s)")
+    lines = [
+        *_heading(spec),
+        f"- Segmentation target: `{spec.task}` ({spec.architecture_kwargs['mode']}), labels "
+        f"{', '.join(spec.labels)}. Decision: {document.decision}.",
+        f"- Architecture: `{spec.architecture}` with encoder `{spec.architecture_kwargs['encoder']}` "
+        f"(pretrained from `{cfg.get('encoder_weights')}`), loss `{cfg.get('loss')}`.",
+        f"- Input: grey {pre.input_size} x {pre.input_size} px (stretched), normalisation mean {pre.mean} "
+        f"std {pre.std}; CT in Hounsfield units is windowed with (centre, width) {pre.ct_window}, pictures "
+        "already in display range (radiographs, JPEG CT crops) are not.",
+        f"- Weights stored as {spec.weights_dtype}: {fp16}",
+        _training_line(spec),
+        "",
+        *_data_section(spec),
+        "## Test results (patient-disjoint test split, 95% CI by bootstrap over patients)",
+        "",
+        f"{report.n_images} images, {report.n_patients} patient groups, scored on the {pre.input_size} x "
+        f"{pre.input_size} network grid. Cases per class: true negative / false positive / false negative / "
+        "true positive images (empty-mask policy in the test report).",
+        "",
+        *_table(_SEG_HEAD, _segmentation_rows(report)),
+        "## Per-source results (test split)",
         "",
     ]
-    if reproduce:
-        lines += ["## Reproduce", "", "```bash", reproduce, "```", ""]
+    for source, per in document.per_source.items():
+        lines += [f"### {source}", "", f"{per.n_images} images.", ""]
+        lines += _table(_SEG_HEAD, _segmentation_rows(per))
+    caveat = (
+        "Metrics are computed on the network's input grid (masks resized with nearest neighbour), not on "
+        "the original resolution; boundaries are coarser than the annotation."
+    )
+    lines += _closing([*confounders, *report.warnings], caveat, reproduce)
     return "\n".join(lines)
 
 
 def write_model_card(
     bundle_dir: Path, report_json: Path, *, confounders: Sequence[str] = (), reproduce: str | None = None
 ) -> Path:
-    """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json``; write it
-    atomically as ``bundle_dir/MODEL_CARD.md``."""
+    """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json`` (classifier or
+    segmenter); write it atomically as ``bundle_dir/MODEL_CARD.md``."""
     from chestlens.models.bundle import read_spec
 
-    document = ReportDocument.model_validate_json(Path(report_json).read_text())
-    text = render_model_card(read_spec(bundle_dir), document, confounders=confounders, reproduce=reproduce)
+    spec = read_spec(bundle_dir)
+    raw = Path(report_json).read_text()
+    if spec.kind == "segmenter":
+        document = SegmentationDocument.model_validate_json(raw)
+        text = render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
+    else:
+        text = render_model_card(
+            spec, ReportDocument.model_validate_json(raw), confounders=confounders, reproduce=reproduce
+        )
     return write_text_atomic(Path(bundle_dir) / MODEL_CARD, text)

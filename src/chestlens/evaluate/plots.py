@@ -1,18 +1,20 @@
-"""Figures of an evaluation (matplotlib, Agg canvas, never a display): ROC, PR, confusion, reliability.
+"""Figures of an evaluation (matplotlib, Agg canvas, never a display): ROC, PR, confusion and reliability
+for classifiers; the per-image Dice distribution and the worst cases' contours for segmenters.
 
 Figures are built with :class:`matplotlib.figure.Figure` and an explicit Agg canvas (no pyplot global
-state, safe in servers and threads) and written as PNG atomically by :func:`save_figures`.
+state, safe in servers and threads) and written as PNG atomically (:func:`save_png`).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from chestlens.atomic import write_bytes_atomic
@@ -20,6 +22,9 @@ from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.results import CalibrationSummary, ClassificationReport, MetricSet
 
 FIGURE_NAMES = ("roc", "pr", "confusion_matrix", "reliability")
+#: Contour colours of segmentation overlays, per class: truth and prediction never share a colour.
+TRUTH_COLOURS = ("lime", "cyan", "yellow", "white")
+PREDICTION_COLOURS = ("red", "magenta", "orange", "deepskyblue")
 
 
 def _figure(
@@ -142,6 +147,13 @@ def reliability_figure(calibration: CalibrationSummary) -> Figure:
     return figure
 
 
+def save_png(figure: Figure, path: Path, *, dpi: int = 120) -> Path:
+    """Render ``figure`` as PNG to ``path`` atomically; returns the path."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
 def save_figures(
     report: ClassificationReport, y_true: np.ndarray, probs: np.ndarray, out_dir: Path, *, dpi: int = 120
 ) -> dict[str, Path]:
@@ -161,9 +173,53 @@ def save_figures(
         "confusion_matrix": confusion_figure(overall, report.labels),
         "reliability": reliability_figure(overall.calibration),
     }
-    paths = {}
-    for name, figure in figures.items():
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=dpi)
-        paths[name] = write_bytes_atomic(Path(out_dir) / f"{name}.png", buffer.getvalue())
-    return paths
+    return {
+        name: save_png(figure, Path(out_dir) / f"{name}.png", dpi=dpi) for name, figure in figures.items()
+    }
+
+
+def dice_histogram_figure(dice: Mapping[str, np.ndarray], n_images: int) -> Figure:
+    """Histogram of the per-image Dice of each class (``{label: (n,)}``, images with a non-empty target),
+    in bins of 0.05 on ``[0, 1]``; ``n_images`` (all images) is shown for the excluded empty targets."""
+    figure, axes = _figure(6.0, 3.5)
+    ax = axes[0, 0]
+    bins = np.linspace(0.0, 1.0, 21)
+    for label, values in dice.items():
+        label_text = f"{label} ({len(values)} of {n_images})"
+        ax.hist(values, bins=bins, histtype="stepfilled", alpha=0.4, edgecolor="k", label=label_text)
+    ax.set(xlabel="Dice per image", ylabel="images", xlim=(0, 1), title="Per-image Dice (non-empty targets)")
+    ax.legend(loc="upper left", fontsize=8)
+    return figure
+
+
+def worst_cases_figure(
+    images: np.ndarray,
+    truths: np.ndarray,
+    preds: np.ndarray,
+    labels: Sequence[str],
+    titles: Sequence[str],
+) -> Figure:
+    """Images ``(K, S, S)`` in ``[0, 1]`` with the contours of each class (``labels[k - 1]`` = value ``k``)
+    in the true label maps (solid, :data:`TRUTH_COLOURS`) and the predicted ones (dashed,
+    :data:`PREDICTION_COLOURS`) ``(K, S, S)``; one panel per image titled ``titles``."""
+    count = max(1, len(images))
+    figure, axes = _figure(3.2 * count, 3.8, ncols=count)
+    for ax, image, truth, pred, title in zip(axes[0], images, truths, preds, titles, strict=False):
+        ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0)
+        for k in range(1, len(labels) + 1):
+            for mask, colours, style in (
+                (truth, TRUTH_COLOURS, "solid"),
+                (pred, PREDICTION_COLOURS, "dashed"),
+            ):
+                if (mask == k).any():
+                    colour = colours[(k - 1) % len(colours)]
+                    ax.contour(mask == k, levels=[0.5], colors=colour, linestyles=style, linewidths=1.2)
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    handles = [
+        Line2D([], [], color=colours[(k - 1) % len(colours)], ls=style, label=f"{kind}: {label}")
+        for k, label in enumerate(labels, start=1)
+        for kind, colours, style in (("truth", TRUTH_COLOURS, "-"), ("prediction", PREDICTION_COLOURS, "--"))
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=8)
+    return figure

@@ -29,7 +29,7 @@ import timm
 import torch
 from timm.models import adapt_input_conv
 
-from chestlens.data.seg_transforms import SegMode
+from chestlens.data.seg_transforms import BACKGROUND, SegMode
 from chestlens.errors import ChestlensInputError
 from chestlens.models.factory import DEFAULT
 from chestlens.models.pretrained import resolve_weights
@@ -38,7 +38,6 @@ from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_con
 if TYPE_CHECKING:
     from chestlens.models.bundle import BundleSpec
 
-BACKGROUND = "background"
 _Config = TypeVar("_Config")
 
 

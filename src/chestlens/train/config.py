@@ -7,11 +7,13 @@ from the bundle alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from chestlens.data.seg_transforms import SegMode
+from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.errors import ChestlensInputError
 
 
@@ -28,17 +30,17 @@ class AugmentConfig(BaseModel):
     hflip: bool = False  # off by default: chest anatomy is not left-right symmetric
 
 
-class ClassifyConfig(BaseModel):
-    """Everything ``chestlens train classify`` needs. Sizes in pixels, learning rate per sample batch."""
+class TrainConfig(BaseModel):
+    """What every training command shares: data, split, optimisation and run settings.
+
+    Sizes in pixels, learning rate per sample batch, epochs counted from 1 in logs. The task commands
+    extend it (:class:`ClassifyConfig`, :class:`SegmentConfig`) and may change defaults.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "xray3-screener"
+    name: str
     version: str = "0.1.0"
-    task: str = "xray3"
-    model: str = "efficientnet_lite0"
-    weights: str | None = "default"  # "default" offline ImageNet, None = scratch, or path / URL
-    freeze_backbone: bool = False  # train the classifier head only (VGG16 seed recipe)
     data_root: str | None = None  # default: $CHESTLENS_DATA
     sources: list[str] | None = None  # default: every source usable for the task
     splits: str | None = None  # split CSV; made with seed/fractions below when absent
@@ -50,21 +52,78 @@ class ClassifyConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
-    patience: int = Field(5, ge=1)  # early stopping on validation macro AUC
+    patience: int = Field(5, ge=1)  # early stopping on the validation score
     grad_clip: float = Field(1.0, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    drop_rate: float = Field(0.2, ge=0, lt=1)
-    balance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     amp: Literal["auto", "on", "off"] = "auto"  # mixed precision: on CUDA only when auto
     channels_last: bool = True
     num_workers: int = Field(0, ge=0)
     device: str = "auto"
     seed: int = 0
+    out: str
+    max_steps_per_epoch: int | None = None  # for smoke tests only
+    fp16_bundle: bool = True  # store fp16 weights when that changes nothing measurable on validation
+
+
+class ClassifyConfig(TrainConfig):
+    """Everything ``chestlens train classify`` needs; early stopping on validation macro AUC."""
+
+    name: str = "xray3-screener"
+    task: str = "xray3"
+    model: str = "efficientnet_lite0"
+    weights: str | None = "default"  # "default" offline ImageNet, None = scratch, or path / URL
+    freeze_backbone: bool = False  # train the classifier head only (VGG16 seed recipe)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    balance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
     target_sensitivity: float = Field(0.95, gt=0, le=1)  # operating point for the first label
     out: str = "runs/xray3"
-    max_steps_per_epoch: int | None = None  # for smoke tests only
-    fp16_bundle: bool = True
+
+
+class SegmentConfig(TrainConfig):
+    """Everything ``chestlens train segment`` needs; early stopping on validation mean Dice.
+
+    The mode follows the target (:data:`chestlens.data.tasks.SEGMENTATION_TARGETS`): binary (one
+    sigmoid channel) for ``lungs`` and ``pneumothorax``, multiclass (softmax, background first) for the
+    lesion targets. ``loss="auto"`` resolves to ``bce_dice`` (binary) or ``dice_ce`` (multiclass).
+    """
+
+    name: str = "lungs-segmenter"
+    target: str = "lungs"  # a key of chestlens.data.tasks.SEGMENTATION_TARGETS
+    arch: str = "unet"  # chestlens.models.segmentation.list_architectures()
+    encoder: str = "efficientnet_lite0"  # chestlens.models.segmentation.list_encoders()
+    encoder_weights: str | None = "default"  # "default" offline ImageNet, None = scratch, or a checkpoint
+    loss: Literal["auto", "bce_dice", "dice_ce", "focal"] = "auto"  # auto: bce_dice or dice_ce by mode
+    input_size: int = Field(256, gt=0, multiple_of=32)  # the encoder's output stride
+    batch_size: int = Field(8, gt=0)
+    epochs: int = Field(40, gt=0)
+    patience: int = Field(8, ge=1)
+    out: str = "runs/lungs"
+
+    @property
+    def mode(self) -> SegMode:
+        """``"binary"`` or ``"multiclass"``, from the target."""
+        return SEGMENTATION_TARGETS[self.target].mode
+
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, name: str) -> str:
+        if name not in SEGMENTATION_TARGETS:
+            raise ValueError(
+                f"unknown segmentation target {name!r}; known: {', '.join(SEGMENTATION_TARGETS)}"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _resolve_loss(self) -> SegmentConfig:
+        native = "bce_dice" if self.mode == "binary" else "dice_ce"
+        self.loss = native if self.loss == "auto" else self.loss
+        if self.loss not in (native, "focal"):
+            raise ValueError(f"loss {self.loss} does not fit the {self.mode} target {self.target}")
+        return self
+
+
+Config = TypeVar("Config", bound=TrainConfig)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -75,8 +134,9 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> ClassifyConfig:
-    """Read a YAML config (optional) and apply ``key=value`` overrides (values parsed as YAML).
+def load_config(schema: type[Config], path: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (optional), apply ``key=value`` overrides (values parsed as YAML) and validate
+    it as ``schema`` (e.g. :class:`ClassifyConfig`).
 
     Example override: ``augment.rotation_deg=10``, ``sources=[kermany,nih]``, ``weights=null``.
     """
@@ -95,7 +155,7 @@ def load_config(path: Path | None = None, overrides: list[str] | None = None) ->
             raise ChestlensInputError(None, f"override {item!r} is not key=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
     try:
-        return ClassifyConfig.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -20,10 +20,17 @@ CURVE_FILE = "training_curve.png"
 
 class TrainingMonitor:
     """Writes TensorBoard scalars/images to ``out_dir/tensorboard`` (if tensorboard is installed) and
-    redraws ``out_dir/training_curve.png`` after every epoch."""
+    redraws ``out_dir/training_curve.png`` after every epoch.
 
-    def __init__(self, out_dir: Path, *, enabled: bool = True) -> None:
+    Args:
+        score_key: the validation score's key in the epoch records (e.g. ``"val_macro_auc"``).
+        score_label: its axis label on the training curve.
+    """
+
+    def __init__(self, out_dir: Path, score_key: str, score_label: str, *, enabled: bool = True) -> None:
         self.out_dir = out_dir
+        self.score_key = score_key
+        self.score_label = score_label
         self.enabled = enabled
         self.writer: Any = None
         if enabled:
@@ -62,7 +69,7 @@ class TrainingMonitor:
             return
         if self.writer is not None:
             step = int(record["epoch"])
-            for key in ("train_loss", "val_loss", "val_macro_auc", "lr"):
+            for key in ("train_loss", "val_loss", self.score_key, "lr"):
                 self.writer.add_scalar(f"epoch/{key}", record[key], step)
             self.writer.flush()
         self._draw_curve(history)
@@ -74,14 +81,14 @@ class TrainingMonitor:
         import matplotlib.pyplot as plt
 
         epochs = [h["epoch"] for h in history]
-        fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+        fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
         ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
         ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
         ax_loss.set_xlabel("epoch")
         ax_loss.legend()
-        ax_auc.plot(epochs, [h["val_macro_auc"] for h in history], marker="o", color="tab:green")
-        ax_auc.set_xlabel("epoch")
-        ax_auc.set_ylabel("validation macro AUC")
+        ax_score.plot(epochs, [h[self.score_key] for h in history], marker="o", color="tab:green")
+        ax_score.set_xlabel("epoch")
+        ax_score.set_ylabel(self.score_label)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")

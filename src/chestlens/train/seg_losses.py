@@ -155,3 +155,11 @@ class FocalLoss(nn.Module):
         if self.alpha is not None:
             loss = loss * torch.where(target != 0, self.alpha, 1.0 - self.alpha)
         return _valid_mean(loss, valid)
+
+
+LOSSES: dict[str, type[nn.Module]] = {"bce_dice": BCEDiceLoss, "dice_ce": DiceCELoss, "focal": FocalLoss}
+
+
+def make_loss(name: str) -> nn.Module:
+    """The loss registered as ``name`` (:data:`LOSSES`) with its default weights and the ignore label."""
+    return LOSSES[name]()

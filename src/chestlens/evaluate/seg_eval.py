@@ -1,0 +1,195 @@
+"""Run a segmenter bundle over images with masks and write its evaluation report.
+
+Shared by ``chestlens train segment`` (validation and test reports) and ``chestlens evaluate``
+(:func:`chestlens.evaluate.bundle_eval.evaluate_samples`). Predicted
+and true label maps are compared on the network's ``S x S`` grid (images and masks stretched to the input
+size as at inference, masks with nearest neighbour, :mod:`chestlens.data.seg_tensors`); pixels with the
+ignore label are not scored. Decisions: binary foreground where ``sigmoid(logit) >= 0.5``; multiclass the
+class of the largest logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.data.records import Sample
+from chestlens.data.seg_tensors import segmented_images
+from chestlens.data.tensors import LabelledImages
+from chestlens.evaluate.bundle_eval import triple
+from chestlens.evaluate.plots import dice_histogram_figure, save_png, worst_cases_figure
+from chestlens.evaluate.seg_report import ImageScore, write_segmentation_report
+from chestlens.evaluate.segmentation import (
+    ClassScore,
+    SegmentationReport,
+    labels_from_logits,
+    score_image,
+    summarise_segmentation,
+)
+from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
+from chestlens.models.inference import iter_logits
+
+#: How many of the lowest-Dice images the overlay figure shows.
+WORST_CASES = 4
+DECISIONS = {
+    "binary": "foreground where sigmoid(logit) >= 0.5",
+    "multiclass": "per pixel, the class with the largest logit",
+}
+
+
+def foreground_labels(spec: BundleSpec) -> list[str]:
+    """The scored classes of a segmenter bundle: label-map value ``k`` is ``labels[k - 1]``."""
+    return list(spec.labels) if spec.architecture_kwargs["mode"] == "binary" else list(spec.labels[1:])
+
+
+def predict_label_maps(
+    model: torch.nn.Module,
+    preprocess: PreprocessSpec,
+    images: torch.Tensor,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Predicted ``uint8`` label maps ``(N, S, S)`` of grey ``[0, 1]`` images ``(N, 1, S, S)``."""
+    maps = [
+        labels_from_logits(logits.numpy())
+        for logits in iter_logits(model, images, preprocess, batch_size=batch_size, device=device)
+    ]
+    size = preprocess.input_size
+    return np.concatenate(maps) if maps else np.zeros((0, size, size), dtype=np.uint8)
+
+
+def _per_source(
+    scores: Sequence[Sequence[ClassScore]], data: LabelledImages, n_boot: int, seed: int
+) -> dict[str, SegmentationReport]:
+    sources = np.asarray(data.sources)
+    patients = np.asarray(data.patient_ids)
+    return {
+        source: summarise_segmentation(
+            [scores[i] for i in np.flatnonzero(sources == source)],
+            patients[sources == source],
+            n_boot=n_boot,
+            seed=seed,
+        )
+        for source in sorted(set(data.sources))
+    }
+
+
+def _figures(
+    scores: Sequence[Sequence[ClassScore]],
+    data: LabelledImages,
+    preds: np.ndarray,
+    labels: Sequence[str],
+    out_dir: Path,
+) -> dict[str, Path]:
+    """The per-image Dice histogram and the overlays of the :data:`WORST_CASES` lowest mean Dice images."""
+    dice = {
+        label: np.array([row[k].dice for row in scores if row[k].case in ("true_positive", "false_negative")])
+        for k, label in enumerate(labels)
+    }
+    mean_dice = np.array([np.mean([s.dice for s in row]) for row in scores])
+    worst = np.argsort(mean_dice, kind="stable")[:WORST_CASES]
+    titles = [f"{data.uids[i].rsplit('/', 1)[-1]}: Dice {mean_dice[i]:.3f}" for i in worst]
+    figures = {
+        "dice_histogram": dice_histogram_figure(dice, len(scores)),
+        "worst_cases": worst_cases_figure(
+            data.images[worst, 0].numpy(), data.targets[worst].numpy(), preds[worst], labels, titles
+        ),
+    }
+    return {name: save_png(figure, Path(out_dir) / f"{name}.png") for name, figure in figures.items()}
+
+
+def evaluate_label_maps(
+    spec: BundleSpec,
+    data: LabelledImages,
+    preds: np.ndarray,
+    out_dir: Path,
+    *,
+    title: str,
+    data_info: dict[str, Any],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[SegmentationReport, dict[str, Path]]:
+    """Score predicted label maps ``(N, S, S)`` against ``data.targets`` and write the report to ``out_dir``.
+
+    Returns the overall report and the written files (``json``, ``html`` and the figure PNGs).
+    """
+    labels = foreground_labels(spec)
+    targets = data.targets.numpy()
+    scores = [score_image(p, t, labels) for p, t in zip(preds, targets, strict=True)]
+    report = summarise_segmentation(scores, data.patient_ids, n_boot=n_boot, seed=seed)
+    per_image = [
+        ImageScore(uid=uid, patient_id=patient, source=source, dice={s.label: s.dice for s in row})
+        for uid, patient, source, row in zip(data.uids, data.patient_ids, data.sources, scores, strict=True)
+    ]
+    figures = _figures(scores, data, preds, labels, out_dir)
+    model_info = {
+        "name": spec.name,
+        "version": spec.version,
+        "architecture": spec.architecture,
+        **spec.architecture_kwargs,
+        "target": spec.task,
+        "input_size": spec.preprocess.input_size,
+        "disclaimer": RESEARCH_USE_DISCLAIMER,
+    }
+    files = write_segmentation_report(
+        report,
+        _per_source(scores, data, n_boot, seed),
+        per_image,
+        figures,
+        out_dir,
+        title=title,
+        decision=DECISIONS[spec.architecture_kwargs["mode"]],
+        model_info=model_info,
+        data_info=data_info,
+    )
+    return report, {**files, **figures}
+
+
+def seg_metrics_summary(report: SegmentationReport) -> dict[str, Any]:
+    """The headline numbers of a segmentation report ((value, low, high) triples) for a bundle's
+    ``metrics`` field; ``mean_dice`` is the mean of the classes' Dice where defined (no interval)."""
+    defined = [m.dice.value for m in report.per_class if m.dice.value is not None]
+    return {
+        "n_images": report.n_images,
+        "n_patients": report.n_patients,
+        "mean_dice": float(np.mean(defined)) if defined else None,
+        "per_class": {
+            m.label: {
+                **{
+                    name: triple(getattr(m, name))
+                    for name in ("dice", "iou", "sensitivity", "precision", "dice_all_images")
+                },
+                "cases": m.cases.model_dump(),
+            }
+            for m in report.per_class
+        },
+        "warnings": list(report.warnings),
+    }
+
+
+def evaluate_segmenter_items(
+    bundle: Bundle,
+    items: Sequence[tuple[Sample, str, str]],
+    out_dir: Path,
+    title: str,
+    data_info: dict[str, Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Evaluate a segmenter bundle on ``(sample, label, patient group)`` items (from
+    :func:`chestlens.evaluate.bundle_eval.evaluation_items`); returns the headline numbers
+    (:func:`seg_metrics_summary`) and the report files."""
+    spec = bundle.spec
+    images = segmented_images(items, spec.task, spec.preprocess)
+    preds = predict_label_maps(bundle.build_model(), spec.preprocess, images.images)
+    report, files = evaluate_label_maps(
+        spec, images, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed
+    )
+    return seg_metrics_summary(report), files

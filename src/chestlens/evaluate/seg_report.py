@@ -1,0 +1,136 @@
+"""Write a segmenter's evaluation as ``report.json`` and one self-contained ``report.html``, in the style of
+the classifier report (:mod:`chestlens.evaluate.report`): disclaimer, warnings, settings, per-class
+metrics with patient-bootstrap CIs and empty-mask case counts, the per-image Dice histogram, the worst
+cases' contours, per-source tables, then the model, the data and the definitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from chestlens.evaluate.page import (
+    Document,
+    document_fields,
+    escape,
+    estimate_cell,
+    figures_html,
+    label_cell,
+    page,
+    table,
+    write_document,
+)
+from chestlens.evaluate.segmentation import SegmentationReport
+
+DEFINITIONS = {
+    "Dice": "2 TP / (2 TP + FP + FN) per image and class; mean over images with a non-empty target",
+    "IoU": "TP / (TP + FP + FN) per image and class; mean over images with a non-empty target",
+    "sensitivity": "TP / (TP + FN) per image; mean over images with a non-empty target",
+    "precision": "TP / (TP + FP) per image; mean over images where the prediction is not empty",
+    "Dice, all images": "mean Dice over every image: empty target and prediction 1, empty target with a "
+    "prediction 0 (the SIIM pneumothorax metric)",
+    "pooled Dice": "Dice of the pixel counts summed over all images",
+    "cases": "per image and class: true negative (both empty), false positive (target empty), false "
+    "negative (prediction empty), true positive (both non-empty)",
+    "CI": "percentile interval of a bootstrap over patients (a patient's images are resampled together)",
+}
+_CLASS_HEAD = (
+    "class",
+    "images",
+    "TN / FP / FN / TP",
+    "Dice",
+    "IoU",
+    "sensitivity",
+    "precision",
+    "Dice, all images",
+    "pooled Dice",
+)
+
+
+class ImageScore(BaseModel):
+    """One image of the evaluation: its Dice per foreground class (empty-mask policy applied)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str
+    patient_id: str
+    source: str
+    dice: dict[str, float]
+
+
+class SegmentationDocument(Document):
+    """Content of ``report.json`` of a segmenter."""
+
+    decision: str
+    metrics: SegmentationReport
+    per_source: dict[str, SegmentationReport]
+    per_image: list[ImageScore]
+
+
+def _class_table(report: SegmentationReport) -> str:
+    rows = (
+        [
+            label_cell(m.label),
+            f"<td>{m.n_images}</td>",
+            f"<td>{m.cases.true_negative} / {m.cases.false_positive} / {m.cases.false_negative} / "
+            f"{m.cases.true_positive}</td>",
+            *(
+                estimate_cell(getattr(m, name))
+                for name in ("dice", "iou", "sensitivity", "precision", "dice_all_images", "pooled_dice")
+            ),
+        ]
+        for m in report.per_class
+    )
+    return table(_CLASS_HEAD, rows)
+
+
+def _sources_html(per_source: Mapping[str, SegmentationReport]) -> str:
+    return "".join(
+        f"<h3>Source: {escape(name)} ({r.n_images} images, {r.n_patients} patients)</h3>{_class_table(r)}"
+        for name, r in per_source.items()
+    )
+
+
+def render_segmentation_html(document: SegmentationDocument, figures: Mapping[str, Path]) -> str:
+    """The self-contained HTML page of ``document``; ``figures`` PNG files are embedded as data URIs."""
+    r = document.metrics
+    sections = [
+        f"<h2>Overall ({r.n_images} images, {r.n_patients} patients)</h2>",
+        _class_table(r),
+        f'<h2>Figures</h2><div class="figs">{figures_html(figures)}</div>',
+        "<h2>Per data source</h2>",
+        _sources_html(document.per_source),
+    ]
+    settings = {"decision rule": document.decision, "empty-mask policy": r.empty_mask_policy}
+    return page(document, r, settings, sections, DEFINITIONS)
+
+
+def write_segmentation_report(
+    report: SegmentationReport,
+    per_source: Mapping[str, SegmentationReport],
+    per_image: Sequence[ImageScore],
+    figures: Mapping[str, Path],
+    out_dir: Path,
+    *,
+    title: str,
+    decision: str,
+    model_info: Mapping[str, Any],
+    data_info: Mapping[str, Any],
+) -> dict[str, Path]:
+    """Write ``report.json`` (a :class:`SegmentationDocument`) and ``report.html`` atomically.
+
+    Returns:
+        ``{"json": path, "html": path}``.
+    """
+    document = SegmentationDocument(
+        **document_fields(title, model_info, data_info, figures, out_dir),
+        disclaimer=report.disclaimer,
+        decision=decision,
+        metrics=report,
+        per_source=dict(per_source),
+        per_image=list(per_image),
+    )
+    return write_document(document, render_segmentation_html(document, figures), out_dir)

@@ -1,0 +1,194 @@
+"""``chestlens train segment`` and ``chestlens evaluate`` on segmenter bundles, end to end (tiny settings):
+real V7 lung masks (with the ignore label), resume, and a SIIM-format folder with RLE masks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom import Dataset
+from pydicom.uid import ComputedRadiographyImageStorage, generate_uid
+from typer.testing import CliRunner
+
+from chestlens.cli import app
+from chestlens.data.registry import load_samples
+from chestlens.data.rle import encode_rle
+from chestlens.data.sources import v7_lungs
+from chestlens.data.splits import make_splits, save_splits
+from chestlens.data.tasks import get_segmentation_target
+from chestlens.train.checkpoint import load_checkpoint_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+runner = CliRunner()
+LUNGS = get_segmentation_target("lungs")
+TINY = ["input_size=32", "epochs=1", "batch_size=2", "max_steps_per_epoch=2"]
+
+
+def _train(settings: list[str], *extra: str):
+    args = ["train", "segment", "-q", *extra, *[a for s in settings for a in ("--set", s)]]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Research use only" in result.output
+    return result
+
+
+def _v7_samples(root: Path, n: int) -> list:
+    """The first ``n`` V7 samples (by uid) of distinct patients."""
+    picked, patients = [], set()
+    for sample in sorted(load_samples(root, ["v7_lungs"]), key=lambda s: s.uid):
+        if LUNGS.mapping(sample) and sample.patient_id not in patients:
+            patients.add(sample.patient_id)
+            picked.append(sample)
+    return picked[:n]
+
+
+@pytest.fixture(scope="module")
+def lungs(shared_data: Path, tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    work = tmp_path_factory.mktemp("segment")
+    table = make_splits(
+        _v7_samples(shared_data, 8), LUNGS.mapping, (0.5, 0.25, 0.25), seed=0, task="lungs", root=shared_data
+    )
+    save_splits(table, work / "splits.csv")
+    settings = [
+        *TINY,
+        f"splits={work / 'splits.csv'}",
+        f"data_root={shared_data}",
+        "sources=[v7_lungs]",
+        f"out={work / 'run'}",
+    ]
+    _train(settings)
+    return work / "run" / "bundle", work / "splits.csv", settings
+
+
+def test_training_writes_a_segmenter_bundle_reports_and_card(lungs):
+    bundle, _, _ = lungs
+    spec = json.loads((bundle / "bundle.json").read_text())
+    assert spec["kind"] == "segmenter" and spec["labels"] == ["lungs"]
+    assert spec["architecture_kwargs"] == {"encoder": "efficientnet_lite0", "mode": "binary"}
+    assert spec["training"]["config"]["loss"] == "bce_dice"  # resolved from the binary target
+    assert spec["metrics"]["test"]["n_images"] == 2
+    history = spec["training"]["history"]
+    assert np.isfinite(history[0]["train_loss"]) and 0 <= history[0]["val_mean_dice"] <= 1
+    run = bundle.parent
+    for name in ("report.json", "report.html", "dice_histogram.png", "worst_cases.png"):
+        assert (run / "test-report" / name).is_file(), name
+    assert (run / "training_curve.png").is_file() and (run / "tensorboard").is_dir()
+    report = json.loads((run / "test-report" / "report.json").read_text())
+    assert report["metrics"]["per_class"][0]["cases"]["true_positive"] == 2
+    assert [image["source"] for image in report["per_image"]] == ["v7_lungs", "v7_lungs"]
+    html = (run / "test-report" / "report.html").read_text()
+    assert "Research use only" in html and "TN / FP / FN / TP" in html and "https://" not in html
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "Research use only" in card and "chestlens train segment" in card and "| lungs | 2 |" in card
+
+
+def test_evaluate_on_the_saved_split_reproduces_training_test_numbers(lungs, shared_data, tmp_path):
+    bundle, splits, _ = lungs
+    args = ["evaluate", str(bundle), "--splits", str(splits), "--root", str(shared_data)]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "eval"), "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    summary = json.loads(result.stdout)["summary"]
+    stored = json.loads((bundle / "bundle.json").read_text())["metrics"]["test"]
+    assert summary["n_images"] == stored["n_images"]
+    for name in ("dice", "iou", "dice_all_images"):
+        assert summary["per_class"]["lungs"][name] == pytest.approx(
+            stored["per_class"]["lungs"][name], abs=2e-3
+        )
+    assert (tmp_path / "eval" / "worst_cases.png").is_file()
+
+
+def _v7_copy(root: Path, samples: list, out: Path) -> Path:
+    """A V7-layout folder holding only ``samples``: their masks, annotation JSONs and images."""
+    source = root / v7_lungs.FOLDER
+    (out / v7_lungs.MASKS).mkdir(parents=True)
+    (out / v7_lungs.METADATA.parent / "images").mkdir(parents=True)
+    shutil.copy(source / v7_lungs.METADATA, out / v7_lungs.METADATA)
+    with zipfile.ZipFile(source / v7_lungs.ANNOTATIONS / "covid-only.zip") as archive:
+        jsons = {Path(name).stem: name for name in archive.namelist() if name.endswith(".json")}
+        for sample in samples:
+            v7_id = sample.extra["v7_image_id"]
+            (out / v7_lungs.ANNOTATIONS / f"{v7_id}.json").write_bytes(archive.read(jsons[v7_id]))
+            shutil.copy(source / sample.extra["mask"], out / sample.extra["mask"])
+            shutil.copy(sample.path, out / v7_lungs.METADATA.parent / "images" / Path(sample.path).name)
+    return out
+
+
+def test_evaluate_any_folder_in_a_supported_layout(lungs, shared_data, tmp_path):
+    bundle, _, _ = lungs
+    data = _v7_copy(shared_data, _v7_samples(shared_data, 12)[8:], tmp_path / "hospital")
+    result = runner.invoke(app, ["evaluate", str(bundle), "--data", str(data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "4 images" in result.output and "lungs: Dice" in result.output
+
+
+def test_resume_continues_from_the_checkpoint(lungs, tmp_path):
+    bundle, _, settings = lungs
+    run = tmp_path / "run"
+    shutil.copytree(bundle.parent, run)
+    first = load_checkpoint_state(run)["history"]
+    _train([*settings, f"out={run}", "epochs=2"], "--resume")
+    state = load_checkpoint_state(run)
+    assert state["epoch"] == 2 and state["history"][0] == first[0]
+    assert len(json.loads((run / "bundle" / "bundle.json").read_text())["training"]["history"]) == 2
+
+
+def _radiograph(path: Path, pixels: np.ndarray, patient_id: str) -> None:
+    """An 8-bit MONOCHROME2 computed-radiography DICOM file with ``pixels`` ``(rows, cols)``."""
+    ds = Dataset()
+    ds.SOPClassUID = ComputedRadiographyImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "CR"
+    ds.PatientID = patient_id
+    ds.set_pixel_data(pixels, "MONOCHROME2", 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _siim_folder(root: Path) -> Path:
+    """Eight 64 x 64 radiographs in the SIIM layout: five with pneumothorax masks drawn here (one with two
+    instances) and written as SIIM RLE strings in ``train-rle.csv``, three without (``-1``). Pixels are
+    noise (distinct per image, so no two are near-duplicates), dark inside the pneumothorax."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(8):
+        image_id = f"1.2.276.0.7230010.3.1.4.{i}"
+        instances = []
+        if i < 5:
+            instances.append(np.zeros((64, 64), dtype=bool))
+            instances[-1][8 + i : 30, 40:56] = True
+        if i == 0:
+            instances.append(np.zeros((64, 64), dtype=bool))
+            instances[-1][40:52, 6:20] = True
+        pixels = rng.integers(80, 200, (64, 64), dtype=np.uint8)
+        for mask in instances:
+            pixels[mask] = 10
+        dicom = root / "dicom-images-train" / f"study{i}" / f"series{i}" / f"{image_id}.dcm"
+        _radiograph(dicom, pixels, f"patient-{i}")
+        rows += [(image_id, encode_rle(mask)) for mask in instances] or [(image_id, "-1")]
+    with (root / "train-rle.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ImageId", " EncodedPixels"])
+        writer.writerows((image_id, f" {rle}") for image_id, rle in rows)
+    return root
+
+
+def test_pneumothorax_from_siim_rle_trains_and_evaluates(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHESTLENS_HASH_CACHE", str(tmp_path / "hashes.sqlite"))
+    data = _siim_folder(tmp_path / "siim")
+    run = tmp_path / "run"
+    settings = [*TINY, "target=pneumothorax", "encoder_weights=null", f"data_root={data}", f"out={run}"]
+    _train(settings)
+    spec = json.loads((run / "bundle" / "bundle.json").read_text())
+    assert spec["task"] == "pneumothorax" and spec["labels"] == ["pneumothorax"]
+    assert np.isfinite(spec["training"]["history"][0]["train_loss"])
+    split = (run / "splits.csv").read_text()
+    assert split.count("siim/dicom-images-train/") == 8  # the split machinery made a patient-level split
+    result = runner.invoke(app, ["evaluate", str(run / "bundle"), "--data", str(data), "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    cases = json.loads(result.stdout)["summary"]["per_class"]["pneumothorax"]["cases"]
+    assert cases["true_negative"] + cases["false_positive"] == 3  # the three -1 images have empty masks
