@@ -1,3 +1,6 @@
+"""``python -m chestlens.cli``; guarded so that worker processes importing it do not run the CLI."""
+
 from chestlens.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +30,13 @@ from chestlens.data.records import Sample
 from chestlens.errors import ChestlensInputError
 from chestlens.io.image import MedicalImage
 from chestlens.io.windowing import lung_window
+from chestlens.workers import MIN_ITEMS_FOR_POOL, process_pool
 
 #: Bump when the pixels-to-hash recipe changes; old cache rows are then ignored.
 HASH_VERSION = "phash16+dhash16/v1"
 CACHE_ENV = "CHESTLENS_HASH_CACHE"
 _HASH_SIZE = 16  # 16x16 = 256 bits per hash
 _COMMIT_EVERY = 256  # images per cache transaction
-_POOL_MIN = 32  # fewer images than this are hashed in-process
 
 #: ``progress(done, total)``: images finished so far (cached ones included) and in all.
 Progress = Callable[[int, int], None]
@@ -214,8 +213,8 @@ def hash_samples(
 
 def _run(paths: list[Path], workers: int) -> Iterator[ImageHash | str]:
     """Hash ``paths`` in order, in a process pool when it pays off."""
-    if workers <= 1 or len(paths) < _POOL_MIN:
+    if workers <= 1 or len(paths) < MIN_ITEMS_FOR_POOL:
         yield from (_hash_or_reason(p) if p.exists() else "file not found" for p in paths)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(_hash_or_reason, paths, chunksize=8)

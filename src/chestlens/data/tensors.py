@@ -9,7 +9,6 @@ feeds the network; training applies augmentation on top (:mod:`chestlens.train.d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from chestlens.data.records import Sample
 from chestlens.data.transforms import resize_unit, to_unit_range
 from chestlens.models.bundle import PreprocessSpec
+from chestlens.workers import MIN_ITEMS_FOR_POOL, process_pool
 
 
 def _decode_resized(args: tuple[str, PreprocessSpec]) -> np.ndarray:
@@ -32,8 +32,8 @@ def _decode_resized(args: tuple[str, PreprocessSpec]) -> np.ndarray:
 def decode_images(paths: Sequence[Path], spec: PreprocessSpec, workers: int = 2) -> torch.Tensor:
     """Decode and resize images to a float32 tensor ``(N, 1, S, S)`` with values in ``[0, 1]``."""
     jobs = [(str(p), spec) for p in paths]
-    if workers > 1 and len(jobs) > 16:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+    if workers > 1 and len(jobs) >= MIN_ITEMS_FOR_POOL:
+        with process_pool(workers) as pool:
             arrays = list(pool.map(_decode_resized, jobs, chunksize=8))
     else:
         arrays = [_decode_resized(job) for job in jobs]
