@@ -117,3 +117,17 @@ def test_evaluate_needs_exactly_one_data_source(trained):
     bundle, _ = trained
     result = runner.invoke(app, ["evaluate", str(bundle)])
     assert result.exit_code != 0
+
+
+def test_select_on_validation_ships_the_best_candidate_with_its_card(trained, tmp_path):
+    bundle, _ = trained
+    out = tmp_path / "shipped"
+    result = runner.invoke(app, ["train", "select", str(bundle), "--out", str(out), "--reproduce", "cmd"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    spec = json.loads((out / "bundle.json").read_text())
+    assert (
+        spec["training"]["selection"]["candidates"][0]["validation"]
+        == spec["metrics"]["validation"]["macro_auc"][0]
+    )
+    assert "## Model selection" in (out / "MODEL_CARD.md").read_text()
+    assert (out / "weights.safetensors").read_bytes() == (bundle / "weights.safetensors").read_bytes()

@@ -88,3 +88,22 @@ def segment(
         for label, numbers in (spec.metrics.get(split) or {}).get("per_class", {}).items():
             typer.echo(f"{split} {label} Dice (95% CI over patients): {format_estimate(numbers['dice'])}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+@train_app.command("select")
+def select(
+    candidates: Annotated[list[Path], typer.Argument(help="Candidate bundle folders from chestlens train.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the chosen bundle.")],
+    metric: Annotated[str, typer.Option("--metric", help="Validation metric to maximise.")] = "macro_auc",
+    reproduce: Annotated[
+        str | None, typer.Option("--reproduce", help="Command that reproduces the chosen model (model card).")
+    ] = None,
+) -> None:
+    """Pick the candidate with the best VALIDATION score (e.g. among input sizes); write it and its card."""
+    from chestlens.models.bundle import read_spec
+    from chestlens.train.select import select_on_validation
+
+    chosen = select_on_validation(candidates, out, metric=metric, reproduce=reproduce)
+    for row in read_spec(chosen).training["selection"]["candidates"]:
+        typer.echo(f"{row['bundle']}: {row['input_size']} px, validation {metric} {row['validation']:.4f}")
+    typer.echo(f"chosen bundle written to {chosen}")

@@ -178,6 +178,26 @@ def _closing(limits: Sequence[str], caveat: str, reproduce: str | None) -> list[
     return lines
 
 
+def _selection_section(spec: BundleSpec) -> list[str]:
+    selection = spec.training.get("selection")
+    if not selection:
+        return []
+    rows = [
+        [
+            c["architecture"],
+            c["input_size"],
+            f"{c['validation']:.4f}",
+            "chosen" if c["bundle"] == selection["chosen"] else "",
+        ]
+        for c in sorted(selection["candidates"], key=lambda c: c["input_size"])
+    ]
+    return [
+        f"## Model selection (on {selection['metric']}; the test split played no part)",
+        "",
+        *_table(["architecture", "input size", "validation score", ""], rows),
+    ]
+
+
 def render_model_card(
     spec: BundleSpec,
     document: ReportDocument,
@@ -200,6 +220,7 @@ def render_model_card(
         _training_line(spec),
         "",
         *_data_section(spec),
+        *_selection_section(spec),
         "## Calibration and operating point (fitted on validation only)",
         "",
         f"- Temperature {spec.temperature:.3f}. Test ECE {_est(overall.calibration.ece)}, Brier "

@@ -1,0 +1,73 @@
+"""Choose among candidate bundles on VALIDATION numbers only (e.g. input sizes), and ship the winner.
+
+The test split plays no part in the choice; every candidate's validation score is recorded in the chosen
+bundle (``training.selection``) and its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from chestlens.atomic import write_text_atomic
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.model_card import write_model_card
+from chestlens.models.bundle import BUNDLE_JSON, WEIGHTS_FILE, read_spec
+
+#: Where ``chestlens train classify`` writes the test report, relative to the bundle folder.
+TEST_REPORT_JSON = Path("..") / "test-report" / "report.json"
+
+
+def select_on_validation(
+    candidates: Sequence[Path], out: Path, *, metric: str = "macro_auc", reproduce: str | None = None
+) -> Path:
+    """Copy the candidate bundle with the best validation ``metric`` to ``out`` and rewrite its card.
+
+    Args:
+        candidates: bundle folders written by ``chestlens train ...`` (with the run's test report).
+        out: destination bundle folder (replaced only once the new copy is complete).
+        metric: key of ``metrics["validation"]`` holding ``[value, low, high]``.
+        reproduce: the command that reproduces the chosen model, for the card.
+    """
+    scored = []
+    for path in candidates:
+        spec = read_spec(path)
+        value = ((spec.metrics.get("validation") or {}).get(metric) or [None])[0]
+        if value is None:
+            raise ChestlensInputError(path, f"bundle has no validation {metric}")
+        scored.append((value, Path(path), spec))
+    _, best_path, best_spec = max(scored, key=lambda item: item[0])
+    selection = {
+        "metric": f"validation {metric}",
+        "chosen": str(best_path),
+        "candidates": [
+            {
+                "bundle": str(p),
+                "input_size": s.preprocess.input_size,
+                "architecture": s.architecture,
+                "validation": v,
+            }
+            for v, p, s in scored
+        ],
+    }
+    spec = best_spec.model_copy(update={"training": {**best_spec.training, "selection": selection}})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        staging.chmod(0o755)
+        shutil.copyfile(best_path / WEIGHTS_FILE, staging / WEIGHTS_FILE)
+        (staging / WEIGHTS_FILE).chmod(0o644)
+        write_text_atomic(staging / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        report = (best_path / TEST_REPORT_JSON).resolve()
+        confounders = spec.training.get("data", {}).get("confounder_warnings", [])
+        write_model_card(staging, report, confounders=confounders, reproduce=reproduce)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
