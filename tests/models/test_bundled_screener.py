@@ -1,0 +1,46 @@
+"""The default chest X-ray screener ships inside the package and works offline."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+import chestlens
+from chestlens.data.transforms import preprocess
+from chestlens.evaluate.calibration import apply_temperature
+from chestlens.io import read_image
+from chestlens.models.catalog import BUNDLED_DIR, bundled_names
+
+NAME = "xray3-screener"
+MAX_BUNDLE_BYTES = 12_000_000
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_default_screener_is_bundled_and_small():
+    assert NAME in bundled_names()
+    folder = BUNDLED_DIR / NAME
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= MAX_BUNDLE_BYTES
+    assert (folder / "MODEL_CARD.md").read_text().count("Research use only") >= 1
+
+
+def test_default_screener_loads_offline_and_scores_a_real_radiograph(no_network, pip_dicom):
+    bundle = chestlens.load(NAME)
+    spec = bundle.spec
+    assert spec.labels == ["COVID-19", "pneumonia", "normal"] and spec.task == "xray3"
+    value, low, high = spec.metrics["test"]["macro_auc"]
+    assert low <= value <= high  # test metrics with a CI travel with the weights
+    model = bundle.build_model()
+    x = preprocess(read_image(pip_dicom("RG1_UNCR.dcm")), spec.preprocess)[None]
+    with torch.no_grad():
+        probs = apply_temperature(model(x).numpy(), spec.temperature)[0]
+    assert probs.shape == (3,) and np.isclose(probs.sum(), 1.0, atol=1e-5)
