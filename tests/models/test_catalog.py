@@ -30,9 +30,12 @@ def test_unknown_name_lists_the_bundled_models():
         resolve_bundle("no-such-model")
 
 
-def test_bundled_names_are_loadable():
+def test_bundled_names_are_loadable_as_str_or_path():
+    from pathlib import Path
+
     for name in bundled_names():
         assert chestlens.load(name).spec.name == name
+        assert resolve_bundle(Path(name)) == resolve_bundle(name)  # the CLI passes Paths
 
 
 def test_models_command_lists_given_bundles(tmp_path):

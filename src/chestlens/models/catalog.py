@@ -22,8 +22,9 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
     path = Path(name_or_path).expanduser()
     if (path / BUNDLE_JSON).is_file():
         return path
-    if isinstance(name_or_path, str) and (BUNDLED_DIR / name_or_path / BUNDLE_JSON).is_file():
-        return BUNDLED_DIR / name_or_path
+    name = str(name_or_path)
+    if "/" not in name and (BUNDLED_DIR / name / BUNDLE_JSON).is_file():
+        return BUNDLED_DIR / name
     known = ", ".join(bundled_names()) or "none"
     raise ChestlensInputError(
         name_or_path, f"not a bundle folder nor a bundled model name (bundled: {known})"
