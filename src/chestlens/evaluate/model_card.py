@@ -261,8 +261,27 @@ def render_model_card(
         "Per-source AUCs where a source holds one class only are undefined: a high overall AUC can come "
         "from telling sources apart. Check the shortcut audit before trusting any result."
     )
-    lines += _closing([*confounders, *report.warnings], caveat, reproduce)
+    lines += _closing([*_within_source(report), *confounders, *report.warnings], caveat, reproduce)
     return "\n".join(lines)
+
+
+def _within_source(report: ClassificationReport) -> list[str]:
+    """Each class's AUC inside every source holding it AND another class, next to its overall AUC.
+
+    Inside one source the source cannot give the class away, so a large drop from the overall AUC is
+    evidence of a shortcut.
+    """
+    overall = {c.label: c.auc for c in report.overall.per_class}
+    lines = []
+    for source, m in report.per_source.items():
+        mixed = sum(1 for c in m.per_class if c.n_images > 0) > 1
+        for c in m.per_class if mixed else ():
+            if c.n_images > 0 and c.auc.value is not None:
+                lines.append(
+                    f"within-source check: {c.label} AUC inside {source} ({c.n_images} of {m.n_images} "
+                    f"images) is {_est(c.auc)} vs {_est(overall[c.label])} overall"
+                )
+    return lines
 
 
 def _segmentation_rows(report: SegmentationReport) -> list[list[object]]:
