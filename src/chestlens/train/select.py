@@ -29,13 +29,15 @@ def select_on_validation(
     Args:
         candidates: bundle folders written by ``chestlens train ...`` (with the run's test report).
         out: destination bundle folder (replaced only once the new copy is complete).
-        metric: key of ``metrics["validation"]`` holding ``[value, low, high]``.
+        metric: key of ``metrics["validation"]``: ``[value, low, high]`` (e.g. ``macro_auc``) or a number
+            (e.g. ``mean_dice`` of segmenters).
         reproduce: the command that reproduces the chosen model, for the card.
     """
     scored = []
     for path in candidates:
         spec = read_spec(path)
-        value = ((spec.metrics.get("validation") or {}).get(metric) or [None])[0]
+        raw = (spec.metrics.get("validation") or {}).get(metric)
+        value = raw[0] if isinstance(raw, list | tuple) else raw  # [value, low, high] or a plain number
         if value is None:
             raise ChestlensInputError(path, f"bundle has no validation {metric}")
         scored.append((value, Path(path), spec))
