@@ -7,6 +7,7 @@ CI sets ``CHESTLENS_REQUIRE_DATA=1`` so that absence fails instead of skipping.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any network connection attempt fails the test: nothing in chestlens may download at run time."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)

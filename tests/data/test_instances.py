@@ -17,15 +17,10 @@ from chestlens.data.records import Masks
 from chestlens.data.registry import load_samples
 from chestlens.errors import ChestlensInputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 CLASSES = ("ggo", "consolidation")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _masks() -> Masks:

@@ -17,16 +17,10 @@ from chestlens.data.seg_transforms import (
 from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 SEEDS = range(6)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and leaves the other core to whatever else runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _layer(rows: slice, cols: slice, shape: tuple[int, int] = (4, 4)) -> np.ndarray:

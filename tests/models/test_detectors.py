@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torchvision
@@ -22,6 +20,8 @@ from chestlens.models.detection import (
     list_detectors,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LABELS = ["background", "ggo", "consolidation"]
 # Tiny and fast: 64 px images, few proposals and sampled RoIs.
 TINY = {
@@ -34,24 +34,6 @@ TINY = {
     "box_batch_size_per_image": 32,
     "box_detections_per_img": 12,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any network connection attempt fails the test (nothing may download weights)."""
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def _target() -> dict[str, torch.Tensor]:

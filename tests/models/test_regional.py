@@ -15,6 +15,9 @@ from chestlens.io import lung_window, read_image
 from chestlens.models.detection import create_detector, detections_with_features, get_detector_config
 from chestlens.models.regional import RegionalClassifier, region_inputs
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 K, DIM = 8, 16
 TINY = {
     "min_size": 64,
@@ -24,14 +27,6 @@ TINY = {
     "box_detections_per_img": K,
     "box_score_thresh": 0.0,
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _detections(n: int, generator: torch.Generator, size: int = 100) -> dict[str, torch.Tensor]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import timm
 import torch
@@ -14,26 +12,10 @@ from chestlens.models import BundleSpec, PreprocessSpec, create_model, load_bund
 from chestlens.models.pretrained import resolve_weights
 from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 MULTICLASS = ["background", "ggo", "consolidation"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and leaves the other core to whatever else runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any network connection attempt fails the test (smp/timm must never fetch weights)."""
-
-    def refuse(*_args, **_kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 @pytest.mark.parametrize(

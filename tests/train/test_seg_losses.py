@@ -10,16 +10,10 @@ import torch.nn.functional as F
 
 from chestlens.train.seg_losses import BCEDiceLoss, DiceCELoss, FocalLoss
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 LN2 = math.log(2.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and leaves the other core to whatever else runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_bce_dice_by_hand():
