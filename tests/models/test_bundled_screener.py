@@ -33,3 +33,15 @@ def test_default_screener_loads_offline_and_scores_a_real_radiograph(offline, pi
     with torch.no_grad():
         probs = apply_temperature(model(x).numpy(), spec.temperature)[0]
     assert probs.shape == (3,) and np.isclose(probs.sum(), 1.0, atol=1e-5)
+
+
+def test_bundled_lung_segmenter_finds_the_lungs_of_a_real_radiograph(offline, pip_dicom):
+    bundle = chestlens.load("lungs-segmenter")
+    assert bundle.spec.kind == "segmenter" and bundle.spec.labels == ["lungs"]
+    image = read_image(pip_dicom("RG1_UNCR.dcm"))
+    x = preprocess(image, bundle.spec.preprocess)[None]
+    with torch.no_grad():
+        lungs = (torch.sigmoid(bundle.build_model()(x))[0, 0] >= 0.5).numpy()
+    assert 0.15 < lungs.mean() < 0.6  # lung fields cover a plausible share of a frontal radiograph
+    pixels = x[0, 0].numpy()
+    assert pixels[lungs].mean() < pixels[~lungs].mean()  # aerated lung is darker than the rest
