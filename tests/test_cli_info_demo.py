@@ -84,7 +84,7 @@ def test_demo_writes_three_previews(tmp_path, capsys):
     out_dir = tmp_path / "demo out"
     out = _run(capsys, "demo", "--out", str(out_dir))
     assert RESEARCH_USE_DISCLAIMER[:40] in " ".join(out.split())
-    assert "not bundled yet" in out
+    assert "not run here yet" in out
     assert f"Previews written to: {out_dir.resolve()}" in out
     for name in ("RG1_UNCR", "CT_small", "RG3_UNCR"):
         assert name in out

@@ -24,7 +24,9 @@ from chestlens.io.samples import sample_path
 
 DEFAULT_OUT = Path("chestlens-demo")
 NO_MODELS_NOTE = (
-    "Classification models are not bundled yet: this demo only shows what chestlens reads from the images."
+    "The bundled models (see `chestlens models`) are not run here yet: screening waits for the input "
+    "quality gate that rejects non-chest images such as the leg radiograph. This demo shows what chestlens "
+    "reads from the images."
 )
 
 
