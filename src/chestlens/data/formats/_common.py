@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +86,25 @@ def iter_files(folder: Path, suffixes: frozenset[str]) -> Iterator[Path]:
         for name in sorted(files):
             if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
                 yield Path(current) / name
+
+
+def index_dicoms(folder: Path, listed: Collection[str], label_file: Path) -> dict[str, Path]:
+    """DICOM files under ``folder`` by file stem (first found wins), for the image ids a label file lists.
+
+    Warns when some listed images are missing (they are skipped); raises when none is found.
+    """
+    dicoms: dict[str, Path] = {}
+    for path in iter_files(folder, frozenset({".dcm"})):
+        dicoms.setdefault(path.stem, path)
+    missing = [image_id for image_id in listed if image_id not in dicoms]
+    if listed and len(missing) == len(listed):
+        raise ChestlensInputError(
+            folder, f"none of the {len(listed)} images listed in {label_file.name} found"
+        )
+    if missing:
+        warnings.warn(
+            f"{folder}: {len(missing)} of {len(listed)} images listed in {label_file.name} not found "
+            f"(e.g. {missing[0]}.dcm); loading the others",
+            stacklevel=3,
+        )
+    return dicoms

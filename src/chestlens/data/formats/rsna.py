@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from chestlens.data.formats._common import iter_files, read_dicom_header, relative_posix
+from chestlens.data.formats._common import index_dicoms, read_dicom_header, relative_posix
 from chestlens.data.records import Sample
 from chestlens.data.registry import SourceAdapter, register
 from chestlens.errors import ChestlensInputError
@@ -80,18 +79,7 @@ def load_rsna(folder: Path, *, read_headers: bool = True) -> list[Sample]:
         raise ChestlensInputError(classes_path, "missing: the RSNA class file is needed for the findings")
     boxes = read_boxes(labels_path)
     classes = read_classes(classes_path)
-    dicoms: dict[str, Path] = {}
-    for path in iter_files(folder, frozenset({".dcm"})):
-        dicoms.setdefault(path.stem, path)
-    missing = [pid for pid in boxes if pid not in dicoms]
-    if len(missing) == len(boxes):
-        raise ChestlensInputError(folder, f"none of the {len(boxes)} images in {labels_path.name} found")
-    if missing:
-        warnings.warn(
-            f"{folder}: {len(missing)} of {len(boxes)} images in {labels_path.name} not found "
-            f"(e.g. {missing[0]}.dcm); loading the others",
-            stacklevel=2,
-        )
+    dicoms = index_dicoms(folder, list(boxes), labels_path)
     samples = []
     for pid, image_boxes in boxes.items():
         if pid not in dicoms:

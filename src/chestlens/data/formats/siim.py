@@ -27,7 +27,6 @@ the image size is read when a mask is first loaded.
 from __future__ import annotations
 
 import csv
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -35,7 +34,7 @@ from typing import ClassVar
 import numpy as np
 
 from chestlens.data.annotations import Instance, mask_box
-from chestlens.data.formats._common import iter_files, read_dicom_header, relative_posix
+from chestlens.data.formats._common import index_dicoms, read_dicom_header, relative_posix
 from chestlens.data.records import Masks, Sample
 from chestlens.data.registry import SourceAdapter, register
 from chestlens.data.rle import Convention, decode_rle, parse_rle
@@ -130,18 +129,7 @@ def load_siim(folder: Path, *, read_headers: bool = True, convention: Convention
     if labels is None:
         raise ChestlensInputError(folder, f"no SIIM label file ({' or '.join(LABEL_FILES)}) found")
     rows = read_labels(labels)
-    dicoms: dict[str, Path] = {}
-    for path in iter_files(folder, frozenset({".dcm"})):
-        dicoms.setdefault(path.stem, path)
-    missing = [image_id for image_id in rows if image_id not in dicoms]
-    if len(missing) == len(rows):
-        raise ChestlensInputError(folder, f"none of the {len(rows)} images listed in {labels.name} found")
-    if missing:
-        warnings.warn(
-            f"{folder}: {len(missing)} of {len(rows)} images listed in {labels.name} not found "
-            f"(e.g. {missing[0]}); loading the others",
-            stacklevel=2,
-        )
+    dicoms = index_dicoms(folder, list(rows), labels)
     return [
         _sample(folder, dicoms[image_id], image_id, entries, labels, read_headers, convention)
         for image_id, entries in rows.items()
