@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from siim_reference import siim_mask2rle
 
 from chestlens.data import registry
 from chestlens.data.formats import covidx_ct, folder, manifest, rsna, siim
@@ -55,28 +56,6 @@ def write_png(path: Path, pixels: np.ndarray | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels if pixels is not None else np.zeros((8, 8), dtype=np.uint8)).save(path)
     return path
-
-
-def siim_mask2rle(mask: np.ndarray) -> str:
-    """Encode like SIIM's mask_functions.mask2rle (loop over img[x][y] of the transposed 0/255 mask),
-    independently of chestlens.data.rle, to build label files in the real format."""
-    img = mask.T.astype(np.uint8) * 255
-    rle: list[str] = []
-    last, pixel, start, length = 0, 0, -1, 0
-    for x in range(img.shape[0]):
-        for y in range(img.shape[1]):
-            color = img[x][y]
-            if color != last:
-                if color == 255:
-                    start, length = pixel, 1
-                else:
-                    rle += [str(start), str(length)]
-                    start, length, pixel = -1, 0, 0
-            elif start > -1:
-                length += 1
-            last = color
-            pixel += 1
-    return " ".join(rle)
 
 
 # ---------------------------------------------------------------- SIIM-ACR
