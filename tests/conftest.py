@@ -72,3 +72,30 @@ def offline(monkeypatch):
         raise AssertionError("network access attempted")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def tiny_classifier_bundle(tmp_path):
+    """Factory: save a randomly initialised 3-class EfficientNet-Lite0 bundle (32 px) and return its folder.
+
+    ``tiny_classifier_bundle(name="x", metrics={...})`` overrides any :class:`BundleSpec` field.
+    """
+    from chestlens.models import BundleSpec, PreprocessSpec, create_model, save_bundle
+
+    def make(folder: str = "bundle", **fields) -> Path:
+        spec = BundleSpec(
+            **{
+                "name": "t",
+                "version": "1",
+                "kind": "classifier",
+                "task": "xray3",
+                "architecture": "efficientnet_lite0",
+                "labels": ["COVID-19", "pneumonia", "normal"],
+                "preprocess": PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
+                **fields,
+            }
+        )
+        model = create_model("efficientnet_lite0", 3, weights=None)
+        return save_bundle(spec, model.state_dict(), tmp_path / folder)
+
+    return make

@@ -6,21 +6,11 @@ import pytest
 
 import chestlens
 from chestlens import ChestlensInputError
-from chestlens.models import BundleSpec, PreprocessSpec, create_model, save_bundle
 from chestlens.models.catalog import bundled_names, resolve_bundle
 
 
-def test_folder_path_resolves(tmp_path):
-    spec = BundleSpec(
-        name="t",
-        version="1",
-        kind="classifier",
-        task="xray3",
-        architecture="efficientnet_lite0",
-        labels=["COVID-19", "pneumonia", "normal"],
-        preprocess=PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
-    )
-    path = save_bundle(spec, create_model("efficientnet_lite0", 3, weights=None).state_dict(), tmp_path / "b")
+def test_folder_path_resolves(tiny_classifier_bundle):
+    path = tiny_classifier_bundle()
     assert resolve_bundle(str(path)) == path
     assert chestlens.load(str(path)).spec.name == "t"
 
@@ -38,24 +28,16 @@ def test_bundled_names_are_loadable_as_str_or_path():
         assert resolve_bundle(Path(name)) == resolve_bundle(name)  # the CLI passes Paths
 
 
-def test_models_command_lists_given_bundles(tmp_path):
+def test_models_command_lists_given_bundles(tiny_classifier_bundle):
     import json
 
     from typer.testing import CliRunner
 
     from chestlens.cli import app
 
-    spec = BundleSpec(
-        name="listed",
-        version="2",
-        kind="classifier",
-        task="xray3",
-        architecture="efficientnet_lite0",
-        labels=["COVID-19", "pneumonia", "normal"],
-        preprocess=PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
-        metrics={"test": {"macro_auc": [0.9, 0.8, 0.95], "n_images": 10}},
+    path = tiny_classifier_bundle(
+        name="listed", version="2", metrics={"test": {"macro_auc": [0.9, 0.8, 0.95], "n_images": 10}}
     )
-    path = save_bundle(spec, create_model("efficientnet_lite0", 3, weights=None).state_dict(), tmp_path / "b")
     result = CliRunner().invoke(app, ["models", str(path), "--json"])
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}

@@ -74,20 +74,8 @@ def test_missing_checkpoint_names_the_file(tmp_path):
         resolve_weights(tmp_path / "nothing.safetensors")
 
 
-def test_tampered_bundle_weights_are_detected(tmp_path):
-    from chestlens.models import BundleSpec, PreprocessSpec, save_bundle
-
-    model = create_model("efficientnet_lite0", num_classes=3, weights=None)
-    spec = BundleSpec(
-        name="t",
-        version="1",
-        kind="classifier",
-        task="xray3",
-        architecture="efficientnet_lite0",
-        labels=["a", "b", "c"],
-        preprocess=PreprocessSpec(input_size=64, mean=[0.5], std=[0.5]),
-    )
-    path = save_bundle(spec, model.state_dict(), tmp_path / "b")
+def test_tampered_bundle_weights_are_detected(tiny_classifier_bundle):
+    path = tiny_classifier_bundle()
     weights = path / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(ChestlensInputError, match="checksum"):
