@@ -46,12 +46,14 @@ def create_model(
                 "or weights=None to train from scratch",
             )
         weights = cfg.pretrained
-    kwargs = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate}
+    kwargs = {"num_classes": num_classes, "in_chans": in_chans, "drop_rate": drop_rate, **cfg.timm_kwargs}
     if weights is None:
         model = timm.create_model(cfg.timm_name, pretrained=False, **kwargs)
         _init_head(model)
         return model
     state_dict = resolve_weights(weights)
+    if cfg.head:  # a registry-specific head never fits a checkpoint's: keep the checkpoint's features only
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(cfg.head)}
     head = model_head_keys(cfg.timm_name)
     new_head = any(k not in state_dict or state_dict[k].shape[0] != num_classes for k in head)
     # timm applies its own checkpoint filter (e.g. torchvision layouts), adapts the first convolution

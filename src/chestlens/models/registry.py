@@ -8,7 +8,8 @@ not by replicating the grey plane three times: the network sees exactly one chan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from chestlens.errors import ChestlensInputError
 
@@ -27,6 +28,11 @@ class ModelConfig:
             when no ImageNet weights ship offline (train from scratch or pass a checkpoint).
         cam_layer: dotted module path of the last convolutional feature map (Grad-CAM target).
         seed_recipe: which published seed project used this family, for the docs.
+        timm_kwargs: extra architecture arguments for ``timm.create_model`` (part of the architecture:
+            a bundle rebuilds the model with them).
+        head: state-dict prefixes of a registry-specific classification head (timm and torchvision
+            layouts): what ``freeze_backbone`` trains besides the final layer, and what is never loaded
+            from a checkpoint. Empty: the architecture's own head (only the final layer is replaced).
     """
 
     name: str
@@ -37,6 +43,8 @@ class ModelConfig:
     pretrained: str | None
     cam_layer: str
     seed_recipe: str = ""
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    head: tuple[str, ...] = ()
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -85,6 +93,10 @@ MODELS: dict[str, ModelConfig] = {
             pretrained=None,
             cam_layer="features.29",
             seed_recipe="PyImageSearch COVID-19 detector (VGG16, frozen features, small head)",
+            # The seed's small head: 64 hidden units on the 512-channel features (timm's ConvMlp with a
+            # 7x7 window, then ReLU, dropout and the output layer) instead of VGG's 4096-unit MLP.
+            timm_kwargs={"mlp_ratio": 64 / 4096},
+            head=("pre_logits.", "head.", "classifier."),  # timm and torchvision key layouts
         ),
     )
 }

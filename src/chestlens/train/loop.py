@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from chestlens.data.tensors import LabelledImages
 from chestlens.models.bundle import PreprocessSpec
 from chestlens.models.inference import predict_logits
+from chestlens.models.registry import get_model_config
 from chestlens.train.config import ClassifyConfig
 from chestlens.train.dataset import AugmentedDataset, build_augmentation
 from chestlens.train.engine import TrainOutcome, resolve_device, shuffled_loader, train_model
@@ -77,12 +78,16 @@ class ClassificationTask:
         }
 
 
-def _set_trainable(model: torch.nn.Module, head_only: bool) -> None:
-    if head_only:
-        for param in model.parameters():
-            param.requires_grad_(False)
-        for param in model.get_classifier().parameters():
-            param.requires_grad_(True)
+def _set_trainable(model: torch.nn.Module, model_name: str, head_only: bool) -> None:
+    """Freeze everything but the classification head when ``head_only`` (the registry's head prefixes,
+    or the final layer when the architecture keeps its own head)."""
+    if not head_only:
+        return
+    head = get_model_config(model_name).head
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(head))
+    for param in model.get_classifier().parameters():
+        param.requires_grad_(True)
 
 
 def train_classifier(
@@ -106,6 +111,6 @@ def train_classifier(
         out_dir: checkpoints, TensorBoard logs and the training-curve PNG go here.
         resume: continue from ``out_dir/checkpoint.pt`` if present.
     """
-    _set_trainable(model, cfg.freeze_backbone)
+    _set_trainable(model, cfg.model, cfg.freeze_backbone)
     task = ClassificationTask(cfg, spec, labels, train, val, resolve_device(cfg.device))
     return train_model(model, cfg, task, out_dir, resume=resume, progress=progress)
