@@ -20,4 +20,13 @@ def load(name_or_path: str):
     return load_bundle(name_or_path)
 
 
-__all__ = ["RESEARCH_USE_DISCLAIMER", "ChestlensInputError", "__version__", "load"]
+def __getattr__(name: str):
+    """``chestlens.Screener`` is imported on first use, so ``import chestlens`` stays light."""
+    if name == "Screener":
+        from chestlens.pipeline.screener import Screener
+
+        return Screener
+    raise AttributeError(f"module 'chestlens' has no attribute {name!r}")
+
+
+__all__ = ["RESEARCH_USE_DISCLAIMER", "ChestlensInputError", "Screener", "__version__", "load"]

@@ -131,3 +131,15 @@ def test_select_on_validation_ships_the_best_candidate_with_its_card(trained, tm
     )
     assert "## Model selection" in (out / "MODEL_CARD.md").read_text()
     assert (out / "weights.safetensors").read_bytes() == (bundle / "weights.safetensors").read_bytes()
+
+
+def test_select_reports_other_recipes_side_by_side(trained, tmp_path):
+    bundle, _ = trained
+    out = tmp_path / "shipped"
+    args = ["train", "select", str(bundle), "--out", str(out), "--compare", str(bundle)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    (row,) = json.loads((out / "bundle.json").read_text())["training"]["comparison"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "## Seed recipes, same data, split and pipeline" in card
+    assert row["macro AUC"] in card and row["architecture"] == "efficientnet_lite0"

@@ -1,33 +1,23 @@
-"""``chestlens demo``: read the real DICOM files that ship with pip and write previews.
+"""``chestlens demo``: screen the real images that ship with pip, with the bundled models.
 
-Until the default models exist, the demo reads and summarises three real images: the chest
-radiograph ``RG1_UNCR.dcm`` (pydicom-data), the chest CT slice ``CT_small.dcm`` (pydicom) and the leg
-radiograph ``RG3_UNCR.dcm`` (pydicom-data, a natural out-of-distribution input). A later step that
-runs models slots in after :func:`run_demo` loaded the images.
+The images: the chest radiograph ``RG1_UNCR.dcm`` (pydicom-data, MONOCHROME1), the chest CT slice
+``CT_small.dcm`` (pydicom) and the leg radiograph ``RG3_UNCR.dcm`` (pydicom-data), which the quality gate
+must reject. The demo prints the results, and writes overlays, ``results.json`` and one HTML page
+(``index.html``) into the folder it names.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
-from chestlens import RESEARCH_USE_DISCLAIMER
-from chestlens.io import MedicalImage, read_image
-from chestlens.io.preview import preview_array, save_png_atomic
-from chestlens.io.samples import sample_path
 
 DEFAULT_OUT = Path("chestlens-demo")
-NO_MODELS_NOTE = (
-    "The bundled models (see `chestlens models`) are not run here yet: screening waits for the input "
-    "quality gate that rejects non-chest images such as the leg radiograph. This demo shows what chestlens "
-    "reads from the images."
-)
+PAGE = "index.html"
+RESULTS = "results.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,19 +28,10 @@ class DemoSample:
     description: str
 
 
-@dataclass(frozen=True, slots=True)
-class DemoResult:
-    """One demo image as read, and where its preview was written."""
-
-    sample: DemoSample
-    image: MedicalImage
-    preview: Path
-
-
 DEMO_SAMPLES = (
     DemoSample("RG1_UNCR.dcm", "chest radiograph"),
     DemoSample("CT_small.dcm", "chest CT slice"),
-    DemoSample("RG3_UNCR.dcm", "leg radiograph (not a chest)"),
+    DemoSample("RG3_UNCR.dcm", "leg radiograph (not a chest: the gate must reject it)"),
 )
 
 
@@ -59,49 +40,50 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
+def run_demo(out: Path, samples: tuple[DemoSample, ...] = DEMO_SAMPLES, *, device: str = "auto"):
+    """Screen every sample with the bundled models; write overlays, results.json and index.html.
+
+    Returns the screenings in sample order.
+    """
+    from chestlens.atomic import write_text_atomic
+    from chestlens.io.samples import sample_path
+    from chestlens.pipeline.overlay import save_overlays
+    from chestlens.pipeline.results_page import write_results_page
+    from chestlens.pipeline.screener import Screener
+
+    screener = Screener(device=device)
+    screenings, pictures = [], []
+    for sample in samples:
+        screening = screener.screen(sample_path(sample.file_name), name=sample.file_name)
+        screenings.append(screening)
+        pictures.append(save_overlays(screening, out, Path(sample.file_name).stem))
+    results = [s.result for s in screenings]
+    payload = json.dumps([r.model_dump(mode="json") for r in results], indent=2)
+    write_text_atomic(out / RESULTS, payload + "\n")
+    write_results_page(results, pictures, out / PAGE, "chestlens demo: the images that ship with pip")
+    return screenings
+
+
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for the PNG previews (created if needed).")
+        Path, typer.Option("--out", help="Folder for overlays, results.json and index.html.")
     ] = DEFAULT_OUT,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Read the bundled real DICOM samples, print what was read and write PNG previews."""
+    """Screen the real DICOM samples that ship with pip (a chest radiograph, a chest CT slice and a leg
+    radiograph) with the bundled models and write an HTML page of the results."""
+    from rich.console import Console
+
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.cli.predict_cmd import results_table
+    from chestlens.pipeline.batch import record
+
     console = Console()
     console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
     try:
-        results = run_demo(out)
+        screenings = run_demo(out, device=device)
     except FileNotFoundError as error:
         typer.echo(f"chestlens: error: {error}", err=True)
         raise typer.Exit(1) from error
-    console.print(results_table(results))
-    console.print(NO_MODELS_NOTE)
-    console.print("Previews: " + ", ".join(result.preview.name for result in results))
-    typer.echo(f"Previews written to: {out.resolve()}")
-
-
-def run_demo(out: Path, samples: tuple[DemoSample, ...] = DEMO_SAMPLES) -> list[DemoResult]:
-    """Read every sample and write its preview (radiographs as read, CT through the lung window)."""
-    results = []
-    for sample in samples:
-        image = read_image(sample_path(sample.file_name))
-        preview = save_png_atomic(preview_array(image), out / f"{Path(sample.file_name).stem}.png")
-        results.append(DemoResult(sample=sample, image=image, preview=preview))
-    return results
-
-
-def results_table(results: list[DemoResult]) -> Table:
-    """Summary table: one row per demo image."""
-    table = Table(title="chestlens demo: what was read", box=box.SIMPLE)
-    for column in ("file", "shows", "modality", "size", "values"):
-        table.add_column(column, no_wrap=column != "shows")
-    for result in results:
-        meta = result.image.meta
-        low, high = meta.value_range or (float("nan"), float("nan"))
-        values = f"{low:.0f}..{high:.0f} HU" if meta.pixel_unit == "HU" else "0..1"
-        table.add_row(
-            result.sample.file_name,
-            result.sample.description,
-            f"{meta.modality or '-'} {meta.photometric_interpretation or ''}".strip(),
-            f"{meta.rows}x{meta.cols}",
-            values,
-        )
-    return table
+    console.print(results_table([record(s.result.input.source, s.result) for s in screenings]))
+    typer.echo(f"Results, overlays and {PAGE} written to: {out.resolve()}")

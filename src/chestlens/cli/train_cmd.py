@@ -98,12 +98,16 @@ def select(
     reproduce: Annotated[
         str | None, typer.Option("--reproduce", help="Command that reproduces the chosen model (model card).")
     ] = None,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option("--compare", help="Bundle of another recipe on the same split, shown side by side."),
+    ] = None,
 ) -> None:
     """Pick the candidate with the best VALIDATION score (e.g. among input sizes); write it and its card."""
     from chestlens.models.bundle import read_spec
     from chestlens.train.select import select_on_validation
 
-    chosen = select_on_validation(candidates, out, metric=metric, reproduce=reproduce)
+    chosen = select_on_validation(candidates, out, metric=metric, reproduce=reproduce, compare=compare or [])
     for row in read_spec(chosen).training["selection"]["candidates"]:
         typer.echo(f"{row['bundle']}: {row['input_size']} px, validation {metric} {row['validation']:.4f}")
     typer.echo(f"chosen bundle written to {chosen}")

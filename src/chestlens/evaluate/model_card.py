@@ -198,6 +198,46 @@ def _selection_section(spec: BundleSpec) -> list[str]:
     ]
 
 
+def recipe_row(spec: BundleSpec, report: ClassificationReport) -> dict[str, str]:
+    """One row of the side-by-side recipe table: how a bundle was trained and its headline test numbers."""
+    cfg = spec.training.get("config", {})
+    overall = report.overall
+    covid = next((p for p in overall.operating_points if p.label == "COVID-19"), None)
+    covid_auc = next((c.auc for c in overall.per_class if c.label == "COVID-19"), None)
+    nih = report.per_source.get("nih")
+    nih_pneumonia = next((c.auc for c in nih.per_class if c.label == "pneumonia"), None) if nih else None
+    weights = cfg.get("weights")
+    return {
+        "bundle": spec.name,
+        "architecture": spec.architecture,
+        "initialisation": "random" if weights is None else f"`{weights}`",
+        "trained": "head only" if cfg.get("freeze_backbone") else "all layers",
+        "input": f"{spec.preprocess.input_size} px",
+        "train minutes (CPU)": f"{spec.training.get('train_seconds', 0) / 60:.0f}",
+        "macro AUC": _est(overall.macro_auc),
+        "accuracy": _est(overall.accuracy),
+        "COVID-19 AUC": _est(covid_auc),
+        "COVID-19 sens. / spec. at op.": "n/a"
+        if covid is None
+        else f"{_est(covid.sensitivity)} / {_est(covid.specificity)}",
+        "NIH pneumonia AUC": _est(nih_pneumonia),
+        "ECE": _est(overall.calibration.ece),
+    }
+
+
+def _recipes_section(spec: BundleSpec, report: ClassificationReport) -> list[str]:
+    """The seed recipes trained with the same data, split and pipeline, beside this model."""
+    others = spec.training.get("comparison")
+    if not others:
+        return []
+    rows = [recipe_row(spec, report), *others]
+    return [
+        "## Seed recipes, same data, split and pipeline (test split, 95% CI by bootstrap over patients)",
+        "",
+        *_table(list(rows[0]), [list(r.values()) for r in rows]),
+    ]
+
+
 def render_model_card(
     spec: BundleSpec,
     document: ReportDocument,
@@ -251,6 +291,7 @@ def render_model_card(
             "",
         ]
     lines += _targets(spec, report)
+    lines += _recipes_section(spec, report)
     lines += ["## Per-source results (test split)", ""]
     for source, m in report.per_source.items():
         lines += [f"### {source}", "", f"{m.n_images} images, accuracy {_est(m.accuracy)}.", ""]

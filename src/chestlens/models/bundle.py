@@ -80,6 +80,9 @@ class BundleSpec(BaseModel):
     preprocess: PreprocessSpec
     temperature: float = Field(default=1.0, gt=0.0)
     operating_points: list[OperatingPoint] = Field(default_factory=list)
+    # Segmenters in the screening pipeline: run only when the classifier's decision is positive for one
+    # of these labels (empty: always run).
+    run_if_positive: list[str] = Field(default_factory=list)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""

@@ -14,15 +14,31 @@ from pathlib import Path
 
 from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.model_card import write_model_card
+from chestlens.evaluate.model_card import recipe_row, write_model_card
+from chestlens.evaluate.report import ReportDocument
 from chestlens.models.bundle import BUNDLE_JSON, WEIGHTS_FILE, read_spec
 
 #: Where ``chestlens train classify`` writes the test report, relative to the bundle folder.
 TEST_REPORT_JSON = Path("..") / "test-report" / "report.json"
 
 
+def recipe_rows(bundles: Sequence[Path]) -> list[dict[str, str]]:
+    """Side-by-side rows (:func:`chestlens.evaluate.model_card.recipe_row`) of other recipes' bundles,
+    each read with the test report its training run wrote."""
+    rows = []
+    for path in bundles:
+        report = ReportDocument.model_validate_json((Path(path) / TEST_REPORT_JSON).read_text())
+        rows.append(recipe_row(read_spec(path), report.metrics))
+    return rows
+
+
 def select_on_validation(
-    candidates: Sequence[Path], out: Path, *, metric: str = "macro_auc", reproduce: str | None = None
+    candidates: Sequence[Path],
+    out: Path,
+    *,
+    metric: str = "macro_auc",
+    reproduce: str | None = None,
+    compare: Sequence[Path] = (),
 ) -> Path:
     """Copy the candidate bundle with the best validation ``metric`` to ``out`` and rewrite its card.
 
@@ -32,6 +48,8 @@ def select_on_validation(
         metric: key of ``metrics["validation"]``: ``[value, low, high]`` (e.g. ``macro_auc``) or a number
             (e.g. ``mean_dice`` of segmenters).
         reproduce: the command that reproduces the chosen model, for the card.
+        compare: bundles of other recipes (e.g. the seed recipes) trained on the same split: never chosen,
+            reported side by side with the chosen model in its card (``training.comparison``).
     """
     scored = []
     for path in candidates:
@@ -55,7 +73,10 @@ def select_on_validation(
             for v, p, s in scored
         ],
     }
-    spec = best_spec.model_copy(update={"training": {**best_spec.training, "selection": selection}})
+    training = {**best_spec.training, "selection": selection}
+    if compare:
+        training["comparison"] = recipe_rows(compare)
+    spec = best_spec.model_copy(update={"training": training})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -1,16 +1,12 @@
-"""``chestlens info`` and ``chestlens demo`` through the real CLI entry point."""
+"""``chestlens info`` through the real CLI entry point (``demo``: tests/pipeline/test_predict_cli.py)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.cli import main
 from chestlens.io import scan_series
 
@@ -78,33 +74,3 @@ def test_info_for_a_png_in_a_jpg(source_dir, capsys):
     )
     assert summary["format"] == "png" and summary["transfer_syntax"] is None
     assert summary["file_size_bytes"] > 0
-
-
-def test_demo_writes_three_previews(tmp_path, capsys):
-    out_dir = tmp_path / "demo out"
-    out = _run(capsys, "demo", "--out", str(out_dir))
-    assert RESEARCH_USE_DISCLAIMER[:40] in " ".join(out.split())
-    assert "not run here yet" in out
-    assert f"Previews written to: {out_dir.resolve()}" in out
-    for name in ("RG1_UNCR", "CT_small", "RG3_UNCR"):
-        assert name in out
-    written = sorted(p.name for p in out_dir.iterdir())
-    assert written == ["CT_small.png", "RG1_UNCR.png", "RG3_UNCR.png"]  # no temporary files left
-    with Image.open(out_dir / "RG1_UNCR.png") as chest:
-        assert chest.mode == "L" and max(chest.size) == 1024
-        pixels = np.asarray(chest, dtype=np.float32)
-    rows, cols = pixels.shape
-    spine = pixels[int(0.3 * rows) : int(0.6 * rows), int(0.46 * cols) : int(0.54 * cols)].mean()
-    lung = pixels[int(0.3 * rows) : int(0.5 * rows), int(0.2 * cols) : int(0.35 * cols)].mean()
-    assert lung < spine  # MONOCHROME1 handled in the preview too
-    with Image.open(out_dir / "CT_small.png") as ct:
-        assert ct.size == (128, 128)
-
-
-def test_demo_is_idempotent(tmp_path, capsys):
-    out_dir = tmp_path / "again"
-    _run(capsys, "demo", "--out", str(out_dir))
-    first = (out_dir / "CT_small.png").read_bytes()
-    _run(capsys, "demo", "--out", str(out_dir))
-    assert (out_dir / "CT_small.png").read_bytes() == first
-    assert len(list(Path(out_dir).iterdir())) == 3

@@ -1,0 +1,189 @@
+"""``chestlens predict PATH...``: screen files, folders and DICOM series; table, JSON, CSV, overlays.
+
+Unreadable inputs are reported and skipped; the exit code is 2 when any input failed to read, else 0
+(a quality-gate rejection is a result, not a failure). With ``--out DIR`` a re-run skips what is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+EXIT_SOME_FAILED = 2
+TABLE_MAX_ROWS = 40
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+
+
+def _stem(path: Path, key: str) -> str:
+    """Overlay file stem: the input's name plus a short hash of its identity (never client-chosen alone)."""
+    name = path.name.removesuffix(".nii.gz")
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in Path(name).stem)[:60]
+    return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def results_table(lines: list[dict]):
+    from rich import box
+    from rich.table import Table
+
+    from chestlens.pipeline.batch import csv_row
+
+    table = Table(title="chestlens predict (research use only, not a diagnosis)", box=box.SIMPLE)
+    for column in ("file", "status", "top label", "probabilities", "decision", "CAM in lungs", "ms"):
+        table.add_column(column)
+    for line in lines[:TABLE_MAX_ROWS]:
+        row = csv_row(line)
+        detail = row.get("top_label", "") if row["status"] == "screened" else row.get("reason", "")
+        table.add_row(
+            Path(row["source"]).name,
+            row["status"],
+            detail,
+            row.get("probabilities", "").replace(";", " "),
+            row.get("decisions", "").replace(";", " "),
+            row.get("heatmap_in_lungs", ""),
+            row.get("total_ms", ""),
+        )
+    if len(lines) > TABLE_MAX_ROWS:
+        table.caption = f"first {TABLE_MAX_ROWS} of {len(lines)} inputs; see --json / --csv / --out"
+    return table
+
+
+def predict(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files, folders (recursive), DICOM series folders.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Resumable output folder: results.jsonl, results.csv, overlays/."),
+    ] = None,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write all results as JSON ('-' = stdout).")
+    ] = None,
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write a CSV summary.")] = None,
+    overlays: Annotated[Path | None, typer.Option("--overlays", help="Folder for overlay PNGs.")] = None,
+    dicom_out: Annotated[
+        Path | None, typer.Option("--dicom-out", help="For DICOM inputs: write a DICOM SR and SEG here.")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma-separated bundles (names or folders); default: bundled."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    cam: Annotated[str, typer.Option("--cam", help="gradcam, gradcam++, hirescam or none.")] = "gradcam",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    compile_models: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the models (faster batches after a slow start).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Screen chest X-rays and CT (research use only): quality gate, probabilities, decision, Grad-CAM,
+    lung and lesion measurements."""
+    from rich.console import Console
+    from tqdm import tqdm
+
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.atomic import write_text_atomic
+    from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key, record
+    from chestlens.pipeline.inputs import expand_inputs
+    from chestlens.pipeline.screener import Screener
+
+    if cam not in ("gradcam", "gradcam++", "hirescam", "none"):
+        raise typer.BadParameter(f"unknown CAM method {cam!r}", param_hint="--cam")
+    inputs = expand_inputs(paths)
+    keys = {path: input_key(path) for path in inputs.items}
+    log = ResultLog(out) if out is not None else None
+    done: set[str] = set()
+    if log is not None:
+        log.repair()
+        done = log.done_keys()
+    todo = [p for p in inputs.items if keys[p] not in done]
+    options = {"device": device, "cam": None if cam == "none" else cam, "compile": compile_models}
+    screener = Screener.from_models(models.split(","), **options) if models else Screener(**options)
+    overlay_dir = overlays or (out / "overlays" if out is not None else None)
+    console = Console(stderr=True)
+    if not quiet:
+        console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
+        skipped = len(inputs.items) - len(todo)
+        console.print(
+            f"{len(todo)} input(s) to screen, {skipped} already done, {inputs.not_images} non-image file(s)"
+        )
+    new_lines: list[dict] = []
+    pending: list[dict] = []
+    bar = tqdm(total=len(todo), disable=quiet, unit="img", desc="screening")
+    for path, outcome in zip(todo, screener.iter_screen(todo, batch_size=batch_size), strict=True):
+        result = getattr(outcome, "result", outcome)
+        line = record(keys[path], result)
+        if overlay_dir is not None and line["status"] != "failed":
+            from chestlens.pipeline.overlay import save_overlays
+
+            save_overlays(outcome, overlay_dir, _stem(path, keys[path]))
+        if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
+            _write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
+        new_lines.append(line)
+        pending.append(line)
+        if log is not None and len(pending) >= batch_size:
+            log.append(pending)
+            pending = []
+        bar.update(1)
+    bar.close()
+    if log is not None:
+        log.append(pending)
+    lines = [*log.records()] if log is not None else new_lines
+    current = {keys[p] for p in inputs.items}
+    lines = [line for line in lines if line["key"] in current]
+    if log is not None:
+        write_text_atomic(out / RESULTS_CSV, csv_text(lines))
+    if csv_path is not None:
+        write_text_atomic(csv_path, csv_text(lines))
+    if json_path is not None:
+        payload = json.dumps([line.get("result") or line.get("failed") for line in lines], indent=2)
+        if json_path == "-":
+            typer.echo(payload)
+        else:
+            write_text_atomic(Path(json_path), payload + "\n")
+    failed = [line for line in lines if line["status"] == "failed"]
+    if not quiet:
+        Console().print(results_table(lines))
+        counts = {
+            s: sum(1 for line in lines if line["status"] == s) for s in ("screened", "rejected", "failed")
+        }
+        console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    for line in failed:
+        typer.echo(f"chestlens: error: {line['failed']['source']}: {line['failed']['error']}", err=True)
+    if failed:
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _write_dicom_outputs(screening, path: Path, folder: Path, stem: str) -> None:
+    """DICOM SR (and SEG of the lung/lesion masks at the source grid) referencing the source image."""
+    import numpy as np
+    import pydicom
+
+    from chestlens.pipeline.dicom_out import write_segmentation, write_structured_report
+    from chestlens.pipeline.overlay import resize_2d
+
+    source = pydicom.dcmread(path, stop_before_pixels=True)
+    write_structured_report(screening.result, source, folder / f"{stem}_sr.dcm")
+    grid = (int(source.Rows), int(source.Columns))
+    masks: dict[str, np.ndarray] = {}
+    if screening.lung_mask is not None and screening.lung_mask.ndim == 2:
+        masks["lungs"] = resize_2d(screening.lung_mask, grid, nearest=True) > 0
+    if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
+        labels = resize_2d(screening.lesion_map, grid, nearest=True)
+        for k, label in enumerate(screening.lesion_labels, start=1):
+            masks[label] = labels == k
+    if masks:
+        model = screening.result.lungs.model if screening.result.lungs else None
+        write_segmentation(
+            masks,
+            source,
+            folder / f"{stem}_seg.dcm",
+            algorithm_name=model.name if model else "chestlens",
+            algorithm_version=model.version if model else "",
+        )

@@ -1,0 +1,128 @@
+"""Resumable batch screening: results appended to ``results.jsonl`` as they come, one line per input.
+
+A re-run with the same output folder skips inputs already there (keyed by absolute path, size and
+modification time, so an edited file is screened again). Each batch is flushed and fsynced, so a crash
+loses at most the batch in flight; a torn last line from a crash is dropped on the next run.
+``results.csv`` is rewritten (atomically) from the JSONL at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from chestlens.atomic import write_text_atomic
+from chestlens.pipeline.schema import FailedInput, ScreeningResult
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+
+
+def input_key(path: Path) -> str:
+    """Identity of an input for resuming: absolute path, size and mtime (ns)."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+@dataclass
+class ResultLog:
+    """The ``results.jsonl`` of an output folder: what is done, and appending new lines."""
+
+    folder: Path
+
+    @property
+    def path(self) -> Path:
+        return self.folder / RESULTS_JSONL
+
+    def records(self) -> Iterator[dict]:
+        """Complete records already written (a torn last line is ignored)."""
+        if not self.path.is_file():
+            return
+        with self.path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+
+    def done_keys(self) -> set[str]:
+        return {r["key"] for r in self.records() if "key" in r}
+
+    def repair(self) -> None:
+        """Drop a torn last line left by a crash, so appends start on a fresh line."""
+        if not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            write_text_atomic(self.path, data[: data.rfind(b"\n") + 1].decode("utf-8"))
+
+    def append(self, lines: list[dict]) -> None:
+        """Append records and make them durable (flush + fsync)."""
+        if not lines:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for record in lines:
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def record(key: str, outcome: ScreeningResult | FailedInput) -> dict:
+    """One JSONL line: the resume key, ``status`` (screened / rejected / failed) and the result."""
+    if isinstance(outcome, FailedInput):
+        return {"key": key, "status": "failed", "failed": outcome.model_dump(mode="json")}
+    status = "screened" if outcome.gate.accepted else "rejected"
+    return {"key": key, "status": status, "result": outcome.model_dump(mode="json")}
+
+
+CSV_COLUMNS = [
+    "source",
+    "status",
+    "reason",
+    "top_label",
+    "probabilities",
+    "decisions",
+    "heatmap_in_lungs",
+    "lung_area_mm2",
+    "lesion_area_mm2",
+    "total_ms",
+]
+
+
+def csv_row(line: dict) -> dict[str, str]:
+    """A flat CSV row of a JSONL record."""
+    if line["status"] == "failed":
+        return {"source": line["failed"]["source"], "status": "failed", "reason": line["failed"]["error"]}
+    result = ScreeningResult.model_validate(line["result"])
+    row = {"source": result.input.source, "status": line["status"], "reason": result.gate.reason}
+    if result.classification is not None:
+        c = result.classification
+        row["top_label"] = c.top_label
+        row["probabilities"] = ";".join(f"{k}={v:.4f}" for k, v in c.probabilities.items())
+        row["decisions"] = ";".join(
+            f"{d.label}={'positive' if d.positive else 'negative'}" for d in c.decisions
+        )
+    if result.explanation is not None and result.explanation.energy_in_lungs is not None:
+        row["heatmap_in_lungs"] = f"{result.explanation.energy_in_lungs:.4f}"
+    if result.lungs is not None and result.lungs.area_mm2 is not None:
+        row["lung_area_mm2"] = f"{result.lungs.area_mm2:.0f}"
+    if result.lesions is not None and result.lesions.area_mm2_by_label:
+        row["lesion_area_mm2"] = ";".join(f"{k}={v:.0f}" for k, v in result.lesions.area_mm2_by_label.items())
+    row["total_ms"] = f"{result.timings_ms.get('total', 0):.1f}"
+    return row
+
+
+def csv_text(lines: list[dict]) -> str:
+    """CSV of JSONL records (header plus one row each)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, restval="")
+    writer.writeheader()
+    for line in lines:
+        writer.writerow(csv_row(line))
+    return buffer.getvalue()

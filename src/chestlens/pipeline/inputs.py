@@ -1,0 +1,86 @@
+"""What ``chestlens predict PATH...`` screens: files, folders (recursively) and DICOM series folders.
+
+A folder whose DICOM files form one multi-slice CT series is screened as one series; any other file
+with an image extension or a DICOM preamble is screened on its own. Other files (CSV, text...) are
+counted, not screened. Hidden files and folders are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from chestlens.errors import ChestlensInputError
+
+IMAGE_SUFFIXES = frozenset(
+    {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".gz"}
+)
+SERIES_MODALITIES = frozenset({"CT"})
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Expanded inputs: ``items`` to screen (files or series folders), in a stable order."""
+
+    items: list[Path]
+    not_images: int
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _is_candidate(path: Path) -> bool:
+    if path.name.endswith(".gz") and not path.name.endswith(".nii.gz"):
+        return False
+    return path.suffix.lower() in IMAGE_SUFFIXES or _has_dicom_preamble(path)
+
+
+def _series_folders(dicoms: list[Path]) -> set[Path]:
+    """Folders whose DICOM files are one CT series of several slices (headers only)."""
+    from chestlens.io.dicom import open_dicom
+
+    by_folder: dict[Path, list[Path]] = defaultdict(list)
+    for path in dicoms:
+        by_folder[path.parent].append(path)
+    series = set()
+    for folder, files in by_folder.items():
+        if len(files) < 2:
+            continue
+        try:
+            heads = [open_dicom(p, str(p), header_only=True) for p in (files[0], files[-1])]
+        except ChestlensInputError:
+            continue
+        same = heads[0].get("SeriesInstanceUID") == heads[1].get("SeriesInstanceUID")
+        if same and heads[0].get("Modality") in SERIES_MODALITIES:
+            series.add(folder)
+    return series
+
+
+def expand_inputs(paths: list[Path]) -> Inputs:
+    """Files as given; folders walked recursively, CT series folders kept whole."""
+    items: list[Path] = []
+    not_images = 0
+    for root in paths:
+        if not root.exists():
+            raise ChestlensInputError(root, "no such file or folder")
+        if root.is_file():
+            items.append(root)
+            continue
+        files = sorted(
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
+        candidates = [p for p in files if _is_candidate(p)]
+        not_images += len(files) - len(candidates)
+        series = _series_folders([p for p in candidates if p.suffix.lower() in {".dcm", ".dicom", ""}])
+        items += sorted(series)
+        items += [p for p in candidates if p.parent not in series]
+    return Inputs(items=list(dict.fromkeys(items)), not_images=not_images)

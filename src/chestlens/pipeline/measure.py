@@ -1,0 +1,86 @@
+"""Physical measurements of masks predicted on the network grid.
+
+Masks come at the segmenter's input size ``(S, S)``, a stretched copy of the whole image, so one mask
+pixel covers ``(rows / S) x (cols / S)`` image pixels. Areas are in mm² when the image has a pixel
+spacing, volumes in mL (1 mL = 1000 mm³) for CT series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from chestlens.io.image import ImageMeta
+from chestlens.pipeline.schema import Lesion
+
+#: Connected regions smaller than this many mask pixels (at the network grid) are not reported.
+MIN_LESION_PIXELS = 16
+
+
+def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
+    """Area in mm² of one pixel of a ``grid`` = ``(height, width)`` mask stretched over the image."""
+    if meta.pixel_spacing_mm is None:
+        return None
+    row_mm, col_mm = meta.pixel_spacing_mm
+    return (meta.rows / grid[0]) * row_mm * (meta.cols / grid[1]) * col_mm
+
+
+def area_mm2(mask: np.ndarray, meta: ImageMeta) -> float | None:
+    """Area of a boolean mask ``(H, W)`` in mm², or None without pixel spacing."""
+    unit = pixel_area_mm2(meta, mask.shape[-2:])
+    return None if unit is None else float(mask.sum()) * unit
+
+
+def volume_ml(mask: np.ndarray, meta: ImageMeta) -> float | None:
+    """Volume of a boolean mask ``(slices, H, W)`` in mL, or None without pixel and slice spacing."""
+    unit = pixel_area_mm2(meta, mask.shape[-2:])
+    if unit is None or meta.slice_spacing_mm is None:
+        return None
+    return float(mask.sum()) * unit * meta.slice_spacing_mm / 1000.0
+
+
+def lesion_instances(
+    label_map: np.ndarray,
+    probabilities: np.ndarray,
+    labels: list[str],
+    meta: ImageMeta,
+    *,
+    slice_index: int | None = None,
+) -> list[Lesion]:
+    """Connected regions of each lesion class, largest first within a class.
+
+    Args:
+        label_map: ``(S, S)`` uint8, 0 = background, ``k`` = ``labels[k - 1]``.
+        probabilities: ``(C, S, S)`` per-class probabilities on the same grid (channel 0 background).
+        labels: the lesion class names (without background).
+        meta: the image, for mm² and for boxes in image pixels.
+    """
+    scale_y, scale_x = meta.rows / label_map.shape[0], meta.cols / label_map.shape[1]
+    unit = pixel_area_mm2(meta, label_map.shape)
+    lesions: list[Lesion] = []
+    for k, label in enumerate(labels, start=1):
+        regions, _ = ndimage.label(label_map == k)
+        found = []
+        for index, box in enumerate(ndimage.find_objects(regions), start=1):
+            region = regions[box] == index
+            pixels = int(region.sum())
+            if pixels < MIN_LESION_PIXELS:
+                continue
+            y, x = box
+            found.append(
+                Lesion(
+                    label=label,
+                    area_pixels=round(pixels * scale_y * scale_x),
+                    area_mm2=None if unit is None else pixels * unit,
+                    box=(
+                        int(x.start * scale_x),
+                        int(y.start * scale_y),
+                        int(np.ceil(x.stop * scale_x)),
+                        int(np.ceil(y.stop * scale_y)),
+                    ),
+                    score=float(probabilities[k][box][region].mean()),
+                    slice_index=slice_index,
+                )
+            )
+        lesions += sorted(found, key=lambda lesion: -lesion.area_pixels)
+    return lesions

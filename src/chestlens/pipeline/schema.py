@@ -1,0 +1,147 @@
+"""The screening result: a versioned JSON schema (pydantic) shared by the API, CLI, server and DICOM out.
+
+Units: areas in mm² (``None`` when the image has no pixel spacing), volumes in mL, fractions in
+``[0, 1]``, probabilities calibrated with the bundle's temperature. The JSON Schema itself is
+``ScreeningResult.model_json_schema()`` (``chestlens predict --schema`` prints it). Bump
+:data:`SCHEMA_VERSION` on any change a consumer could notice: a new required field or a changed meaning
+is a major bump, a new optional field a minor one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+
+SCHEMA_VERSION = "1.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelRef(_Strict):
+    """Which bundle produced part of a result."""
+
+    name: str
+    version: str
+    kind: Literal["classifier", "segmenter", "detector"]
+    weights_sha256: str
+
+
+class InputInfo(_Strict):
+    """The image as read (never patient identity; ``patient_key`` is a salted hash)."""
+
+    source: str  # file name as given on the command line, or the upload's server-side name
+    format: str
+    modality: str | None
+    body_part: str | None
+    view: str | None
+    rows: int
+    cols: int
+    n_slices: int = 1
+    pixel_spacing_mm: tuple[float, float] | None
+    patient_key: str | None = None
+
+
+class GateCheck(_Strict):
+    """One quality-gate test and its outcome."""
+
+    name: str  # e.g. "dicom_modality", "colour", "lung_fields"
+    passed: bool
+    detail: str
+
+
+class GateVerdict(_Strict):
+    """Input quality gate: is this a frontal chest radiograph or a chest CT slice/series?"""
+
+    accepted: bool
+    image_type: Literal["chest_radiograph", "chest_ct", "unknown"]
+    reason: str  # one line: why it was accepted or rejected
+    checks: list[GateCheck] = Field(default_factory=list)
+
+
+class Decision(_Strict):
+    """A decision at a bundle operating point (threshold chosen on validation data)."""
+
+    label: str
+    threshold: float
+    positive: bool
+    criterion: str
+
+
+class Classification(_Strict):
+    """Calibrated class probabilities and decisions at the operating points."""
+
+    model: ModelRef
+    probabilities: dict[str, float]  # label -> calibrated probability, summing to 1
+    top_label: str
+    temperature: float
+    decisions: list[Decision] = Field(default_factory=list)
+
+
+class Explanation(_Strict):
+    """Class-activation map for the top label (the map itself is an overlay image, not in the JSON)."""
+
+    method: Literal["gradcam", "gradcam++", "hirescam"]
+    target_label: str
+    layer: str
+    energy_in_lungs: float | None  # share of the heatmap's total mass inside the lung mask
+
+
+class LungMeasurement(_Strict):
+    """The lung fields found by the lung segmenter (or the HU rule for CT without a segmenter)."""
+
+    model: ModelRef | None  # None: CT lungs from a Hounsfield-unit rule
+    area_mm2: float | None
+    area_fraction: float  # share of the image
+    volume_ml: float | None = None  # CT series only
+
+
+class Lesion(_Strict):
+    """One connected lesion region of one class."""
+
+    label: str  # e.g. "ground_glass_opacity", "consolidation"
+    area_mm2: float | None
+    area_pixels: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels (exclusive end)
+    score: float  # mean predicted probability inside the region
+    slice_index: int | None = None  # CT series
+
+
+class LesionSummary(_Strict):
+    """Lesion segmentation, gated as the bundle says (e.g. only when the classifier says positive)."""
+
+    model: ModelRef
+    ran: bool
+    gate: str  # why it ran or not
+    lesions: list[Lesion] = Field(default_factory=list)
+    area_mm2_by_label: dict[str, float] = Field(default_factory=dict)
+    volume_ml_by_label: dict[str, float] = Field(default_factory=dict)
+    lung_fraction_by_label: dict[str, float] = Field(default_factory=dict)
+
+
+class ScreeningResult(_Strict):
+    """Everything chestlens says about one input. Research use only, never a diagnosis."""
+
+    schema_version: str = SCHEMA_VERSION
+    chestlens_version: str
+    disclaimer: str = RESEARCH_USE_DISCLAIMER
+    input: InputInfo
+    gate: GateVerdict
+    classification: Classification | None = None
+    explanation: Explanation | None = None
+    lungs: LungMeasurement | None = None
+    lesions: LesionSummary | None = None
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class FailedInput(_Strict):
+    """An input that could not be read: reported and skipped, never fatal to a batch."""
+
+    schema_version: str = SCHEMA_VERSION
+    source: str
+    error: str
