@@ -33,7 +33,8 @@ def inputs(tmp_path, pip_dicom):
 
 def test_predict_folder_reports_failures_and_resumes(inputs, tmp_path, capsys):
     out = tmp_path / "out"
-    code, stdout, stderr = _run(capsys, "predict", str(inputs), "--out", str(out), "--device", "cpu")
+    args = ["predict", str(inputs), "--out", str(out), "--overlays", str(out / "overlays"), "--device", "cpu"]
+    code, stdout, stderr = _run(capsys, *args)
     assert code == 2  # one input could not be read
     assert "broken.jpg" in stderr and "Traceback" not in stderr
     assert "chest.dcm" in stdout and "leg.dcm" in stdout  # the table

@@ -60,7 +60,7 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Resumable output folder: results.jsonl, results.csv, overlays/."),
+        typer.Option("--out", help="Resumable output folder: results.jsonl and results.csv."),
     ] = None,
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write all results as JSON ('-' = stdout).")
@@ -105,7 +105,6 @@ def predict(
     todo = [p for p in inputs.items if keys[p] not in done]
     options = {"device": device, "cam": None if cam == "none" else cam, "compile": compile_models}
     screener = Screener.from_models(models.split(","), **options) if models else Screener(**options)
-    overlay_dir = overlays or (out / "overlays" if out is not None else None)
     console = Console(stderr=True)
     if not quiet:
         console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
@@ -119,10 +118,10 @@ def predict(
     for path, outcome in zip(todo, screener.iter_screen(todo, batch_size=batch_size), strict=True):
         result = getattr(outcome, "result", outcome)
         line = record(keys[path], result)
-        if overlay_dir is not None and line["status"] != "failed":
+        if overlays is not None and line["status"] != "failed":
             from chestlens.pipeline.overlay import save_overlays
 
-            save_overlays(outcome, overlay_dir, _stem(path, keys[path]))
+            save_overlays(outcome, overlays, _stem(path, keys[path]))
         if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
             _write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
         new_lines.append(line)
