@@ -12,7 +12,16 @@ import sys
 import typer
 
 from chestlens import ChestlensInputError, __version__
-from chestlens.cli import data_cmd, demo_cmd, evaluate_cmd, info_cmd, models_cmd, predict_cmd, train_cmd
+from chestlens.cli import (
+    audit_cmd,
+    data_cmd,
+    demo_cmd,
+    evaluate_cmd,
+    info_cmd,
+    models_cmd,
+    predict_cmd,
+    train_cmd,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -39,6 +48,7 @@ demo_cmd.register(app)
 data_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
+audit_cmd.register(app)
 models_cmd.register(app)
 predict_cmd.register(app)
 

@@ -18,6 +18,7 @@ from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport, MetricSet
 from chestlens.evaluate.seg_report import SegmentationDocument
 from chestlens.evaluate.segmentation import SegmentationReport
+from chestlens.evaluate.shortcut_audit import audit_markdown
 from chestlens.models.bundle import BundleSpec
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -292,6 +293,8 @@ def render_model_card(
         ]
     lines += _targets(spec, report)
     lines += _recipes_section(spec, report)
+    if spec.metrics.get("shortcut_audit"):
+        lines += audit_markdown(spec.metrics["shortcut_audit"])
     lines += ["## Per-source results (test split)", ""]
     for source, m in report.per_source.items():
         lines += [f"### {source}", "", f"{m.n_images} images, accuracy {_est(m.accuracy)}.", ""]

@@ -74,6 +74,8 @@ def select_on_validation(
         ],
     }
     training = {**best_spec.training, "selection": selection}
+    if reproduce:
+        training["reproduce"] = reproduce  # the card can be re-rendered later (e.g. after an audit)
     if compare:
         training["comparison"] = recipe_rows(compare)
     spec = best_spec.model_copy(update={"training": training})

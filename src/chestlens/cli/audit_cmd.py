@@ -1,0 +1,72 @@
+"""``chestlens audit BUNDLE``: the shortcut audit of a classifier (lungs masked out / lungs only / CAM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("audit")(audit)
+
+
+def audit(
+    bundle: Annotated[Path, typer.Argument(help="Classifier bundle folder (or bundled name).")],
+    splits: Annotated[Path | None, typer.Option("--splits", help="Split CSV made by chestlens.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Which split of --splits to audit.")] = "test",
+    data: Annotated[Path | None, typer.Option("--data", help="Any folder in a supported layout.")] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="Data root for --splits.")] = None,
+    lungs: Annotated[str, typer.Option("--lungs", help="Lung segmenter bundle.")] = "lungs-segmenter",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for audit.json and audit.md.")
+    ] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
+    save: Annotated[
+        bool, typer.Option("--save", help="Store the audit in the bundle (metrics.shortcut_audit).")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="With --save: the bundle's test report.json; rewrites its card."),
+    ] = None,
+) -> None:
+    """Is the classifier reading the lungs? AUC on the full image, with the lungs masked out and with the
+    lungs only, plus the share of the Grad-CAM heatmap inside the lungs (95% CIs over patients)."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.atomic import write_text_atomic
+    from chestlens.errors import ChestlensInputError
+    from chestlens.evaluate.bundle_eval import evaluation_items
+    from chestlens.evaluate.model_card import write_model_card
+    from chestlens.evaluate.shortcut_audit import audit_classifier, audit_markdown
+    from chestlens.models.bundle import BUNDLE_JSON, load_bundle
+    from chestlens.models.catalog import resolve_bundle
+
+    if (splits is None) == (data is None):
+        raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
+    classifier = load_bundle(bundle)
+    if classifier.spec.kind != "classifier":
+        raise ChestlensInputError(
+            bundle, f"the audit needs a classifier bundle, got a {classifier.spec.kind}"
+        )
+    items, _ = evaluation_items(classifier.spec, splits=splits, split=split, data=data, root=root)
+    result = audit_classifier(classifier, load_bundle(lungs), items, n_boot=n_boot)
+    folder = out or resolve_bundle(bundle).with_name(f"{resolve_bundle(bundle).name}-audit")
+    write_text_atomic(folder / "audit.json", json.dumps(result, indent=2) + "\n")
+    markdown = "\n".join(audit_markdown(result))
+    write_text_atomic(folder / "audit.md", markdown + "\n")
+    typer.echo(markdown)
+    if save:
+        path = resolve_bundle(bundle)
+        spec = classifier.spec.model_copy(
+            update={"metrics": {**classifier.spec.metrics, "shortcut_audit": result}}
+        )
+        write_text_atomic(path / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        if report is not None:
+            confounders = spec.training.get("data", {}).get("confounder_warnings", [])
+            reproduce = spec.training.get("reproduce")
+            write_model_card(path, report, confounders=confounders, reproduce=reproduce)
+        typer.echo(f"audit stored in {path / BUNDLE_JSON}")
+    typer.echo(f"audit written to {folder}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)
