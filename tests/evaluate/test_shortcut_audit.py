@@ -37,7 +37,9 @@ def test_audit_of_the_bundled_screener_on_real_images(shared_data):
         if label is not None and seen.get(label, 0) < 4:
             seen[label] = seen.get(label, 0) + 1
             picked.append((sample, label, sample.patient_id))
-    result = audit_classifier(chestlens.load("xray3-screener"), chestlens.load("lungs-segmenter"), picked, n_boot=10)
+    result = audit_classifier(
+        chestlens.load("xray3-screener"), chestlens.load("lungs-segmenter"), picked, n_boot=10
+    )
     assert set(result["variants"]) == set(VARIANTS) and result["n_images"] == 12
     for view in result["variants"].values():
         assert 0.0 <= view["macro_auc"]["value"] <= 1.0

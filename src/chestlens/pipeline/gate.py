@@ -115,6 +115,9 @@ MIN_SIDE_PX = 96
 #: Near-constant images: the 1st to 99th percentile spread must reach this ([0, 1] units for radiographs,
 #: HU for CT).
 MIN_SPREAD_UNIT = 0.05
+#: Fewer distinct 8-bit grey levels than this: a mask or label map (2-3 levels in the shared data's
+#: masks), not a radiograph (at least 126 in each of the 1861 X-ray images of the shared data).
+MIN_GREY_LEVELS = 32
 MIN_SPREAD_HU = 100.0
 
 #: CT: the body must cover at least this fraction of a slice.
@@ -202,7 +205,8 @@ def _view_check(view: str) -> GateCheck:
 
 # --------------------------------------------------------------------------------------------- pixels
 def check_pixels(image: MedicalImage) -> list[GateCheck]:
-    """Model-free pixel checks: ``colour``, ``frames``, ``size``, ``contrast``, and for CT ``ct_lungs``.
+    """Model-free pixel checks: ``colour``, ``frames``, ``size``, ``contrast``, then ``grey_levels`` for
+    radiographs and pictures or ``ct_lungs`` for CT.
 
     Args:
         image: as read by :func:`chestlens.io.read_image`: radiographs and pictures ``(rows, cols)`` in
@@ -221,6 +225,8 @@ def check_pixels(image: MedicalImage) -> list[GateCheck]:
         _passed("frames", "one image" if pixels.ndim == 2 else f"CT volume of {pixels.shape[0]} slices")
     ]
     checks += [_size_check(pixels.shape[-2:]), _contrast_check(pixels, ct)]
+    if not ct:
+        checks.append(_grey_levels_check(pixels))
     if ct:
         checks.append(_ct_volume_check(pixels) if pixels.ndim == 3 else _ct_slice_check(pixels))
     return checks
@@ -243,6 +249,17 @@ def _size_check(shape: tuple[int, ...]) -> GateCheck:
             "size", f"image is {rows}x{cols} px; the shorter side must be at least {MIN_SIDE_PX} px"
         )
     return _passed("size", f"{rows}x{cols} px")
+
+
+def _grey_levels_check(pixels: np.ndarray) -> GateCheck:
+    """Masks and label maps have a handful of grey levels; radiographs hundreds (8-bit levels counted)."""
+    levels = int(
+        np.count_nonzero(np.bincount(np.round(pixels * 255).astype(np.int64).ravel(), minlength=256))
+    )
+    if levels < MIN_GREY_LEVELS:
+        detail = f"only {levels} grey levels: a mask or label image, not a radiograph"
+        return _failed("grey_levels", detail)
+    return _passed("grey_levels", f"{levels} grey levels (8-bit)")
 
 
 def _contrast_check(pixels: np.ndarray, ct: bool) -> GateCheck:
