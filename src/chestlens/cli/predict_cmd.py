@@ -148,7 +148,7 @@ def predict(
             write_text_atomic(Path(json_path), payload + "\n")
     failed = [line for line in lines if line["status"] == "failed"]
     if not quiet:
-        Console().print(results_table(lines))
+        (console if json_path == "-" else Console()).print(results_table(lines))  # keep stdout pure JSON
         counts = {
             s: sum(1 for line in lines if line["status"] == s) for s in ("screened", "rejected", "failed")
         }
