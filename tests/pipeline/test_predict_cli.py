@@ -80,6 +80,12 @@ def test_predict_missing_path_is_one_line(capsys, tmp_path):
     assert code == 2 and stderr.count("\n") == 1 and "nope.dcm" in stderr
 
 
+def test_predict_folder_without_images_is_one_line(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    code, _, stderr = _run(capsys, "predict", str(tmp_path))
+    assert code == 2 and stderr.count("\n") == 1 and "no image files found" in stderr
+
+
 def test_demo_screens_the_pip_images(tmp_path, capsys):
     out_dir = tmp_path / "demo out"
     code, stdout, _ = _run(capsys, "demo", "--out", str(out_dir), "--device", "cpu")

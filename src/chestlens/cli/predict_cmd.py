@@ -89,6 +89,7 @@ def predict(
 
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
+    from chestlens.errors import ChestlensInputError
     from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key, record
     from chestlens.pipeline.inputs import expand_inputs
     from chestlens.pipeline.screener import Screener
@@ -96,6 +97,8 @@ def predict(
     if cam not in ("gradcam", "gradcam++", "hirescam", "none"):
         raise typer.BadParameter(f"unknown CAM method {cam!r}", param_hint="--cam")
     inputs = expand_inputs(paths)
+    if not inputs.items:
+        raise ChestlensInputError(paths[0], f"no image files found ({inputs.not_images} other files)")
     keys = {path: input_key(path) for path in inputs.items}
     log = ResultLog(out) if out is not None else None
     done: set[str] = set()
