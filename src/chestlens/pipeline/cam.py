@@ -6,6 +6,8 @@ so explaining costs one backward pass, not a second forward.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,10 +44,31 @@ def logits_and_cams(
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
     model.eval()
-    with CAM_METHODS[method](model=model, target_layers=[model.get_submodule(layer)]) as cam:
+    target = model.get_submodule(layer)
+    with _gradients_from(model, target), CAM_METHODS[method](model=model, target_layers=[target]) as cam:
         maps = cam(input_tensor=x, targets=None)  # None: the top class of each image
         logits = cam.outputs.detach().float().cpu()
     return CamOutput(logits=logits, maps=np.asarray(maps, dtype=np.float32))
+
+
+@contextmanager
+def _gradients_from(model: torch.nn.Module, layer: torch.nn.Module) -> Iterator[None]:
+    """Let only ``layer``'s parameters require gradients while the CAM runs (flags restored after).
+
+    The CAM needs the gradient of the class score with respect to ``layer``'s output; with nothing
+    before the layer requiring gradients, the backward pass stops there instead of running through the
+    whole network (the maps are the same; on a 2-core CPU it saves most of the backward time).
+    """
+    flags = {p: p.requires_grad for p in model.parameters()}
+    try:
+        for param in flags:
+            param.requires_grad_(False)
+        for param in layer.parameters():
+            param.requires_grad_(True)
+        yield
+    finally:
+        for param, flag in flags.items():
+            param.requires_grad_(flag)
 
 
 def energy_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:

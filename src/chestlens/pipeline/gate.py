@@ -251,11 +251,17 @@ def _size_check(shape: tuple[int, ...]) -> GateCheck:
     return _passed("size", f"{rows}x{cols} px")
 
 
+def _subsampled(pixels: np.ndarray) -> np.ndarray:
+    """Every k-th row and column (of every slice), keeping at most about a million values in all: plenty
+    for percentiles and grey-level counts."""
+    step = max(1, int(np.ceil(np.sqrt(pixels.size / 1e6))))
+    return pixels[..., ::step, ::step]
+
+
 def _grey_levels_check(pixels: np.ndarray) -> GateCheck:
     """Masks and label maps have a handful of grey levels; radiographs hundreds (8-bit levels counted)."""
-    levels = int(
-        np.count_nonzero(np.bincount(np.round(pixels * 255).astype(np.int64).ravel(), minlength=256))
-    )
+    counts = np.bincount(np.round(_subsampled(pixels) * 255).astype(np.int64).ravel(), minlength=256)
+    levels = int(np.count_nonzero(counts))
     if levels < MIN_GREY_LEVELS:
         detail = f"only {levels} grey levels: a mask or label image, not a radiograph"
         return _failed("grey_levels", detail)
@@ -263,8 +269,7 @@ def _grey_levels_check(pixels: np.ndarray) -> GateCheck:
 
 
 def _contrast_check(pixels: np.ndarray, ct: bool) -> GateCheck:
-    step = max(1, int(np.sqrt(pixels.size / 1e6)))  # about a million values are plenty for percentiles
-    low, high = np.percentile(pixels[..., ::step, ::step], [1, 99])
+    low, high = np.percentile(_subsampled(pixels), [1, 99])
     spread = float(high - low)
     minimum, shown = (MIN_SPREAD_HU, f"{spread:.0f} HU") if ct else (MIN_SPREAD_UNIT, f"{spread:.2f}")
     if spread < minimum:
