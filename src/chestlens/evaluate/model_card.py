@@ -199,6 +199,12 @@ def _selection_section(spec: BundleSpec) -> list[str]:
     ]
 
 
+def _epoch_seconds(spec: BundleSpec) -> float:
+    """Time spent in training epochs (summed over the history, so a resumed run counts every epoch)."""
+    history = spec.training.get("history") or []
+    return sum(e.get("seconds", 0.0) for e in history) or spec.training.get("train_seconds", 0.0)
+
+
 def recipe_row(spec: BundleSpec, report: ClassificationReport) -> dict[str, str]:
     """One row of the side-by-side recipe table: how a bundle was trained and its headline test numbers."""
     cfg = spec.training.get("config", {})
@@ -214,7 +220,7 @@ def recipe_row(spec: BundleSpec, report: ClassificationReport) -> dict[str, str]
         "initialisation": "random" if weights is None else f"`{weights}`",
         "trained": "head only" if cfg.get("freeze_backbone") else "all layers",
         "input": f"{spec.preprocess.input_size} px",
-        "train minutes (CPU)": f"{spec.training.get('train_seconds', 0) / 60:.0f}",
+        "epoch minutes (CPU)": f"{_epoch_seconds(spec) / 60:.0f}",
         "macro AUC": _est(overall.macro_auc),
         "accuracy": _est(overall.accuracy),
         "COVID-19 AUC": _est(covid_auc),
