@@ -72,18 +72,19 @@ def demo(
 ) -> None:
     """Screen the real DICOM samples that ship with pip (a chest radiograph, a chest CT slice and a leg
     radiograph) with the bundled models and write an HTML page of the results."""
-    from rich.console import Console
 
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.cli.predict_cmd import results_table
+    from chestlens.cli.predict_cmd import results_table, table_console
     from chestlens.pipeline.batch import record
 
-    console = Console()
+    console = table_console()
     console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
     try:
         screenings = run_demo(out, device=device)
     except FileNotFoundError as error:
         typer.echo(f"chestlens: error: {error}", err=True)
         raise typer.Exit(1) from error
-    console.print(results_table([record(s.result.input.source, s.result) for s in screenings]))
+    console.print(
+        results_table([record(s.result.input.source, s.result) for s in screenings], "chestlens demo")
+    )
     typer.echo(f"Results, overlays and {PAGE} written to: {out.resolve()}")

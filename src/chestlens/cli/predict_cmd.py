@@ -28,13 +28,23 @@ def _stem(path: Path, key: str) -> str:
     return f"{safe}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def results_table(lines: list[dict]):
+def table_console(*, stderr: bool = False):
+    """A rich console for result tables: the terminal's width, or 140 columns when piped to a file."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 140)
+
+
+def results_table(lines: list[dict], title: str = "chestlens predict"):
     from rich import box
     from rich.table import Table
 
     from chestlens.pipeline.batch import csv_row
 
-    table = Table(title="chestlens predict (research use only, not a diagnosis)", box=box.SIMPLE)
+    table = Table(title=f"{title} (research use only, not a diagnosis)", box=box.SIMPLE)
     for column in ("file", "status", "top label", "probabilities", "decision", "CAM in lungs", "ms"):
         table.add_column(column)
     for line in lines[:TABLE_MAX_ROWS]:
@@ -151,7 +161,7 @@ def predict(
             write_text_atomic(Path(json_path), payload + "\n")
     failed = [line for line in lines if line["status"] == "failed"]
     if not quiet:
-        (console if json_path == "-" else Console()).print(results_table(lines))  # keep stdout pure JSON
+        table_console(stderr=json_path == "-").print(results_table(lines))  # keep stdout pure JSON
         counts = {
             s: sum(1 for line in lines if line["status"] == s) for s in ("screened", "rejected", "failed")
         }
