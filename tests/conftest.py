@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 
 from chestlens.data.root import DATA_ENV, REQUIRE_DATA_ENV, data_root
 
@@ -97,5 +98,36 @@ def tiny_classifier_bundle(tmp_path):
         )
         model = create_model("efficientnet_lite0", 3, weights=None)
         return save_bundle(spec, model.state_dict(), tmp_path / folder)
+
+    return make
+
+
+@pytest.fixture
+def tiny_segmenter_bundle(tmp_path):
+    """Factory: save a seeded random 3-class U-Net (EfficientNet-Lite0 encoder, 64 px) lesion bundle.
+
+    Returns ``(folder, model)``; ``tiny_segmenter_bundle(task="lesions-xray", run_if_positive=[...])``
+    overrides any :class:`BundleSpec` field.
+    """
+    from chestlens.models import BundleSpec, PreprocessSpec, save_bundle
+    from chestlens.models.segmentation import create_segmenter
+
+    def make(folder: str = "seg", **fields):
+        spec = BundleSpec(
+            **{
+                "name": "tiny-lesions",
+                "version": "0.0.1",
+                "kind": "segmenter",
+                "task": "lesions-ct",
+                "architecture": "unet",
+                "architecture_kwargs": {"encoder": "efficientnet_lite0", "mode": "multiclass"},
+                "labels": ["background", "ground_glass_opacity", "consolidation"],
+                "preprocess": PreprocessSpec(input_size=64, mean=[0.5], std=[0.5]),
+                **fields,
+            }
+        )
+        torch.manual_seed(0)
+        model = create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None).eval()
+        return save_bundle(spec, model.state_dict(), tmp_path / folder), model
 
     return make

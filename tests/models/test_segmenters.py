@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import save_file
 
 from chestlens.errors import ChestlensInputError
-from chestlens.models import BundleSpec, PreprocessSpec, create_model, load_bundle, save_bundle
+from chestlens.models import create_model, load_bundle
 from chestlens.models.pretrained import resolve_weights
-from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
+from chestlens.models.segmentation import create_segmenter, output_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,21 +79,8 @@ def test_output_channels_convention():
             output_channels(mode, labels)
 
 
-def test_segmenter_bundle_round_trip(tmp_path):
-    torch.manual_seed(0)
-    model = create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None).eval()
-    enc = get_encoder("efficientnet_lite0")
-    spec = BundleSpec(
-        name="test-seg",
-        version="0.0.1",
-        kind="segmenter",
-        task="lesions-ct",
-        architecture="unet",
-        architecture_kwargs={"encoder": "efficientnet_lite0", "mode": "multiclass"},
-        labels=MULTICLASS,
-        preprocess=PreprocessSpec(input_size=64, mean=[sum(enc.mean) / 3], std=[sum(enc.std) / 3]),
-    )
-    path = save_bundle(spec, model.state_dict(), tmp_path / "seg")
+def test_segmenter_bundle_round_trip(tiny_segmenter_bundle):
+    path, model = tiny_segmenter_bundle()
     restored = load_bundle(path).build_model()
     assert not restored.training
     x = torch.rand(1, 1, 32, 32)

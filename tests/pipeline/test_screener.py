@@ -11,8 +11,6 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.transforms import preprocess
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.io import read_image
-from chestlens.models import BundleSpec, PreprocessSpec, save_bundle
-from chestlens.models.segmentation import create_segmenter
 from chestlens.pipeline.schema import FailedInput, ScreeningResult
 from chestlens.pipeline.screener import Screener
 
@@ -97,26 +95,9 @@ def test_batch_equals_single_and_keeps_failures_in_place(screener, chest, pip_di
     assert batched == pytest.approx(single, abs=1e-4)
 
 
-def _lesion_bundle(tmp_path, run_if_positive: list[str]):
-    labels = ["background", "ground_glass_opacity", "consolidation"]
-    spec = BundleSpec(
-        name="tiny-lesions",
-        version="0",
-        kind="segmenter",
-        task="lesions-xray",
-        architecture="unet",
-        architecture_kwargs={"encoder": "efficientnet_lite0", "mode": "multiclass"},
-        labels=labels,
-        preprocess=PreprocessSpec(input_size=64, mean=[0.5], std=[0.5]),
-        run_if_positive=run_if_positive,
-    )
-    torch.manual_seed(0)
-    model = create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None)
-    return save_bundle(spec, model.state_dict(), tmp_path / f"lesions-{len(run_if_positive)}")
-
-
-def test_lesion_segmenter_runs_and_measures(tmp_path, pip_dicom):
-    screener = Screener(lesions=[str(_lesion_bundle(tmp_path, []))], device="cpu", cam=None)
+def test_lesion_segmenter_runs_and_measures(tiny_segmenter_bundle, pip_dicom):
+    bundle, _ = tiny_segmenter_bundle(task="lesions-xray")
+    screener = Screener(lesions=[str(bundle)], device="cpu", cam=None)
     screening = screener.screen(pip_dicom("RG1_UNCR.dcm"))
     lesions = screening.result.lesions
     assert lesions.ran and lesions.model.name == "tiny-lesions"
@@ -130,8 +111,8 @@ def test_lesion_segmenter_runs_and_measures(tmp_path, pip_dicom):
         assert lesion.area_pixels > 0 and 0.0 <= lesion.score <= 1.0
 
 
-def test_lesion_segmenter_is_gated_by_the_decision(tmp_path, pip_dicom):
-    bundle = _lesion_bundle(tmp_path, ["COVID-19"])
+def test_lesion_segmenter_is_gated_by_the_decision(tiny_segmenter_bundle, pip_dicom):
+    bundle, _ = tiny_segmenter_bundle(task="lesions-xray", run_if_positive=["COVID-19"])
     screening = Screener(lesions=[str(bundle)], device="cpu", cam=None).screen(pip_dicom("RG1_UNCR.dcm"))
     covid = next(d for d in screening.result.classification.decisions if d.label == "COVID-19")
     assert screening.result.lesions.ran == covid.positive
