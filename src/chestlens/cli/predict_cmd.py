@@ -136,7 +136,9 @@ def predict(
 
             save_overlays(outcome, overlays, _stem(path, keys[path]))
         if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
-            _write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
+            from chestlens.pipeline.dicom_out import write_dicom_outputs
+
+            write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
         new_lines.append(line)
         pending.append(line)
         if log is not None and len(pending) >= batch_size:
@@ -170,32 +172,3 @@ def predict(
         typer.echo(f"chestlens: error: {line['failed']['source']}: {line['failed']['error']}", err=True)
     if failed:
         raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _write_dicom_outputs(screening, path: Path, folder: Path, stem: str) -> None:
-    """DICOM SR (and SEG of the lung/lesion masks at the source grid) referencing the source image."""
-    import numpy as np
-    import pydicom
-
-    from chestlens.pipeline.dicom_out import write_segmentation, write_structured_report
-    from chestlens.pipeline.overlay import resize_2d
-
-    source = pydicom.dcmread(path, stop_before_pixels=True)
-    write_structured_report(screening.result, source, folder / f"{stem}_sr.dcm")
-    grid = (int(source.Rows), int(source.Columns))
-    masks: dict[str, np.ndarray] = {}
-    if screening.lung_mask is not None and screening.lung_mask.ndim == 2:
-        masks["lungs"] = resize_2d(screening.lung_mask, grid, nearest=True) > 0
-    if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
-        labels = resize_2d(screening.lesion_map, grid, nearest=True)
-        for k, label in enumerate(screening.lesion_labels, start=1):
-            masks[label] = labels == k
-    if masks:
-        model = screening.result.lungs.model if screening.result.lungs else None
-        write_segmentation(
-            masks,
-            source,
-            folder / f"{stem}_seg.dcm",
-            algorithm_name=model.name if model else "chestlens",
-            algorithm_version=model.version if model else "",
-        )

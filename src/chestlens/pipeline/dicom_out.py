@@ -60,6 +60,7 @@ from typing import TypeVar
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -69,6 +70,7 @@ from pydicom.uid import generate_uid
 import chestlens
 from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
+from chestlens.pipeline.measure import resize_nearest
 from chestlens.pipeline.schema import (
     Classification,
     Explanation,
@@ -77,6 +79,7 @@ from chestlens.pipeline.schema import (
     ModelRef,
     ScreeningResult,
 )
+from chestlens.pipeline.screener import Screening
 
 MANUFACTURER = "chestlens"
 MODEL_NAME = "chestlens"
@@ -594,3 +597,31 @@ def _segment_descriptions(
             )
         )
     return descriptions
+
+
+def write_dicom_outputs(screening: Screening, source_path: Path, folder: Path, stem: str) -> list[Path]:
+    """For a screened single DICOM image: ``<stem>_sr.dcm`` (:func:`write_structured_report`) and, when
+    the screening has masks, ``<stem>_seg.dcm`` (:func:`write_segmentation`) with the lung and lesion
+    masks resized (nearest) to the source grid. Returns the written paths."""
+    source = pydicom.dcmread(source_path, stop_before_pixels=True)
+    written = [write_structured_report(screening.result, source, folder / f"{stem}_sr.dcm")]
+    grid = (int(source.Rows), int(source.Columns))
+    masks: dict[str, np.ndarray] = {}
+    if screening.lung_mask is not None and screening.lung_mask.ndim == 2:
+        masks["lungs"] = resize_nearest(screening.lung_mask, grid)
+    if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
+        labels = resize_nearest(screening.lesion_map, grid)
+        for k, label in enumerate(screening.lesion_labels, start=1):
+            masks[label] = labels == k
+    if masks:
+        model = screening.result.lungs.model if screening.result.lungs else None
+        written.append(
+            write_segmentation(
+                masks,
+                source,
+                folder / f"{stem}_seg.dcm",
+                algorithm_name=model.name if model else "chestlens",
+                algorithm_version=model.version if model else "",
+            )
+        )
+    return written

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from chestlens.atomic import write_bytes_atomic
 from chestlens.io.preview import preview_array
+from chestlens.pipeline.measure import resize_nearest
 from chestlens.pipeline.screener import Screening
 
 DISPLAY_SIDE = 512
@@ -39,13 +40,10 @@ MASK_ALPHA = 0.45
 STRIP_SLICES = 8
 
 
-def resize_2d(array: np.ndarray, size: tuple[int, int], *, nearest: bool) -> np.ndarray:
-    """Resize a 2-D array to ``size`` = ``(height, width)``."""
-    mode = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
+def _resize_smooth(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a grey picture or a heatmap ``(H, W)`` to ``size`` = ``(height, width)``."""
     picture = Image.fromarray(array if array.dtype == np.uint8 else array.astype(np.float32))
-    return np.asarray(picture.resize((size[1], size[0]), mode))
+    return np.asarray(picture.resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 def _contour(mask: np.ndarray) -> np.ndarray:
@@ -67,10 +65,10 @@ def _lesion_colour(label: str, index: int) -> tuple[int, int, int]:
 def _panels(screening: Screening, grey: np.ndarray) -> list[tuple[str, np.ndarray]]:
     size = grey.shape
     base = np.repeat(grey[..., None], 3, axis=2)
-    lungs = None if screening.lung_mask is None else resize_2d(screening.lung_mask, size, nearest=True) > 0
+    lungs = None if screening.lung_mask is None else resize_nearest(screening.lung_mask, size)
     panels = [("image", base)]
     if screening.heatmap is not None:
-        heat = resize_2d(screening.heatmap, size, nearest=False).clip(0, 1)
+        heat = _resize_smooth(screening.heatmap, size).clip(0, 1)
         coloured = (colormaps["jet"](heat)[..., :3] * 255).astype(np.float32)
         weight = HEATMAP_ALPHA * heat[..., None]
         panel = ((1 - weight) * base + weight * coloured).astype(np.uint8)
@@ -79,7 +77,7 @@ def _panels(screening: Screening, grey: np.ndarray) -> list[tuple[str, np.ndarra
         panels.append((f"Grad-CAM: {screening.result.explanation.target_label}", panel))
     if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
         panel = base.copy()
-        labels = resize_2d(screening.lesion_map, size, nearest=True)
+        labels = resize_nearest(screening.lesion_map, size)
         for k, label in enumerate(screening.lesion_labels, start=1):
             panel = _blend(panel, labels == k, _lesion_colour(label, k), MASK_ALPHA)
         if lungs is not None:
@@ -150,7 +148,7 @@ def overlay_image(screening: Screening) -> Image.Image:
     grey = preview_array(screening.image, max_side=DISPLAY_SIDE)
     if max(grey.shape) < MIN_DISPLAY_SIDE:
         scale = MIN_DISPLAY_SIDE / max(grey.shape)
-        grey = resize_2d(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)), nearest=False)
+        grey = _resize_smooth(grey, (round(grey.shape[0] * scale), round(grey.shape[1] * scale)))
     panels = _panels(screening, grey)
     return _compose(panels, _header(screening), _legend(screening), screening.result.disclaimer)
 
@@ -166,7 +164,7 @@ def series_strip(screening: Screening, n: int = STRIP_SLICES) -> Image.Image:
         grey = (lung_window(volume[index]) * 255).astype(np.uint8)
         tile = np.repeat(grey[..., None], 3, axis=2)
         if screening.lesion_map is not None:
-            labels = resize_2d(screening.lesion_map[index], grey.shape, nearest=True)
+            labels = resize_nearest(screening.lesion_map[index], grey.shape)
             for k, label in enumerate(screening.lesion_labels, start=1):
                 tile = _blend(tile, labels == k, _lesion_colour(label, k), MASK_ALPHA)
         if screening.lung_mask is not None:
@@ -184,7 +182,7 @@ def burden_plot(screening: Screening) -> Image.Image:
     lungs = screening.lung_mask
     lesion_map = screening.lesion_map
     if lesion_map is not None and lungs is not None:
-        lung_grid = _resize_stack(lungs, lesion_map.shape[-2:])
+        lung_grid = resize_nearest(lungs, lesion_map.shape[-2:])
         per_slice_lung = np.maximum(lung_grid.sum(axis=(1, 2)), 1)
         for k, label in enumerate(screening.lesion_labels, start=1):
             share = ((lesion_map == k) & lung_grid).sum(axis=(1, 2)) / per_slice_lung * 100
@@ -198,10 +196,6 @@ def burden_plot(screening: Screening) -> Image.Image:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def _resize_stack(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    return np.stack([resize_2d(m, grid, nearest=True) > 0 for m in masks])
 
 
 def save_overlays(screening: Screening, folder: Path, stem: str) -> list[Path]:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from chestlens import __version__
 from chestlens.data.tasks import get_labelling
@@ -38,7 +37,7 @@ from chestlens.pipeline import gate
 from chestlens.pipeline.cam import CamMethod, energy_inside, logits_and_cams
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.loaded import LoadedModel, load_for_inference
-from chestlens.pipeline.measure import area_mm2, lesion_instances, volume_ml
+from chestlens.pipeline.measure import area_mm2, lesion_instances, resize_nearest, volume_ml
 from chestlens.pipeline.schema import (
     Classification,
     Decision,
@@ -153,15 +152,6 @@ def _input_info(source: str, image: MedicalImage) -> InputInfo:
         pixel_spacing_mm=meta.pixel_spacing_mm,
         patient_key=meta.patient_key,
     )
-
-
-def _resize_mask(mask: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour resize of a bool mask ``(..., H, W)`` to ``grid`` = ``(h, w)``."""
-    if mask.shape[-2:] == tuple(grid):
-        return mask
-    t = torch.from_numpy(mask.astype(np.uint8)).reshape(-1, 1, *mask.shape[-2:]).float()
-    out = F.interpolate(t, size=tuple(grid), mode="nearest")[:, 0] > 0.5
-    return out.reshape(*mask.shape[:-2], *grid).numpy()
 
 
 def _classification(model: LoadedModel, probabilities: np.ndarray) -> Classification:
@@ -408,7 +398,7 @@ class Screener:
             case.heatmap = maps[i]
             in_lungs = None
             if case.lung_mask is not None:
-                in_lungs = energy_inside(maps[i], _resize_mask(case.lung_mask, maps[i].shape))
+                in_lungs = energy_inside(maps[i], resize_nearest(case.lung_mask, maps[i].shape))
             case.explanation = Explanation(
                 method=self.cam,
                 target_label=case.classification.top_label,
@@ -431,7 +421,7 @@ class Screener:
             probabilities = torch.softmax(logits, dim=1).numpy()
         for case, probability in zip(run, probabilities, strict=True):
             case.lesion_map = probability.argmax(0).astype(np.uint8)
-            lungs = None if case.lung_mask is None else _resize_mask(case.lung_mask, case.lesion_map.shape)
+            lungs = None if case.lung_mask is None else resize_nearest(case.lung_mask, case.lesion_map.shape)
             case.lesions = _lesion_summary(model, case, case.lesion_map, probability, lungs)
 
     # ---------------------------------------------------------------- CT
@@ -462,7 +452,7 @@ class Screener:
                 ]
             )
             label_map = probabilities.argmax(1).astype(np.uint8)
-            lungs = _resize_mask(case.lung_mask if volume else case.lung_mask[None], label_map.shape[-2:])
+            lungs = resize_nearest(case.lung_mask if volume else case.lung_mask[None], label_map.shape[-2:])
             if not volume:
                 label_map, probabilities, lungs = label_map[0], probabilities[0], lungs[0]
             case.lesion_map = label_map
