@@ -64,9 +64,7 @@ def audit(
         )
         write_text_atomic(path / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
         if report is not None:
-            confounders = spec.training.get("data", {}).get("confounder_warnings", [])
-            reproduce = spec.training.get("reproduce")
-            write_model_card(path, report, confounders=confounders, reproduce=reproduce)
+            write_model_card(path, report)
         typer.echo(f"audit stored in {path / BUNDLE_JSON}")
     typer.echo(f"audit written to {folder}")
     typer.echo(RESEARCH_USE_DISCLAIMER)

@@ -413,14 +413,18 @@ def render_segmentation_card(
     return "\n".join(lines)
 
 
-def write_model_card(
-    bundle_dir: Path, report_json: Path, *, confounders: Sequence[str] = (), reproduce: str | None = None
-) -> Path:
+def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
     """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json`` (classifier or
-    segmenter); write it atomically as ``bundle_dir/MODEL_CARD.md``."""
+    segmenter); write it atomically as ``bundle_dir/MODEL_CARD.md``.
+
+    The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
+    model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
+    """
     from chestlens.models.bundle import read_spec
 
     spec = read_spec(bundle_dir)
+    confounders = spec.training.get("data", {}).get("confounder_warnings", [])
+    reproduce = spec.training.get("reproduce")
     raw = Path(report_json).read_text()
     if spec.kind == "segmenter":
         document = SegmentationDocument.model_validate_json(raw)

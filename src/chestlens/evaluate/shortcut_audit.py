@@ -64,12 +64,14 @@ def masked_variants(images: torch.Tensor, masks: np.ndarray) -> dict[str, torch.
     }
 
 
-def cam_energy_in_lungs(classifier: Bundle, images: torch.Tensor, masks: np.ndarray) -> np.ndarray:
-    """Share of each image's top-class Grad-CAM mass inside its lung mask, ``(N,)``."""
+def cam_energy_in_lungs(
+    classifier: Bundle, model: torch.nn.Module, images: torch.Tensor, masks: np.ndarray
+) -> np.ndarray:
+    """Share of each image's top-class Grad-CAM mass inside its lung mask, ``(N,)``; ``model`` is the
+    classifier's built module."""
     from chestlens.data.transforms import normalise
     from chestlens.pipeline.cam import energy_inside, logits_and_cams
 
-    model = classifier.build_model()
     layer = get_model_config(classifier.spec.architecture).cam_layer
     shares = []
     for start in range(0, len(images), CAM_BATCH):
@@ -121,7 +123,7 @@ def audit_classifier(
             seed=seed,
         )
         variants[name] = _auc_row(report)
-    shares = cam_energy_in_lungs(classifier, data.images, masks)
+    shares = cam_energy_in_lungs(classifier, model, data.images, masks)
     targets = data.targets.numpy()
     by_class = {
         label: float(np.nanmean(shares[targets == k]))

@@ -142,13 +142,12 @@ def finish_run(
         reproduce: the command line that reproduces this run, for the model card.
     """
     spec.training["fp16_check"] = fp16
+    if reproduce:
+        spec.training["reproduce"] = reproduce  # read by the model card
     validation = evaluate("val", "validation", out / VALIDATION_REPORT_DIR)
     test = evaluate("test", "test", out / TEST_REPORT_DIR) if has_test else None
     spec.metrics.update({"validation": validation, "test": test})
     bundle = save_bundle(spec, state, out / BUNDLE_DIR, fp16=bool(fp16 and fp16["lossless"]))
     if test is not None:
-        confounders = spec.training["data"]["confounder_warnings"]
-        write_model_card(
-            bundle, out / TEST_REPORT_DIR / REPORT_JSON, confounders=confounders, reproduce=reproduce
-        )
+        write_model_card(bundle, out / TEST_REPORT_DIR / REPORT_JSON)
     return bundle

@@ -75,7 +75,7 @@ def select_on_validation(
     }
     training = {**best_spec.training, "selection": selection}
     if reproduce:
-        training["reproduce"] = reproduce  # the card can be re-rendered later (e.g. after an audit)
+        training["reproduce"] = reproduce  # read by the card
     if compare:
         training["comparison"] = recipe_rows(compare)
     spec = best_spec.model_copy(update={"training": training})
@@ -88,8 +88,7 @@ def select_on_validation(
         (staging / WEIGHTS_FILE).chmod(0o644)
         write_text_atomic(staging / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
         report = (best_path / TEST_REPORT_JSON).resolve()
-        confounders = spec.training.get("data", {}).get("confounder_warnings", [])
-        write_model_card(staging, report, confounders=confounders, reproduce=reproduce)
+        write_model_card(staging, report)
         if out.exists():
             shutil.rmtree(out)
         staging.replace(out)
