@@ -127,15 +127,19 @@ def source_name(source: Source, name: str | None = None) -> str:
     return "<bytes>" if isinstance(source, bytes) else str(source)
 
 
+def _read_case(source: Source, name: str | None = None) -> _Case:
+    """Decode one input (timed); unreadable input raises :class:`~chestlens.errors.ChestlensInputError`."""
+    start = time.perf_counter()
+    image = source if isinstance(source, MedicalImage) else read_image(source)
+    return _Case(source_name(source, name), image, {"read": (time.perf_counter() - start) * 1000.0})
+
+
 def read_timed(source: Source) -> _Case | FailedInput:
     """Decode one input for the batch stages; an unreadable one becomes a :class:`FailedInput`."""
-    name = source_name(source)
-    start = time.perf_counter()
     try:
-        image = source if isinstance(source, MedicalImage) else read_image(source)
+        return _read_case(source)
     except ChestlensInputError as error:
-        return FailedInput(source=name, error=error.reason)
-    return _Case(source=name, image=image, timings={"read": (time.perf_counter() - start) * 1000.0})
+        return FailedInput(source=source_name(source), error=error.reason)
 
 
 def _input_info(source: str, image: MedicalImage) -> InputInfo:
@@ -305,10 +309,7 @@ class Screener:
 
     def screen(self, source: Source, *, name: str | None = None) -> Screening:
         """Screen one image; unreadable input raises :class:`~chestlens.errors.ChestlensInputError`."""
-        start = time.perf_counter()
-        image = source if isinstance(source, MedicalImage) else read_image(source)
-        case = _Case(source_name(source, name), image, {"read": (time.perf_counter() - start) * 1000.0})
-        return self._screen_cases([case])[0]
+        return self._screen_cases([_read_case(source, name)])[0]
 
     def iter_screen(
         self, sources: Iterable[Source], *, batch_size: int = 8
