@@ -90,6 +90,15 @@ class SeriesInfo:
         return len(self.files)
 
 
+def visible_files(root: Path) -> list[Path]:
+    """Every file under ``root``, recursively and sorted, skipping hidden files and folders."""
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
 def scan_series(folder: str | PathLike[str]) -> list[SeriesInfo]:
     """Find and sort every DICOM image series under ``folder``, largest series first.
 
@@ -99,11 +108,7 @@ def scan_series(folder: str | PathLike[str]) -> list[SeriesInfo]:
     root = Path(folder)
     if not root.is_dir():
         raise ChestlensInputError(root, "not a folder")
-    files = sorted(
-        path
-        for path in root.rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
-    )
+    files = visible_files(root)
     groups: dict[str, list[tuple[Path, Dataset]]] = defaultdict(list)
     rejected: list[str] = []
     for path in files:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
+from chestlens.io.series import visible_files
+from chestlens.io.sniff import dicom_kind
 
 IMAGE_SUFFIXES = frozenset(
     {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".gz"}
@@ -30,8 +32,7 @@ class Inputs:
 def _has_dicom_preamble(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
+            return dicom_kind(handle.read(132)) == "part10"
     except OSError:
         return False
 
@@ -73,11 +74,7 @@ def expand_inputs(paths: list[Path]) -> Inputs:
         if root.is_file():
             items.append(root)
             continue
-        files = sorted(
-            p
-            for p in root.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        )
+        files = visible_files(root)
         candidates = [p for p in files if _is_candidate(p)]
         not_images += len(files) - len(candidates)
         series = _series_folders([p for p in candidates if p.suffix.lower() in {".dcm", ".dicom", ""}])
