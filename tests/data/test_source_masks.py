@@ -93,6 +93,7 @@ def test_infnet(source_dir):
     assert len(samples) == 83
     assert Counter(s.extra["official_split"] for s in samples) == {"train": 41, "test": 42}
     assert all("LungInfection" in s.extra["sets"] for s in samples)  # repeated slices not double-counted
+    assert all(s.extra["display_quarter_turns"] == "1" for s in samples)  # stored spine-right
     ggo = consolidation = 0
     for sample in samples:
         masks = sample.masks.load()

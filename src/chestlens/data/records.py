@@ -63,6 +63,8 @@ class Sample:
         boxes: bounding boxes ``(x0, y0, x1, y1, class_name)`` in pixel coordinates of the image
             file, if the source has boxes.
         extra: any other source fields worth keeping (strings only), e.g. ``{"offset": "3"}``.
+            The training data path reads one key: ``"display_quarter_turns"``
+            (:func:`display_quarter_turns`).
     """
 
     source: str
@@ -77,3 +79,12 @@ class Sample:
     masks: MaskSource | None = field(default=None, compare=False, hash=False)
     boxes: tuple[tuple[float, float, float, float, str], ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+DISPLAY_QUARTER_TURNS = "display_quarter_turns"
+
+
+def display_quarter_turns(sample: Sample) -> int:
+    """Clockwise quarter turns that bring ``sample``'s stored picture (and masks) to the radiological
+    display (``extra["display_quarter_turns"]``, 0 when absent); training tensors are turned by it."""
+    return int(sample.extra.get(DISPLAY_QUARTER_TURNS, "0")) % 4

@@ -5,7 +5,9 @@ CT window from the :class:`~chestlens.models.bundle.PreprocessSpec` for Hounsfie
 resize, bilinear with antialiasing); pictures already in display range (radiographs, Inf-Net's JPEG CT
 crops, ``pixel_unit == "unit"``) are not windowed. Label maps (:func:`chestlens.data.tasks.target_label_map`)
 are stretched to the same grid with centre-aligned nearest neighbour, so classes and the ignore label
-survive unchanged. Training, validation and evaluation all score on this ``S x S`` grid.
+survive unchanged. Training, validation and evaluation all score on this ``S x S`` grid. A sample whose
+source stores it turned (:func:`~chestlens.data.records.display_quarter_turns`) has image and label map
+turned back to the radiological display together.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from chestlens.data.records import Sample
+from chestlens.data.records import Sample, display_quarter_turns
 from chestlens.data.seg_transforms import resize_label_map
 from chestlens.data.tasks import target_label_map
 from chestlens.data.tensors import LabelledImages, decode_images
@@ -41,8 +43,14 @@ def segmented_images(
     ``k`` the k-th class, :data:`~chestlens.data.seg_transforms.IGNORE_INDEX` not scored)."""
     size = spec.input_size
     targets = [_label_map(sample, target, size) for sample, _, _ in items]
+    images = decode_images([Path(sample.path) for sample, _, _ in items], spec)
+    for index, (sample, _, _) in enumerate(items):
+        turns = display_quarter_turns(sample)
+        if turns:  # clockwise = negative k for rot90 over (rows, cols)
+            images[index] = torch.rot90(images[index], -turns, dims=(-2, -1))
+            targets[index] = torch.rot90(targets[index], -turns, dims=(-2, -1))
     return LabelledImages.of_items(
         items,
-        decode_images([Path(sample.path) for sample, _, _ in items], spec),
+        images,
         torch.stack(targets) if targets else torch.empty(0, size, size, dtype=torch.uint8),
     )

@@ -14,9 +14,11 @@ multi-class GT, and ``infection`` (their union, or the binary GT > 127 for slice
 
 No patient ids exist upstream: ``patient_id`` is per slice (``"infnet:slice-<n>"``, MedSeg's global
 slice number); slices of one patient (e.g. near-duplicates 10 and 43) are left to the near-duplicate
-detector. Pixels are JPEG grey levels of a cropped CT window, NOT Hounsfield units, and the slices are
-stored rotated by 90 degrees relative to the usual radiological display; neither is corrected here (both
-are recorded in ``extra``). ``extra["official_split"]`` is ``train`` or ``test``.
+detector. Pixels are JPEG grey levels of a cropped CT window, NOT Hounsfield units (recorded in
+``extra``), and the slices are stored turned a quarter counter-clockwise from the radiological display
+(spine on the right): ``extra["display_quarter_turns"] = "1"`` makes the training tensors turn image and
+masks back, so a model trained here reads DICOM CT in its usual orientation. The files are read as
+stored. ``extra["official_split"]`` is ``train`` or ``test``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from chestlens.data.records import Masks, Sample
+from chestlens.data.records import DISPLAY_QUARTER_TURNS, Masks, Sample
 from chestlens.data.registry import SourceAdapter, register
 from chestlens.data.sources import natural_key, sample_uid
 
@@ -44,7 +46,6 @@ SETS = (
 )
 MASK_CLASSES = ("ggo", "consolidation", "infection")
 PIXELS_NOTE = "JPEG grey levels of a cropped CT window, not Hounsfield units"
-ORIENTATION_NOTE = "rotated 90 degrees from the radiological display as distributed by Inf-Net; not corrected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def load(folder: Path) -> list[Sample]:
                     "official_split": entry.split,
                     "sets": "|".join(entry.sets),
                     "pixel_values": PIXELS_NOTE,
-                    "orientation": ORIENTATION_NOTE,
+                    DISPLAY_QUARTER_TURNS: "1",
                 },
             )
         )
