@@ -1,0 +1,190 @@
+"""Routes under ``/api/v1`` plus ``/healthz`` and ``/readyz``.
+
+``POST /api/v1/screenings`` (multipart field ``file``): one image answers 200 with the stored result;
+a zip of a DICOM series, or several DICOM files, answers 202 with a job to poll at ``/api/v1/jobs/{id}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from chestlens.models.catalog import resolve_bundle
+from chestlens.pipeline.batch import csv_text, record
+from chestlens.pipeline.schema import ScreeningResult
+from chestlens.serve.engine import QueueFullError
+from chestlens.serve.jobs import save_screening
+from chestlens.serve.problems import Problem, ProblemError
+from chestlens.serve.schemas import (
+    API,
+    Health,
+    JobOut,
+    ModelOut,
+    ScreeningOut,
+    WorklistItem,
+    job_out,
+    screening_out,
+    worklist_item,
+)
+from chestlens.serve.service import Service
+from chestlens.serve.store import new_id
+from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported
+
+ID = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex characters")]
+LAYER = Annotated[
+    str, Path(pattern=r"^[a-z]{1,32}$", description="e.g. image, heatmap, lungs, lesions, summary")
+]
+ERRORS = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (400, 401, 404, 413, 415, 422, 503)
+}
+
+router = APIRouter()
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.get("/healthz", response_model=Health, tags=["health"])
+async def healthz() -> Health:
+    """The process is up (models may still be loading)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses=ERRORS, tags=["health"])
+async def readyz(request: Request) -> Health:
+    """Ready to screen: models loaded and interrupted jobs recovered; 503 before that."""
+    service = service_of(request)
+    service.require_ready()
+    return Health(status="ready", models=list(service.settings.models))
+
+
+@router.post(
+    f"{API}/screenings",
+    response_model=ScreeningOut,
+    responses={**ERRORS, 202: {"model": JobOut, "description": "a series: a background job was started"}},
+    tags=["screenings"],
+)
+async def submit(
+    request: Request,
+    file: Annotated[
+        list[UploadFile], File(description="one image, a zip of a DICOM series, or several DICOM files")
+    ],
+) -> ScreeningOut | JSONResponse:
+    """Screen an upload. The format is sniffed from the bytes (the declared content type is ignored)."""
+    service = service_of(request)
+    engine, jobs = service.require_ready()
+    parts = [await upload.read() for upload in file]
+    if len(parts) == 1 and not is_zip(parts[0]):
+        screening_id = new_id()
+        image = await asyncio.to_thread(decode_image, parts[0], f"upload-{screening_id}", service.settings)
+        try:
+            screening = await engine.screen(image)
+        except QueueFullError as error:
+            raise ProblemError(
+                503,
+                "busy",
+                "Server busy",
+                "the screening queue is full; retry after the given seconds",
+                {"Retry-After": str(service.settings.retry_after_s)},
+            ) from error
+        store = service.require_store()
+        await asyncio.to_thread(save_screening, store, screening, screening_id)
+        return screening_out(await asyncio.to_thread(store.screening, screening_id))  # type: ignore[arg-type]
+    if len(parts) > 1:
+        for index, data in enumerate(parts):
+            if check_image_bytes(data, f"part {index + 1}") != "dicom":
+                raise unsupported(f"part {index + 1} of a multi-file series is not DICOM")
+    job = await jobs.submit(parts)
+    return JSONResponse(
+        job_out(job).model_dump(mode="json"), status_code=202, headers={"Location": f"{API}/jobs/{job.id}"}
+    )
+
+
+@router.get(f"{API}/screenings", response_model=list[WorklistItem], responses=ERRORS, tags=["screenings"])
+async def worklist(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[WorklistItem]:
+    """This server's recent results, newest first."""
+    service = service_of(request)
+    limit = min(limit, service.settings.history_limit)
+    rows = await asyncio.to_thread(service.require_store().recent, limit)
+    return [worklist_item(row) for row in rows]
+
+
+@router.get(
+    f"{API}/screenings.csv",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
+    tags=["screenings"],
+)
+async def worklist_csv(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> Response:
+    """The worklist as CSV (the columns of ``chestlens predict``'s results.csv plus the id)."""
+    service = service_of(request)
+    rows = await asyncio.to_thread(service.require_store().recent, min(limit, service.settings.history_limit))
+    lines = [record(row.id, ScreeningResult.model_validate_json(row.result_json)) for row in rows]
+    return Response(
+        csv_text(lines),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="chestlens-worklist.csv"'},
+    )
+
+
+@router.get(
+    f"{API}/screenings/{{screening_id}}", response_model=ScreeningOut, responses=ERRORS, tags=["screenings"]
+)
+async def get_screening(request: Request, screening_id: ID) -> ScreeningOut:
+    """A stored result (the pipeline's JSON schema) and its overlay URLs."""
+    stored = await asyncio.to_thread(service_of(request).require_store().screening, screening_id)
+    if stored is None:
+        raise ProblemError(404, "not-found", "Not found", f"no screening {screening_id}")
+    return screening_out(stored)
+
+
+@router.get(
+    f"{API}/screenings/{{screening_id}}/overlays/{{layer}}",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    tags=["screenings"],
+)
+async def get_overlay(request: Request, screening_id: ID, layer: LAYER) -> Response:
+    """One PNG layer of a screening."""
+    png = await asyncio.to_thread(service_of(request).require_store().overlay, screening_id, layer)
+    if png is None:
+        raise ProblemError(404, "not-found", "Not found", f"no layer {layer!r} for screening {screening_id}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get(f"{API}/jobs/{{job_id}}", response_model=JobOut, responses=ERRORS, tags=["jobs"])
+async def get_job(request: Request, job_id: ID) -> JobOut:
+    """A background job's status and progress; ``screening_url`` once done."""
+    job = await asyncio.to_thread(service_of(request).require_store().job, job_id)
+    if job is None:
+        raise ProblemError(404, "not-found", "Not found", f"no job {job_id}")
+    return job_out(job)
+
+
+@router.get(f"{API}/models", response_model=list[ModelOut], responses=ERRORS, tags=["models"])
+async def models(request: Request) -> list[ModelOut]:
+    """The loaded models with their model cards."""
+    engine, _ = service_of(request).require_ready()
+    return [_model_out(model.bundle.spec, model.bundle.path) for model in engine.screener.models]
+
+
+def _model_out(spec, path) -> ModelOut:
+    folder = path if path is not None else resolve_bundle(spec.name)
+    card = folder / "MODEL_CARD.md"
+    return ModelOut(
+        name=spec.name,
+        version=spec.version,
+        kind=spec.kind,
+        task=spec.task,
+        architecture=spec.architecture,
+        labels=spec.labels,
+        temperature=spec.temperature,
+        operating_points=spec.operating_points,
+        weights_sha256=spec.weights_sha256,
+        model_card=card.read_text(encoding="utf-8") if card.is_file() else None,
+    )

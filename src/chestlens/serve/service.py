@@ -1,0 +1,89 @@
+"""The running service: settings, store, models (loaded in the background), batcher and job runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from chestlens.pipeline.screener import Screener
+from chestlens.serve.engine import Engine
+from chestlens.serve.jobs import JobRunner
+from chestlens.serve.problems import ProblemError
+from chestlens.serve.settings import ServeSettings
+from chestlens.serve.store import Store
+
+log = logging.getLogger("chestlens.serve")
+
+
+class Service:
+    """Lifecycle: :meth:`start` opens the store and starts loading the models; :attr:`ready` turns True
+    once they are loaded and interrupted jobs are recovered; :meth:`stop` ends it all."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.store: Store | None = None
+        self.engine: Engine | None = None
+        self.jobs: JobRunner | None = None
+        self.load_error: str | None = None
+        self._loading: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.jobs is not None
+
+    async def start(self) -> None:
+        Path(self.settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.store = await asyncio.to_thread(Store, self.settings.url)
+        self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    async def _load(self) -> None:
+        settings = self.settings
+        try:
+            screener = await asyncio.to_thread(
+                Screener.from_models, list(settings.models), device=settings.device
+            )
+        except Exception as error:
+            self.load_error = str(error)
+            log.exception("models failed to load", extra={"event": "load_failed"})
+            return
+        engine = Engine(
+            screener,
+            max_batch=settings.max_batch,
+            batch_wait_ms=settings.batch_wait_ms,
+            queue_size=settings.queue_size,
+        )
+        engine.start()
+        self.engine = engine
+        jobs = JobRunner(settings, self.store, engine)  # type: ignore[arg-type]
+        resumed, failed = await jobs.recover()
+        self.jobs = jobs
+        log.info(
+            f"ready: models {', '.join(settings.models)}; jobs resumed {resumed}, failed {failed}",
+            extra={"event": "ready"},
+        )
+
+    async def stop(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            await asyncio.gather(self._loading, return_exceptions=True)
+        if self.jobs is not None:
+            await self.jobs.stop()
+        if self.engine is not None:
+            await self.engine.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def require_ready(self) -> tuple[Engine, JobRunner]:
+        """The batcher and job runner, or a 503 problem while the models load (or failed to)."""
+        if self.engine is None or self.jobs is None:
+            detail = self.load_error or "the models are still loading"
+            raise ProblemError(503, "not-ready", "Not ready", detail, {"Retry-After": "5"})
+        return self.engine, self.jobs
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise ProblemError(
+                503, "not-ready", "Not ready", "the database is not open yet", {"Retry-After": "1"}
+            )
+        return self.store

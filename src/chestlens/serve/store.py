@@ -1,0 +1,224 @@
+"""Results, overlay pictures and background jobs, persisted with SQLAlchemy 2.
+
+Default: one SQLite file in the data folder (WAL journal, survives restarts); any SQLAlchemy URL works,
+e.g. ``postgresql+psycopg://user@127.0.0.1/chestlens`` when several instances share one database.
+Nothing here holds patient identity: results carry only the salted ``patient_key`` of the reader, and
+no client file name is ever stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+JOB_ACTIVE = ("queued", "running")
+
+
+def new_id() -> str:
+    """A random 32-hex-character id for screenings and jobs."""
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ScreeningRow(Base):
+    """One screened input: its status and the pipeline's JSON result (``ScreeningResult``)."""
+
+    __tablename__ = "screenings"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # screened / rejected
+    result_json: Mapped[str] = mapped_column(Text)
+
+
+class OverlayRow(Base):
+    """One PNG layer of a screening (``image``, ``heatmap``, ``lungs``, ``lesions``, ``summary``...)."""
+
+    __tablename__ = "overlays"
+    screening_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("screenings.id", ondelete="CASCADE"), primary_key=True
+    )
+    layer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    png: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JobRow(Base):
+    """A background job (CT series): progress in ``[0, 1]``, the owner process, the result when done."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # queued / running / done / failed
+    stage: Mapped[str] = mapped_column(String(64))
+    progress: Mapped[float] = mapped_column(Float)
+    owner: Mapped[str] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    screening_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScreening:
+    id: str
+    created_at: datetime
+    status: str
+    result_json: str
+    layers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    status: str
+    stage: str
+    progress: float
+    owner: str
+    error: str | None
+    screening_id: str | None
+
+
+def _job(row: JobRow) -> StoredJob:
+    return StoredJob(
+        id=row.id,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        status=row.status,
+        stage=row.stage,
+        progress=row.progress,
+        owner=row.owner,
+        error=row.error,
+        screening_id=row.screening_id,
+    )
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(connection, _record) -> None:  # pragma: no cover - driver callback
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+class Store:
+    """Blocking (call it from a worker thread, never on the event loop) access to the database."""
+
+    def __init__(self, url: str) -> None:
+        sqlite = url.startswith("sqlite")
+        self.engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False} if sqlite else {},
+            pool_pre_ping=not sqlite,
+        )
+        if sqlite:
+            _sqlite_pragmas(self.engine)
+        Base.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ screenings
+    def add_screening(
+        self, screening_id: str, status: str, result_json: str, layers: dict[str, bytes]
+    ) -> None:
+        """Store a result and its PNG layers in one transaction."""
+        with Session(self.engine) as session, session.begin():
+            session.add(
+                ScreeningRow(id=screening_id, created_at=utcnow(), status=status, result_json=result_json)
+            )
+            session.flush()  # the parent row first: PostgreSQL checks the foreign key per statement
+            session.add_all(OverlayRow(screening_id=screening_id, layer=k, png=v) for k, v in layers.items())
+
+    def screening(self, screening_id: str) -> StoredScreening | None:
+        with Session(self.engine) as session:
+            row = session.get(ScreeningRow, screening_id)
+            if row is None:
+                return None
+            layers = session.scalars(
+                select(OverlayRow.layer).where(OverlayRow.screening_id == screening_id)
+            ).all()
+            return StoredScreening(row.id, row.created_at, row.status, row.result_json, tuple(sorted(layers)))
+
+    def recent(self, limit: int) -> list[StoredScreening]:
+        """The newest screenings first (without their layer list)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(ScreeningRow).order_by(ScreeningRow.created_at.desc()).limit(limit)
+            ).all()
+            return [StoredScreening(r.id, r.created_at, r.status, r.result_json, ()) for r in rows]
+
+    def overlay(self, screening_id: str, layer: str) -> bytes | None:
+        with Session(self.engine) as session:
+            row = session.get(OverlayRow, (screening_id, layer))
+            return None if row is None else row.png
+
+    # ------------------------------------------------------------------ jobs
+    def add_job(self, job_id: str, owner: str) -> StoredJob:
+        now = utcnow()
+        row = JobRow(
+            id=job_id,
+            created_at=now,
+            updated_at=now,
+            status="queued",
+            stage="queued",
+            progress=0.0,
+            owner=owner,
+        )
+        with Session(self.engine) as session, session.begin():
+            session.add(row)
+        return self.job(job_id)  # type: ignore[return-value]
+
+    def job(self, job_id: str) -> StoredJob | None:
+        with Session(self.engine) as session:
+            row = session.get(JobRow, job_id)
+            return None if row is None else _job(row)
+
+    def update_job(self, job_id: str, **values: object) -> None:
+        """Set job fields (``status``, ``stage``, ``progress``, ``error``, ``screening_id``)."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=utcnow(), **values))
+
+    def active_jobs(self) -> list[StoredJob]:
+        """Jobs queued or running, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(JobRow).where(JobRow.status.in_(JOB_ACTIVE)).order_by(JobRow.created_at)
+            ).all()
+            return [_job(r) for r in rows]
+
+    def claim_job(self, job_id: str, old_owner: str, new_owner: str) -> bool:
+        """Take over a job atomically: True only for the one process whose update matched."""
+        with Session(self.engine) as session, session.begin():
+            changed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.owner == old_owner, JobRow.status.in_(JOB_ACTIVE))
+                .values(
+                    owner=new_owner, status="queued", stage="resumed after a restart", updated_at=utcnow()
+                )
+            )
+            return changed.rowcount == 1

@@ -1,0 +1,148 @@
+"""Uploads: checked by their bytes, decoded in memory, series spooled to private folders.
+
+No upload is ever written under the client's file name: single images are decoded from memory (the
+multipart parser's own spill file is anonymous); a series (a zip of DICOM files, or several files) is
+written into ``<data_dir>/spool/<job id>/`` (mode 0700) as ``00000.dcm``, ``00001.dcm``... and the folder
+is deleted when the job ends. The names results carry are the server's: ``upload-<id>``, ``series-<id>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from chestlens.errors import ChestlensInputError
+from chestlens.io import MedicalImage, read_image
+from chestlens.io.sniff import sniff_format
+from chestlens.serve.problems import ProblemError
+from chestlens.serve.settings import ServeSettings
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+SPOOL = "spool"
+SUPPORTED = "PNG, JPEG, TIFF, BMP, DICOM, NIfTI, or a zip of a DICOM series"
+
+
+def is_zip(data: bytes) -> bool:
+    return data[:4] in ZIP_MAGIC
+
+
+def unsupported(detail: str) -> ProblemError:
+    return ProblemError(
+        415, "unsupported-media-type", "Unsupported media type", f"{detail}; expected {SUPPORTED}"
+    )
+
+
+def check_image_bytes(data: bytes, name: str) -> str:
+    """The format sniffed from ``data`` (never from the client's name or content type); 415 otherwise."""
+    if not data:
+        raise ProblemError(422, "empty-file", "The upload is empty", "the uploaded file has no bytes")
+    try:
+        return sniff_format(data, name=name)
+    except ChestlensInputError as error:
+        raise unsupported(error.reason) from error
+
+
+def renamed(image: MedicalImage, name: str) -> MedicalImage:
+    """The same image, naming its source ``name`` (never a client file name or a server path)."""
+    return MedicalImage(pixels=image.pixels, meta=dataclasses.replace(image.meta, source_path=name))
+
+
+def decode_image(data: bytes, name: str, settings: ServeSettings) -> MedicalImage:
+    """Decode one uploaded image in memory (blocking: run it in a worker thread).
+
+    Raises:
+        ProblemError: 415 for bytes of no supported format, 422 for an empty file.
+        ChestlensInputError: unreadable or oversized content (answered 422 with the reader's reason).
+    """
+    check_image_bytes(data, name)
+    return renamed(read_image(data, name=name, max_pixels=settings.max_pixels), name)
+
+
+def spool_folder(settings: ServeSettings, job_id: str) -> Path:
+    return Path(settings.data_dir) / SPOOL / job_id
+
+
+def _private_folder(folder: Path) -> Path:
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Path:
+    """Write a series into its private spool folder under numbered names; returns the folder.
+
+    ``parts``: either one zip file or several DICOM files. Members of a zip are read with size checks
+    (total and count, against zip bombs); folder names inside the zip are ignored (no path traversal).
+    Raises :class:`ProblemError` (413/415/422) for what cannot be a series.
+    """
+    members = _zip_members(parts[0], settings) if len(parts) == 1 else parts
+    if len(members) > settings.max_series_files:
+        raise ProblemError(
+            413,
+            "too-many-files",
+            "Too many files",
+            f"{len(members)} files exceed the limit of {settings.max_series_files} per series",
+        )
+    folder = _private_folder(spool_folder(settings, job_id))
+    try:
+        for index, data in enumerate(members):
+            (folder / f"{index:05d}.dcm").write_bytes(data)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _zip_members(data: bytes, settings: ServeSettings) -> list[bytes]:
+    """The files of a zip (hidden files and folders skipped), checked against the series limits."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [
+            i
+            for i in archive.infolist()
+            if not i.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in Path(i.filename).parts)
+        ]
+        if len(infos) > settings.max_series_files:
+            raise ProblemError(
+                413,
+                "too-many-files",
+                "Too many files",
+                f"the zip holds {len(infos)} files, more than the limit of {settings.max_series_files}",
+            )
+        total = sum(i.file_size for i in infos)
+        if total > settings.max_series_bytes:
+            raise ProblemError(
+                413,
+                "series-too-large",
+                "Series too large",
+                f"the zip unpacks to {total:,} bytes, more than the limit of {settings.max_series_bytes:,}",
+            )
+        members = [_read_member(archive, info, settings) for info in infos]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as error:
+        raise ProblemError(
+            422, "bad-zip", "The zip cannot be read", f"the zip cannot be read: {error}"
+        ) from error
+    if not members:
+        raise ProblemError(422, "empty-series", "The series is empty", "the zip holds no files")
+    return members
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: ServeSettings) -> bytes:
+    """One member, read no further than its declared size allows (a lying header cannot inflate it)."""
+    with archive.open(info) as stream:
+        data = stream.read(settings.max_series_bytes + 1)
+    if len(data) > settings.max_series_bytes:
+        raise ProblemError(
+            413, "series-too-large", "Series too large", "a zip member exceeds the series limit"
+        )
+    return data
+
+
+def read_spooled_series(folder: Path, name: str, settings: ServeSettings) -> MedicalImage:
+    """Read the spooled series (blocking); a folder of one DICOM file reads as that image."""
+    files = sorted(folder.iterdir())
+    source: Path = files[0] if len(files) == 1 else folder
+    return renamed(read_image(source, max_pixels=settings.max_pixels), name)
