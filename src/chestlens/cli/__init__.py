@@ -20,6 +20,7 @@ from chestlens.cli import (
     info_cmd,
     models_cmd,
     predict_cmd,
+    serve_cmd,
     train_cmd,
 )
 
@@ -51,6 +52,7 @@ evaluate_cmd.register(app)
 audit_cmd.register(app)
 models_cmd.register(app)
 predict_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,114 @@
+"""``chestlens serve``: the screening web service and page (FastAPI + uvicorn).
+
+API keys are never taken on the command line (visible to every user in ``ps``): set
+``CHESTLENS_API_KEYS`` (comma-separated) or give ``--api-key-file`` (one key a line).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chestlens.errors import ChestlensInputError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the CLI."""
+    app.command("serve")(serve)
+
+
+def _keys_from_file(path: Path) -> frozenset[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ChestlensInputError(path, f"cannot read the API key file ({error.strerror})") from error
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma-separated bundles (names or folders); default: bundled."),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes (each loads the models).")
+    ] = 1,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="SQLite database and job spool folder.")
+    ] = Path("chestlens-serve"),
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="SQLAlchemy URL (e.g. postgresql+psycopg://...); default SQLite."),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", min=0.001, help="Request body limit.")
+    ] = 100.0,
+    max_pixels: Annotated[
+        int | None, typer.Option("--max-pixels", min=1, help="Pixels per image frame.")
+    ] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="1: no micro-batching.")] = 8,
+    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", min=0.0)] = 5.0,
+    queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Waiting images before 503.")] = 64,
+    api_key_file: Annotated[
+        Path | None, typer.Option("--api-key-file", help="Accepted X-API-Key values.")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Serve the screening API under /api/v1 and the browser page at / (research use only)."""
+    import uvicorn
+
+    from chestlens.models.bundle import read_spec
+    from chestlens.serve.middleware import configure_logging
+    from chestlens.serve.settings import API_KEYS_ENV, MB, SETTINGS_ENV, ServeSettings, api_keys_from_env
+
+    settings = ServeSettings(
+        data_dir=data_dir,
+        database_url=database,
+        max_upload_bytes=round(max_upload_mb * MB),
+        max_batch=max_batch,
+        batch_wait_ms=batch_wait_ms,
+        queue_size=queue_size,
+        api_keys=api_keys_from_env() | (_keys_from_file(api_key_file) if api_key_file else frozenset()),
+        cors_origins=tuple(cors_origin or ()),
+        device=device,
+    )
+    if models:
+        settings = settings.replace(models=tuple(m.strip() for m in models.split(",") if m.strip()))
+    if max_pixels:
+        settings = settings.replace(max_pixels=max_pixels)
+    for name in settings.models:
+        read_spec(name)  # a wrong --models fails here, in one line, before the server starts
+    if not settings.api_keys and not _is_loopback(host):
+        typer.echo(
+            f"chestlens: warning: listening on {host} without API keys; set {API_KEYS_ENV} or --api-key-file",
+            err=True,
+        )
+    configure_logging(log_level)
+    options = {"host": host, "port": port, "log_config": None, "access_log": False, "server_header": False}
+    if workers == 1:
+        from chestlens.serve.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return
+    os.environ[SETTINGS_ENV] = settings.to_env()
+    os.environ[API_KEYS_ENV] = ",".join(sorted(settings.api_keys))
+    uvicorn.run("chestlens.serve.app:app_from_env", factory=True, workers=workers, **options)
