@@ -3,7 +3,8 @@
 The card states the data per source and class, the splits, every test metric with its confidence
 interval, per-source results, calibration and the operating point (classifiers), the project's targets
 (met or not), known shortcuts and limits, and the command that reproduces the model. Segmenter cards
-state the target, the per-class overlap metrics with their empty-mask case counts instead.
+state the target, the per-class overlap metrics with their empty-mask case counts instead; detector cards
+the COCO mask and box AP per class.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.detection import APScores, DetectionReport
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport, MetricSet
 from chestlens.evaluate.seg_report import SegmentationDocument
@@ -413,9 +415,81 @@ def render_segmentation_card(
     return "\n".join(lines)
 
 
+_DET_HEAD = [
+    "class",
+    "GT instances",
+    "predicted",
+    "mask AP@0.5",
+    "mask AP@0.75",
+    "mask mAP",
+    "box AP@0.5",
+    "box mAP",
+]
+
+
+def detection_results(report: DetectionReport) -> list[str]:
+    """Markdown lines: the sizes and the per-class and mean COCO AP table of a detection report."""
+
+    def ap(segm: APScores | None, bbox: APScores | None) -> list[str]:
+        if segm is None or bbox is None:
+            return ["n/a"] * 5
+        return [_est(segm.ap50), _est(segm.ap75), _est(segm.map), _est(bbox.ap50), _est(bbox.map)]
+
+    rows = [[c.label, c.n_gt, c.n_pred, *ap(c.segm, c.bbox)] for c in report.per_class]
+    rows.append(["**mean over classes**", "", "", *ap(report.segm, report.bbox)])
+    return [
+        f"{report.n_images} images, {report.n_patients} patient groups. COCO AP (101 recall points, one area "
+        f"range, at most {report.max_dets} detections per image); mAP is the mean over IoU 0.50:0.95; 95% CI "
+        "by bootstrap over patients.",
+        "",
+        *_table(_DET_HEAD, rows),
+        *[f"- {w}" for w in report.warnings],
+    ]
+
+
+def render_detection_card(
+    spec: BundleSpec,
+    report: DetectionReport,
+    *,
+    confounders: Sequence[str] = (),
+    reproduce: str | None = None,
+) -> str:
+    """Markdown model card for a detector bundle and the report of its test split."""
+    cfg = spec.training.get("config", {})
+    pre = spec.preprocess
+    fp16 = spec.training.get("fp16_check")
+    fp16_text = (
+        "not checked"
+        if not fp16
+        else f"validation mask AP@0.5 change {fp16['map50_change']:.4f}, mAP change {fp16['map_change']:.4f}"
+    )
+    instances = spec.training.get("instances", {})
+    lines = [
+        *_heading(spec),
+        f"- Instance detector `{spec.architecture}` for `{spec.task}`: classes {', '.join(spec.labels[1:])}.",
+        f"- Backbone initialised from `{cfg.get('backbone_weights')}`; training instances: "
+        f"{instances.get('rule')}, at least {instances.get('min_area_px')} px.",
+        f"- Input: grey {pre.input_size} x {pre.input_size} px (stretched) in [0, 1]; CT in Hounsfield units "
+        f"is windowed with (centre, width) {pre.ct_window}; the detector normalises inside.",
+        f"- Weights stored as {spec.weights_dtype} ({fp16_text}).",
+        _training_line(spec),
+        "",
+        *_data_section(spec),
+        "## Test results (patient-disjoint test split)",
+        "",
+        *detection_results(report),
+        "",
+    ]
+    caveat = (
+        "AP is scored on the network's input grid; instances are connected components of the lesion masks."
+    )
+    lines += _closing(confounders, caveat, reproduce)
+    return "\n".join(lines)
+
+
 def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
-    """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json`` (classifier or
-    segmenter); write it atomically as ``bundle_dir/MODEL_CARD.md``.
+    """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json`` (classifier,
+    segmenter or detector); write it atomically as ``bundle_dir/MODEL_CARD.md``.
 
     The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
     model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
@@ -429,6 +503,9 @@ def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
     if spec.kind == "segmenter":
         document = SegmentationDocument.model_validate_json(raw)
         text = render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
+    elif spec.kind == "detector":
+        report = DetectionReport.model_validate_json(raw)
+        text = render_detection_card(spec, report, confounders=confounders, reproduce=reproduce)
     else:
         text = render_model_card(
             spec, ReportDocument.model_validate_json(raw), confounders=confounders, reproduce=reproduce

@@ -2,13 +2,17 @@
 
 Every entry is a torchvision ``MaskRCNN`` (the ``maskrcnn_resnet50_fpn`` recipe: a torchvision classifier
 turned into an FPN backbone by ``_resnet_fpn_extractor`` / ``_mobilenet_extractor``, RPN, RoI box and
-mask heads). Nothing is ever downloaded: the backbone is random or initialised from a LOCAL classifier
-checkpoint in torchvision layout (timm ResNets share those keys); the FPN and heads are always random.
+mask heads), or the same detector on a timm encoder (``family="timm"``: the encoder's stride 4-32 features
+into torchvision's ``FeaturePyramidNetwork``). Nothing is ever downloaded: the backbone is random or
+initialised from a LOCAL classifier checkpoint (torchvision layout; timm ResNets share those keys) or,
+for timm encoders, from the encoder's offline ImageNet source (EfficientNet-Lite0:
+``backbone_weights="default"``); the FPN and heads are always random.
 
 Grey input (``in_chans=1``, the default) is handled explicitly by a one-channel network, as for the
 classifiers and segmenters (:mod:`chestlens.models.registry`): the first convolution takes one channel
 (a checkpoint's RGB filters are summed by timm's ``adapt_input_conv``) and ``GeneralizedRCNNTransform``
-normalises with one mean/std (the ImageNet values averaged over RGB: 0.449 / 0.226). Images are never
+normalises with one mean/std (the backbone's pretrained values averaged over RGB, e.g. ImageNet's
+0.449 / 0.226 for torchvision backbones, 0.5 / 0.5 for EfficientNet-Lite0). Images are never
 replicated to three channels. :class:`MaskRCNNDetector` refuses images with another channel count.
 
 Model I/O (torchvision's, unchanged): input a list of ``(in_chans, H, W)`` float tensors in ``[0, 1]``
@@ -25,13 +29,16 @@ Anchors are smaller than torchvision's COCO defaults (32-512 px): CT lesions on 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import timm
 import torch
 import torchvision
+from timm.layers import freeze_batch_norm_2d
 from timm.models import adapt_input_conv
 from torch import nn
 from torchvision.models.detection import MaskRCNN
@@ -39,11 +46,13 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import _mobilenet_extractor, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from chestlens.errors import ChestlensInputError
 from chestlens.models.pretrained import load_checkpoint
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from chestlens.models.segmentation import get_encoder, load_encoder_weights
 
 if TYPE_CHECKING:
     from chestlens.models.bundle import BundleSpec
@@ -51,6 +60,8 @@ if TYPE_CHECKING:
 BACKGROUND = "background"
 FPN_CHANNELS = 256  # torchvision's FPN width
 _RESNET_LEVELS = ("0", "1", "2", "3")  # strides 4, 8, 16, 32 (+ "pool", stride 64, for the RPN only)
+_TIMM_OUT_INDICES = (1, 2, 3, 4)  # timm features_only stages of strides 4, 8, 16, 32 (same levels)
+DEFAULT_WEIGHTS = "default"  # backbone_weights: the timm encoder's offline ImageNet source
 _MOBILENET_LEVELS = ("0", "1")  # strides 16, 32 (+ "pool")
 
 
@@ -60,11 +71,14 @@ class DetectorConfig:
 
     Attributes:
         name: registry name (``BundleSpec.architecture`` of a ``kind="detector"`` bundle).
-        family: ``"resnet"`` (FPN on layer1-4) or ``"mobilenet"`` (FPN on the last two stages).
-        backbone: the torchvision classifier the backbone is cut from (``torchvision.models.<backbone>``).
+        family: ``"resnet"`` (FPN on layer1-4), ``"mobilenet"`` (FPN on the last two stages) or ``"timm"``
+            (FPN on a timm encoder's stride 4-32 features).
+        backbone: the torchvision classifier the backbone is cut from (``torchvision.models.<backbone>``),
+            or for ``"timm"`` the encoder name of :mod:`chestlens.models.segmentation`.
         first_conv: dotted path of its first convolution (adapted to ``in_chans``).
         head_prefix: state-dict prefix of its classifier head (dropped from backbone checkpoints).
-        trainable_max: number of backbone stages (``trainable_layers`` ranges over ``0..trainable_max``).
+        trainable_max: number of backbone stages (``trainable_layers`` ranges over ``0..trainable_max``);
+            for ``"timm"`` the stages are :attr:`stage_prefixes`, frozen from the input side.
         anchor_sizes: anchor sides in pixels of the resized image, one tuple per FPN output.
         representation_size: width of the box head (the region feature dimension).
         mask_layers: channels of the mask head's 3x3 convolutions.
@@ -72,7 +86,7 @@ class DetectorConfig:
     """
 
     name: str
-    family: Literal["resnet", "mobilenet"]
+    family: Literal["resnet", "mobilenet", "timm"]
     backbone: str
     first_conv: str
     head_prefix: str
@@ -81,11 +95,12 @@ class DetectorConfig:
     representation_size: int
     mask_layers: tuple[int, ...]
     description: str
+    stage_prefixes: tuple[tuple[str, ...], ...] = ()
 
     @property
     def featmap_names(self) -> list[str]:
         """FPN outputs the RoI heads pool from."""
-        return list(_RESNET_LEVELS if self.family == "resnet" else _MOBILENET_LEVELS)
+        return list(_MOBILENET_LEVELS if self.family == "mobilenet" else _RESNET_LEVELS)
 
 
 _RESNET_ANCHORS = ((8,), (16,), (32,), (64,), (128,))
@@ -134,8 +149,46 @@ DETECTORS: dict[str, DetectorConfig] = {
             mask_layers=(128, 128),
             description="Mask R-CNN, MobileNetV3-Large-FPN (strides 16-64): fastest, coarse on small lesions",
         ),
+        DetectorConfig(
+            name="maskrcnn_efficientnet_lite0_fpn",
+            family="timm",
+            backbone="efficientnet_lite0",
+            first_conv="conv_stem",
+            head_prefix="classifier.",
+            trainable_max=5,
+            anchor_sizes=_RESNET_ANCHORS,
+            representation_size=256,
+            mask_layers=(128, 128),
+            description="Mask R-CNN, EfficientNet-Lite0-FPN with offline ImageNet weights, light heads",
+            stage_prefixes=(
+                ("conv_stem.", "bn1.", "blocks.0."),
+                ("blocks.1.",),
+                ("blocks.2.",),
+                ("blocks.3.", "blocks.4."),
+                ("blocks.5.", "blocks.6."),
+            ),
+        ),
     )
 }
+
+
+class TimmFPNBackbone(nn.Module):
+    """A timm ``features_only`` encoder (strides 4, 8, 16, 32) under torchvision's FPN.
+
+    Input ``(B, in_chans, H, W)``; output the ordered dict torchvision's RPN and RoI heads take: FPN levels
+    ``"0"``-``"3"`` (strides 4-32) and ``"pool"`` (stride 64), each with :attr:`out_channels` channels.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.body = encoder
+        self.fpn = FeaturePyramidNetwork(
+            encoder.feature_info.channels(), FPN_CHANNELS, extra_blocks=LastLevelMaxPool()
+        )
+        self.out_channels = FPN_CHANNELS
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
 
 
 def get_detector_config(name: str) -> DetectorConfig:
@@ -200,7 +253,8 @@ def create_detector(
         min_size, max_size: the internal resize (short side, cap on the long side) in pixels.
         backbone_weights: None (random) or a LOCAL checkpoint of the torchvision classifier
             ``cfg.backbone`` (``.safetensors`` or a ``weights_only`` torch file); its head is dropped and
-            every other backbone key must be present.
+            every other backbone key must be present. For ``family="timm"``: ``"default"`` (the
+            encoder's offline ImageNet source), an offline source name or a timm-keyed checkpoint.
         trainable_layers: backbone stages trained, counted from the top (torchvision's
             ``trainable_backbone_layers``); default 3 with ``backbone_weights``, all without (freezing
             random layers is refused).
@@ -227,17 +281,25 @@ def create_detector(
         raise ChestlensInputError(
             None, "trainable_layers < all freezes randomly initialised layers; pass backbone_weights"
         )
-    classifier = _classifier(cfg, in_chans, FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
-    if pretrained:
-        _load_backbone(classifier, cfg, Path(backbone_weights).expanduser(), in_chans)
-    if cfg.family == "resnet":
-        backbone = _resnet_fpn_extractor(classifier, trainable_layers)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    if cfg.family == "timm":
+        backbone = _timm_backbone(cfg, in_chans, backbone_weights, frozen_bn, trainable_layers)
+        mean, std = get_encoder(cfg.backbone).mean, get_encoder(cfg.backbone).std
+    elif backbone_weights == DEFAULT_WEIGHTS:
+        raise ChestlensInputError(
+            None, f"no offline ImageNet weights ship for {name}; pass a local backbone checkpoint or None"
+        )
     else:
-        backbone = _mobilenet_extractor(classifier, True, trainable_layers)
+        classifier = _classifier(cfg, in_chans, FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d)
+        if pretrained:
+            _load_backbone(classifier, cfg, Path(backbone_weights).expanduser(), in_chans)
+        if cfg.family == "resnet":
+            backbone = _resnet_fpn_extractor(classifier, trainable_layers)
+        else:
+            backbone = _mobilenet_extractor(classifier, True, trainable_layers)
     bundle_kwargs = {"min_size": min_size, "max_size": max_size, "frozen_bn": frozen_bn, **kwargs}
-    mean, std = (
-        (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((_avg(IMAGENET_MEAN),), (_avg(IMAGENET_STD),))
-    )
+    if in_chans == 1:
+        mean, std = (_avg(mean),), (_avg(std),)
     anchors = AnchorGenerator(cfg.anchor_sizes, (ASPECT_RATIOS,) * len(cfg.anchor_sizes))
     levels = cfg.featmap_names
     return MaskRCNNDetector(
@@ -261,6 +323,32 @@ def create_detector(
 
 def _avg(values: Sequence[float]) -> float:
     return sum(values) / len(values)
+
+
+def _timm_backbone(
+    cfg: DetectorConfig,
+    in_chans: int,
+    weights: str | Path | None,
+    frozen_bn: bool,
+    trainable_layers: int,
+) -> TimmFPNBackbone:
+    """The timm encoder of ``cfg.backbone`` (weights loaded, BatchNorm frozen if asked, the first
+    ``trainable_max - trainable_layers`` stages frozen) under an FPN."""
+    encoder_cfg = get_encoder(cfg.backbone)
+    encoder = timm.create_model(
+        encoder_cfg.timm_name, features_only=True, out_indices=_TIMM_OUT_INDICES, in_chans=in_chans
+    )
+    if weights is not None:
+        source = encoder_cfg.pretrained if weights == DEFAULT_WEIGHTS else weights
+        if source is None:
+            raise ChestlensInputError(None, f"no offline ImageNet weights ship for {cfg.backbone}")
+        load_encoder_weights(encoder, encoder_cfg.timm_name, source, in_chans)
+    if frozen_bn:
+        encoder = freeze_batch_norm_2d(encoder)
+    frozen = tuple(p for stage in cfg.stage_prefixes[: cfg.trainable_max - trainable_layers] for p in stage)
+    for key, parameter in encoder.named_parameters():
+        parameter.requires_grad_(not key.startswith(frozen))
+    return TimmFPNBackbone(encoder)
 
 
 def _classifier(cfg: DetectorConfig, in_chans: int, norm_layer: type[nn.Module]) -> nn.Module:

@@ -1,0 +1,340 @@
+"""``chestlens train detect``: a Mask R-CNN lesion instance detector from semantic lesion masks.
+
+As COVID-CT-Mask-Net does, the instances are the connected components of each class of the lesion masks
+(:mod:`chestlens.data.instances`); here they are recomputed after every augmentation, so a rotated or
+cropped label map gives exactly its own instances. The run is laid out like the other training commands
+(:mod:`chestlens.train.run`: split, checkpoint and ``--resume``, bundle, validation and test reports,
+model card) and runs on the shared engine (:func:`chestlens.train.engine.train_model`) through
+:class:`PackedDetector`, which takes the image and its label map as one tensor and returns the summed
+Mask R-CNN training losses. Early stopping and the kept epoch follow the validation mask AP@0.5 (mean over
+classes, COCO style: :mod:`chestlens.evaluate.detection`).
+
+Preprocessing (the bundle's ``PreprocessSpec``): the image in ``[0, 1]`` (CT in Hounsfield units windowed
+first), stretched to ``input_size`` square; ``mean = 0, std = 1`` because the detector normalises inside
+(``GeneralizedRCNNTransform`` with its backbone's statistics). The detector's internal resize is set to the
+same size, so it never rescales the input. Evaluation is on that grid.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from chestlens.atomic import write_text_atomic
+from chestlens.data.annotations import Instance
+from chestlens.data.instances import (
+    DEFAULT_MIN_AREA_PX,
+    detection_target,
+    instances_from_detections,
+    instances_from_masks,
+)
+from chestlens.data.records import Masks
+from chestlens.data.registry import load_samples
+from chestlens.data.seg_tensors import segmented_images
+from chestlens.data.seg_transforms import IGNORE_INDEX
+from chestlens.data.splits import SPLITS
+from chestlens.data.tasks import SEGMENTATION_TARGETS, get_segmentation_target, sources_for
+from chestlens.data.tensors import LabelledImages
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.detection import DetectionReport, evaluate_detections
+from chestlens.evaluate.model_card import detection_results
+from chestlens.evaluate.page import REPORT_JSON
+from chestlens.models.bundle import BundleSpec, PreprocessSpec
+from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
+from chestlens.train.config import TrainConfig
+from chestlens.train.dataset import SegmentationDataset
+from chestlens.train.engine import resolve_device, shuffled_loader, train_model
+from chestlens.train.fp16 import SCORE_TOLERANCE
+from chestlens.train.run import (
+    check_not_empty,
+    finish_run,
+    split_table,
+    start_run,
+    training_summary,
+)
+
+log = logging.getLogger(__name__)
+
+#: Bootstrap resamples (over patients) of the reported AP confidence intervals.
+N_BOOT = 1000
+
+
+class DetectConfig(TrainConfig):
+    """Everything ``chestlens train detect`` needs; early stopping on validation mask AP@0.5."""
+
+    name: str = "lesions-ct-detector"
+    target: str = "lesions-ct"  # a multiclass lesion target of chestlens.data.tasks.SEGMENTATION_TARGETS
+    arch: str = "maskrcnn_efficientnet_lite0_fpn"  # chestlens.models.detection.list_detectors()
+    backbone_weights: str | None = "default"  # offline ImageNet (timm encoders), None, or a checkpoint
+    trainable_layers: int | None = None  # backbone stages trained (default: the detector's)
+    input_size: int = Field(352, gt=0, multiple_of=32)
+    batch_size: int = Field(4, gt=0)
+    epochs: int = Field(24, gt=0)
+    lr: float = Field(3e-4, gt=0)
+    patience: int = Field(6, ge=1)
+    min_area_px: int = Field(DEFAULT_MIN_AREA_PX, ge=1)  # smallest instance on the input grid
+    detections_per_image: int = Field(50, gt=0)  # kept per image in evaluation (COCO max_dets too)
+    out: str = "runs/lesions-ct-detector"
+
+    @field_validator("target")
+    @classmethod
+    def _multiclass_target(cls, name: str) -> str:
+        target = SEGMENTATION_TARGETS.get(name)
+        if target is None or target.mode != "multiclass":
+            known = [k for k, t in SEGMENTATION_TARGETS.items() if t.mode == "multiclass"]
+            raise ValueError(f"detection needs a multiclass lesion target; known: {', '.join(known)}")
+        return name
+
+
+def label_map_instances(label_map: np.ndarray, classes: Sequence[str], min_area_px: int) -> list[Instance]:
+    """Instances of a ``(S, S)`` label map (``k`` = ``classes[k - 1]``, :data:`IGNORE_INDEX` unknown): the
+    connected components of each class (:func:`chestlens.data.instances.instances_from_masks`)."""
+    masks = Masks(
+        layers={name: label_map == k for k, name in enumerate(classes, start=1)},
+        ignore=label_map == IGNORE_INDEX,
+    )
+    return instances_from_masks(masks, classes, min_area_px=min_area_px)
+
+
+class PackedDetector(nn.Module):
+    """The detector as the shared engine trains it.
+
+    Input ``(B, in_chans + 1, S, S)``: the image channels in ``[0, 1]`` then the label map (as floats);
+    output: the sum of Mask R-CNN's training losses (classifier, box regression, mask, RPN objectness and
+    box regression), a scalar. The instances are recomputed from the (augmented) label map.
+    """
+
+    def __init__(self, detector: MaskRCNNDetector, classes: Sequence[str], min_area_px: int) -> None:
+        super().__init__()
+        self.detector = detector
+        self.classes = list(classes)
+        self.min_area_px = min_area_px
+
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        images = packed[:, :-1].contiguous()
+        label_maps = packed[:, -1].round().to(torch.uint8).cpu().numpy()
+        targets = [
+            {
+                key: value.to(packed.device)
+                for key, value in detection_target(
+                    label_map_instances(label_map, self.classes, self.min_area_px),
+                    self.classes,
+                    shape=label_map.shape,
+                ).items()
+            }
+            for label_map in label_maps
+        ]
+        losses = self.detector(list(images), targets)
+        return torch.stack(list(losses.values())).sum()
+
+
+class _PackedImages(torch.utils.data.Dataset):
+    """Augmented ``(image, label map)`` pairs packed as one ``(in_chans + 1, S, S)`` tensor."""
+
+    def __init__(self, data: SegmentationDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label_map = self.data[index]
+        return torch.cat([image, label_map[None].float()]), torch.zeros(())
+
+
+def predict_instances(
+    detector: MaskRCNNDetector,
+    images: torch.Tensor,
+    classes: Sequence[str],
+    device: torch.device,
+) -> list[list[Instance]]:
+    """Eval-mode detections of ``(N, C, S, S)`` images in ``[0, 1]``, one image at a time (CPU memory)."""
+    detector.eval()
+    out = []
+    with torch.inference_mode():
+        for image in images:
+            detection = detector([image.to(device)])[0]
+            out.append(instances_from_detections({k: v.cpu() for k, v in detection.items()}, classes))
+    return out
+
+
+def _truth(data: LabelledImages, classes: Sequence[str], min_area_px: int) -> list[list[Instance]]:
+    return [label_map_instances(t.numpy(), classes, min_area_px) for t in data.targets]
+
+
+def detection_report(
+    detector: MaskRCNNDetector,
+    data: LabelledImages,
+    classes: Sequence[str],
+    cfg: DetectConfig,
+    device: torch.device,
+    n_boot: int,
+) -> DetectionReport:
+    """COCO mask and box AP of ``detector`` on ``data`` (95% CI over patients with ``n_boot`` > 0)."""
+    size = data.images.shape[-1]
+    return evaluate_detections(
+        _truth(data, classes, cfg.min_area_px),
+        predict_instances(detector, data.images, classes, device),
+        [(size, size)] * len(data),
+        classes,
+        patient_ids=data.patient_ids,
+        max_dets=cfg.detections_per_image,
+        n_boot=n_boot,
+        seed=cfg.seed,
+    )
+
+
+class DetectionTask:
+    """Engine task of a detector: packed augmented images, the summed Mask R-CNN loss, validation AP."""
+
+    score_key = "val_map50"
+    score_label = "validation mask AP@0.5 (mean over classes)"
+
+    def __init__(
+        self,
+        cfg: DetectConfig,
+        spec: PreprocessSpec,
+        classes: list[str],
+        train: LabelledImages,
+        val: LabelledImages,
+    ) -> None:
+        self.cfg, self.spec, self.classes, self.train, self.val = cfg, spec, classes, train, val
+        self.n_train = len(train)
+
+    def batches(self, epoch: int, generator: torch.Generator) -> torch.utils.data.DataLoader:
+        dataset = _PackedImages(SegmentationDataset(self.train, self.spec, self.cfg.augment))
+        return shuffled_loader(dataset, self.cfg, generator)
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return output  # PackedDetector already returns the loss
+
+    def validate(self, model: PackedDetector, device: torch.device) -> dict[str, float]:
+        """``val_loss``: the training loss on the unaugmented validation images (BatchNorm frozen or
+        absent, so computing it in training mode changes no state); ``val_map50``: mask AP@0.5."""
+        model.train()
+        with torch.no_grad():
+            packed = torch.cat([self.val.images, self.val.targets[:, None].float()], dim=1)
+            losses = [float(model(chunk.to(device))) for chunk in packed.split(self.cfg.batch_size)]
+        report = detection_report(model.detector, self.val, self.classes, self.cfg, device, n_boot=0)
+        map50 = report.segm.ap50.value if report.segm is not None else None
+        return {
+            "val_loss": float(np.mean(losses)),
+            "val_map50": float("nan") if map50 is None else map50,
+        }
+
+
+def _report_markdown(spec: BundleSpec, report: DetectionReport, split: str) -> str:
+    title = [f"# {spec.name} {spec.version}: {split} split", "", f"> **{report.disclaimer}**", ""]
+    return "\n".join([*title, *detection_results(report)])
+
+
+def _summary(report: DetectionReport) -> dict[str, Any]:
+    """Headline numbers for the bundle's ``metrics`` (mask and box AP, overall and per class)."""
+    return {
+        "n_images": report.n_images,
+        "n_patients": report.n_patients,
+        "segm": report.segm.model_dump() if report.segm else None,
+        "bbox": report.bbox.model_dump() if report.bbox else None,
+        "per_class": {c.label: {"segm": c.segm.model_dump(), "n_gt": c.n_gt} for c in report.per_class},
+    }
+
+
+def _fp16_check(
+    detector: MaskRCNNDetector,
+    state: dict[str, torch.Tensor],
+    val: LabelledImages,
+    classes: Sequence[str],
+    cfg: DetectConfig,
+    device: torch.device,
+) -> dict[str, Any]:
+    """fp16 storage is lossless when validation mask AP@0.5 and mAP each move by less than
+    :data:`~chestlens.train.fp16.SCORE_TOLERANCE`; reloads ``state``."""
+
+    def scores() -> tuple[float, float]:
+        report = detection_report(detector, val, classes, cfg, device, n_boot=0)
+        return report.segm.ap50.value or 0.0, report.segm.map.value or 0.0
+
+    detector.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    half = scores()
+    detector.load_state_dict(state)
+    full = scores()
+    changes = [abs(a - b) for a, b in zip(half, full, strict=True)]
+    return {
+        "map50_change": changes[0],
+        "map_change": changes[1],
+        "lossless": max(changes) < SCORE_TOLERANCE,
+    }
+
+
+def run_detection(
+    cfg: DetectConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
+) -> Path:
+    """Train, bundle and test one Mask R-CNN lesion detector; returns the bundle folder."""
+    started, out, root = start_run(cfg)
+    target = get_segmentation_target(cfg.target)
+    sources = cfg.sources or list(sources_for(target.name))
+    samples = [s for s in load_samples(root, sources) if target.mapping(s)]
+    if not samples:
+        raise ChestlensInputError(root, f"no samples with {target.name} masks in sources {sources}")
+    table = split_table(cfg, target.name, root, samples, out)
+    spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
+    log.info("decoding images and %s label maps at %d px", target.name, cfg.input_size)
+    data = {split: segmented_images(table.labelled(samples, split), target.name, spec) for split in SPLITS}
+    check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
+    classes = [label for label in target.labels if label != BACKGROUND]
+    detector = create_detector(
+        cfg.arch,
+        len(classes) + 1,
+        in_chans=1,
+        min_size=cfg.input_size,
+        max_size=cfg.input_size,
+        backbone_weights=cfg.backbone_weights,
+        trainable_layers=cfg.trainable_layers,
+        box_detections_per_img=cfg.detections_per_image,
+    )
+    bundle_spec = BundleSpec(
+        name=cfg.name,
+        version=cfg.version,
+        kind="detector",
+        task=target.name,
+        architecture=cfg.arch,
+        architecture_kwargs=detector.bundle_kwargs,
+        labels=[BACKGROUND, *classes],
+        preprocess=spec,
+    )
+    model = PackedDetector(detector, classes, cfg.min_area_px)
+    task = DetectionTask(cfg, spec, classes, data["train"], data["val"])
+    outcome = train_model(model, cfg, task, out, resume=resume, progress=progress)
+    model.load_state_dict(outcome.best_state)
+    device = resolve_device(cfg.device)
+    bundle_spec.training = training_summary(cfg, table, samples, outcome, started, device)
+    bundle_spec.training["instances"] = {
+        "rule": "connected components (8-connectivity) of each class on the input grid",
+        "min_area_px": cfg.min_area_px,
+    }
+
+    state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
+    fp16 = _fp16_check(detector, state, data["val"], classes, cfg, device) if cfg.fp16_bundle else None
+
+    def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
+        report = detection_report(detector, data[split], classes, cfg, device, n_boot=N_BOOT)
+        write_text_atomic(out_dir / REPORT_JSON, report.model_dump_json(indent=2))
+        write_text_atomic(out_dir / "report.md", _report_markdown(bundle_spec, report, name))
+        return _summary(report)
+
+    return finish_run(
+        bundle_spec,
+        state,
+        out,
+        evaluate,
+        fp16=fp16,
+        has_test=len(data["test"]) > 0,
+        reproduce=reproduce,
+    )
