@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
+from chestlens.export.offline import mount_offline
 from chestlens.serve import api, page
 from chestlens.serve.middleware import GuardMiddleware
 from chestlens.serve.problems import install_problem_handlers
@@ -55,6 +56,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(api.router)
     page.mount_page(app)
+    mount_offline(app)  # the offline screener (chestlens export web) at /offline/
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -42,7 +42,7 @@ def check_image_bytes(data: bytes, name: str) -> str:
     try:
         return sniff_format(data, name=name)
     except ChestlensInputError as error:
-        raise unsupported(error.reason) from error
+        raise unsupported(f"{name}: {error.reason}") from error
 
 
 def renamed(image: MedicalImage, name: str) -> MedicalImage:

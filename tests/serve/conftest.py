@@ -1,0 +1,70 @@
+"""Fixtures for the web service tests: apps on temporary data folders, real radiographs, PostgreSQL.
+
+PostgreSQL: ``CHESTLENS_TEST_POSTGRES_URL`` (a SQLAlchemy URL of an empty database; ``.ci/run`` starts a
+server and sets it). Without it the PostgreSQL tests skip, or fail under ``CHESTLENS_REQUIRE_POSTGRES=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from serve_helpers import serving
+
+from chestlens.serve.settings import ServeSettings
+
+POSTGRES_URL_ENV = "CHESTLENS_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "CHESTLENS_REQUIRE_POSTGRES"
+
+
+def require_or_skip(env: str, reason: str) -> None:
+    """Fail when ``env`` is ``1`` (CI), else skip with ``reason``."""
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{reason} ({env}=1 makes this a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory) -> Iterator[TestClient]:
+    """One ready service with the bundled models and SQLite, shared by a test module."""
+    with serving(ServeSettings(data_dir=tmp_path_factory.mktemp("serve"), device="cpu")) as ready:
+        yield ready
+
+
+@pytest.fixture(scope="session")
+def radiographs(source_dir) -> Callable[[int], list[Path]]:
+    """Factory: ``n`` real chest radiographs (Kermany JPEG and NIH PNG, alternating), stable order."""
+
+    def pick(n: int) -> list[Path]:
+        kermany = sorted((source_dir("kermany-chest-xray") / "chest_xray").rglob("*.jpeg"))
+        nih = sorted((source_dir("nih-chestxray14-darkcovidnet") / "X-Ray Image DataSet").rglob("*.png"))
+        mixed = [p for pair in zip(kermany, nih, strict=False) for p in pair]
+        return mixed[:n]
+
+    return pick
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test PostgreSQL database (see the module docstring)."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        require_or_skip(REQUIRE_POSTGRES_ENV, f"no PostgreSQL server: set {POSTGRES_URL_ENV}")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Both back ends: a fresh SQLite file, and the PostgreSQL test database emptied first."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    url = request.getfixturevalue("postgres_url")
+    from chestlens.serve.store import Base, Store
+
+    store = Store(url)
+    Base.metadata.drop_all(store.engine)
+    store.close()
+    return url

@@ -1,0 +1,45 @@
+"""Helpers for the web service tests (imported by the test modules of this folder)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi.testclient import TestClient
+
+from chestlens.serve.app import create_app
+from chestlens.serve.settings import ServeSettings
+
+READY_TIMEOUT_S = 120.0
+
+
+def wait_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the service did not become ready"
+        time.sleep(0.1)
+
+
+@contextmanager
+def serving(settings: ServeSettings) -> Iterator[TestClient]:
+    """A ready in-process client of ``create_app(settings)`` (start-up and shutdown run as in uvicorn)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_ready(client)
+        yield client
+
+
+def upload(client: TestClient, data: bytes, name: str = "image", field: str = "file"):
+    """POST one file to ``/api/v1/screenings``."""
+    return client.post("/api/v1/screenings", files={field: (name, data, "application/octet-stream")})
+
+
+def assert_problem(response, status: int, detail_pattern: str = "") -> dict:
+    """The response is a problem+json of ``status`` whose detail matches ``detail_pattern``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["detail"] and body["type"].startswith("/problems/")
+    assert re.search(detail_pattern, body["detail"]), body["detail"]
+    return body
