@@ -21,6 +21,11 @@ export CHESTLENS_BROWSER=/usr/bin/chromium
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 pg_dir="$(mktemp -d /tmp/chestlens-ci-pg.XXXXXX)"
 chown postgres: "$pg_dir"
+stop_services() {
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$pg_dir"
+}
+trap stop_services EXIT  # the caller's own EXIT trap replaces this one and must call stop_services
 pg_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null
 runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
@@ -29,8 +34,3 @@ runuser -u postgres -- "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" chestlens_t
 export CHESTLENS_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$pg_port/chestlens_test"
 export CHESTLENS_REQUIRE_POSTGRES=1
 echo "ci: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port; chromium at $CHESTLENS_BROWSER"
-
-stop_services() {
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
-  rm -rf "$pg_dir"
-}
