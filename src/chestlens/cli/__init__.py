@@ -20,6 +20,7 @@ from chestlens.cli import (
     info_cmd,
     models_cmd,
     predict_cmd,
+    series_cmd,
     serve_cmd,
     train_cmd,
 )
@@ -52,6 +53,7 @@ evaluate_cmd.register(app)
 audit_cmd.register(app)
 models_cmd.register(app)
 predict_cmd.register(app)
+series_cmd.register(app)
 serve_cmd.register(app)
 
 

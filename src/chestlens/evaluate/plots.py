@@ -147,6 +147,18 @@ def reliability_figure(calibration: CalibrationSummary) -> Figure:
     return figure
 
 
+def slice_profile_figure(scores: Sequence[float], labels: Sequence[bool], title: str) -> Figure:
+    """Slice lesion scores along a CT series (inferior to superior) over its labelled slices (shaded)."""
+    figure, axes = _figure(8, 3)
+    ax = axes[0, 0]
+    index = np.arange(len(scores))
+    ax.fill_between(index, 0, np.asarray(labels, float), step="mid", alpha=0.25, label="labelled infected")
+    ax.plot(index, scores, lw=1.2, label="slice lesion score")
+    ax.set(xlabel="slice (inferior to superior)", ylabel="score", ylim=(0, 1.02), title=title)
+    ax.legend(loc="upper right", fontsize=8)
+    return figure
+
+
 def save_png(figure: Figure, path: Path, *, dpi: int = 120) -> Path:
     """Render ``figure`` as PNG to ``path`` atomically; returns the path."""
     buffer = io.BytesIO()

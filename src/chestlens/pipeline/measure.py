@@ -97,3 +97,34 @@ def lesion_instances(
             )
         lesions += sorted(found, key=lambda lesion: -lesion.area_pixels)
     return lesions
+
+
+def slice_lesion_scores(label_map: np.ndarray, probabilities: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    """Per-slice lesion score of a CT series: the largest mean lesion probability ``1 - P(background)``
+    over the slice's lesion regions inside the lungs, 0 for a slice without one.
+
+    A region is a connected component (8-connectivity) of ``(label_map > 0) & lungs`` with at least
+    :data:`MIN_LESION_PIXELS` pixels, so a slice scores above 0 exactly when the segmenter reports a
+    lesion region in its lungs.
+
+    Args:
+        label_map: ``(slices, S, S)`` uint8, 0 = background.
+        probabilities: ``(slices, C, S, S)`` class probabilities (channel 0 background).
+        lungs: ``(slices, S, S)`` bool lung mask on the same grid.
+
+    Returns:
+        ``(slices,)`` float scores in ``[0, 1]``.
+    """
+    scores = np.zeros(len(label_map))
+    for index, (slice_map, slice_probs, slice_lungs) in enumerate(
+        zip(label_map, probabilities, lungs, strict=True)
+    ):
+        regions, count = ndimage.label((slice_map > 0) & slice_lungs, structure=np.ones((3, 3), bool))
+        if not count:
+            continue
+        lesion_probability = 1.0 - slice_probs[0]
+        sizes = ndimage.sum_labels(np.ones_like(regions), regions, index=np.arange(1, count + 1))
+        means = ndimage.mean(lesion_probability, regions, index=np.arange(1, count + 1))
+        kept = np.asarray(means)[np.asarray(sizes) >= MIN_LESION_PIXELS]
+        scores[index] = float(kept.max()) if kept.size else 0.0
+    return scores

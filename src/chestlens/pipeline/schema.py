@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: CT series slice scores, series score and total lung involvement
 
 
 class _Strict(BaseModel):
@@ -121,6 +121,12 @@ class LesionSummary(_Strict):
     area_mm2_by_label: dict[str, float] = Field(default_factory=dict)
     volume_ml_by_label: dict[str, float] = Field(default_factory=dict)
     lung_fraction_by_label: dict[str, float] = Field(default_factory=dict)
+    lung_fraction_total: float | None = None  # all lesion classes together, share of the lung volume
+    # CT series only, in the volume's slice order (ascending patient z, inferior first): each slice's
+    # largest mean lesion probability over its lesion regions inside the lungs (0: no region), and the
+    # series score (the largest slice score: how sure the segmenter is that the series shows a lesion).
+    slice_scores: list[float] | None = None
+    series_score: float | None = None
 
 
 class ScreeningResult(_Strict):

@@ -37,7 +37,13 @@ from chestlens.pipeline import gate
 from chestlens.pipeline.cam import CamMethod, energy_inside, logits_and_cams
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.loaded import LoadedModel, load_for_inference
-from chestlens.pipeline.measure import area_mm2, lesion_instances, resize_nearest, volume_ml
+from chestlens.pipeline.measure import (
+    area_mm2,
+    lesion_instances,
+    resize_nearest,
+    slice_lesion_scores,
+    volume_ml,
+)
 from chestlens.pipeline.schema import (
     Classification,
     Decision,
@@ -213,6 +219,7 @@ def _lesion_summary(
     summary = LesionSummary(
         model=model.ref, ran=True, gate=_lesion_gate(model, case) or "run", lesions=instances
     )
+    lung_grid = None if lungs is None or not lungs.any() else (lungs if volume else lungs[None])
     for k, label in enumerate(labels, start=1):
         mask = maps == k
         if volume:
@@ -223,9 +230,14 @@ def _lesion_summary(
             mm2 = area_mm2(mask[0], meta)
             if mm2 is not None:
                 summary.area_mm2_by_label[label] = mm2
-        if lungs is not None and lungs.any():
-            lung_grid = lungs if volume else lungs[None]
+        if lung_grid is not None:
             summary.lung_fraction_by_label[label] = float((mask & lung_grid).sum() / lung_grid.sum())
+    if lung_grid is not None:
+        summary.lung_fraction_total = float(((maps > 0) & lung_grid).sum() / lung_grid.sum())
+        if volume:
+            scores = slice_lesion_scores(maps, probs, lung_grid)
+            summary.slice_scores = [round(float(s), 4) for s in scores]
+            summary.series_score = round(float(scores.max()), 4) if len(scores) else None
     return summary
 
 

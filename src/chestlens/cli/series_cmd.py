@@ -1,0 +1,80 @@
+"""``chestlens evaluate-series SERIES``: screen a whole CT series and compare it with its slice labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate-series")(evaluate_series)
+
+
+def evaluate_series(
+    series: Annotated[Path, typer.Argument(help="Folder of one DICOM CT series.")],
+    lesions: Annotated[
+        str, typer.Option("--lesions", help="CT lesion segmenter bundle (folder or bundled name).")
+    ] = "lesions-ct-segmenter",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")] = Path(
+        "chestlens-series"
+    ),
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Block-bootstrap resamples.")] = 1000,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved and
+    a series score; with COVID-CT-MD slice labels found for the series, the slice-level AUC, sensitivity
+    and specificity (95% CI by a block bootstrap over consecutive slices). Writes result.json, overlays,
+    and slice-report.json/.md with a slice profile PNG."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.atomic import write_text_atomic
+    from chestlens.data.sources.covid_ct_md import slice_labels
+    from chestlens.errors import ChestlensInputError
+    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.ct_series import compare_slices, slice_report_markdown
+    from chestlens.evaluate.plots import save_png, slice_profile_figure
+    from chestlens.pipeline.overlay import save_overlays
+    from chestlens.pipeline.screener import Screener
+
+    screener = Screener(classifier=None, lungs=None, lesions=[lesions], device=device, cam=None)
+    screening = screener.screen(series)
+    result = screening.result
+    summary = result.lesions
+    if not screening.image.is_volume or summary is None or summary.slice_scores is None:
+        reason = (
+            "; ".join(result.notes + [c.reason for c in result.gate.checks if not c.passed]) or "no lesions"
+        )
+        raise ChestlensInputError(series, f"not screened as a CT series with lesions: {reason}")
+    write_text_atomic(out / "result.json", result.model_dump_json(indent=2) + "\n")
+    save_overlays(screening, out, "series")
+    volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in summary.volume_ml_by_label.items())
+    typer.echo(f"{series.name}: {len(summary.slice_scores)} slices; lesion volume {volumes or 'n/a'}")
+    involved = summary.lung_fraction_total
+    typer.echo(
+        f"lungs involved: {'n/a' if involved is None else f'{100 * involved:.1f}%'}; "
+        f"series score {summary.series_score}"
+    )
+    try:
+        labels = [label.infected for label in slice_labels(series)]
+    except ChestlensInputError as error:
+        typer.echo(f"no slice labels to compare with: {error.reason}")
+        typer.echo(RESEARCH_USE_DISCLAIMER)
+        return
+    report = compare_slices(
+        series.name,
+        summary.slice_scores,
+        labels,
+        series_score=summary.series_score or 0.0,
+        lung_fraction_total=summary.lung_fraction_total,
+        volume_ml_by_label=summary.volume_ml_by_label,
+        lung_fraction_by_label=summary.lung_fraction_by_label,
+        n_boot=n_boot,
+    )
+    write_text_atomic(out / "slice-report.json", report.model_dump_json(indent=2) + "\n")
+    lines = slice_report_markdown(report)
+    write_text_atomic(out / "slice-report.md", "\n".join(lines) + "\n")
+    title = f"{series.name}: slice AUC {format_estimate((report.auc.value, report.auc.low, report.auc.high))}"
+    save_png(slice_profile_figure(summary.slice_scores, labels, title), out / "slice-profile.png")
+    typer.echo("\n".join(lines[4:]))
+    typer.echo(RESEARCH_USE_DISCLAIMER)

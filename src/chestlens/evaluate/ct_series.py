@@ -1,0 +1,163 @@
+"""A CT series screened slice by slice, compared with the series' own slice labels.
+
+Input: the pipeline's per-slice lesion scores of one series
+(:attr:`chestlens.pipeline.schema.LesionSummary.slice_scores`, in the volume's ascending-z order) and the
+reference slice labels in the same order (e.g. COVID-CT-MD's, :func:`chestlens.data.sources.covid_ct_md.
+slice_labels`). Nothing is tuned on these labels: the slice decision is the pipeline's own rule (a lesion
+region of at least :data:`~chestlens.pipeline.measure.MIN_LESION_PIXELS` network pixels inside the lungs,
+i.e. score > 0), and the AUC needs no threshold.
+
+Confidence intervals: neighbouring slices of one patient are strongly correlated, so resampling single
+slices would give intervals that are far too narrow. The bootstrap draws whole blocks of
+:data:`BLOCK_SLICES` consecutive slices (a non-overlapping block bootstrap, through the same machinery as
+the patient bootstrap: each block plays a patient). With one series the intervals describe slice-level
+variation within that patient only, never across patients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
+from chestlens.evaluate.bundle_eval import format_estimate
+from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
+
+#: Consecutive slices resampled together by the block bootstrap.
+BLOCK_SLICES = 10
+_RATES = ("sensitivity", "specificity", "ppv", "npv")
+
+
+class SeriesSliceReport(BaseModel):
+    """Slice predictions of one series against its slice labels. Research use only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disclaimer: str = RESEARCH_USE_DISCLAIMER
+    series: str
+    n_slices: int
+    n_labelled_positive: int
+    n_predicted_positive: int
+    decision_rule: str
+    block_slices: int
+    n_boot: int
+    auc: Estimate
+    sensitivity: Estimate
+    specificity: Estimate
+    ppv: Estimate
+    npv: Estimate
+    confusion: dict[str, int]  # tn, fp, fn, tp slices
+    series_score: float
+    lung_fraction_total: float | None
+    volume_ml_by_label: dict[str, float]
+    lung_fraction_by_label: dict[str, float]
+
+
+def _rates(weights: np.ndarray, truth: np.ndarray, decided: np.ndarray) -> dict[str, np.ndarray]:
+    tp = (weights * (truth & decided)).sum(axis=1)
+    fp = (weights * (~truth & decided)).sum(axis=1)
+    fn = (weights * (truth & ~decided)).sum(axis=1)
+    tn = (weights * (~truth & ~decided)).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "ppv": tp / (tp + fp),
+            "npv": tn / (tn + fn),
+        }
+
+
+def compare_slices(
+    series: str,
+    slice_scores: Sequence[float],
+    labels: Sequence[bool],
+    *,
+    series_score: float,
+    lung_fraction_total: float | None = None,
+    volume_ml_by_label: dict[str, float] | None = None,
+    lung_fraction_by_label: dict[str, float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> SeriesSliceReport:
+    """Slice-level AUC, sensitivity, specificity, PPV and NPV of one series (module docstring).
+
+    Args:
+        series: a name for the report (a folder name; never a DICOM patient name or id).
+        slice_scores: ``(slices,)`` lesion scores, 0 where the pipeline found no lesion region.
+        labels: ``(slices,)`` reference labels (True: the slice shows infection), same order.
+        series_score, lung_fraction_total, volume_ml_by_label, lung_fraction_by_label: the pipeline's
+            series-level numbers, copied into the report.
+
+    Raises:
+        ChestlensInputError: lengths differ or there are no slices.
+    """
+    scores = np.asarray(slice_scores, dtype=np.float64)
+    truth = np.asarray(labels, dtype=bool)
+    if not scores.size or scores.shape != truth.shape:
+        raise ChestlensInputError(
+            None, f"{scores.size} slice scores do not match {truth.size} slice labels for series {series}"
+        )
+    decided = scores > 0
+    blocks = np.arange(scores.size) // BLOCK_SLICES
+    tied = TiedScores.build(truth, scores)
+
+    def statistic(weights: np.ndarray) -> dict[str, np.ndarray]:
+        auc, _ = weighted_auc_ap(weights, tied)
+        return {"auc": auc, **_rates(weights, truth, decided)}
+
+    samples = bootstrap(statistic, blocks, n_boot, seed) if n_boot else {}
+    point = _rates(np.ones((1, scores.size)), truth, decided)
+    return SeriesSliceReport(
+        series=series,
+        n_slices=int(scores.size),
+        n_labelled_positive=int(truth.sum()),
+        n_predicted_positive=int(decided.sum()),
+        decision_rule="positive when the segmenter finds a lesion region inside the lungs (slice score > 0)",
+        block_slices=BLOCK_SLICES,
+        n_boot=n_boot,
+        auc=estimate(binary_auc(truth, scores), samples.get("auc"), ci, "needs positive and negative slices"),
+        **{name: estimate(float(point[name][0]), samples.get(name), ci) for name in _RATES},
+        confusion={
+            "tn": int((~truth & ~decided).sum()),
+            "fp": int((~truth & decided).sum()),
+            "fn": int((truth & ~decided).sum()),
+            "tp": int((truth & decided).sum()),
+        },
+        series_score=float(series_score),
+        lung_fraction_total=lung_fraction_total,
+        volume_ml_by_label=dict(volume_ml_by_label or {}),
+        lung_fraction_by_label=dict(lung_fraction_by_label or {}),
+    )
+
+
+def slice_report_markdown(report: SeriesSliceReport) -> list[str]:
+    """Markdown lines of a slice comparison."""
+
+    def est(e: Estimate) -> str:
+        return format_estimate((e.value, e.low, e.high))
+
+    c = report.confusion
+    return [
+        f"# {report.series}: slice predictions vs slice labels",
+        "",
+        f"> **{report.disclaimer}**",
+        "",
+        f"- {report.n_slices} slices, {report.n_labelled_positive} labelled infected, "
+        f"{report.n_predicted_positive} predicted ({report.decision_rule}).",
+        f"- Slice AUC {est(report.auc)}.",
+        f"- Slices TN {c['tn']} / FP {c['fp']} / FN {c['fn']} / TP {c['tp']}: sensitivity "
+        f"{est(report.sensitivity)}, specificity {est(report.specificity)}, PPV {est(report.ppv)}, "
+        f"NPV {est(report.npv)}.",
+        f"- Series: score {report.series_score:.3f}; lungs involved "
+        + ("n/a" if report.lung_fraction_total is None else f"{100 * report.lung_fraction_total:.1f}%")
+        + "; lesion volume "
+        + (", ".join(f"{k} {v:.1f} mL" for k, v in report.volume_ml_by_label.items()) or "n/a")
+        + ".",
+        f"- 95% CIs: block bootstrap over {report.block_slices}-slice blocks ({report.n_boot} resamples); "
+        "they describe this one series, not other patients.",
+    ]
