@@ -30,6 +30,7 @@ from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
 #: Consecutive slices resampled together by the block bootstrap.
 BLOCK_SLICES = 10
 _RATES = ("sensitivity", "specificity", "ppv", "npv")
+SEGMENTER_RULE = "positive when the segmenter finds a lesion region inside the lungs (slice score > 0)"
 
 
 class SeriesSliceReport(BaseModel):
@@ -80,6 +81,8 @@ def compare_slices(
     lung_fraction_total: float | None = None,
     volume_ml_by_label: dict[str, float] | None = None,
     lung_fraction_by_label: dict[str, float] | None = None,
+    threshold: float = 0.0,
+    decision_rule: str = SEGMENTER_RULE,
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
@@ -92,6 +95,8 @@ def compare_slices(
         labels: ``(slices,)`` reference labels (True: the slice shows infection), same order.
         series_score, lung_fraction_total, volume_ml_by_label, lung_fraction_by_label: the pipeline's
             series-level numbers, copied into the report.
+        threshold, decision_rule: a slice is decided positive when its score is above ``threshold``
+            (fixed in advance or chosen on other data, never on these labels), described in words.
 
     Raises:
         ChestlensInputError: lengths differ or there are no slices.
@@ -102,7 +107,7 @@ def compare_slices(
         raise ChestlensInputError(
             None, f"{scores.size} slice scores do not match {truth.size} slice labels for series {series}"
         )
-    decided = scores > 0
+    decided = scores > threshold
     blocks = np.arange(scores.size) // BLOCK_SLICES
     tied = TiedScores.build(truth, scores)
 
@@ -117,7 +122,7 @@ def compare_slices(
         n_slices=int(scores.size),
         n_labelled_positive=int(truth.sum()),
         n_predicted_positive=int(decided.sum()),
-        decision_rule="positive when the segmenter finds a lesion region inside the lungs (slice score > 0)",
+        decision_rule=decision_rule,
         block_slices=BLOCK_SLICES,
         n_boot=n_boot,
         auc=estimate(binary_auc(truth, scores), samples.get("auc"), ci, "needs positive and negative slices"),
