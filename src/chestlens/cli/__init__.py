@@ -17,6 +17,7 @@ from chestlens.cli import (
     data_cmd,
     demo_cmd,
     evaluate_cmd,
+    export_cmd,
     info_cmd,
     models_cmd,
     predict_cmd,
@@ -55,6 +56,7 @@ models_cmd.register(app)
 predict_cmd.register(app)
 series_cmd.register(app)
 serve_cmd.register(app)
+export_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,13 @@
+"""Offline mode: verified ONNX exports of bundles and the installable in-browser screener (PWA).
+
+* :mod:`chestlens.export.graphs`: preprocessing + network + outputs as one torch module per bundle;
+* :mod:`chestlens.export.onnx_export`: fp32 / fp16 / int8 ``.onnx`` files;
+* :mod:`chestlens.export.verify`, :mod:`chestlens.export.images`: checks against PyTorch on real images;
+* :mod:`chestlens.export.bundle_export`: export + verification + JSON sidecar (``chestlens export onnx``);
+* :mod:`chestlens.export.web`: the static PWA build (``chestlens export web``);
+* :mod:`chestlens.export.offline`: :func:`mount_offline` serves that build at ``/offline/``.
+"""
+
+from chestlens.export.offline import mount_offline
+
+__all__ = ["mount_offline"]

@@ -1,0 +1,89 @@
+"""The torch modules that become the ONNX graphs: preprocessing, network and outputs in one graph.
+
+Every exported graph takes the same input, ``image``: grey pixels in ``[0, 1]``, float32
+``(N, 1, H, W)`` of ANY height and width (what :func:`chestlens.data.transforms.to_unit_range` gives,
+i.e. after decoding, DICOM VOI / CT windowing and MONOCHROME1 inversion). The graph then does the
+bundle's :func:`chestlens.data.transforms.normalise` (antialiased bilinear resize, mean/std, channel
+expansion): the resize is an ONNX ``Resize`` with ``antialias=1``, so Python, ONNX Runtime and the
+browser resize with the same code and preprocessing is defined once.
+
+Outputs:
+
+* classifier: ``logits`` ``(N, C)``; ``probabilities`` ``(N, C)`` = ``softmax(logits / T)`` with the
+  bundle's calibration temperature; ``cam`` ``(N, C, S, S)``: class-activation maps (last feature map
+  times the linear classifier's weights, no gradients), ReLU, bilinearly upsampled to the input size
+  ``S`` and min-max scaled to ``[0, 1]`` per map.
+* segmenter: ``probabilities`` ``(N, K, S, S)``: sigmoid of a binary segmenter (``K = 1``) or softmax
+  over the classes of a multiclass one (channel 0 background).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from chestlens.data.transforms import normalise
+from chestlens.errors import ChestlensInputError
+from chestlens.models.bundle import Bundle, PreprocessSpec
+
+#: Input and output names of the exported graphs (the browser reads them by name).
+INPUT_NAME = "image"
+CLASSIFIER_OUTPUTS = ("logits", "probabilities", "cam")
+SEGMENTER_OUTPUTS = ("probabilities",)
+
+
+class ClassifierGraph(torch.nn.Module):
+    """Unit image ``(N, 1, H, W)`` -> logits, calibrated probabilities and CAMs (module docstring)."""
+
+    def __init__(self, network: torch.nn.Module, preprocess: PreprocessSpec, temperature: float) -> None:
+        super().__init__()
+        head = getattr(network, "get_classifier", lambda: None)()
+        if not isinstance(head, torch.nn.Linear) or not hasattr(network, "forward_features"):
+            raise ChestlensInputError(
+                None, "CAM export needs a timm classifier (forward_features + a linear classifier)"
+            )
+        self.network, self.head = network, head
+        self.preprocess, self.temperature = preprocess, temperature
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = normalise(image, self.preprocess)
+        features = self.network.forward_features(x)
+        logits = self.network.forward_head(features)
+        cam = torch.relu(torch.einsum("nchw,kc->nkhw", features, self.head.weight))
+        size = self.preprocess.input_size
+        cam = F.interpolate(cam, size=(size, size), mode="bilinear", align_corners=False)
+        low = cam.amin(dim=(2, 3), keepdim=True)
+        high = cam.amax(dim=(2, 3), keepdim=True)
+        cam = (cam - low) / (high - low).clamp_min(1e-12)
+        return logits, torch.softmax(logits / self.temperature, dim=1), cam
+
+
+class SegmenterGraph(torch.nn.Module):
+    """Unit image ``(N, 1, H, W)`` -> per-class probabilities ``(N, K, S, S)`` (module docstring)."""
+
+    def __init__(self, network: torch.nn.Module, preprocess: PreprocessSpec, binary: bool) -> None:
+        super().__init__()
+        self.network, self.preprocess, self.binary = network, preprocess, binary
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits = self.network(normalise(image, self.preprocess))
+        return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
+
+
+def export_graph(bundle: Bundle) -> torch.nn.Module:
+    """The graph module of a classifier or segmenter bundle, in eval mode on the CPU."""
+    spec = bundle.spec
+    network = bundle.build_model().float().cpu().eval()
+    if spec.kind == "classifier":
+        return ClassifierGraph(network, spec.preprocess, spec.temperature).eval()
+    if spec.kind == "segmenter":
+        binary = spec.architecture_kwargs.get("mode") == "binary"
+        return SegmenterGraph(network, spec.preprocess, binary).eval()
+    raise ChestlensInputError(
+        bundle.path, f"ONNX export supports classifiers and segmenters, not {spec.kind}"
+    )
+
+
+def output_names(kind: str) -> tuple[str, ...]:
+    """The graph's output names for a bundle kind."""
+    return CLASSIFIER_OUTPUTS if kind == "classifier" else SEGMENTER_OUTPUTS

@@ -1,0 +1,172 @@
+"""Check exported graphs against PyTorch on real images, and judge the fp16 / int8 variants.
+
+* fp32: the largest absolute difference between ONNX Runtime's probabilities and the PyTorch path of
+  the screening pipeline (:func:`chestlens.data.transforms.normalise`, the network, temperature
+  softmax or sigmoid) must stay below :data:`FP32_TOLERANCE`.
+* fp16 / int8: the macro AUC change on the labelled test images (classifiers) or the Dice agreement of
+  the masks with the fp32 masks (segmenters), the size and the speed against fp32. A variant whose
+  macro AUC drops by more than :data:`MAX_AUC_DROP` (or whose masks agree with Dice below
+  :data:`MIN_DICE_AGREEMENT`) is reported as not usable.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from chestlens.data.transforms import normalise, to_unit_range
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.calibration import apply_temperature
+from chestlens.evaluate.metrics import binary_auc
+from chestlens.export.graphs import INPUT_NAME
+from chestlens.io import read_image
+from chestlens.models.bundle import Bundle, BundleSpec
+
+FP32_TOLERANCE = 1e-4
+MAX_AUC_DROP = 0.005
+MIN_DICE_AGREEMENT = 0.99
+TIMING_REPEATS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationSet:
+    """Real images for the checks: unit images ``(1, 1, H, W)`` float32, and class indices ``(N,)``
+    into the bundle's labels (None for segmenters or unlabelled images)."""
+
+    units: list[np.ndarray]
+    targets: np.ndarray | None
+    description: str
+
+
+def unit_image(path: Path, spec: BundleSpec) -> np.ndarray:
+    """Read an image file into the graphs' input: ``(1, 1, H, W)`` float32 in ``[0, 1]``."""
+    return np.ascontiguousarray(to_unit_range(read_image(path), spec.preprocess))[None, None]
+
+
+def ort_session(path: Path, threads: int = 2) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_probabilities(session: Any, units: Sequence[np.ndarray]) -> np.ndarray:
+    """The ``probabilities`` output for each image, stacked: ``(N, C)`` or ``(N, K, S, S)``."""
+    return np.concatenate([session.run(["probabilities"], {INPUT_NAME: u})[0] for u in units])
+
+
+def torch_probabilities(bundle: Bundle, units: Sequence[np.ndarray]) -> np.ndarray:
+    """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`)."""
+    spec = bundle.spec
+    network = bundle.build_model().float().eval()
+    outputs = []
+    with torch.no_grad():
+        for unit in units:
+            logits = network(normalise(torch.from_numpy(unit[0]), spec.preprocess)[None]).float()
+            if spec.kind == "classifier":
+                outputs.append(apply_temperature(logits.numpy(), spec.temperature))
+            elif spec.architecture_kwargs.get("mode") == "binary":
+                outputs.append(torch.sigmoid(logits).numpy())
+            else:
+                outputs.append(torch.softmax(logits, dim=1).numpy())
+    return np.concatenate(outputs)
+
+
+def macro_auc(targets: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean one-vs-rest ROC-AUC over the classes present (NaN-free classes only)."""
+    aucs = [binary_auc(targets == k, probabilities[:, k]) for k in range(probabilities.shape[1])]
+    return float(np.nanmean(aucs))
+
+
+def ms_per_image(session: Any, unit: np.ndarray, repeats: int = TIMING_REPEATS) -> float:
+    """Median wall milliseconds of one image through ``session`` (after two warm-up runs)."""
+    for _ in range(2):
+        session.run(None, {INPUT_NAME: unit})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: unit})
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def check_fp32(bundle: Bundle, path: Path, data: VerificationSet) -> dict[str, Any]:
+    """Parity of the fp32 graph with PyTorch (module docstring)."""
+    if not data.units:
+        raise ChestlensInputError(path, "no images to verify the export on")
+    ours = ort_probabilities(ort_session(path), data.units)
+    reference = torch_probabilities(bundle, data.units)
+    diff = float(np.abs(ours.astype(np.float64) - reference).max())
+    return {
+        "reference": "PyTorch (chestlens preprocessing + network)",
+        "images": data.description,
+        "n_images": len(data.units),
+        "max_abs_diff_probabilities": diff,
+        "tolerance": FP32_TOLERANCE,
+        "passed": diff < FP32_TOLERANCE,
+    }
+
+
+def check_variant(
+    spec: BundleSpec, fp32: Path, variant: Path, data: VerificationSet, *, threads: int = 2
+) -> dict[str, Any]:
+    """Quality, size and speed of an fp16 / int8 file against the fp32 file (module docstring)."""
+    base, other = ort_session(fp32, threads), ort_session(variant, threads)
+    p_base, p_other = ort_probabilities(base, data.units), ort_probabilities(other, data.units)
+    report: dict[str, Any] = {
+        "images": data.description,
+        "n_images": len(data.units),
+        "max_abs_diff_probabilities_vs_fp32": float(np.abs(p_base - p_other).max()),
+        "size_bytes": variant.stat().st_size,
+        "size_ratio_vs_fp32": variant.stat().st_size / fp32.stat().st_size,
+    }
+    if spec.kind == "classifier" and data.targets is not None:
+        auc_base, auc_other = macro_auc(data.targets, p_base), macro_auc(data.targets, p_other)
+        report |= {
+            "macro_auc_fp32": auc_base,
+            "macro_auc": auc_other,
+            "macro_auc_change": auc_other - auc_base,
+            "usable": auc_other - auc_base >= -MAX_AUC_DROP,
+            "rule": f"usable when the macro AUC drops by at most {MAX_AUC_DROP}",
+        }
+    else:
+        dice = mask_agreement(p_base, p_other)
+        report |= {
+            "mean_dice_vs_fp32": dice,
+            "usable": dice >= MIN_DICE_AGREEMENT,
+            "rule": f"usable when the masks agree with the fp32 masks at Dice >= {MIN_DICE_AGREEMENT}",
+        }
+    unit = data.units[0]
+    ms_base, ms_other = ms_per_image(base, unit), ms_per_image(other, unit)
+    report |= {
+        "timing_image_shape": list(unit.shape),
+        "ort_threads": threads,
+        "ms_per_image_fp32": ms_base,
+        "ms_per_image": ms_other,
+        "speedup_vs_fp32": ms_base / ms_other,
+    }
+    return report
+
+
+def mask_agreement(base: np.ndarray, other: np.ndarray) -> float:
+    """Mean Dice of the foreground masks (threshold 0.5, or argmax > 0 for softmax) of two runs."""
+    if base.shape[1] == 1:
+        a, b = base[:, 0] >= 0.5, other[:, 0] >= 0.5
+    else:
+        a, b = base.argmax(1) > 0, other.argmax(1) > 0
+    scores = []
+    for x, y in zip(a, b, strict=True):
+        total = x.sum() + y.sum()
+        scores.append(1.0 if total == 0 else 2.0 * (x & y).sum() / total)
+    return float(np.mean(scores))

@@ -1,0 +1,147 @@
+"""``chestlens export web DIR``: the offline screener as a static folder (any static host will do).
+
+Layout of the built folder::
+
+    index.html app.js dicom.js style.css icon.svg manifest.webmanifest
+    sw.js                 # service worker; its cache name is the build id, so a new build replaces the old
+    models.json           # build id, the models (onnx + sidecar), every file to cache for offline use
+    models/NAME.onnx      # verified fp32 exports with their JSON sidecars (chestlens.export.bundle_export)
+    models/NAME.json
+    vendor/               # onnxruntime-web (wasm backend only) and dicom-parser,
+                          # from `npm ci` of web/package-lock.json
+
+The page, the models and the runtimes are all same-origin files: nothing is fetched from a CDN and no
+image ever leaves the browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from chestlens import RESEARCH_USE_DISCLAIMER, __version__
+from chestlens.atomic import write_text_atomic
+from chestlens.errors import ChestlensInputError
+from chestlens.export.bundle_export import ExportReport, export_bundle
+from chestlens.export.images import sample_set
+from chestlens.models.bundle import load_bundle
+
+#: The PWA source folder of a source checkout (not shipped inside the wheel).
+WEB_SOURCE = Path(__file__).resolve().parents[3] / "web"
+APP_FILES = ("index.html", "app.js", "dicom.js", "style.css", "icon.svg", "manifest.webmanifest")
+SERVICE_WORKER = "sw.js"
+BUILD_PLACEHOLDER = "__CHESTLENS_BUILD__"
+#: node_modules path -> vendor/ name: the wasm-only onnxruntime-web build and dicom-parser.
+#: Images of the test split used to verify the exports of a web build.
+WEB_CHECK_IMAGES = 16
+VENDOR_FILES = {
+    "onnxruntime-web/dist/ort.wasm.min.mjs": "ort.wasm.min.mjs",
+    "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.mjs",
+    "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm": "ort-wasm-simd-threaded.wasm",
+    "dicom-parser/dist/dicomParser.min.js": "dicomParser.min.js",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WebBuild:
+    """A finished build: its folder, build id and the export reports of its models."""
+
+    folder: Path
+    build_id: str
+    reports: dict[str, ExportReport]
+
+
+def vendor_modules(cache: Path | None = None) -> Path:
+    """``node_modules`` installed by ``npm ci`` from ``web/package-lock.json`` (exact pinned versions),
+    kept in a cache folder named by the lock file's hash so a rebuild needs no network."""
+    lock = WEB_SOURCE / "package-lock.json"
+    if not lock.is_file():
+        raise ChestlensInputError(WEB_SOURCE, "web/package-lock.json not found: build from a source checkout")
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+    base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chestlens" / "npm"
+    folder = base / digest
+    modules = folder / "node_modules"
+    if all((modules / name).is_file() for name in VENDOR_FILES):
+        return modules
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ChestlensInputError(None, "npm not found: install Node.js (npm) to vendor onnxruntime-web")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy2(WEB_SOURCE / name, folder / name)
+    done = subprocess.run(
+        [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ChestlensInputError(lock, f"npm ci failed: {done.stderr.strip()[-400:]}")
+    return modules
+
+
+def build_web(
+    out: Path,
+    *,
+    classifier: str = "xray3-screener",
+    lungs: str | None = "lungs-segmenter",
+    root: Path,
+    check_images: int = WEB_CHECK_IMAGES,
+) -> WebBuild:
+    """Build the static offline screener into ``out`` (replaced if it exists; see the module docstring).
+
+    Args:
+        root: data root; the exports are verified against PyTorch on ``check_images`` real images.
+    """
+    missing = [name for name in (*APP_FILES, SERVICE_WORKER) if not (WEB_SOURCE / name).is_file()]
+    if missing:
+        raise ChestlensInputError(WEB_SOURCE, f"web source incomplete, missing {missing}")
+    modules = vendor_modules()
+    staging = out.with_name(f".{out.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "models").mkdir(parents=True)
+    (staging / "vendor").mkdir()
+    for name in APP_FILES:
+        shutil.copy2(WEB_SOURCE / name, staging / name)
+    for source, name in VENDOR_FILES.items():
+        shutil.copy2(modules / source, staging / "vendor" / name)
+    reports, models = {}, {}
+    for role, name in (("classifier", classifier), ("lungs", lungs)):
+        if name is None:
+            continue
+        bundle = load_bundle(name)
+        check = sample_set(bundle.spec, root, check_images)
+        report = export_bundle(bundle, staging / "models", check)
+        if not report.passed:
+            raise ChestlensInputError(name, f"export failed verification: {report.checks['fp32']}")
+        onnx_path = report.files["fp32"]
+        reports[role] = report
+        models[role] = {
+            "onnx": f"models/{onnx_path.name}",
+            "sidecar": f"models/{onnx_path.with_suffix('.json').name}",
+        }
+    files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (staging / name).read_bytes())
+    build_id = digest.hexdigest()[:16]
+    index = {
+        "build": build_id,
+        "chestlens_version": __version__,
+        "models": models,
+        "files": ["./", *files, "models.json"],
+        "disclaimer": RESEARCH_USE_DISCLAIMER,
+    }
+    write_text_atomic(staging / "models.json", json.dumps(index, indent=2) + "\n")
+    worker = (WEB_SOURCE / SERVICE_WORKER).read_text().replace(BUILD_PLACEHOLDER, build_id)
+    write_text_atomic(staging / SERVICE_WORKER, worker)
+    if out.exists():
+        shutil.rmtree(out)
+    staging.replace(out)
+    return WebBuild(out, build_id, reports)

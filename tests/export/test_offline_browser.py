@@ -1,0 +1,77 @@
+"""The offline screener in real headless Chromium, served by ``chestlens serve``: install on the first
+visit, stop the server, restart the browser, reload, screen real radiographs (PNG and DICOM) and compare
+the page's probabilities with Python ONNX Runtime on the same files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.export.verify import ort_session, unit_image
+from chestlens.models.bundle import read_spec
+
+from .conftest import ServerThread, open_browser
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+BROWSER_TOLERANCE = 1e-3
+READY = "window.chestlens && window.chestlens.ready && window.chestlens.offlineReady"
+SCREENED = "window.chestlens.result !== null && document.getElementById('status').dataset.state !== 'busy'"
+
+
+def python_probabilities(web_build: Path, image: Path) -> np.ndarray:
+    """Python ONNX Runtime on the same file, with chestlens' own decoding."""
+    index = json.loads((web_build / "models.json").read_text())
+    onnx = web_build / index["models"]["classifier"]["onnx"]
+    spec = read_spec("xray3-screener")
+    return ort_session(onnx).run(["probabilities"], {"image": unit_image(image, spec)})[0][0]
+
+
+def screen_in_page(page, image: Path) -> dict:
+    page.evaluate("window.chestlens.result = null")
+    page.set_input_files("#file", str(image))
+    page.wait_for_function(SCREENED, timeout=120_000)
+    return page.evaluate("window.chestlens.result")
+
+
+def test_offline_after_restart_matches_python(
+    serve_app, web_build, chromium, tmp_path, source_dir, pip_dicom
+):
+    png = sorted((source_dir("nih-chestxray14-darkcovidnet")).rglob("*.png"))[0]
+    dicom = pip_dicom("RG1_UNCR.dcm")
+    compressed = pip_dicom("RG1_J2KR.dcm")
+    profile = tmp_path / "profile"
+    with ServerThread(serve_app) as server:
+        url = f"{server.url}/offline/"
+        context = open_browser(chromium, profile)
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function(READY, timeout=120_000)
+        assert page.evaluate("self.crossOriginIsolated"), "COOP/COEP headers missing"
+        assert page.evaluate("window.chestlens.threads") >= 1
+        context.close()
+    # The server is gone: a fresh browser on the same profile must work from the service worker's cache.
+    context = open_browser(chromium, profile)
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function("window.chestlens && window.chestlens.ready", timeout=120_000)
+        assert RESEARCH_USE_DISCLAIMER in page.inner_text("body")
+        for image in (png, dicom):
+            result = screen_in_page(page, image)
+            assert "error" not in result, result
+            ours = np.array(list(result["probabilities"].values()))
+            expected = python_probabilities(web_build, image)
+            assert np.abs(ours - expected).max() < BROWSER_TOLERANCE, (image.name, ours, expected)
+            assert result["decisions"] and result["disclaimer"] == RESEARCH_USE_DISCLAIMER
+            share = result["explanation"]["energy_in_lungs"]
+            assert share is not None and 0.0 <= share <= 1.0
+            assert 0.05 < result["lungs"]["area_fraction"] < 0.8
+        failed = screen_in_page(page, compressed)
+        assert "cannot be decoded in the browser" in failed["error"]
+    finally:
+        context.close()
