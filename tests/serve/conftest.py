@@ -12,19 +12,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import serving
+from serve_helpers import require_or_skip, serving
 
 from chestlens.serve.settings import ServeSettings
 
 POSTGRES_URL_ENV = "CHESTLENS_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "CHESTLENS_REQUIRE_POSTGRES"
-
-
-def require_or_skip(env: str, reason: str) -> None:
-    """Fail when ``env`` is ``1`` (CI), else skip with ``reason``."""
-    if os.environ.get(env) == "1":
-        pytest.fail(f"{reason} ({env}=1 makes this a failure)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from fastapi.testclient import TestClient
 
 from chestlens.serve.app import create_app
 from chestlens.serve.settings import ServeSettings
 
 READY_TIMEOUT_S = 120.0
+
+
+def require_or_skip(env: str, reason: str) -> None:
+    """Fail when ``env`` is ``1`` (CI), else skip with ``reason``."""
+    if os.environ.get(env) == "1":
+        pytest.fail(f"{reason} ({env}=1 makes this a failure)")
+    pytest.skip(reason)
 
 
 def wait_ready(client: TestClient) -> None:

@@ -30,8 +30,9 @@ SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
     (
         b"content-security-policy",
-        b"default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-        b"connect-src 'self'; frame-ancestors 'none'",
+        # 'wasm-unsafe-eval': WebAssembly only (onnxruntime-web of the offline page at /offline/), no JS eval
+        b"default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+        b"script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; frame-ancestors 'none'",
     ),
 ]
 
