@@ -2,6 +2,7 @@
 
 Unreadable inputs are reported and skipped; the exit code is 2 when any input failed to read, else 0
 (a quality-gate rejection is a result, not a failure). With ``--out DIR`` a re-run skips what is done.
+``--engine ray`` screens on a Ray cluster (:mod:`chestlens.pipeline.ray_engine`) into the same ``--out``.
 """
 
 from __future__ import annotations
@@ -64,9 +65,48 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
     return table
 
 
+def _screen_serial(
+    screener,
+    todo: list[Path],
+    keys: dict[Path, str],
+    log,
+    overlays: Path | None,
+    dicom_out: Path | None,
+    batch_size: int,
+    advance,
+) -> list[dict]:
+    """Screen ``todo`` in this process; append each batch of records to ``log`` (if any) as it is done,
+    write overlays and DICOM outputs; returns the new records. ``advance(n)``: progress callback."""
+    from chestlens.pipeline.batch import record
+
+    new_lines: list[dict] = []
+    pending: list[dict] = []
+    for path, outcome in zip(todo, screener.iter_screen(todo, batch_size=batch_size), strict=True):
+        result = getattr(outcome, "result", outcome)
+        line = record(keys[path], result)
+        if overlays is not None and line["status"] != "failed":
+            from chestlens.pipeline.overlay import save_overlays
+
+            save_overlays(outcome, overlays, _stem(path, keys[path]))
+        if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
+            from chestlens.pipeline.dicom_out import write_dicom_outputs
+
+            write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
+        new_lines.append(line)
+        pending.append(line)
+        if log is not None and len(pending) >= batch_size:
+            log.append(pending)
+            pending = []
+        advance(1)
+    if log is not None:
+        log.append(pending)
+    return new_lines
+
+
 def predict(
     paths: Annotated[
-        list[Path], typer.Argument(help="Image files, folders (recursive), DICOM series folders.")
+        list[Path],
+        typer.Argument(help="Image files, folders (recursive), DICOM series folders, CSV manifests (path)."),
     ],
     out: Annotated[
         Path | None,
@@ -91,6 +131,15 @@ def predict(
         bool, typer.Option("--compile", help="torch.compile the models (faster batches after a slow start).")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="serial (this process) or ray (Ray Data actors; needs --out).")
+    ] = "serial",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="Ray cluster: auto, ray://HOST:10001; default: a local instance."),
+    ] = None,
+    actors: Annotated[int, typer.Option("--actors", min=1, help="Ray: screener actors (model copies).")] = 2,
+    actor_gpus: Annotated[float, typer.Option("--actor-gpus", min=0, help="Ray: GPUs per actor.")] = 0.0,
 ) -> None:
     """Screen chest X-rays and CT (research use only): quality gate, probabilities, decision, Grad-CAM,
     lung and lesion measurements."""
@@ -100,12 +149,24 @@ def predict(
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
     from chestlens.errors import ChestlensInputError
-    from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key, record
+    from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key
     from chestlens.pipeline.inputs import expand_inputs
+    from chestlens.pipeline.ray_engine import (
+        RESULTS_PARQUET,
+        RayPlan,
+        ScreenerOptions,
+        in_input_order,
+        screen_on_ray,
+        write_parquet,
+    )
     from chestlens.pipeline.screener import Screener
 
     if cam not in ("gradcam", "gradcam++", "hirescam", "none"):
         raise typer.BadParameter(f"unknown CAM method {cam!r}", param_hint="--cam")
+    if engine not in ("serial", "ray"):
+        raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+    if engine == "ray" and (out is None or overlays is not None or dicom_out is not None):
+        raise typer.BadParameter("needs --out; writes no --overlays, --dicom-out", param_hint="--engine ray")
     inputs = expand_inputs(paths)
     if not inputs.items:
         raise ChestlensInputError(paths[0], f"no image files found ({inputs.not_images} other files)")
@@ -117,7 +178,6 @@ def predict(
         done = log.done_keys()
     todo = [p for p in inputs.items if keys[p] not in done]
     options = {"device": device, "cam": None if cam == "none" else cam, "compile": compile_models}
-    screener = Screener.from_models(models.split(","), **options) if models else Screener(**options)
     console = Console(stderr=True)
     if not quiet:
         console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
@@ -125,34 +185,24 @@ def predict(
         console.print(
             f"{len(todo)} input(s) to screen, {skipped} already done, {inputs.not_images} non-image file(s)"
         )
-    new_lines: list[dict] = []
-    pending: list[dict] = []
     bar = tqdm(total=len(todo), disable=quiet, unit="img", desc="screening")
-    for path, outcome in zip(todo, screener.iter_screen(todo, batch_size=batch_size), strict=True):
-        result = getattr(outcome, "result", outcome)
-        line = record(keys[path], result)
-        if overlays is not None and line["status"] != "failed":
-            from chestlens.pipeline.overlay import save_overlays
-
-            save_overlays(outcome, overlays, _stem(path, keys[path]))
-        if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
-            from chestlens.pipeline.dicom_out import write_dicom_outputs
-
-            write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
-        new_lines.append(line)
-        pending.append(line)
-        if log is not None and len(pending) >= batch_size:
-            log.append(pending)
-            pending = []
-        bar.update(1)
+    new_lines: list[dict] = []
+    if engine == "ray":
+        names = tuple(models.split(",")) if models else ()
+        plan = RayPlan(address=ray_address, actors=actors, gpus_per_actor=actor_gpus)
+        todo_keys = [keys[p] for p in todo]
+        opts = ScreenerOptions(names, **options)
+        screen_on_ray(todo, todo_keys, log, opts, plan, batch_size=batch_size, on_chunk=bar.update)
+    elif todo:
+        screener = Screener.from_models(models.split(","), **options) if models else Screener(**options)
+        new_lines = _screen_serial(screener, todo, keys, log, overlays, dicom_out, batch_size, bar.update)
     bar.close()
-    if log is not None:
-        log.append(pending)
     lines = [*log.records()] if log is not None else new_lines
-    current = {keys[p] for p in inputs.items}
-    lines = [line for line in lines if line["key"] in current]
+    lines = in_input_order(lines, [keys[p] for p in inputs.items])
     if log is not None:
         write_text_atomic(out / RESULTS_CSV, csv_text(lines))
+    if engine == "ray":
+        write_parquet(lines, out / RESULTS_PARQUET)
     if csv_path is not None:
         write_text_atomic(csv_path, csv_text(lines))
     if json_path is not None:

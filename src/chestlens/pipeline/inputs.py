@@ -2,11 +2,13 @@
 
 A folder whose DICOM files form one multi-slice CT series is screened as one series; any other file
 with an image extension or a DICOM preamble is screened on its own. Other files (CSV, text...) are
-counted, not screened. Hidden files and folders are skipped.
+counted, not screened. Hidden files and folders are skipped. A CSV file given as an input is a
+manifest: its ``path`` column lists the inputs (files or folders, relative to the CSV's folder).
 """
 
 from __future__ import annotations
 
+import csv
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +66,32 @@ def _series_folders(dicoms: list[Path]) -> set[Path]:
     return series
 
 
+def manifest_paths(manifest: Path) -> list[Path]:
+    """The inputs a CSV manifest lists in its ``path`` column (matched case-insensitively), relative to
+    the CSV's folder unless absolute; other columns are ignored."""
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ChestlensInputError(manifest, f"cannot read manifest: {error}") from error
+    column = next((c for c in (rows[0] if rows else {}) if c and c.strip().lower() == "path"), None)
+    if column is None:
+        raise ChestlensInputError(manifest, "a manifest needs a 'path' column and at least one row")
+    return [manifest.parent / row[column].strip() for row in rows if (row[column] or "").strip()]
+
+
 def expand_inputs(paths: list[Path]) -> Inputs:
-    """Files as given; folders walked recursively, CT series folders kept whole."""
+    """Files as given; folders walked recursively, CT series folders kept whole; CSV manifests read."""
     items: list[Path] = []
     not_images = 0
     for root in paths:
         if not root.exists():
             raise ChestlensInputError(root, "no such file or folder")
+        if root.is_file() and root.suffix.lower() == ".csv":
+            listed = expand_inputs(manifest_paths(root))
+            items += listed.items
+            not_images += listed.not_images
+            continue
         if root.is_file():
             items.append(root)
             continue
