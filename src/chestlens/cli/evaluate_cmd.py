@@ -32,6 +32,14 @@ def evaluate(
     ] = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers as JSON.")] = False,
+    lung_baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--lung-baseline",
+            help="Lesion segmenters: score the trivial baseline 'lesion = lung fields of this lung bundle' "
+            "on the same data instead of the bundle.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a bundle: a classifier (per-class metrics with 95% CIs, calibration, per-source tables) or a
     segmenter (per-class Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases)."""
@@ -43,9 +51,10 @@ def evaluate(
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
     label = split if splits is not None else "data"
-    out = out or bundle.with_name(f"{bundle.name}-eval-{label}")
+    suffix = "-lung-baseline" if lung_baseline else ""
+    out = out or bundle.with_name(f"{bundle.name}-eval-{label}{suffix}")
     summary, files = evaluate_samples(
-        bundle, out, splits=splits, split=split, data=data, root=root, n_boot=n_boot
+        bundle, out, splits=splits, split=split, data=data, root=root, n_boot=n_boot, baseline=lung_baseline
     )
     if as_json:
         typer.echo(json.dumps({"summary": summary, "files": {k: str(v) for k, v in files.items()}}, indent=2))

@@ -193,9 +193,12 @@ def evaluate_samples(
     root: Path | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    baseline: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Evaluate a classifier or segmenter bundle on one split of a split CSV, or on every labelled (or
-    masked) case of a data folder.
+    masked) case of a data folder. ``baseline`` (lesion segmenters only): a lung segmenter bundle whose
+    lung fields are scored as the lesion prediction instead (:func:`chestlens.evaluate.seg_eval.
+    lung_field_baseline`).
 
     Returns the headline numbers (:func:`metrics_summary`, or
     :func:`chestlens.evaluate.seg_eval.seg_metrics_summary` for a segmenter) and the written report files.
@@ -206,7 +209,11 @@ def evaluate_samples(
     if bundle.spec.kind == "segmenter":
         from chestlens.evaluate.seg_eval import evaluate_segmenter_items
 
-        return evaluate_segmenter_items(bundle, items, out_dir, title, data_info, n_boot=n_boot, seed=seed)
+        return evaluate_segmenter_items(
+            bundle, items, out_dir, title, data_info, n_boot=n_boot, seed=seed, baseline=baseline
+        )
+    if baseline is not None:
+        raise ChestlensInputError(bundle_path, "a baseline is defined for lesion segmenters only")
     spec = bundle.spec
     unknown = sorted({label for _, label, _ in items} - set(spec.labels))
     if unknown:

@@ -151,6 +151,24 @@ def evaluate_label_maps(
     return report, {**files, **figures}
 
 
+LUNG_FIELD_BASELINE = "every lung pixel is the first lesion class, nothing else"
+
+
+def lung_field_baseline(images: torch.Tensor, *, lungs: str) -> np.ndarray:
+    """The trivial lesion segmentation :data:`LUNG_FIELD_BASELINE`: label maps ``(N, S, S)`` (1 inside the
+    lung fields found by the ``lungs`` segmenter bundle, 0 elsewhere) for grey ``[0, 1]`` images
+    ``(N, 1, S, S)``."""
+    from chestlens.data.transforms import resize_unit
+    from chestlens.models.bundle import load_bundle
+    from chestlens.pipeline.measure import resize_nearest
+
+    lung_bundle = load_bundle(lungs)
+    pre = lung_bundle.spec.preprocess
+    resized = resize_unit(images, pre.input_size)
+    lung_maps = predict_label_maps(lung_bundle.build_model(), pre, resized)
+    return resize_nearest(lung_maps, images.shape[-2:]).astype(np.uint8)
+
+
 def seg_metrics_summary(report: SegmentationReport) -> dict[str, Any]:
     """The headline numbers of a segmentation report ((value, low, high) triples) for a bundle's
     ``metrics`` field; ``mean_dice`` is the mean of the classes' Dice where defined (no interval)."""
@@ -182,13 +200,23 @@ def evaluate_segmenter_items(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    baseline: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Evaluate a segmenter bundle on ``(sample, label, patient group)`` items (from
     :func:`chestlens.evaluate.bundle_eval.evaluation_items`); returns the headline numbers
-    (:func:`seg_metrics_summary`) and the report files."""
+    (:func:`seg_metrics_summary`) and the report files.
+
+    Args:
+        baseline: a lung segmenter bundle: score :func:`lung_field_baseline` on the same images and masks
+            instead of ``bundle``'s predictions (the trivial baseline a lesion segmenter must beat).
+    """
     spec = bundle.spec
     images = segmented_images(items, spec.task, spec.preprocess)
-    preds = predict_label_maps(bundle.build_model(), spec.preprocess, images.images)
+    if baseline is None:
+        preds = predict_label_maps(bundle.build_model(), spec.preprocess, images.images)
+    else:
+        preds = lung_field_baseline(images.images, lungs=baseline)
+        title = f"{title}: lung-field baseline ({LUNG_FIELD_BASELINE})"
     report, files = evaluate_label_maps(
         spec, images, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed
     )
