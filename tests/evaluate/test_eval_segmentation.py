@@ -155,3 +155,34 @@ def test_confidence_intervals_hd95_and_json_round_trip():
     assert other.dice_all_images.value == 1.0 and other.cases.true_negative == 4
     assert any("Class other has no image with a non-empty target" in w for w in report.warnings)
     assert SegmentationReport.model_validate_json(report.model_dump_json()) == report
+
+
+def test_multiclass_reports_add_the_merged_any_lesion_row(tmp_path):
+    """Class confusions cost class Dice but not the binary infection Dice of the merged row."""
+    import torch
+
+    from chestlens.data.tensors import LabelledImages
+    from chestlens.evaluate.seg_eval import ANY_LESION, evaluate_label_maps, seg_metrics_summary
+    from chestlens.models.bundle import BundleSpec, PreprocessSpec
+
+    spec = BundleSpec(
+        name="t",
+        version="0",
+        kind="segmenter",
+        task="lesions-ct",
+        architecture="unet",
+        architecture_kwargs={"encoder": "efficientnet_lite0", "mode": "multiclass"},
+        labels=["background", "ggo", "consolidation"],
+        preprocess=PreprocessSpec(input_size=16, mean=[0.5], std=[0.5]),
+    )
+    targets = torch.zeros(2, 16, 16, dtype=torch.uint8)
+    targets[:, 2:8, 2:8] = 1
+    targets[:, 10:14, 10:14] = 2
+    preds = targets.numpy().copy()
+    preds[:, 10:14, 10:14] = 1  # consolidation called GGO
+    ids = ("a", "b")
+    data = LabelledImages(torch.rand(2, 1, 16, 16), targets, ids, ("s", "s"), ids)
+    report, _ = evaluate_label_maps(spec, data, preds, tmp_path, title="t", data_info={}, n_boot=0)
+    dice = {m.label: m.dice.value for m in report.per_class}
+    assert dice[ANY_LESION] == 1.0 and dice["consolidation"] == 0.0 and dice["ggo"] < 1.0
+    assert seg_metrics_summary(report)["mean_dice"] == np.mean([dice["ggo"], dice["consolidation"]])

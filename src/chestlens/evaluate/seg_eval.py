@@ -20,6 +20,7 @@ import torch
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.records import Sample
 from chestlens.data.seg_tensors import segmented_images
+from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.tensors import LabelledImages
 from chestlens.evaluate.bundle_eval import triple
 from chestlens.evaluate.plots import dice_histogram_figure, save_png, worst_cases_figure
@@ -34,6 +35,8 @@ from chestlens.evaluate.segmentation import (
 from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
 from chestlens.models.inference import iter_logits
 
+#: The row of a multi-class report that scores all foreground classes merged (binary infection Dice).
+ANY_LESION = "any_lesion"
 #: How many of the lowest-Dice images the overlay figure shows.
 WORST_CASES = 4
 DECISIONS = {
@@ -62,6 +65,20 @@ def predict_label_maps(
     ]
     size = preprocess.input_size
     return np.concatenate(maps) if maps else np.zeros((0, size, size), dtype=np.uint8)
+
+
+def _with_any_lesion(
+    scores: list[list[ClassScore]], preds: np.ndarray, targets: np.ndarray, labels: Sequence[str]
+) -> list[list[ClassScore]]:
+    """With two or more foreground classes, append to each image's scores the binary :data:`ANY_LESION`
+    score (every foreground class merged, in prediction and truth; ignored pixels stay ignored)."""
+    if len(labels) < 2:
+        return scores
+    merged_targets = np.where(targets == IGNORE_INDEX, IGNORE_INDEX, targets > 0).astype(np.uint8)
+    return [
+        [*row, *score_image((p > 0).astype(np.uint8), t, [ANY_LESION])]
+        for row, p, t in zip(scores, preds, merged_targets, strict=True)
+    ]
 
 
 def _per_source(
@@ -121,13 +138,14 @@ def evaluate_label_maps(
     """
     labels = foreground_labels(spec)
     targets = data.targets.numpy()
-    scores = [score_image(p, t, labels) for p, t in zip(preds, targets, strict=True)]
+    class_scores = [score_image(p, t, labels) for p, t in zip(preds, targets, strict=True)]
+    scores = _with_any_lesion(class_scores, preds, targets, labels)
     report = summarise_segmentation(scores, data.patient_ids, n_boot=n_boot, seed=seed)
     per_image = [
         ImageScore(uid=uid, patient_id=patient, source=source, dice={s.label: s.dice for s in row})
         for uid, patient, source, row in zip(data.uids, data.patient_ids, data.sources, scores, strict=True)
     ]
-    figures = _figures(scores, data, preds, labels, out_dir)
+    figures = _figures(class_scores, data, preds, labels, out_dir)
     model_info = {
         "name": spec.name,
         "version": spec.version,
@@ -171,8 +189,9 @@ def lung_field_baseline(images: torch.Tensor, *, lungs: str) -> np.ndarray:
 
 def seg_metrics_summary(report: SegmentationReport) -> dict[str, Any]:
     """The headline numbers of a segmentation report ((value, low, high) triples) for a bundle's
-    ``metrics`` field; ``mean_dice`` is the mean of the classes' Dice where defined (no interval)."""
-    defined = [m.dice.value for m in report.per_class if m.dice.value is not None]
+    ``metrics`` field; ``mean_dice`` is the mean of the classes' Dice where defined (no interval), the
+    merged :data:`ANY_LESION` row left out."""
+    defined = [m.dice.value for m in report.per_class if m.dice.value is not None and m.label != ANY_LESION]
     return {
         "n_images": report.n_images,
         "n_patients": report.n_patients,
