@@ -40,6 +40,7 @@ async function registerWorker() {
   await navigator.serviceWorker.register("./sw.js");
   await navigator.serviceWorker.ready;
   state.offlineReady = true;
+  document.body.dataset.offline = "installed";
 }
 
 async function start() {

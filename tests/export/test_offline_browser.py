@@ -11,16 +11,13 @@ import numpy as np
 import pytest
 
 from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.export.browser import INSTALLED, READY, ServerThread, open_browser, screen_file, wait_for
 from chestlens.export.verify import ort_session, unit_image
 from chestlens.models.bundle import read_spec
-
-from .conftest import ServerThread, open_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 BROWSER_TOLERANCE = 1e-3
-READY = "window.chestlens && window.chestlens.ready && window.chestlens.offlineReady"
-SCREENED = "window.chestlens.result !== null && document.getElementById('status').dataset.state !== 'busy'"
 
 
 def python_probabilities(web_build: Path, image: Path) -> np.ndarray:
@@ -29,13 +26,6 @@ def python_probabilities(web_build: Path, image: Path) -> np.ndarray:
     onnx = web_build / index["models"]["classifier"]["onnx"]
     spec = read_spec("xray3-screener")
     return ort_session(onnx).run(["probabilities"], {"image": unit_image(image, spec)})[0][0]
-
-
-def screen_in_page(page, image: Path) -> dict:
-    page.evaluate("window.chestlens.result = null")
-    page.set_input_files("#file", str(image))
-    page.wait_for_function(SCREENED, timeout=120_000)
-    return page.evaluate("window.chestlens.result")
 
 
 def test_offline_after_restart_matches_python(
@@ -50,7 +40,7 @@ def test_offline_after_restart_matches_python(
         context = open_browser(chromium, profile)
         page = context.new_page()
         page.goto(url)
-        page.wait_for_function(READY, timeout=120_000)
+        wait_for(page, INSTALLED)
         assert page.evaluate("self.crossOriginIsolated"), "COOP/COEP headers missing"
         assert page.evaluate("window.chestlens.threads") >= 1
         context.close()
@@ -59,10 +49,10 @@ def test_offline_after_restart_matches_python(
     try:
         page = context.new_page()
         page.goto(url)
-        page.wait_for_function("window.chestlens && window.chestlens.ready", timeout=120_000)
+        wait_for(page, READY)
         assert RESEARCH_USE_DISCLAIMER in page.inner_text("body")
         for image in (png, dicom):
-            result = screen_in_page(page, image)
+            result = screen_file(page, image)
             assert "error" not in result, result
             ours = np.array(list(result["probabilities"].values()))
             expected = python_probabilities(web_build, image)
@@ -71,7 +61,38 @@ def test_offline_after_restart_matches_python(
             share = result["explanation"]["energy_in_lungs"]
             assert share is not None and 0.0 <= share <= 1.0
             assert 0.05 < result["lungs"]["area_fraction"] < 0.8
-        failed = screen_in_page(page, compressed)
+        failed = screen_file(page, compressed)
         assert "cannot be decoded in the browser" in failed["error"]
     finally:
         context.close()
+
+
+def test_new_build_replaces_the_cached_one(web_build, chromium, tmp_path):
+    """A new build (new service worker, new build id) takes over an installed page and drops the old
+    cache."""
+    import shutil
+
+    from fastapi import FastAPI
+
+    from chestlens.export.offline import mount_offline
+
+    site = shutil.copytree(web_build, tmp_path / "site")
+    old = json.loads((site / "models.json").read_text())["build"]
+    app = FastAPI()
+    mount_offline(app, site)
+    with ServerThread(app) as server:
+        context = open_browser(chromium, tmp_path / "profile")
+        try:
+            page = context.new_page()
+            page.goto(f"{server.url}/offline/")
+            wait_for(page, INSTALLED)
+            new = "0123456789abcdef"
+            for name in ("models.json", "sw.js"):
+                (site / name).write_text((site / name).read_text().replace(old, new))
+            page.reload()  # the browser finds the changed sw.js; the page reloads when it takes over
+            page.wait_for_selector(f"#build:has-text('{new}')", timeout=120_000)
+            wait_for(page, READY)
+            caches = page.evaluate("caches.keys()")
+            assert caches == [f"chestlens-offline-{new}"]
+        finally:
+            context.close()
