@@ -105,6 +105,37 @@ def _data_section(spec: BundleSpec) -> list[str]:
     return lines
 
 
+#: Dice targets of the default segmenters (issue "Segmentation"), per task and class, with their source.
+SEGMENTATION_TARGETS = {
+    "lungs": {"lungs": (0.95, "project target")},
+    "lesions-ct": {
+        "ggo": (0.65, "Inf-Net (IEEE TMI 2020), multi-class GGO Dice"),
+        "consolidation": (0.46, "Inf-Net, best multi-class consolidation Dice reported (0.30-0.46)"),
+        "any_lesion": (0.739, "Inf-Net, binary infection Dice"),
+    },
+}
+
+
+def _verdict(estimate: Estimate | None, target: float) -> str:
+    if estimate is None or estimate.value is None:
+        return "not measurable"
+    return "met" if estimate.value >= target else "NOT met"
+
+
+def _segmentation_targets(spec: BundleSpec, report: SegmentationReport) -> list[str]:
+    """The task's Dice targets (:data:`SEGMENTATION_TARGETS`) checked on the test split."""
+    targets = SEGMENTATION_TARGETS.get(spec.task, {})
+    dice = {m.label: m.dice for m in report.per_class}
+    rows = [
+        [f"{label} Dice ({source})", f">= {goal}", _est(dice.get(label)), _verdict(dice.get(label), goal)]
+        for label, (goal, source) in targets.items()
+    ]
+    if not rows:
+        return []
+    head = ["target", "goal", "measured (95% CI)", "verdict"]
+    return ["## Targets (test split)", "", *_table(head, rows)]
+
+
 def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
     """The issue's targets for the xray3 screener, checked on the test split."""
     if spec.task != "xray3":
@@ -113,11 +144,7 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
     covid = next((p for p in overall.operating_points if p.label == "COVID-19"), None)
     nih = report.per_source.get("nih")
     nih_pneumonia = next((c.auc for c in nih.per_class if c.label == "pneumonia"), None) if nih else None
-
-    def verdict(estimate: Estimate | None, target: float) -> str:
-        if estimate is None or estimate.value is None:
-            return "not measurable"
-        return "met" if estimate.value >= target else "NOT met"
+    verdict = _verdict
 
     rows = [
         [
@@ -401,6 +428,7 @@ def render_segmentation_card(
         "true positive images (empty-mask policy in the test report).",
         "",
         *_table(_SEG_HEAD, _segmentation_rows(report)),
+        *_segmentation_targets(spec, report),
         "## Per-source results (test split)",
         "",
     ]
