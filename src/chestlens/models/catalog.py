@@ -29,3 +29,12 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
     raise ChestlensInputError(
         name_or_path, f"not a bundle folder nor a bundled model name (bundled: {known})"
     )
+
+
+def bundled_lesion_segmenters() -> list[str]:
+    """Names of the shipped lesion segmenters (segmenter bundles of any task but ``lungs``), the
+    screening pipeline's default lesion models."""
+    from chestlens.models.bundle import read_spec
+
+    specs = {name: read_spec(BUNDLED_DIR / name) for name in bundled_names()}
+    return [name for name, spec in specs.items() if spec.kind == "segmenter" and spec.task != "lungs"]

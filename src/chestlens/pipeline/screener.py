@@ -32,6 +32,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.io import MedicalImage, read_image
 from chestlens.models.bundle import read_spec
+from chestlens.models.catalog import bundled_lesion_segmenters
 from chestlens.models.registry import get_model_config
 from chestlens.pipeline import gate
 from chestlens.pipeline.cam import CamMethod, energy_inside, logits_and_cams
@@ -254,7 +255,9 @@ class Screener:
             None to skip classification.
         lungs: lung-field segmenter for radiographs (also the gate's image check); None skips lungs and
             the lung-field gate check.
-        lesions: lesion segmenter bundles (X-ray and/or CT), run when their ``run_if_positive`` gate opens.
+        lesions: lesion segmenter bundles (X-ray and/or CT), run when their ``run_if_positive`` gate opens;
+            default (None): every shipped lesion segmenter
+            (:func:`chestlens.models.catalog.bundled_lesion_segmenters`).
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
         cam: ``gradcam``, ``gradcam++``, ``hirescam`` or None for no heatmap.
         read_workers: threads decoding images ahead of the models in :meth:`iter_screen`.
@@ -267,7 +270,7 @@ class Screener:
         self,
         classifier: str | None = DEFAULT_CLASSIFIER,
         lungs: str | None = DEFAULT_LUNGS,
-        lesions: Sequence[str] = (),
+        lesions: Sequence[str] | None = None,
         *,
         device: str = "auto",
         cam: CamMethod | None = "gradcam",
@@ -283,7 +286,7 @@ class Screener:
             self.classifiers[get_labelling(model.spec.task).modality] = model
         self.lungs = None if lungs is None else load_for_inference(lungs, "segmenter", self.device)
         self.lesions: dict[str, LoadedModel] = {}
-        for name in lesions:
+        for name in bundled_lesion_segmenters() if lesions is None else lesions:
             model = load_for_inference(name, "segmenter", self.device)
             self.lesions[get_labelling(model.spec.task).modality] = model
         if compile:
