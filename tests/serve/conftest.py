@@ -7,9 +7,14 @@ server and sets it). Without it the PostgreSQL tests skip, or fail under ``CHEST
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import require_or_skip, serving
@@ -61,3 +66,36 @@ def database_url(request, tmp_path) -> str:
     Base.metadata.drop_all(store.engine)
     store.close()
     return url
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """``chestlens serve`` run as a user would, in a subprocess on a free loopback port; yields its URL."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("log") / "serve.log"
+    command = [sys.executable, "-m", "chestlens.cli", "serve", "--port", str(port), "--device", "cpu"]
+    command += ["--data-dir", str(tmp_path_factory.mktemp("data"))]
+    with log.open("w") as stream:
+        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

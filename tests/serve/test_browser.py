@@ -9,10 +9,6 @@ or fails under ``CHESTLENS_REQUIRE_BROWSER=1`` (CI).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -33,39 +29,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``chestlens serve`` in a subprocess on a free loopback port; yields its base URL."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("log") / "serve.log"
-    command = [sys.executable, "-m", "chestlens.cli", "serve", "--port", str(port), "--device", "cpu"]
-    command += ["--data-dir", str(tmp_path_factory.mktemp("data"))]
-    with log.open("w") as stream:
-        process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def browser():
     executable = os.environ.get("CHESTLENS_BROWSER", "/usr/bin/chromium")
@@ -83,7 +46,8 @@ def browser():
         launched.close()
 
 
-def test_page_uploads_shows_and_toggles(server, browser, radiographs):
+def test_page_uploads_shows_and_toggles(live_server, browser, radiographs):
+    server = live_server
     ARTIFACTS.mkdir(exist_ok=True)
     image = radiographs(1)[0]
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
