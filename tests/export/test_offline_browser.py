@@ -5,13 +5,22 @@ the page's probabilities with Python ONNX Runtime on the same files."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from chestlens import RESEARCH_USE_DISCLAIMER
-from chestlens.export.browser import INSTALLED, READY, ServerThread, open_browser, screen_file, wait_for
+from chestlens.export.browser import (
+    INSTALLED,
+    READY,
+    ServerThread,
+    open_browser,
+    plain_static_server,
+    screen_file,
+    wait_for,
+)
 from chestlens.export.verify import ort_session, unit_image
 from chestlens.models.bundle import read_spec
 
@@ -67,32 +76,29 @@ def test_offline_after_restart_matches_python(
         context.close()
 
 
-def test_new_build_replaces_the_cached_one(web_build, chromium, tmp_path):
-    """A new build (new service worker, new build id) takes over an installed page and drops the old
-    cache."""
-    import shutil
-
-    from fastapi import FastAPI
-
-    from chestlens.export.offline import mount_offline
-
+def test_static_host_and_new_build_replace_the_cached_one(web_build, chromium, tmp_path):
+    """From a plain static server (no COOP/COEP) the page runs with one thread until its service
+    worker adds the isolation headers; a new build (new worker, new build id) then takes over the
+    installed page and drops the old cache."""
     site = shutil.copytree(web_build, tmp_path / "site")
     old = json.loads((site / "models.json").read_text())["build"]
-    app = FastAPI()
-    mount_offline(app, site)
-    with ServerThread(app) as server:
+    with plain_static_server(site) as base:
         context = open_browser(chromium, tmp_path / "profile")
         try:
             page = context.new_page()
-            page.goto(f"{server.url}/offline/")
+            page.goto(f"{base}/")
             wait_for(page, INSTALLED)
+            wait_for(page, READY)
+            assert page.evaluate("[self.crossOriginIsolated, window.chestlens.threads]") == [False, 1]
+            page.reload()
+            wait_for(page, READY)
+            assert page.evaluate("self.crossOriginIsolated"), "the service worker adds COOP/COEP"
             new = "0123456789abcdef"
             for name in ("models.json", "sw.js"):
                 (site / name).write_text((site / name).read_text().replace(old, new))
             page.reload()  # the browser finds the changed sw.js; the page reloads when it takes over
             page.wait_for_selector(f"#build:has-text('{new}')", timeout=120_000)
             wait_for(page, READY)
-            caches = page.evaluate("caches.keys()")
-            assert caches == [f"chestlens-offline-{new}"]
+            assert page.evaluate("caches.keys()") == [f"chestlens-offline-{new}"]
         finally:
             context.close()

@@ -47,11 +47,8 @@ class ExportReport:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sidecar(spec: BundleSpec, model: ExportedModel, verification: dict[str, Any]) -> dict[str, Any]:
