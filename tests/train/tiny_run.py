@@ -34,6 +34,20 @@ def synthetic(n: int, seed: int) -> LabelledImages:
     return LabelledImages(x.clamp(0, 1), y, ids, ("synthetic",) * n, ids)
 
 
+def kill_on_fetch(n: int) -> None:
+    """SIGKILL this process on the ``n``-th training sample fetched."""
+    original = dataset_module.AugmentedDataset.__getitem__
+    calls = {"n": 0}
+
+    def fetch_then_die(self, index):
+        calls["n"] += 1
+        if calls["n"] == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, index)
+
+    dataset_module.AugmentedDataset.__getitem__ = fetch_then_die
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
@@ -42,34 +56,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.kill_after:
-        original = dataset_module.AugmentedDataset.__getitem__
-        calls = {"n": 0}
-
-        def fetch_then_die(self, index):
-            calls["n"] += 1
-            if calls["n"] == args.kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return original(self, index)
-
-        dataset_module.AugmentedDataset.__getitem__ = fetch_then_die
+        kill_on_fetch(args.kill_after)
     cfg = ClassifyConfig(input_size=SIZE, batch_size=16, epochs=2, lr=2e-3, weights=None, warmup_epochs=0.5)
-    spec = PreprocessSpec(input_size=SIZE, mean=[0.5], std=[0.5])
     torch.manual_seed(0)
     model = create_model("efficientnet_lite0", 3, weights=None)
-    outcome = train_classifier(
-        model,
-        cfg,
-        spec,
-        ["a", "b", "c"],
-        synthetic(48, 1),
-        synthetic(24, 2),
-        args.out,
-        resume=args.resume,
-        progress=False,
-    )
+    outcome = fit(model, cfg, args.out, resume=args.resume)
     save_file({k: v.contiguous() for k, v in outcome.best_state.items()}, str(args.out / "best.safetensors"))
-    final = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(final, str(args.out / "final.safetensors"))
+
+
+def fit(model: torch.nn.Module, cfg: ClassifyConfig, out: Path, *, resume: bool, save: bool = True):
+    """Train ``model`` on 48 synthetic training and 24 validation images into ``out``; with ``save``,
+    write the last weights to ``out/final.safetensors``. Returns the engine's outcome."""
+    spec = PreprocessSpec(input_size=SIZE, mean=[0.5], std=[0.5])
+    labels = ["a", "b", "c"]
+    train, val = synthetic(48, 1), synthetic(24, 2)
+    outcome = train_classifier(model, cfg, spec, labels, train, val, out, resume=resume, progress=False)
+    if save:
+        final = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+        save_file(final, str(out / "final.safetensors"))
+    return outcome
 
 
 if __name__ == "__main__":

@@ -22,10 +22,32 @@ Overrides = Annotated[
 ]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Processes = Annotated[
+    int,
+    typer.Option(
+        "--nproc-per-node",
+        min=1,
+        help="Train with DistributedDataParallel on N processes of this machine (started with torchrun; "
+        "one per GPU, or gloo on CPU). batch_size stays the global batch.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
+
+
+def _torchrun(command: str, args: list[str], nproc: int) -> None:
+    """Run ``chestlens train COMMAND ARGS`` on ``nproc`` local processes under torchrun, then exit
+    with its status."""
+    import subprocess
+    import sys
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    launcher.append(f"--nproc-per-node={nproc}")
+    argv = [*launcher, "-m", "chestlens.cli", "train", command, *args]
+    typer.echo(f"torchrun: {' '.join(argv[1:])}", err=True)
+    raise typer.Exit(subprocess.run(argv, check=False).returncode)
 
 
 def _train(
@@ -36,27 +58,41 @@ def _train(
     overrides: list[str] | None,
     resume: bool,
     quiet: bool,
-) -> BundleSpec:
+    nproc: int = 1,
+) -> BundleSpec | None:
     """Load the config as ``schema``, run ``run(cfg, resume=, progress=, reproduce=)``, print the bundle
-    folder and return its spec."""
+    folder and return its spec.
+
+    With ``nproc > 1`` (and not already under torchrun) the command re-starts itself under torchrun on
+    ``nproc`` processes. Under torchrun every process trains; rank 0 alone writes, prints and returns
+    the spec, the others return None.
+    """
     from chestlens.models.bundle import read_spec
+    from chestlens.train import distributed
     from chestlens.train.config import load_config
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = load_config(schema, config, overrides)
-    reproduce = " ".join(
-        [f"chestlens train {command}"]
-        + ([f"--config {config}"] if config else [])
-        + [f"--set {item}" for item in overrides or []]
-    )
-    bundle = run(cfg, resume=resume, progress=not quiet, reproduce=reproduce)
+    args = (["--config", str(config)] if config else []) + [a for i in overrides or [] for a in ("--set", i)]
+    if nproc > 1 and not distributed.launched_by_torchrun():
+        _torchrun(command, args + ["--resume"] * resume + ["--quiet"] * quiet, nproc)
+    reproduce = " ".join([f"chestlens train {command}", *args])
+    with distributed.session(cfg.device) as where:
+        level = logging.INFO if where.is_main else logging.WARNING
+        logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        bundle = run(cfg, resume=resume, progress=not quiet and where.is_main, reproduce=reproduce)
+    if not where.is_main:
+        return None
     typer.echo(f"bundle: {bundle}")
     return read_spec(bundle)
 
 
 @train_app.command("classify")
 def classify(
-    config: ConfigFile = None, overrides: Overrides = None, resume: Resume = False, quiet: Quiet = False
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    resume: Resume = False,
+    quiet: Quiet = False,
+    nproc: Processes = 1,
 ) -> None:
     """Train a classifier on a patient-level split; writes OUT/bundle, OUT/test-report and curves."""
     from chestlens import RESEARCH_USE_DISCLAIMER
@@ -64,7 +100,9 @@ def classify(
     from chestlens.train.classify import run_classification
     from chestlens.train.config import ClassifyConfig
 
-    spec = _train("classify", ClassifyConfig, run_classification, config, overrides, resume, quiet)
+    spec = _train("classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc)
+    if spec is None:
+        return
     for split in ("validation", "test"):
         numbers = spec.metrics.get(split)
         if numbers:
@@ -74,7 +112,11 @@ def classify(
 
 @train_app.command("segment")
 def segment(
-    config: ConfigFile = None, overrides: Overrides = None, resume: Resume = False, quiet: Quiet = False
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    resume: Resume = False,
+    quiet: Quiet = False,
+    nproc: Processes = 1,
 ) -> None:
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
     patient-level split; writes OUT/bundle, OUT/test-report and curves."""
@@ -83,7 +125,9 @@ def segment(
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
 
-    spec = _train("segment", SegmentConfig, run_segmentation, config, overrides, resume, quiet)
+    spec = _train("segment", SegmentConfig, run_segmentation, config, overrides, resume, quiet, nproc)
+    if spec is None:
+        return
     for split in ("validation", "test"):
         for label, numbers in (spec.metrics.get(split) or {}).get("per_class", {}).items():
             typer.echo(f"{split} {label} Dice (95% CI over patients): {format_estimate(numbers['dice'])}")
@@ -111,3 +155,40 @@ def select(
     for row in read_spec(chosen).training["selection"]["candidates"]:
         typer.echo(f"{row['bundle']}: {row['input_size']} px, validation {metric} {row['validation']:.4f}")
     typer.echo(f"chosen bundle written to {chosen}")
+
+
+@train_app.command("detect")
+def detect(
+    config: ConfigFile = None, overrides: Overrides = None, resume: Resume = False, quiet: Quiet = False
+) -> None:
+    """Train a Mask R-CNN lesion detector (instances = connected components of the lesion masks) on a
+    patient-level split; writes OUT/bundle (kind detector), COCO AP reports and the model card."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.train.detect import DetectConfig, run_detection
+
+    spec = _train("detect", DetectConfig, run_detection, config, overrides, resume, quiet)
+    for split in ("validation", "test"):
+        segm = (spec.metrics.get(split) or {}).get("segm") if spec else None
+        if segm:
+            ap50 = format_estimate((segm["ap50"]["value"], segm["ap50"]["low"], segm["ap50"]["high"]))
+            typer.echo(f"{split} mask AP@0.5 (mean over classes, 95% CI over patients): {ap50}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+@train_app.command("regional")
+def regional(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over a frozen detector's
+    regions on COVID-CT-MD slice labels; writes OUT/regional.safetensors and OUT/report.json/.md."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.train.config import load_config
+    from chestlens.train.regional import RegionalConfig, run_regional
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    result = run_regional(load_config(RegionalConfig, config, overrides))
+    typer.echo(f"split: {result['split']}")
+    for name, report in result["test"].items():
+        auc = report["auc"]
+        typer.echo(f"test slice AUC, {name}: {format_estimate((auc['value'], auc['low'], auc['high']))}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)

@@ -34,11 +34,19 @@ from chestlens.evaluate.operating_point import choose_threshold
 from chestlens.models.bundle import BundleSpec, PreprocessSpec
 from chestlens.models.factory import create_model
 from chestlens.models.registry import get_model_config
+from chestlens.train import distributed
 from chestlens.train.config import ClassifyConfig
 from chestlens.train.engine import resolve_device
 from chestlens.train.fp16 import fp16_check
 from chestlens.train.loop import macro_auc, train_classifier
-from chestlens.train.run import check_not_empty, finish_run, split_table, start_run, training_summary
+from chestlens.train.run import (
+    BUNDLE_DIR,
+    check_not_empty,
+    finish_run,
+    split_table,
+    start_run,
+    training_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +92,7 @@ def run_classification(
         raise ChestlensInputError(
             root, f"no {task.modality} samples for task {task.name} in sources {sources}"
         )
-    table = split_table(cfg, task.name, root, samples, out)
+    table = distributed.main_first(lambda: split_table(cfg, task.name, root, samples, out))
     labels = list(task.classes)
     model_cfg = get_model_config(cfg.model)
     spec = PreprocessSpec(
@@ -100,6 +108,8 @@ def run_classification(
     outcome = train_classifier(
         model, cfg, spec, labels, data["train"], data["val"], out, resume=resume, progress=progress
     )
+    if not distributed.placement().is_main:
+        return out / BUNDLE_DIR  # under DDP rank 0 calibrates, evaluates and writes the bundle
 
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)

@@ -13,6 +13,9 @@ Reproducibility: every epoch starts by seeding torch with :func:`epoch_seed` ``(
 the task a generator seeded likewise for its sampler, so the data order, augmentation and dropout of
 epoch *e* do not depend on what ran before. A run killed at any point resumes from the last completed
 epoch and reproduces the uninterrupted run.
+
+Distributed data parallel (``torchrun``, :mod:`chestlens.train.distributed`): the same loop on every
+process, ``cfg.batch_size`` being the global batch; only rank 0 validates, logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from chestlens.train import distributed
 from chestlens.train.checkpoint import load_checkpoint_state, save_checkpoint
 from chestlens.train.config import TrainConfig
 from chestlens.train.monitor import TrainingMonitor
@@ -101,7 +105,8 @@ def shuffled_loader(
     weights: torch.Tensor | None = None,
 ) -> torch.utils.data.DataLoader:
     """Batches of ``dataset`` in a random order drawn from ``generator``; the last partial batch is
-    dropped when there is more than one batch.
+    dropped when there is more than one batch. Under DDP each process gets its slice of every global
+    batch of ``cfg.batch_size`` (:class:`~chestlens.train.distributed.ShardedBatchSampler`).
 
     Args:
         weights: per-sample weights ``(N,)`` for sampling with replacement (class balancing), or None
@@ -114,6 +119,17 @@ def shuffled_loader(
         )
     else:
         sampler = torch.utils.data.RandomSampler(dataset, generator=generator)
+    where = distributed.placement()
+    if where.world_size > 1:
+        distributed.local_batch_size(cfg.batch_size)  # refuse a global batch the processes cannot share
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=distributed.ShardedBatchSampler(
+                sampler, cfg.batch_size, drop_last=size > cfg.batch_size, where=where
+            ),
+            num_workers=cfg.num_workers,
+            persistent_workers=False,
+        )
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=cfg.batch_size,
@@ -132,6 +148,23 @@ def _cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], 
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def optimiser_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    params: list[torch.nn.Parameter],
+    grad_clip: float,
+) -> None:
+    """Backward pass (loss scaled when the scaler is enabled), gradient norm clipped to ``grad_clip``,
+    one optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def _initial_state(saved: dict[str, Any] | None) -> dict[str, Any]:
@@ -166,15 +199,19 @@ def train_model(
     Args:
         model: the network, already initialised from pretrained weights if wanted.
         out_dir: checkpoint, TensorBoard logs and the training-curve PNG go here.
-        resume: continue from ``out_dir/checkpoint.pt`` if present.
+        resume: continue from ``out_dir/checkpoint.pt`` if present (always, after torchrun restarted a
+            failed worker group).
         progress: show a progress bar per epoch.
     """
+    where = distributed.placement()
+    resume = resume or distributed.restarted()
     device = resolve_device(cfg.device)
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     params = [p for p in model.parameters() if p.requires_grad]
+    net = distributed.wrap_model(model, device)  # the model itself on one process
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = steps_per_epoch(task.n_train, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -190,13 +227,13 @@ def train_model(
         scheduler.load_state_dict(saved["scheduler"])
         log.info("resuming from epoch %d of %d", state["epoch"], cfg.epochs)
 
-    monitor = TrainingMonitor(out_dir, task.score_key, task.score_label)
+    monitor = TrainingMonitor(out_dir, task.score_key, task.score_label, enabled=where.is_main)
     for epoch in range(state["epoch"], cfg.epochs):
         if state["bad_epochs"] >= cfg.patience:
             break
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         started = time.perf_counter()
-        model.train()
+        net.train()
         losses = []
         batches = task.batches(epoch, torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch)))
         for step, (x, y) in enumerate(monitor.progress(batches, epoch, cfg.epochs, steps, progress)):
@@ -207,19 +244,14 @@ def train_model(
             x = x.to(device, memory_format=memory_format)
             y = y.to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = task.loss(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+                loss = task.loss(net(x), y)
+            optimiser_step(loss, optimizer, scaler, params, cfg.grad_clip)
             scheduler.step()
             losses.append(float(loss.detach()))
-        validation = task.validate(model, device)
+        validation = distributed.broadcast_from_main(task.validate(model, device) if where.is_main else None)
         record = {
             "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)) if losses else float("nan"),
+            "train_loss": distributed.mean_over_processes(float(np.sum(losses)), len(losses)),
             **validation,
             "lr": float(scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - started,
@@ -232,15 +264,16 @@ def train_model(
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        save_checkpoint(
-            {
-                **state,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-            },
-            out_dir,
-        )
+        if where.is_main:
+            save_checkpoint(
+                {
+                    **state,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                },
+                out_dir,
+            )
         monitor.epoch_end(record, state["history"])
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in record.items()})
     monitor.close()

@@ -41,11 +41,19 @@ from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.bundle import BundleSpec, PreprocessSpec
 from chestlens.models.inference import iter_logits
 from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
+from chestlens.train import distributed
 from chestlens.train.config import SegmentConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import resolve_device, shuffled_loader, train_model
 from chestlens.train.fp16 import fp16_check
-from chestlens.train.run import check_not_empty, finish_run, split_table, start_run, training_summary
+from chestlens.train.run import (
+    BUNDLE_DIR,
+    check_not_empty,
+    finish_run,
+    split_table,
+    start_run,
+    training_summary,
+)
 from chestlens.train.seg_losses import make_loss
 
 log = logging.getLogger(__name__)
@@ -169,7 +177,7 @@ def run_segmentation(
     samples = [s for s in load_samples(root, sources) if target.mapping(s)]
     if not samples:
         raise ChestlensInputError(root, f"no samples with {target.name} masks in sources {sources}")
-    table = split_table(cfg, target.name, root, samples, out)
+    table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
     encoder = get_encoder(cfg.encoder)
     spec = PreprocessSpec(
         input_size=cfg.input_size,
@@ -200,6 +208,8 @@ def run_segmentation(
     )
     task = SegmentationTask(cfg, spec, foreground_labels(bundle_spec), data["train"], data["val"])
     outcome = train_model(model, cfg, task, out, resume=resume, progress=progress)
+    if not distributed.placement().is_main:
+        return out / BUNDLE_DIR  # under DDP rank 0 calibrates, evaluates and writes the bundle
 
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)
