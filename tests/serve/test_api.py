@@ -89,3 +89,20 @@ def test_request_id_is_echoed_or_made(client):
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     made = client.get("/healthz", headers={"X-Request-ID": "bad id\twith tab"}).headers["x-request-id"]
     assert len(made) == 32
+
+
+def test_layers_are_drawn_on_request_as_the_pipeline_draws_them(client, pip_dicom):
+    import numpy as np
+
+    from chestlens.pipeline.overlay import overlay_image
+    from chestlens.serve.layers import NOT_DRAWN
+
+    data = pip_dicom("RG1_UNCR.dcm").read_bytes()
+    body = upload(client, data).json()
+    store = client.app.state.service.store
+    assert store.overlay(body["id"], "summary") == NOT_DRAWN  # nothing drawn until asked for
+    summary = client.get(body["overlays"]["summary"]).content
+    assert store.overlay(body["id"], "summary") == summary  # kept after the first request
+    screener = client.app.state.service.engine.screener
+    direct = overlay_image(screener.screen(data, name=f"upload-{body['id']}"))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(summary)).convert("RGB")), np.asarray(direct))

@@ -17,6 +17,7 @@ from chestlens.pipeline.batch import csv_text, record
 from chestlens.pipeline.schema import ScreeningResult
 from chestlens.serve.engine import QueueFullError
 from chestlens.serve.jobs import save_screening
+from chestlens.serve.layers import NOT_DRAWN, SOURCE, draw_layer
 from chestlens.serve.problems import Problem, ProblemError
 from chestlens.serve.schemas import (
     API,
@@ -30,7 +31,7 @@ from chestlens.serve.schemas import (
     worklist_item,
 )
 from chestlens.serve.service import Service
-from chestlens.serve.store import new_id
+from chestlens.serve.store import Store, new_id
 from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported
 
 ID = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex characters")]
@@ -150,11 +151,25 @@ async def get_screening(request: Request, screening_id: ID) -> ScreeningOut:
     tags=["screenings"],
 )
 async def get_overlay(request: Request, screening_id: ID, layer: LAYER) -> Response:
-    """One PNG layer of a screening."""
-    png = await asyncio.to_thread(service_of(request).require_store().overlay, screening_id, layer)
+    """One PNG layer of a screening (drawn on its first request, then kept)."""
+    store = service_of(request).require_store()
+    png = await asyncio.to_thread(store.overlay, screening_id, layer)
     if png is None:
         raise ProblemError(404, "not-found", "Not found", f"no layer {layer!r} for screening {screening_id}")
+    if png == NOT_DRAWN:
+        png = await asyncio.to_thread(_draw, store, screening_id, layer)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def _draw(store: Store, screening_id: str, layer: str) -> bytes:
+    """Draw a layer from the stored arrays and keep it (blocking)."""
+    stored = store.screening(screening_id)
+    source = store.overlay(screening_id, SOURCE)
+    if stored is None or source is None:
+        raise ProblemError(404, "not-found", "Not found", f"no layer {layer!r} for screening {screening_id}")
+    png = draw_layer(layer, source, ScreeningResult.model_validate_json(stored.result_json))
+    store.set_overlay(screening_id, layer, png)
+    return png
 
 
 @router.get(f"{API}/jobs/{{job_id}}", response_model=JobOut, responses=ERRORS, tags=["jobs"])

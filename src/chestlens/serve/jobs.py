@@ -19,7 +19,7 @@ import uuid
 from chestlens.errors import ChestlensInputError
 from chestlens.pipeline.screener import Screening
 from chestlens.serve.engine import Engine
-from chestlens.serve.layers import render_layers
+from chestlens.serve.layers import stored_layers
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store, StoredJob, new_id
 from chestlens.serve.uploads import read_spooled_series, spool_folder, spool_series
@@ -55,10 +55,11 @@ def owner_is_dead(owner: str, me: str) -> bool:
 
 
 def save_screening(store: Store, screening: Screening, screening_id: str) -> None:
-    """Render the layers and store a screening under ``screening_id`` (blocking)."""
+    """Store a screening and its layers (see :mod:`chestlens.serve.layers`) under ``screening_id``
+    (blocking: run it in a worker thread)."""
     result = screening.result
     status = "screened" if result.gate.accepted else "rejected"
-    store.add_screening(screening_id, status, result.model_dump_json(), render_layers(screening))
+    store.add_screening(screening_id, status, result.model_dump_json(), stored_layers(screening))
 
 
 class JobRunner:

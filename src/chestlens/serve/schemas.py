@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from chestlens.models.bundle import OperatingPoint
 from chestlens.pipeline.schema import ScreeningResult
+from chestlens.serve.layers import SOURCE
 from chestlens.serve.store import StoredJob, StoredScreening
 
 API = "/api/v1"
@@ -83,7 +84,11 @@ def screening_out(stored: StoredScreening) -> ScreeningOut:
         created_at=utc(stored.created_at),
         status=stored.status,  # type: ignore[arg-type]
         result=ScreeningResult.model_validate_json(stored.result_json),
-        overlays={layer: f"{API}/screenings/{stored.id}/overlays/{layer}" for layer in stored.layers},
+        overlays={
+            layer: f"{API}/screenings/{stored.id}/overlays/{layer}"
+            for layer in stored.layers
+            if layer != SOURCE
+        },
     )
 
 

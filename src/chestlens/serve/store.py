@@ -146,7 +146,7 @@ class Store:
     def add_screening(
         self, screening_id: str, status: str, result_json: str, layers: dict[str, bytes]
     ) -> None:
-        """Store a result and its PNG layers in one transaction."""
+        """Store a result and its layers (name -> bytes) in one transaction."""
         with Session(self.engine) as session, session.begin():
             session.add(
                 ScreeningRow(id=screening_id, created_at=utcnow(), status=status, result_json=result_json)
@@ -176,6 +176,15 @@ class Store:
         with Session(self.engine) as session:
             row = session.get(OverlayRow, (screening_id, layer))
             return None if row is None else row.png
+
+    def set_overlay(self, screening_id: str, layer: str, png: bytes) -> None:
+        """Replace the bytes of an existing layer (a layer drawn on its first request)."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(OverlayRow)
+                .where(OverlayRow.screening_id == screening_id, OverlayRow.layer == layer)
+                .values(png=png)
+            )
 
     # ------------------------------------------------------------------ jobs
     def add_job(self, job_id: str, owner: str) -> StoredJob:
