@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "browser": browser_runs(folder, images, repeats, scratch),
         }
         report |= python_runs(folder, images, repeats)
-    print(table(report))
+    report["table"] = table(report)  # ready-made Markdown for bench/run_all.py's README block
+    print(report["table"])
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")

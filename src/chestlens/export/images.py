@@ -17,15 +17,18 @@ def test_split_set(
     """The labelled test split of the bundle's task under the data ``root``.
 
     The split is ``splits`` when given, else the split CSV recorded in the bundle's training config
-    when that file exists, else the same split rebuilt from ``root`` with the config's sources, seed
-    and fractions (:func:`chestlens.data.make_split.build_splits`; hashes are cached).
+    (``splits``, or ``splits.csv`` in its ``out`` folder) when that file exists, else the same split
+    rebuilt from ``root`` with the config's sources, seed and fractions
+    (:func:`chestlens.data.make_split.build_splits`; hashes are cached).
     ``max_images``: keep every k-th item so that at most this many remain (all classes kept).
     """
     from chestlens.data.registry import load_samples
 
     config = spec.training.get("config", {})
-    recorded = Path(config["splits"]) if config.get("splits") else None
-    csv = splits or (recorded if recorded is not None and recorded.is_file() else None)
+    recorded = [
+        Path(config[key]) / name for key, name in (("splits", ""), ("out", "splits.csv")) if config.get(key)
+    ]
+    csv = splits or next((path for path in recorded if path.is_file()), None)
     samples = load_samples(root)
     if csv is not None:
         from chestlens.data.splits import load_splits
