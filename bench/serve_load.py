@@ -8,7 +8,9 @@ temporary data folder, every result stored with its overlay PNGs). For each conc
 clients post real radiographs (Kermany JPEG and NIH PNG from ``$CHESTLENS_DATA``, or the pip-shipped RG1
 DICOM without data) back to back for ``--duration`` seconds (at most ``--max-requests`` requests): throughput
 (requests/s), p50/p95/p99 latency (ms), errors (any answer but 200, or a failed connection), and the
-server's RSS at the start and end of each level and of the whole run. The same levels run again with
+server's RSS at the start and end of each level and of the whole run (the run starts after a warm-up
+burst of one request per client of the largest level, so that full batches have run once: growth after
+it is what a long-running server would keep adding). The same levels run again with
 ``--max-batch 1`` (one request at a time through the models, no micro-batching) unless ``--no-compare``.
 ``--quick``: 3 s per level at 1 and 4 clients (a smoke test, not a measurement). Nothing is asserted.
 """
@@ -32,7 +34,6 @@ import httpx
 import psutil
 
 READY_TIMEOUT_S = 300.0
-WARM_UP_REQUESTS = 4
 
 
 def radiographs(count: int) -> list[bytes]:
@@ -106,6 +107,21 @@ async def _client(
             out.append((time.perf_counter() - start, status))
 
 
+def warm_up(url: str, images: list[bytes], clients: int) -> None:
+    """One request per client, all at once (no timing kept)."""
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(timeout=300) as http:
+            await asyncio.gather(
+                *(
+                    http.post(f"{url}/api/v1/screenings", files={"file": ("image", images[i % len(images)])})
+                    for i in range(clients)
+                )
+            )
+
+    asyncio.run(burst())
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -148,8 +164,8 @@ def run_mode(
         server = Server(max_batch, Path(data_dir))
         try:
             server.wait_ready()
-            for data in images[:WARM_UP_REQUESTS]:
-                httpx.post(f"{server.url}/api/v1/screenings", files={"file": ("image", data)}, timeout=120)
+            # warm-up at the largest level, so that full batches have run once before RSS is taken
+            warm_up(server.url, images, max(levels))
             rss_start = server.rss_mb()
             rows = []
             for clients in levels:
