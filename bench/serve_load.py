@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from chestlens.export.browser import free_port
 
 READY_TIMEOUT_S = 300.0
 
@@ -51,17 +52,11 @@ def radiographs(count: int) -> list[bytes]:
     return [p.read_bytes() for p in mixed]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
     """``chestlens serve`` in a subprocess with the given ``--max-batch``; :meth:`rss_mb` of the process."""
 
     def __init__(self, max_batch: int, data_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "chestlens.cli", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(data_dir), "--max-batch", str(max_batch), "--log-level", "warning"]

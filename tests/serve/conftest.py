@@ -7,7 +7,6 @@ server and sets it). Without it the PostgreSQL tests skip, or fail under ``CHEST
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import require_or_skip, serving
 
+from chestlens.export.browser import free_port
 from chestlens.serve.settings import ServeSettings
 
 POSTGRES_URL_ENV = "CHESTLENS_TEST_POSTGRES_URL"
@@ -68,16 +68,10 @@ def database_url(request, tmp_path) -> str:
     return url
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     """``chestlens serve`` run as a user would, in a subprocess on a free loopback port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("log") / "serve.log"
     command = [sys.executable, "-m", "chestlens.cli", "serve", "--port", str(port), "--device", "cpu"]
     command += ["--data-dir", str(tmp_path_factory.mktemp("data"))]

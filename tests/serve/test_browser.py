@@ -2,36 +2,28 @@
 would run it: upload a real radiograph, wait for the result, compare the probabilities shown with the
 API's JSON, toggle the heatmap from the keyboard, check the phone layout; screenshots go to ci-artifacts/.
 
-Chromium comes from ``CHESTLENS_BROWSER`` (default ``/usr/bin/chromium``); without it the test skips,
+Chromium comes from ``CHESTLENS_BROWSER`` (else ``chromium`` on the PATH); without it the test skips,
 or fails under ``CHESTLENS_REQUIRE_BROWSER=1`` (CI).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 from serve_helpers import require_or_skip
 
+from chestlens.export.browser import CHROMIUM_ARGS, chromium_path
+
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "ci-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    executable = os.environ.get("CHESTLENS_BROWSER", "/usr/bin/chromium")
+    executable = chromium_path()
     if not Path(executable).is_file():
         require_or_skip(
             "CHESTLENS_REQUIRE_BROWSER", f"no Chromium at {executable} (apt-get install chromium)"
@@ -41,7 +33,9 @@ def browser():
     except ImportError:
         require_or_skip("CHESTLENS_REQUIRE_BROWSER", "the playwright package is not installed")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=list(CHROMIUM_ARGS), headless=True
+        )
         yield launched
         launched.close()
 
