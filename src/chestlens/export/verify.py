@@ -122,6 +122,8 @@ def check_variant(
     spec: BundleSpec, fp32: Path, variant: Path, data: VerificationSet, *, threads: int = 2
 ) -> dict[str, Any]:
     """Quality, size and speed of an fp16 / int8 file against the fp32 file (module docstring)."""
+    if spec.kind == "classifier" and data.targets is None:
+        raise ChestlensInputError(variant, "a classifier variant is judged by AUC: it needs labelled images")
     base, other = ort_session(fp32, threads), ort_session(variant, threads)
     p_base, p_other = ort_probabilities(base, data.units), ort_probabilities(other, data.units)
     report: dict[str, Any] = {
@@ -131,7 +133,7 @@ def check_variant(
         "size_bytes": variant.stat().st_size,
         "size_ratio_vs_fp32": variant.stat().st_size / fp32.stat().st_size,
     }
-    if spec.kind == "classifier" and data.targets is not None:
+    if spec.kind == "classifier":
         auc_base, auc_other = macro_auc(data.targets, p_base), macro_auc(data.targets, p_other)
         report |= {
             "macro_auc_fp32": auc_base,
