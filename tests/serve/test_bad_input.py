@@ -113,6 +113,13 @@ def test_api_keys_and_cors(tmp_path, pip_dicom):
         assert keyed.get("/healthz").status_code == 200 and keyed.get("/").status_code == 200
         allowed = keyed.get("/healthz", headers={"Origin": "https://ok.example"}).headers
         assert allowed["access-control-allow-origin"] == "https://ok.example"
+        preflight = keyed.options(
+            "/api/v1/screenings",
+            headers={"Origin": "https://ok.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert (
+            preflight.status_code == 200 and "X-API-Key" in preflight.headers["access-control-allow-headers"]
+        )
         other = keyed.get("/healthz", headers={"Origin": "https://evil.example"}).headers
         assert "access-control-allow-origin" not in other
 

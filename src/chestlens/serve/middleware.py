@@ -4,7 +4,8 @@
   random one; echoed in the response header and in problem bodies, and in the log line.
 * Size limit: a ``Content-Length`` over the limit is refused before reading (413); a chunked body is
   counted as it streams and the response is replaced by a 413 once it goes over.
-* API keys: when keys are configured, every ``/api/`` request needs ``X-API-Key`` (401 otherwise).
+* API keys: when keys are configured, every ``/api/`` request needs ``X-API-Key`` (401 otherwise),
+  except CORS preflights (``OPTIONS``), which carry no custom headers.
 * Log line (JSON, logger ``chestlens.serve``): method, path, status, milliseconds, request id; never a
   query string, a file name or anything from an image.
 """
@@ -76,7 +77,7 @@ class GuardMiddleware:
                 f"the request body of {int(length):,} bytes exceeds the limit of {self.max_body:,} bytes",
                 request_id,
             )
-        if self.api_keys and scope["path"].startswith("/api/"):
+        if self.api_keys and scope["path"].startswith("/api/") and scope.get("method") != "OPTIONS":
             given = headers.get(b"x-api-key", b"").decode("latin-1")
             if not any(hmac.compare_digest(given, key) for key in self.api_keys):
                 return _problem_message(
