@@ -128,3 +128,16 @@ def slice_lesion_scores(label_map: np.ndarray, probabilities: np.ndarray, lungs:
         kept = np.asarray(means)[np.asarray(sizes) >= MIN_LESION_PIXELS]
         scores[index] = float(kept.max()) if kept.size else 0.0
     return scores
+
+
+def lungs_with_lesions(lungs: np.ndarray, label_map: np.ndarray) -> np.ndarray:
+    """The lung region for involvement shares: ``lungs`` plus every lesion region that touches them.
+
+    A Hounsfield-unit lung rule keeps aerated lung only, so dense consolidation at the lung border falls
+    outside it; a lesion region (connected component of ``label_map > 0``, in 3-D for a series) that
+    overlaps the lungs belongs to them. Lesion regions that never touch the lungs stay outside.
+    Shapes: ``(S, S)`` or ``(slices, S, S)``, bool lungs and uint8 label map on the same grid.
+    """
+    regions, _ = ndimage.label(label_map > 0)
+    touching = np.unique(regions[lungs & (regions > 0)])
+    return lungs | np.isin(regions, touching[touching > 0])

@@ -121,7 +121,9 @@ class LesionSummary(_Strict):
     area_mm2_by_label: dict[str, float] = Field(default_factory=dict)
     volume_ml_by_label: dict[str, float] = Field(default_factory=dict)
     lung_fraction_by_label: dict[str, float] = Field(default_factory=dict)
-    lung_fraction_total: float | None = None  # all lesion classes together, share of the lung volume
+    # Shares of the lungs (the lung mask plus the lesion regions touching it, so that dense consolidation
+    # left out by a Hounsfield-unit lung rule counts): per class, and all classes together.
+    lung_fraction_total: float | None = None
     # CT series only, in the volume's slice order (ascending patient z, inferior first): each slice's
     # largest mean lesion probability over its lesion regions inside the lungs (0: no region), and the
     # series score (the largest slice score: how sure the segmenter is that the series shows a lesion).

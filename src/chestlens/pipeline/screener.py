@@ -41,6 +41,7 @@ from chestlens.pipeline.loaded import LoadedModel, load_for_inference
 from chestlens.pipeline.measure import (
     area_mm2,
     lesion_instances,
+    lungs_with_lesions,
     resize_nearest,
     slice_lesion_scores,
     volume_ml,
@@ -220,7 +221,9 @@ def _lesion_summary(
     summary = LesionSummary(
         model=model.ref, ran=True, gate=_lesion_gate(model, case) or "run", lesions=instances
     )
-    lung_grid = None if lungs is None or not lungs.any() else (lungs if volume else lungs[None])
+    lung_grid = None
+    if lungs is not None and lungs.any():  # lungs plus the lesion regions touching them (measure docs)
+        lung_grid = lungs_with_lesions(lungs if volume else lungs[None], maps)
     for k, label in enumerate(labels, start=1):
         mask = maps == k
         if volume:
