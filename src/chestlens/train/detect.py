@@ -36,13 +36,9 @@ from chestlens.data.instances import (
     instances_from_masks,
 )
 from chestlens.data.records import Masks
-from chestlens.data.registry import load_samples
-from chestlens.data.seg_tensors import segmented_images
 from chestlens.data.seg_transforms import IGNORE_INDEX
-from chestlens.data.splits import SPLITS
-from chestlens.data.tasks import SEGMENTATION_TARGETS, get_segmentation_target, sources_for
+from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
-from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.detection import DetectionReport, evaluate_detections
 from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
@@ -52,13 +48,8 @@ from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import resolve_device, shuffled_loader, train_model
 from chestlens.train.fp16 import SCORE_TOLERANCE
-from chestlens.train.run import (
-    check_not_empty,
-    finish_run,
-    split_table,
-    start_run,
-    training_summary,
-)
+from chestlens.train.run import finish_run, split_table, start_run, training_summary
+from chestlens.train.segment import decoded_splits, masked_samples
 
 log = logging.getLogger(__name__)
 
@@ -278,16 +269,10 @@ def run_detection(
 ) -> Path:
     """Train, bundle and test one Mask R-CNN lesion detector; returns the bundle folder."""
     started, out, root = start_run(cfg)
-    target = get_segmentation_target(cfg.target)
-    sources = cfg.sources or list(sources_for(target.name))
-    samples = [s for s in load_samples(root, sources) if target.mapping(s)]
-    if not samples:
-        raise ChestlensInputError(root, f"no samples with {target.name} masks in sources {sources}")
+    target, samples = masked_samples(cfg, root)
     table = split_table(cfg, target.name, root, samples, out)
     spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
-    log.info("decoding images and %s label maps at %d px", target.name, cfg.input_size)
-    data = {split: segmented_images(table.labelled(samples, split), target.name, spec) for split in SPLITS}
-    check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
+    data = decoded_splits(cfg, out, table, samples, target.name, spec)
     classes = [label for label in target.labels if label != BACKGROUND]
     detector = create_detector(
         cfg.arch,

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from chestlens.data.records import Sample
 from chestlens.data.registry import load_samples
 from chestlens.data.seg_tensors import segmented_images
-from chestlens.data.splits import SPLITS
-from chestlens.data.tasks import get_segmentation_target, sources_for
+from chestlens.data.splits import SPLITS, SplitTable
+from chestlens.data.tasks import SegmentationTarget, get_segmentation_target, sources_for
 from chestlens.data.tensors import LabelledImages
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.seg_eval import (
@@ -42,7 +43,7 @@ from chestlens.models.bundle import BundleSpec, PreprocessSpec
 from chestlens.models.inference import iter_logits
 from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
 from chestlens.train import distributed
-from chestlens.train.config import SegmentConfig
+from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import resolve_device, shuffled_loader, train_model
 from chestlens.train.fp16 import fp16_check
@@ -163,6 +164,28 @@ def _evaluate(
     return seg_metrics_summary(report)
 
 
+def masked_samples(cfg: TrainConfig, root: Path) -> tuple[SegmentationTarget, list[Sample]]:
+    """The segmentation target named by ``cfg.target`` and the samples of the configured sources (default:
+    every source with masks for it) that hold a layer of the target."""
+    target = get_segmentation_target(cfg.target)
+    sources = cfg.sources or list(sources_for(target.name))
+    samples = [s for s in load_samples(root, sources) if target.mapping(s)]
+    if not samples:
+        raise ChestlensInputError(root, f"no samples with {target.name} masks in sources {sources}")
+    return target, samples
+
+
+def decoded_splits(
+    cfg: TrainConfig, out: Path, table: SplitTable, samples: list[Sample], target: str, spec: PreprocessSpec
+) -> dict[str, LabelledImages]:
+    """Every split's images and ``target`` label maps decoded once at ``spec``'s input size; refuses an
+    empty split."""
+    log.info("decoding images and %s label maps at %d px", target, spec.input_size)
+    data = {split: segmented_images(table.labelled(samples, split), target, spec) for split in SPLITS}
+    check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
+    return data
+
+
 def run_segmentation(
     cfg: SegmentConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
 ) -> Path:
@@ -172,11 +195,7 @@ def run_segmentation(
         reproduce: the command line that reproduces this run, for the model card.
     """
     started, out, root = start_run(cfg)
-    target = get_segmentation_target(cfg.target)
-    sources = cfg.sources or list(sources_for(target.name))
-    samples = [s for s in load_samples(root, sources) if target.mapping(s)]
-    if not samples:
-        raise ChestlensInputError(root, f"no samples with {target.name} masks in sources {sources}")
+    target, samples = masked_samples(cfg, root)
     table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
     encoder = get_encoder(cfg.encoder)
     spec = PreprocessSpec(
@@ -185,9 +204,7 @@ def run_segmentation(
         mean=[float(np.mean(encoder.mean))],
         std=[float(np.mean(encoder.std))],
     )
-    log.info("decoding images and %s label maps at %d px", target.name, cfg.input_size)
-    data = {split: segmented_images(table.labelled(samples, split), target.name, spec) for split in SPLITS}
-    check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
+    data = decoded_splits(cfg, out, table, samples, target.name, spec)
     labels = target.labels
     model = create_segmenter(
         cfg.arch,
