@@ -96,7 +96,7 @@ def _batch(section: dict[str, Any], pipeline: dict[str, Any] | None) -> list[str
         "",
     ]
     if section.get("torch_compile_seconds") is not None:
-        lines.append(f"torch.compile took {section['torch_compile_seconds']:.0f} s before its first batch. ")
+        lines.append(f"torch.compile took {section['torch_compile_seconds']:.0f} s before its first batch.")
     diff = section["onnxruntime_max_abs_logit_difference"]
     lines.append(f"ONNX Runtime logits differ from eager by at most {diff:.1e}.")
     return lines
