@@ -44,11 +44,12 @@ from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.bundle import BundleSpec, PreprocessSpec
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
+from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import resolve_device, shuffled_loader, train_model
 from chestlens.train.fp16 import SCORE_TOLERANCE
-from chestlens.train.run import finish_run, split_table, start_run, training_summary
+from chestlens.train.run import BUNDLE_DIR, finish_run, split_table, start_run, training_summary
 from chestlens.train.segment import decoded_splits, masked_samples
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def run_detection(
     """Train, bundle and test one Mask R-CNN lesion detector; returns the bundle folder."""
     started, out, root = start_run(cfg)
     target, samples = masked_samples(cfg, root)
-    table = split_table(cfg, target.name, root, samples, out)
+    table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
     spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
     data = decoded_splits(cfg, out, table, samples, target.name, spec)
     classes = [label for label in target.labels if label != BACKGROUND]
@@ -297,6 +298,8 @@ def run_detection(
     model = PackedDetector(detector, classes, cfg.min_area_px)
     task = DetectionTask(cfg, spec, classes, data["train"], data["val"])
     outcome = train_model(model, cfg, task, out, resume=resume, progress=progress)
+    if not distributed.placement().is_main:
+        return out / BUNDLE_DIR  # under DDP rank 0 evaluates and writes the bundle
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)
     bundle_spec.training = training_summary(cfg, table, samples, outcome, started, device)
