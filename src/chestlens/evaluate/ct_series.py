@@ -147,6 +147,13 @@ def slice_report_markdown(report: SeriesSliceReport) -> list[str]:
         return format_estimate((e.value, e.low, e.high))
 
     c = report.confusion
+    series = []
+    if report.lung_fraction_total is not None:  # a whole series measured by the pipeline
+        volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in report.volume_ml_by_label.items()) or "n/a"
+        series = [
+            f"- Series: score {report.series_score:.3f}; lungs involved "
+            f"{100 * report.lung_fraction_total:.1f}%; lesion volume {volumes}."
+        ]
     return [
         f"# {report.series}: slice predictions vs slice labels",
         "",
@@ -158,11 +165,7 @@ def slice_report_markdown(report: SeriesSliceReport) -> list[str]:
         f"- Slices TN {c['tn']} / FP {c['fp']} / FN {c['fn']} / TP {c['tp']}: sensitivity "
         f"{est(report.sensitivity)}, specificity {est(report.specificity)}, PPV {est(report.ppv)}, "
         f"NPV {est(report.npv)}.",
-        f"- Series: score {report.series_score:.3f}; lungs involved "
-        + ("n/a" if report.lung_fraction_total is None else f"{100 * report.lung_fraction_total:.1f}%")
-        + "; lesion volume "
-        + (", ".join(f"{k} {v:.1f} mL" for k, v in report.volume_ml_by_label.items()) or "n/a")
-        + ".",
+        *series,
         f"- 95% CIs: block bootstrap over {report.block_slices}-slice blocks ({report.n_boot} resamples); "
         "they describe this one series, not other patients.",
     ]

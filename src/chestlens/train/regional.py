@@ -226,7 +226,8 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     write_bytes_atomic(out / "regional.safetensors", safetensors_bytes(state))
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str) + "\n")
-    lines = [f"Split: {how}; slices {result['split']}, infected {result['positives']}.", ""]
+    sizes = ", ".join(f"{s} {result['split'][s]} ({result['positives'][s]} infected)" for s in SPLITS)
+    lines = [f"Split by {how}: {sizes} slices.", ""]
     for report in reports.values():
         lines += [*slice_report_markdown(report), ""]
     write_bytes_atomic(out / "report.md", "\n".join(lines).encode())
