@@ -45,3 +45,25 @@ def test_bundled_lung_segmenter_finds_the_lungs_of_a_real_radiograph(offline, pi
     assert 0.15 < lungs.mean() < 0.6  # lung fields cover a plausible share of a frontal radiograph
     pixels = x[0, 0].numpy()
     assert pixels[lungs].mean() < pixels[~lungs].mean()  # aerated lung is darker than the rest
+
+
+SHIPPED_WEIGHTS_LIMIT = 80_000_000  # all shipped weights together (issue "Segmentation")
+
+
+def test_all_shipped_weights_stay_under_the_limit():
+    total = sum((BUNDLED_DIR / name / "weights.safetensors").stat().st_size for name in bundled_names())
+    assert total < SHIPPED_WEIGHTS_LIMIT
+
+
+def test_bundled_ct_lesion_segmenter_runs_by_default_on_a_ct_series(offline, source_dir):
+    """The default Screener loads the shipped CT lesion bundle and measures a real labelled series."""
+    from chestlens.pipeline.screener import Screener
+
+    bundle = chestlens.load("lesions-ct-segmenter")
+    assert bundle.spec.labels == ["background", "ggo", "consolidation"] and bundle.spec.task == "lesions-ct"
+    assert "## Targets (test split)" in (BUNDLED_DIR / "lesions-ct-segmenter" / "MODEL_CARD.md").read_text()
+    series = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
+    lesions = Screener(classifier=None, lungs=None, device="cpu", cam=None).screen(series).result.lesions
+    assert lesions.model.name == "lesions-ct-segmenter" and lesions.ran
+    assert len(lesions.slice_scores) == 148 and 0 < lesions.lung_fraction_total < 0.5
+    assert sum(lesions.volume_ml_by_label.values()) > 10  # this COVID-19 patient has visible lesions
