@@ -44,6 +44,7 @@ def _target() -> dict[str, torch.Tensor]:
 
 def test_registry():
     assert list_detectors() == [
+        "maskrcnn_efficientnet_lite0_fpn",
         "maskrcnn_mobilenet_v3_fpn",
         "maskrcnn_resnet18_fpn",
         "maskrcnn_resnet34_fpn",
@@ -55,7 +56,13 @@ def test_registry():
 
 
 @pytest.mark.parametrize(
-    "name", ["maskrcnn_resnet18_fpn", "maskrcnn_mobilenet_v3_fpn", "maskrcnn_resnet50_fpn"]
+    "name",
+    [
+        "maskrcnn_resnet18_fpn",
+        "maskrcnn_mobilenet_v3_fpn",
+        "maskrcnn_resnet50_fpn",
+        "maskrcnn_efficientnet_lite0_fpn",
+    ],
 )
 def test_train_and_eval_forward(name, offline):
     torch.manual_seed(0)
