@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.serve.serve_helpers import require_or_skip
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +17,9 @@ def web_build(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from chestlens.export.web import build_web
 
     if shutil.which("npm") is None:
-        pytest.fail("npm is needed to vendor onnxruntime-web (install Node.js)")
+        require_or_skip(
+            "CHESTLENS_REQUIRE_BROWSER", "npm is needed to vendor onnxruntime-web (install Node.js)"
+        )
     return build_web(tmp_path_factory.mktemp("web") / "site", root=shared_data, check_images=8).folder
 
 
@@ -32,14 +35,20 @@ def serve_app(web_build: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     return create_app(ServeSettings(data_dir=tmp_path / "serve"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    """Playwright's Chromium launcher (used with the system Chromium, see chestlens.export.browser)."""
+    """Playwright's Chromium launcher (used with the system Chromium, see chestlens.export.browser).
+
+    Module scope: Playwright's sync API runs an event loop while it is open, and a second
+    ``sync_playwright()`` (tests/serve's browser test) cannot start until this one has stopped."""
     from playwright.sync_api import sync_playwright
 
     from chestlens.export.browser import chromium_path
 
     if not Path(chromium_path()).exists():
-        pytest.fail("Chromium not found: apt-get install chromium (or set CHESTLENS_BROWSER)")
+        require_or_skip(
+            "CHESTLENS_REQUIRE_BROWSER",
+            "Chromium not found: apt-get install chromium (or set CHESTLENS_BROWSER)",
+        )
     with sync_playwright() as playwright:
         yield playwright.chromium
