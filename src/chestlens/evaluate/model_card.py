@@ -144,14 +144,13 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
     covid = next((p for p in overall.operating_points if p.label == "COVID-19"), None)
     nih = report.per_source.get("nih")
     nih_pneumonia = next((c.auc for c in nih.per_class if c.label == "pneumonia"), None) if nih else None
-    verdict = _verdict
 
     rows = [
         [
             "macro AUC",
             f">= {XRAY3_TARGETS['macro_auc']}",
             _est(overall.macro_auc),
-            verdict(overall.macro_auc, XRAY3_TARGETS["macro_auc"]),
+            _verdict(overall.macro_auc, XRAY3_TARGETS["macro_auc"]),
         ],
     ]
     if covid is not None:
@@ -160,13 +159,13 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
                 "COVID-19 sensitivity at the operating point",
                 f">= {XRAY3_TARGETS['covid_sensitivity']}",
                 _est(covid.sensitivity),
-                verdict(covid.sensitivity, XRAY3_TARGETS["covid_sensitivity"]),
+                _verdict(covid.sensitivity, XRAY3_TARGETS["covid_sensitivity"]),
             ],
             [
                 "COVID-19 specificity at the operating point",
                 f">= {XRAY3_TARGETS['covid_specificity']}",
                 _est(covid.specificity),
-                verdict(covid.specificity, XRAY3_TARGETS["covid_specificity"]),
+                _verdict(covid.specificity, XRAY3_TARGETS["covid_specificity"]),
             ],
         ]
     rows.append(
@@ -174,7 +173,7 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
             "pneumonia vs normal AUC within NIH (adults; CheXNet 0.768)",
             f">= {XRAY3_TARGETS['nih_pneumonia_auc']}",
             _est(nih_pneumonia),
-            verdict(nih_pneumonia, XRAY3_TARGETS["nih_pneumonia_auc"]),
+            _verdict(nih_pneumonia, XRAY3_TARGETS["nih_pneumonia_auc"]),
         ]
     )
     return ["## Targets (test split)", "", *_table(["target", "goal", "measured (95% CI)", "verdict"], rows)]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import save as safetensors_bytes
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from chestlens.atomic import write_bytes_atomic, write_text_atomic
 from chestlens.data.registry import load_samples
@@ -38,6 +38,7 @@ from chestlens.data.sources.covid_ct_md import slice_labels
 from chestlens.data.transforms import resize_unit, window_hu
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.ct_series import SeriesSliceReport, compare_slices, slice_report_markdown
+from chestlens.evaluate.metrics import binary_auc
 from chestlens.io import read_image
 from chestlens.models.bundle import load_bundle
 from chestlens.models.detection import detections_with_features
@@ -137,10 +138,6 @@ def _select(inputs: RegionInputs, where: np.ndarray) -> RegionInputs:
     return RegionInputs(*(t[index] for t in inputs))
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
-
-
 def _train(
     cfg: RegionalConfig, inputs: RegionInputs, labels: np.ndarray, split: np.ndarray, dim: int
 ) -> tuple[RegionalClassifier, dict[str, Any]]:
@@ -160,7 +157,7 @@ def _train(
         optimiser.step()
         model.eval()
         with torch.no_grad():
-            val_auc = _auc(labels[split == "val"], model(*val).softmax(1)[:, 1].numpy())
+            val_auc = binary_auc(labels[split == "val"], model(*val).softmax(1)[:, 1].numpy())
         history.append({"epoch": epoch, "train_loss": loss.item(), "val_auc": val_auc})
         if np.isfinite(val_auc) and val_auc > best[0]:
             best = (val_auc, epoch, {k: v.clone() for k, v in model.state_dict().items()})
