@@ -17,14 +17,22 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / BUNDLE_JSON).is_file())
 
 
+def is_bundle(name_or_path: str | Path) -> bool:
+    """True for a bundle folder or the name of a bundled model (what :func:`resolve_bundle` accepts)."""
+    path = Path(name_or_path).expanduser()
+    name = str(name_or_path)
+    return (path / BUNDLE_JSON).is_file() or (
+        "/" not in name and (BUNDLED_DIR / name / BUNDLE_JSON).is_file()
+    )
+
+
 def resolve_bundle(name_or_path: str | Path) -> Path:
     """A bundle folder from a path, or from the name of a bundled model (e.g. ``"xray3-screener"``)."""
     path = Path(name_or_path).expanduser()
     if (path / BUNDLE_JSON).is_file():
         return path
-    name = str(name_or_path)
-    if "/" not in name and (BUNDLED_DIR / name / BUNDLE_JSON).is_file():
-        return BUNDLED_DIR / name
+    if is_bundle(name_or_path):
+        return BUNDLED_DIR / str(name_or_path)
     known = ", ".join(bundled_names()) or "none"
     raise ChestlensInputError(
         name_or_path, f"not a bundle folder nor a bundled model name (bundled: {known})"

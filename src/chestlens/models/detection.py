@@ -50,9 +50,10 @@ from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScale
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from chestlens.errors import ChestlensInputError
-from chestlens.models.pretrained import load_checkpoint
+from chestlens.models.catalog import is_bundle
+from chestlens.models.pretrained import StateDict, load_checkpoint
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD
-from chestlens.models.segmentation import get_encoder, load_encoder_weights
+from chestlens.models.segmentation import get_encoder, load_encoder_weights, trained_encoder
 
 if TYPE_CHECKING:
     from chestlens.models.bundle import BundleSpec
@@ -254,7 +255,9 @@ def create_detector(
         backbone_weights: None (random) or a LOCAL checkpoint of the torchvision classifier
             ``cfg.backbone`` (``.safetensors`` or a ``weights_only`` torch file); its head is dropped and
             every other backbone key must be present. For ``family="timm"``: ``"default"`` (the
-            encoder's offline ImageNet source), an offline source name or a timm-keyed checkpoint.
+            encoder's offline ImageNet source), an offline source name, a timm-keyed checkpoint, or a
+            segmenter bundle (folder or bundled name) with the same encoder, whose trained encoder is
+            reused (transfer from segmentation, e.g. ``"lesions-ct-segmenter"``).
         trainable_layers: backbone stages trained, counted from the top (torchvision's
             ``trainable_backbone_layers``); default 3 with ``backbone_weights``, all without (freezing
             random layers is refused).
@@ -281,10 +284,8 @@ def create_detector(
         raise ChestlensInputError(
             None, "trainable_layers < all freezes randomly initialised layers; pass backbone_weights"
         )
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
     if cfg.family == "timm":
         backbone = _timm_backbone(cfg, in_chans, backbone_weights, frozen_bn, trainable_layers)
-        mean, std = get_encoder(cfg.backbone).mean, get_encoder(cfg.backbone).std
     elif backbone_weights == DEFAULT_WEIGHTS:
         raise ChestlensInputError(
             None, f"no offline ImageNet weights ship for {name}; pass a local backbone checkpoint or None"
@@ -298,8 +299,7 @@ def create_detector(
         else:
             backbone = _mobilenet_extractor(classifier, True, trainable_layers)
     bundle_kwargs = {"min_size": min_size, "max_size": max_size, "frozen_bn": frozen_bn, **kwargs}
-    if in_chans == 1:
-        mean, std = (_avg(mean),), (_avg(std),)
+    mean, std = _normalisation(cfg, in_chans)
     anchors = AnchorGenerator(cfg.anchor_sizes, (ASPECT_RATIOS,) * len(cfg.anchor_sizes))
     levels = cfg.featmap_names
     return MaskRCNNDetector(
@@ -338,7 +338,11 @@ def _timm_backbone(
     encoder = timm.create_model(
         encoder_cfg.timm_name, features_only=True, out_indices=_TIMM_OUT_INDICES, in_chans=in_chans
     )
-    if weights is not None:
+    if weights is not None and is_bundle(weights):
+        load_encoder_weights(
+            encoder, encoder_cfg.timm_name, _segmenter_encoder(cfg, weights, in_chans), in_chans
+        )
+    elif weights is not None:
         source = encoder_cfg.pretrained if weights == DEFAULT_WEIGHTS else weights
         if source is None:
             raise ChestlensInputError(None, f"no offline ImageNet weights ship for {cfg.backbone}")
@@ -349,6 +353,38 @@ def _timm_backbone(
     for key, parameter in encoder.named_parameters():
         parameter.requires_grad_(not key.startswith(frozen))
     return TimmFPNBackbone(encoder)
+
+
+def _segmenter_encoder(cfg: DetectorConfig, bundle: str | Path, in_chans: int) -> StateDict:
+    """The trained encoder of a segmenter bundle, checked to fit ``cfg`` (same encoder, same channels and
+    the same input normalisation as the detector applies)."""
+    trained = trained_encoder(bundle)
+    where = str(bundle)
+    if trained.encoder != cfg.backbone:
+        raise ChestlensInputError(
+            where, f"segmenter encoder is {trained.encoder}; {cfg.name} needs {cfg.backbone}"
+        )
+    if trained.preprocess.in_chans != in_chans:
+        raise ChestlensInputError(
+            where, f"segmenter takes {trained.preprocess.in_chans} channel(s), not {in_chans}"
+        )
+    mean, std = _normalisation(cfg, in_chans)
+    if (tuple(trained.preprocess.mean), tuple(trained.preprocess.std)) != (mean, std):
+        raise ChestlensInputError(
+            where,
+            f"segmenter normalises with mean {trained.preprocess.mean} / std {trained.preprocess.std}; "
+            f"the detector's encoder with {list(mean)} / {list(std)}",
+        )
+    return trained.state_dict
+
+
+def _normalisation(cfg: DetectorConfig, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std ``GeneralizedRCNNTransform`` applies to ``[0, 1]`` input (one value each for grey)."""
+    if cfg.family == "timm":
+        mean, std = get_encoder(cfg.backbone).mean, get_encoder(cfg.backbone).std
+    else:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    return ((_avg(mean),), (_avg(std),)) if in_chans == 1 else (tuple(mean), tuple(std))
 
 
 def _classifier(cfg: DetectorConfig, in_chans: int, norm_layer: type[nn.Module]) -> nn.Module:

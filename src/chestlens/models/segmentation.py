@@ -32,11 +32,11 @@ from timm.models import adapt_input_conv
 from chestlens.data.seg_transforms import BACKGROUND, SegMode
 from chestlens.errors import ChestlensInputError
 from chestlens.models.factory import DEFAULT
-from chestlens.models.pretrained import resolve_weights
+from chestlens.models.pretrained import StateDict, resolve_weights
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_config
 
 if TYPE_CHECKING:
-    from chestlens.models.bundle import BundleSpec
+    from chestlens.models.bundle import BundleSpec, PreprocessSpec
 
 _Config = TypeVar("_Config")
 
@@ -202,15 +202,16 @@ def create_segmenter(
 
 
 def load_encoder_weights(
-    features: torch.nn.Module, timm_name: str, weights: str | Path, in_chans: int
+    features: torch.nn.Module, timm_name: str, weights: str | Path | StateDict, in_chans: int
 ) -> None:
-    """Load a timm-keyed classifier checkpoint into a timm ``features_only`` model (strict on the encoder).
+    """Load a timm-keyed classifier checkpoint (or state dict) into a timm ``features_only`` model (strict
+    on the encoder).
 
     Keys of the classifier that the feature model lacks (its head: e.g. ``conv_head``, ``bn2``,
     ``classifier`` or ``fc``) are dropped; any other missing or extra key is an error. The first
     convolution is adapted to ``in_chans`` with timm's ``adapt_input_conv``.
     """
-    state = dict(resolve_weights(weights))
+    state = dict(weights) if isinstance(weights, dict) else dict(resolve_weights(weights))
     first = f"{timm.models.get_pretrained_cfg_value(timm_name, 'first_conv')}.weight"
     if first in state:
         state[first] = adapt_input_conv(in_chans, state[first])
@@ -222,13 +223,60 @@ def load_encoder_weights(
     extra = sorted(set(state) - classifier_keys)
     if missing or extra:
         raise ChestlensInputError(
-            str(weights),
+            _origin(weights),
             f"not a {timm_name} checkpoint: missing encoder keys {missing[:3]}, unexpected keys {extra[:3]}",
         )
     try:
         features.load_state_dict({k: state[k] for k in own if k in state}, strict=True)
     except RuntimeError as error:
-        raise ChestlensInputError(str(weights), f"encoder weights do not fit {timm_name}: {error}") from error
+        raise ChestlensInputError(
+            _origin(weights), f"encoder weights do not fit {timm_name}: {error}"
+        ) from error
+
+
+def _origin(weights: str | Path | StateDict) -> str | None:
+    return None if isinstance(weights, dict) else str(weights)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainedEncoder:
+    """The encoder of a trained segmenter bundle, reusable to initialise another model (e.g. a detector's
+    backbone) that must then see the same input.
+
+    Attributes:
+        encoder: registry name (:func:`get_encoder`).
+        state_dict: its weights under timm ``features_only`` keys (fp32).
+        preprocess: the bundle's preprocessing (input size, channels, normalisation, CT window).
+        training: the bundle's training summary (its ``config`` says which data and split it saw).
+    """
+
+    encoder: str
+    state_dict: StateDict
+    preprocess: PreprocessSpec
+    training: dict
+
+
+_SMP_TIMM_PREFIX = "encoder.model."  # where smp's ``tu-`` encoders keep the timm model
+
+
+def trained_encoder(bundle: str | Path) -> TrainedEncoder:
+    """The encoder of a segmenter bundle (a folder or a bundled name such as ``"lesions-ct-segmenter"``)."""
+    from chestlens.models.bundle import load_bundle
+
+    loaded = load_bundle(bundle)
+    if loaded.spec.kind != "segmenter":
+        raise ChestlensInputError(loaded.path, f"a {loaded.spec.kind} bundle has no segmentation encoder")
+    state = {
+        key.removeprefix(_SMP_TIMM_PREFIX): value
+        for key, value in loaded.state_dict.items()
+        if key.startswith(_SMP_TIMM_PREFIX)
+    }
+    return TrainedEncoder(
+        encoder=loaded.spec.architecture_kwargs["encoder"],
+        state_dict=state,
+        preprocess=loaded.spec.preprocess,
+        training=loaded.spec.training,
+    )
 
 
 def output_channels(mode: SegMode, labels: list[str]) -> int:

@@ -39,10 +39,12 @@ from chestlens.data.records import Masks
 from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
+from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.detection import DetectionReport, evaluate_detections
 from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
-from chestlens.models.bundle import BundleSpec, PreprocessSpec
+from chestlens.models.bundle import BundleSpec, PreprocessSpec, read_spec
+from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
@@ -64,7 +66,8 @@ class DetectConfig(TrainConfig):
     name: str = "lesions-ct-detector"
     target: str = "lesions-ct"  # a multiclass lesion target of chestlens.data.tasks.SEGMENTATION_TARGETS
     arch: str = "maskrcnn_efficientnet_lite0_fpn"  # chestlens.models.detection.list_detectors()
-    backbone_weights: str | None = "default"  # offline ImageNet (timm encoders), None, or a checkpoint
+    # offline ImageNet ("default", timm encoders), None, a checkpoint, or a segmenter bundle on this split
+    backbone_weights: str | None = "default"
     trainable_layers: int | None = None  # backbone stages trained (default: the detector's)
     input_size: int = Field(352, gt=0, multiple_of=32)
     batch_size: int = Field(4, gt=0)
@@ -72,6 +75,10 @@ class DetectConfig(TrainConfig):
     lr: float = Field(3e-4, gt=0)
     patience: int = Field(6, ge=1)
     min_area_px: int = Field(DEFAULT_MIN_AREA_PX, ge=1)  # smallest instance on the input grid
+    # RoIs sampled per image for the box and mask heads (torchvision: 512) and RPN proposals kept per
+    # image in training (torchvision: 2000); fewer make a CPU step about 2x faster (RoIAlign backward).
+    box_batch_size_per_image: int = Field(512, gt=0)
+    rpn_post_nms_top_n_train: int = Field(2000, gt=0)
     detections_per_image: int = Field(50, gt=0)  # kept per image in evaluation (COCO max_dets too)
     out: str = "runs/lesions-ct-detector"
 
@@ -83,6 +90,31 @@ class DetectConfig(TrainConfig):
             known = [k for k, t in SEGMENTATION_TARGETS.items() if t.mode == "multiclass"]
             raise ValueError(f"detection needs a multiclass lesion target; known: {', '.join(known)}")
         return name
+
+
+#: Training-config keys that fix which slices a run trains on (with the same data they give the same split).
+_SPLIT_KEYS = ("target", "sources", "splits", "split_seed", "split_fractions")
+
+
+def check_backbone_split(cfg: DetectConfig) -> None:
+    """Refuse a backbone taken from a segmenter bundle that was trained on another split.
+
+    A segmenter's encoder has seen its training slices; if the detector's validation or test split held
+    any of them, the detector's AP would be optimistic. Same target, sources, split file, seed and
+    fractions (with the same data) give the same split; anything else is refused.
+    """
+    if cfg.backbone_weights is None or not is_bundle(cfg.backbone_weights):
+        return
+    trained = read_spec(resolve_bundle(cfg.backbone_weights)).training.get("config", {})
+    ours = cfg.model_dump(mode="json")
+    differ = [key for key in _SPLIT_KEYS if trained.get(key) != ours[key]]
+    if differ:
+        shown = ", ".join(f"{key}: {trained.get(key)!r} vs {ours[key]!r}" for key in differ)
+        raise ChestlensInputError(
+            cfg.backbone_weights,
+            f"its encoder was trained on another split ({shown}); its training slices could be in this "
+            "run's validation or test split. Use the segmenter's split settings or another backbone",
+        )
 
 
 def label_map_instances(label_map: np.ndarray, classes: Sequence[str], min_area_px: int) -> list[Instance]:
@@ -269,6 +301,7 @@ def run_detection(
     cfg: DetectConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
 ) -> Path:
     """Train, bundle and test one Mask R-CNN lesion detector; returns the bundle folder."""
+    check_backbone_split(cfg)
     started, out, root = start_run(cfg)
     target, samples = masked_samples(cfg, root)
     table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
@@ -284,6 +317,8 @@ def run_detection(
         backbone_weights=cfg.backbone_weights,
         trainable_layers=cfg.trainable_layers,
         box_detections_per_img=cfg.detections_per_image,
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
     )
     bundle_spec = BundleSpec(
         name=cfg.name,
