@@ -4,7 +4,8 @@ Usage: python ddp_run.py OUT_DIR [--kill-rank R --kill-after N] [--resume]
        python -m torch.distributed.run --standalone --nproc-per-node 2 ddp_run.py OUT_DIR ...
 
 ``--kill-after N`` makes rank ``R`` SIGKILL itself on its N-th training sample (torchrun then stops the
-other process). With ``--resume`` rank 0 first writes ``resumed-from.json`` (the checkpoint's epoch). At
+other process, or restarts both with ``--max-restarts``; a restarted group does not kill itself again).
+With ``--resume``, or after a restart, rank 0 first writes ``resumed-from.json`` (the checkpoint's epoch). At
 the end rank 0 writes ``history.json`` (the epoch records).
 """
 
@@ -53,10 +54,10 @@ def main() -> None:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     with distributed.session("cpu") as where:
-        if where.is_main and args.resume:
+        if where.is_main and (args.resume or distributed.restarted()):
             saved = load_checkpoint_state(args.out)
             (args.out / "resumed-from.json").write_text(json.dumps(saved["epoch"] if saved else 0))
-        if args.kill_after and where.rank == args.kill_rank:
+        if args.kill_after and where.rank == args.kill_rank and not distributed.restarted():
             kill_on_fetch(args.kill_after)
         torch.manual_seed(0)
         # Frozen BatchNorm: on CPU each process would normalise its own slice of the batch (no

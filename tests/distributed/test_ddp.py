@@ -4,6 +4,7 @@ the same global batch and seed, and a worker killed mid-epoch that torchrun rest
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,9 @@ def test_nproc_per_node_restarts_the_command_under_torchrun(monkeypatch, tmp_pat
 
     seen = {}
 
-    def fake_run(argv, check):
+    def fake_run(argv, check, env):
         seen["argv"] = argv
+        assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"  # restarts need a fresh store
         return subprocess.CompletedProcess(argv, 0)
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
@@ -53,14 +55,25 @@ def test_nproc_per_node_restarts_the_command_under_torchrun(monkeypatch, tmp_pat
     command = ["train", "classify", "--set", f"out={tmp_path}", "--resume", "--quiet"]
     assert argv[5:] == ["-m", "chestlens.cli", *command]
 
+    result = CliRunner().invoke(app, [*args, "--max-restarts", "3"])
+    assert result.exit_code == 0, result.output
+    assert seen["argv"][1:6] == [*launcher, "--max-restarts=3"]
+    assert seen["argv"][6:] == ["-m", "chestlens.cli", *command]  # the workers get no launcher options
+
+    result = CliRunner().invoke(app, ["train", "segment", "--max-restarts", "1"])
+    assert result.exit_code == 2
+    assert "--nproc-per-node" in result.output
+
 
 def _run(out: Path, *launcher: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     command = [sys.executable, *launcher, str(SCRIPT), str(out), *extra]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}  # as --nproc-per-node sets it
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_and_a_killed_worker_resumes(tmp_path):
+    """Resumed by hand (``--resume``) and by torchrun's elastic restart (``--max-restarts``)."""
     one = _run(tmp_path / "one")
     assert one.returncode == 0, one.stderr[-3000:]
     torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2")
@@ -72,9 +85,17 @@ def test_two_gloo_processes_match_one_and_a_killed_worker_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "resumed-from.json").read_text()) == 1  # rank 0's checkpoint
 
+    # torchrun --max-restarts: the same kill, and the restarted group resumes by itself and finishes
+    elastic = (*torchrun[:-1], "--max-restarts=1", torchrun[-1])
+    restarted = _run(tmp_path / "elastic", *elastic, extra=("--kill-rank", "1", "--kill-after", "40"))
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert json.loads((tmp_path / "elastic" / "resumed-from.json").read_text()) == 1
+
     # the loss curve of 2 processes x 8 samples equals that of 1 process x 16 (float summation order)
-    curves = [json.loads((tmp_path / run / "history.json").read_text()) for run in ("one", "two")]
-    assert [h["epoch"] for h in curves[1]] == [1, 2]
-    for single, double in zip(*curves, strict=True):
-        for key in ("train_loss", "val_loss"):
-            assert double[key] == pytest.approx(single[key], rel=1e-2), key
+    runs = ("one", "two", "elastic")
+    curves = [json.loads((tmp_path / run / "history.json").read_text()) for run in runs]
+    for curve in curves[1:]:
+        assert [h["epoch"] for h in curve] == [1, 2]
+        for single, double in zip(curves[0], curve, strict=True):
+            for key in ("train_loss", "val_loss"):
+                assert double[key] == pytest.approx(single[key], rel=1e-2), key

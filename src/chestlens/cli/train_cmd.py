@@ -32,22 +32,36 @@ Processes = Annotated[
     ),
 ]
 
+MaxRestarts = Annotated[
+    int,
+    typer.Option(
+        "--max-restarts",
+        min=0,
+        help="With --nproc-per-node: when a worker dies, restart the group up to N times (torchrun's "
+        "elastic restarts); each restart resumes from the last checkpoint.",
+    ),
+]
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")
 
 
-def _torchrun(command: str, args: list[str], nproc: int) -> None:
-    """Run ``chestlens train COMMAND ARGS`` on ``nproc`` local processes under torchrun, then exit
-    with its status."""
+def _torchrun(command: str, args: list[str], nproc: int, max_restarts: int) -> None:
+    """Run ``chestlens train COMMAND ARGS`` on ``nproc`` local processes under torchrun (restarting the
+    group up to ``max_restarts`` times after a failure), then exit with its status."""
+    import os
     import subprocess
     import sys
 
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     launcher.append(f"--nproc-per-node={nproc}")
+    launcher += [f"--max-restarts={max_restarts}"] * (max_restarts > 0)
     argv = [*launcher, "-m", "chestlens.cli", "train", command, *args]
     typer.echo(f"torchrun: {' '.join(argv[1:])}", err=True)
-    raise typer.Exit(subprocess.run(argv, check=False).returncode)
+    # a restarted group must not share the dead group's rendezvous store (pytorch/pytorch#135712)
+    env = {**os.environ, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    raise typer.Exit(subprocess.run(argv, check=False, env=env).returncode)
 
 
 def _train(
@@ -59,13 +73,15 @@ def _train(
     resume: bool,
     quiet: bool,
     nproc: int = 1,
+    max_restarts: int = 0,
 ) -> BundleSpec | None:
     """Load the config as ``schema``, run ``run(cfg, resume=, progress=, reproduce=)``, print the bundle
     folder and return its spec.
 
     With ``nproc > 1`` (and not already under torchrun) the command re-starts itself under torchrun on
-    ``nproc`` processes. Under torchrun every process trains; rank 0 alone writes, prints and returns
-    the spec, the others return None.
+    ``nproc`` processes (``max_restarts``: torchrun's elastic restarts, each resuming from the checkpoint).
+    Under torchrun every process trains; rank 0 alone writes, prints and returns the spec, the others
+    return None.
     """
     from chestlens.models.bundle import read_spec
     from chestlens.train import distributed
@@ -73,8 +89,10 @@ def _train(
 
     cfg = load_config(schema, config, overrides)
     args = (["--config", str(config)] if config else []) + [a for i in overrides or [] for a in ("--set", i)]
+    if max_restarts and nproc == 1:
+        raise typer.BadParameter("--max-restarts needs --nproc-per-node > 1", param_hint="--max-restarts")
     if nproc > 1 and not distributed.launched_by_torchrun():
-        _torchrun(command, args + ["--resume"] * resume + ["--quiet"] * quiet, nproc)
+        _torchrun(command, args + ["--resume"] * resume + ["--quiet"] * quiet, nproc, max_restarts)
     reproduce = " ".join([f"chestlens train {command}", *args])
     with distributed.session(cfg.device) as where:
         level = logging.INFO if where.is_main else logging.WARNING
@@ -93,6 +111,7 @@ def classify(
     resume: Resume = False,
     quiet: Quiet = False,
     nproc: Processes = 1,
+    max_restarts: MaxRestarts = 0,
 ) -> None:
     """Train a classifier on a patient-level split; writes OUT/bundle, OUT/test-report and curves."""
     from chestlens import RESEARCH_USE_DISCLAIMER
@@ -100,7 +119,9 @@ def classify(
     from chestlens.train.classify import run_classification
     from chestlens.train.config import ClassifyConfig
 
-    spec = _train("classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc)
+    spec = _train(
+        "classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc, max_restarts
+    )
     if spec is None:
         return
     for split in ("validation", "test"):
@@ -117,6 +138,7 @@ def segment(
     resume: Resume = False,
     quiet: Quiet = False,
     nproc: Processes = 1,
+    max_restarts: MaxRestarts = 0,
 ) -> None:
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
     patient-level split; writes OUT/bundle, OUT/test-report and curves."""
@@ -125,7 +147,9 @@ def segment(
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
 
-    spec = _train("segment", SegmentConfig, run_segmentation, config, overrides, resume, quiet, nproc)
+    spec = _train(
+        "segment", SegmentConfig, run_segmentation, config, overrides, resume, quiet, nproc, max_restarts
+    )
     if spec is None:
         return
     for split in ("validation", "test"):

@@ -286,6 +286,11 @@ def create_detector(
         )
     if cfg.family == "timm":
         backbone = _timm_backbone(cfg, in_chans, backbone_weights, frozen_bn, trainable_layers)
+    elif pretrained and is_bundle(backbone_weights):
+        raise ChestlensInputError(
+            str(backbone_weights),
+            f"{name} takes a classifier checkpoint; segmenter encoders fit timm detectors",
+        )
     elif backbone_weights == DEFAULT_WEIGHTS:
         raise ChestlensInputError(
             None, f"no offline ImageNet weights ship for {name}; pass a local backbone checkpoint or None"

@@ -46,6 +46,7 @@ from chestlens.pipeline.measure import (
     slice_lesion_scores,
     volume_ml,
 )
+from chestlens.pipeline.readahead import read_ahead
 from chestlens.pipeline.schema import (
     Classification,
     Decision,
@@ -336,9 +337,11 @@ class Screener:
 
         Unreadable inputs come back as :class:`FailedInput` (reported and skipped, never fatal).
         """
-        with ThreadPoolExecutor(max(1, self.read_workers)) as pool:
+        workers = max(1, self.read_workers)
+        with ThreadPoolExecutor(workers) as pool:
             pending: list[_Case | FailedInput] = []
-            for decoded in pool.map(read_timed, sources):
+            # two batches decoded ahead keep the models busy; a bounded read-ahead keeps memory flat
+            for decoded in read_ahead(pool, read_timed, sources, ahead=2 * batch_size + workers):
                 pending.append(decoded)
                 if len(pending) == batch_size:
                     yield from self._screen_pending(pending)
