@@ -129,11 +129,18 @@ def _scaling(section: dict[str, Any]) -> list[str]:
         for p in section["points"]
     ]
     header = ["images", "seconds", "images/s", "ms per image", "RSS before, MB", "peak RSS, MB"]
+    cores = f", {section['cpu_cores']} CPU core(s)" if "cpu_cores" in section else ""
     title = (
         f"**Scaling** (full screener with Grad-CAM, batch {section['batch_size']}, "
-        f"{section['distinct_images']} shared radiographs repeated):"
+        f"{section['distinct_images']} shared radiographs repeated{cores}):"
     )
-    return [title, "", *_table(header, rows)]
+    first, last = section["points"][0], section["points"][-1]
+    growth = (
+        f"From {first['images']:,} to {last['images']:,} images, seconds per image change by "
+        f"{100 * (last['ms_per_image'] / first['ms_per_image'] - 1):+.1f}% and peak RSS by "
+        f"{100 * (last['peak_rss_mb'] / first['peak_rss_mb'] - 1):+.1f}%."
+    )
+    return [title, "", *_table(header, rows), "", growth]
 
 
 def _flat(prefix: str, value: Any) -> list[tuple[str, Any]]:

@@ -13,12 +13,14 @@ memory and constant seconds per image mean the pipeline streams: nothing grows w
 from __future__ import annotations
 
 import itertools
+import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+import torch
 from common import json_main, shared_radiographs
 
 from chestlens.pipeline.batch import ResultLog, record
@@ -80,7 +82,13 @@ def run(counts: list[int], batch_size: int = 8) -> dict[str, object]:
     screener = Screener(device="cpu")
     screen_count(screener, files, batch_size, batch_size)  # warm-up: first-call allocations
     points = [screen_count(screener, files, n, batch_size) for n in counts]
-    return {"distinct_images": len(files), "batch_size": batch_size, "points": points}
+    return {
+        "distinct_images": len(files),
+        "batch_size": batch_size,
+        "cpu_cores": len(os.sched_getaffinity(0)),  # the cores this process may run on (taskset)
+        "torch_threads": torch.get_num_threads(),
+        "points": points,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
