@@ -181,6 +181,8 @@ def render(report: dict[str, Any]) -> str:
         section = report.get(key)
         lines.append("")
         problem = _problem(section)
+        if section and "reused_from" in section:
+            lines += [f"_{title}: measured in an earlier run, {section['reused_from']}._", ""]
         if problem is not None:
             lines.append(f"**{title}**: {problem}.")
         elif key == "batch":

@@ -108,6 +108,15 @@ def _guarded(name: str, section: Callable[[], dict[str, Any]]) -> dict[str, Any]
         return {"error": f"{type(error).__name__}: {error}"}
 
 
+def _origin(path: Path, previous: dict[str, Any]) -> str:
+    """Where a reused section was measured: the report file, its date, threads and load average."""
+    host = previous["machine"]
+    return (
+        f"{path} ({previous['date']}; {host['torch_threads']} threads, "
+        f"load average at start {host['load_average_1min']:.2f})"
+    )
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     skip = set(filter(None, args.skip.split(",")))
     counts = [int(c) for c in (args.scaling or ("16,32" if args.quick else "100,1000,10000")).split(",")]
@@ -130,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if name not in skip:
             report[name] = _guarded(name, section)
         elif name in previous:
-            report[name] = {**previous[name], "reused_from": f"{args.reuse} ({previous['date']})"}
+            report[name] = {**previous[name], "reused_from": _origin(args.reuse, previous)}
         else:
             report[name] = {"status": "skipped (--skip)"}
     batch = report["batch"]

@@ -50,3 +50,23 @@ def test_a_missing_script_is_reported_as_not_available(run_all):
     assert run_all.optional("no_such_bench", quick=True) == {
         "status": "not available (bench/no_such_bench.py is not in this checkout)"
     }
+
+
+@pytest.mark.slow
+def test_detector_overfit_check_reports_losses_and_ap(shared_data, tmp_path):
+    """``bench/detector_overfit.py`` on one real training slice for two steps: the report's fields, no
+    claim about learning (that needs the full default run)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        overfit = importlib.import_module("detector_overfit")
+    finally:
+        sys.path.remove(str(BENCH))
+    config = BENCH.parent / "configs" / "lesions_ct_maskrcnn_efficientnet_lite0.yaml"
+    report = overfit.main(
+        ["--config", str(config), "--slices", "1", "--steps", "2", "--json", str(tmp_path / "o.json")]
+    )
+    assert report["slices"] == 1 and [row["step"] for row in report["curve"]] == [2]
+    assert set(report["curve"][0]) >= {"loss", "loss_classifier", "loss_mask", "loss_objectness"}
+    assert report["seconds_per_step"] > 0
+    assert 0.0 <= report["mask_ap50_on_these_slices"] <= 1.0
+    assert json.loads((tmp_path / "o.json").read_text())["steps"] == 2
