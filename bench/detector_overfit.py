@@ -23,9 +23,15 @@ from common import json_main
 from chestlens.data.instances import detection_target
 from chestlens.data.tensors import LabelledImages
 from chestlens.models.bundle import PreprocessSpec
-from chestlens.models.detection import BACKGROUND, create_detector
+from chestlens.models.detection import BACKGROUND
 from chestlens.train.config import load_config
-from chestlens.train.detect import DetectConfig, PackedDetector, detection_report, label_map_instances
+from chestlens.train.detect import (
+    DetectConfig,
+    PackedDetector,
+    configured_detector,
+    detection_report,
+    label_map_instances,
+)
 from chestlens.train.run import split_table, start_run
 from chestlens.train.segment import decoded_splits, masked_samples
 
@@ -49,18 +55,7 @@ def run(config: Path, slices: int, steps: int, lr: float) -> dict[str, object]:
     cfg = load_config(DetectConfig, config, [])
     torch.manual_seed(cfg.seed)
     data, classes = first_training_slices(cfg, slices)
-    detector = create_detector(
-        cfg.arch,
-        len(classes) + 1,
-        in_chans=1,
-        min_size=cfg.input_size,
-        max_size=cfg.input_size,
-        backbone_weights=cfg.backbone_weights,
-        trainable_layers=cfg.trainable_layers,
-        box_detections_per_img=cfg.detections_per_image,
-        box_batch_size_per_image=cfg.box_batch_size_per_image,
-        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
-    )
+    detector = configured_detector(cfg, len(classes))
     model = PackedDetector(detector, classes, cfg.min_area_px).train()
     packed = torch.cat([data.images, data.targets[:, None].float()], dim=1)
     targets = [

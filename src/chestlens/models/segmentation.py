@@ -247,13 +247,11 @@ class TrainedEncoder:
         encoder: registry name (:func:`get_encoder`).
         state_dict: its weights under timm ``features_only`` keys (fp32).
         preprocess: the bundle's preprocessing (input size, channels, normalisation, CT window).
-        training: the bundle's training summary (its ``config`` says which data and split it saw).
     """
 
     encoder: str
     state_dict: StateDict
     preprocess: PreprocessSpec
-    training: dict
 
 
 _SMP_TIMM_PREFIX = "encoder.model."  # where smp's ``tu-`` encoders keep the timm model
@@ -275,7 +273,6 @@ def trained_encoder(bundle: str | Path) -> TrainedEncoder:
         encoder=loaded.spec.architecture_kwargs["encoder"],
         state_dict=state,
         preprocess=loaded.spec.preprocess,
-        training=loaded.spec.training,
     )
 
 

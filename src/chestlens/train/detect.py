@@ -297,6 +297,23 @@ def _fp16_check(
     }
 
 
+def configured_detector(cfg: DetectConfig, n_classes: int) -> MaskRCNNDetector:
+    """The detector ``cfg`` trains (``n_classes`` lesion classes plus background; grey input, the
+    internal resize at ``input_size``), its backbone initialised as ``cfg`` says."""
+    return create_detector(
+        cfg.arch,
+        n_classes + 1,
+        in_chans=1,
+        min_size=cfg.input_size,
+        max_size=cfg.input_size,
+        backbone_weights=cfg.backbone_weights,
+        trainable_layers=cfg.trainable_layers,
+        box_detections_per_img=cfg.detections_per_image,
+        box_batch_size_per_image=cfg.box_batch_size_per_image,
+        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
+    )
+
+
 def run_detection(
     cfg: DetectConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
 ) -> Path:
@@ -308,18 +325,7 @@ def run_detection(
     spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
     data = decoded_splits(cfg, out, table, samples, target.name, spec)
     classes = [label for label in target.labels if label != BACKGROUND]
-    detector = create_detector(
-        cfg.arch,
-        len(classes) + 1,
-        in_chans=1,
-        min_size=cfg.input_size,
-        max_size=cfg.input_size,
-        backbone_weights=cfg.backbone_weights,
-        trainable_layers=cfg.trainable_layers,
-        box_detections_per_img=cfg.detections_per_image,
-        box_batch_size_per_image=cfg.box_batch_size_per_image,
-        rpn_post_nms_top_n_train=cfg.rpn_post_nms_top_n_train,
-    )
+    detector = configured_detector(cfg, len(classes))
     bundle_spec = BundleSpec(
         name=cfg.name,
         version=cfg.version,
