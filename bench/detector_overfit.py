@@ -20,17 +20,16 @@ from pathlib import Path
 import torch
 from common import json_main
 
-from chestlens.data.instances import detection_target
 from chestlens.data.tensors import LabelledImages
-from chestlens.models.bundle import PreprocessSpec
-from chestlens.models.detection import BACKGROUND
 from chestlens.train.config import load_config
 from chestlens.train.detect import (
     DetectConfig,
     PackedDetector,
     configured_detector,
+    detection_preprocess,
     detection_report,
-    label_map_instances,
+    instance_classes,
+    label_map_target,
 )
 from chestlens.train.run import split_table, start_run
 from chestlens.train.segment import decoded_splits, masked_samples
@@ -43,12 +42,11 @@ def first_training_slices(cfg: DetectConfig, n: int) -> tuple[LabelledImages, li
         _, out, root = start_run(cfg)
         target, samples = masked_samples(cfg, root)
         table = split_table(cfg, target.name, root, samples, out)
-        spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
-        train = decoded_splits(cfg, out, table, samples, target.name, spec)["train"]
+        train = decoded_splits(cfg, out, table, samples, target.name, detection_preprocess(cfg))["train"]
     subset = LabelledImages(
         train.images[:n], train.targets[:n], train.patient_ids[:n], train.sources[:n], train.uids[:n]
     )
-    return subset, [label for label in target.labels if label != BACKGROUND]
+    return subset, instance_classes(target.labels)
 
 
 def run(config: Path, slices: int, steps: int, lr: float) -> dict[str, object]:
@@ -58,10 +56,7 @@ def run(config: Path, slices: int, steps: int, lr: float) -> dict[str, object]:
     detector = configured_detector(cfg, len(classes))
     model = PackedDetector(detector, classes, cfg.min_area_px).train()
     packed = torch.cat([data.images, data.targets[:, None].float()], dim=1)
-    targets = [
-        detection_target(label_map_instances(t.numpy(), classes, cfg.min_area_px), classes, shape=t.shape)
-        for t in data.targets
-    ]
+    targets = [label_map_target(t.numpy(), classes, cfg.min_area_px) for t in data.targets]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr, weight_decay=1e-4)
     curve, started = [], time.perf_counter()
     for step in range(1, steps + 1):

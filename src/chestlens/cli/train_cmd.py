@@ -56,7 +56,8 @@ def _torchrun(command: str, args: list[str], nproc: int, max_restarts: int) -> N
 
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     launcher.append(f"--nproc-per-node={nproc}")
-    launcher += [f"--max-restarts={max_restarts}"] * (max_restarts > 0)
+    if max_restarts:
+        launcher.append(f"--max-restarts={max_restarts}")
     argv = [*launcher, "-m", "chestlens.cli", "train", command, *args]
     typer.echo(f"torchrun: {' '.join(argv[1:])}", err=True)
     # a restarted group must not share the dead group's rendezvous store (pytorch/pytorch#135712)

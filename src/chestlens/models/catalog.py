@@ -17,22 +17,27 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / BUNDLE_JSON).is_file())
 
 
+def _bundle_folder(name_or_path: str | Path) -> Path | None:
+    """The bundle folder at a path, or of a bundled model's name; None when neither exists."""
+    path = Path(name_or_path).expanduser()
+    if (path / BUNDLE_JSON).is_file():
+        return path
+    name = str(name_or_path)
+    if "/" not in name and (BUNDLED_DIR / name / BUNDLE_JSON).is_file():
+        return BUNDLED_DIR / name
+    return None
+
+
 def is_bundle(name_or_path: str | Path) -> bool:
     """True for a bundle folder or the name of a bundled model (what :func:`resolve_bundle` accepts)."""
-    path = Path(name_or_path).expanduser()
-    name = str(name_or_path)
-    return (path / BUNDLE_JSON).is_file() or (
-        "/" not in name and (BUNDLED_DIR / name / BUNDLE_JSON).is_file()
-    )
+    return _bundle_folder(name_or_path) is not None
 
 
 def resolve_bundle(name_or_path: str | Path) -> Path:
     """A bundle folder from a path, or from the name of a bundled model (e.g. ``"xray3-screener"``)."""
-    path = Path(name_or_path).expanduser()
-    if (path / BUNDLE_JSON).is_file():
-        return path
-    if is_bundle(name_or_path):
-        return BUNDLED_DIR / str(name_or_path)
+    folder = _bundle_folder(name_or_path)
+    if folder is not None:
+        return folder
     known = ", ".join(bundled_names()) or "none"
     raise ChestlensInputError(
         name_or_path, f"not a bundle folder nor a bundled model name (bundled: {known})"

@@ -127,6 +127,26 @@ def label_map_instances(label_map: np.ndarray, classes: Sequence[str], min_area_
     return instances_from_masks(masks, classes, min_area_px=min_area_px)
 
 
+def label_map_target(
+    label_map: np.ndarray, classes: Sequence[str], min_area_px: int
+) -> dict[str, torch.Tensor]:
+    """Mask R-CNN's training target (boxes, labels, masks) for a ``(S, S)`` label map: its instances
+    (:func:`label_map_instances`) in :func:`chestlens.data.instances.detection_target` form."""
+    instances = label_map_instances(label_map, classes, min_area_px)
+    return detection_target(instances, classes, shape=label_map.shape)
+
+
+def detection_preprocess(cfg: DetectConfig) -> PreprocessSpec:
+    """The detector bundle's preprocessing: grey ``[0, 1]`` at ``input_size``, no normalisation (the
+    detector normalises inside, see the module docstring)."""
+    return PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
+
+
+def instance_classes(labels: Sequence[str]) -> list[str]:
+    """The instance classes of a multiclass target's labels (all but background)."""
+    return [label for label in labels if label != BACKGROUND]
+
+
 class PackedDetector(nn.Module):
     """The detector as the shared engine trains it.
 
@@ -147,11 +167,7 @@ class PackedDetector(nn.Module):
         targets = [
             {
                 key: value.to(packed.device)
-                for key, value in detection_target(
-                    label_map_instances(label_map, self.classes, self.min_area_px),
-                    self.classes,
-                    shape=label_map.shape,
-                ).items()
+                for key, value in label_map_target(label_map, self.classes, self.min_area_px).items()
             }
             for label_map in label_maps
         ]
@@ -322,9 +338,9 @@ def run_detection(
     started, out, root = start_run(cfg)
     target, samples = masked_samples(cfg, root)
     table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
-    spec = PreprocessSpec(input_size=cfg.input_size, in_chans=1, mean=[0.0], std=[1.0])
+    spec = detection_preprocess(cfg)
     data = decoded_splits(cfg, out, table, samples, target.name, spec)
-    classes = [label for label in target.labels if label != BACKGROUND]
+    classes = instance_classes(target.labels)
     detector = configured_detector(cfg, len(classes))
     bundle_spec = BundleSpec(
         name=cfg.name,
