@@ -199,3 +199,4 @@ def test_real_sources_lists_the_layouts(shared_data: Path) -> None:
     listed = json.loads(_run("sources", "--root", str(shared_data), "--json"))["sources"]
     found = {s["name"] for s in listed if s["found"]}
     assert {"ieee8023", "kermany", "nih", "hannover", "v7_lungs", "generalblockchain"} <= found
+    assert {"radiopaedia", "actualmed", "figure1"} <= found

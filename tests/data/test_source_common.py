@@ -8,19 +8,34 @@ from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.linking import link_samples
 from chestlens.data.registry import find_sources
 from chestlens.data.sources import (
+    actualmed,
     covid_ct_md,
+    figure1,
     generalblockchain,
     hannover,
     ieee8023,
     infnet,
     kermany,
     nih,
+    radiopaedia,
     read_table,
     v7_lungs,
 )
 from chestlens.errors import ChestlensInputError
 
-MODULES = (ieee8023, hannover, kermany, nih, v7_lungs, generalblockchain, infnet, covid_ct_md)
+MODULES = (
+    ieee8023,
+    hannover,
+    kermany,
+    nih,
+    radiopaedia,
+    actualmed,
+    figure1,
+    v7_lungs,
+    generalblockchain,
+    infnet,
+    covid_ct_md,
+)
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.SOURCE)
@@ -85,7 +100,7 @@ def test_registry_finds_every_source(shared_data):
     found = {adapter.name: folder.name for adapter, folder in find_sources(shared_data)}
     assert {m.SOURCE: found.get(m.SOURCE) for m in MODULES} == {m.SOURCE: m.FOLDER for m in MODULES}
     samples = [s for m in MODULES for s in m.load(shared_data / m.FOLDER)]
-    assert len({s.uid for s in samples}) == len(samples) == 1945
+    assert len({s.uid for s in samples}) == len(samples) == 2092  # 146 of radiopaedia, actualmed, figure1
     assert all(isinstance(v, str) for s in samples for v in s.extra.values())
     assert all(
         s.uid.startswith(f"{s.source}/") and s.patient_id.split(":")[0] in ("ieee8023", s.source)

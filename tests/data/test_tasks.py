@@ -12,13 +12,16 @@ from chestlens.data import tasks
 from chestlens.data.records import Masks, Sample
 from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.sources import (
+    actualmed,
     covid_ct_md,
+    figure1,
     generalblockchain,
     hannover,
     ieee8023,
     infnet,
     kermany,
     nih,
+    radiopaedia,
     v7_lungs,
 )
 from chestlens.errors import ChestlensInputError
@@ -45,6 +48,15 @@ def _sample(source: str, *findings: str, modality: str = "xray", **extra: str) -
         (_sample("hannover", "COVID-19", ieee8023_finding="No Finding"), None),
         (_sample("kermany", "PNEUMONIA", "virus"), "pneumonia"),
         (_sample("kermany", "NORMAL"), "normal"),
+        (_sample("kermany"), None),
+        (_sample("radiopaedia", "Varicella"), "pneumonia"),
+        (_sample("radiopaedia", "Lipoid"), None),
+        (_sample("actualmed", "No finding"), "normal"),
+        (_sample("actualmed", "COVID-19"), "COVID-19"),
+        (_sample("actualmed"), None),  # blank finding: "Inconclusive", not negative
+        (_sample("figure1", "Pneumonia"), "pneumonia"),
+        (_sample("figure1", "No finding"), "normal"),
+        (_sample("figure1"), None),  # blank finding: unlabelled
         (_sample("nih", "Effusion", "Pneumonia"), "pneumonia"),
         (_sample("nih", "No Finding"), "normal"),
         (_sample("nih", "Effusion"), None),
@@ -139,12 +151,27 @@ def test_target_label_maps():
         tasks.target_label_map("pneumothorax", Masks({"ggo": ggo}))
 
 
-MODULES = (ieee8023, hannover, kermany, nih, v7_lungs, generalblockchain, infnet, covid_ct_md)
+MODULES = (
+    ieee8023,
+    hannover,
+    kermany,
+    nih,
+    radiopaedia,
+    actualmed,
+    figure1,
+    v7_lungs,
+    generalblockchain,
+    infnet,
+    covid_ct_md,
+)
 EXPECTED = {  # xray3 (ct3 for CT sources) class counts on the shared data
     "ieee8023": {"COVID-19": 105, "pneumonia": 65, "normal": 3},  # Lipoid 5 + ARDS 4 left out
     "hannover": {"COVID-19": 193, "pneumonia": 0, "normal": 0},  # 3 ieee8023 "No Finding" left out
     "kermany": {"COVID-19": 0, "pneumonia": 578, "normal": 328},
     "nih": {"COVID-19": 0, "pneumonia": 177, "normal": 202},
+    "radiopaedia": {"COVID-19": 20, "pneumonia": 36, "normal": 1},  # Lipoid 2 left out
+    "actualmed": {"COVID-19": 18, "pneumonia": 0, "normal": 14},  # 8 blank (Inconclusive) left out
+    "figure1": {"COVID-19": 29, "pneumonia": 2, "normal": 3},  # 13 blank left out
     "v7_lungs": {"COVID-19": 162, "pneumonia": 0, "normal": 0},
     "generalblockchain": {"COVID-19": 18, "pneumonia": 14, "normal": 0},  # ARDS 4 left out
     "infnet": {"COVID-19": 83, "CAP": 0, "normal": 0},

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from chestlens.data.check import CheckReport
     from chestlens.data.hashing import HashResult
+    from chestlens.data.summary import SourceContrast
 
 ROWS_SHOWN = 30  # longest list printed in human output; --json has everything
 
@@ -164,10 +165,13 @@ def summary(
 ) -> None:
     """Counts per source x class (x split) and the confounders per class: age band, sex, view, source.
 
-    With --splits, labels and splits come from the CSV (and its task from the sidecar).
+    With --splits, labels and splits come from the CSV (and its task from the sidecar). For a
+    classification task it also lists, per source, the classes it holds (within-source contrasts,
+    per view), counted over every loaded sample.
     """
     from chestlens.data.splits import load_splits
-    from chestlens.data.summary import summarize
+    from chestlens.data.summary import source_contrasts, summarize
+    from chestlens.data.tasks import TASKS
 
     samples = _load(_root(root), names)
     if splits is not None:
@@ -176,8 +180,16 @@ def summary(
         result = summarize(samples, table=table)
     else:
         result = summarize(samples, _label_fn(task))
+    contrasts = source_contrasts(samples, task) if task in TASKS else []
     if as_json:
-        _echo_json({"task": task, "splits": str(splits) if splits else None, **result.to_dict()})
+        _echo_json(
+            {
+                "task": task,
+                "splits": str(splits) if splits else None,
+                **result.to_dict(),
+                "source_contrasts": [c.to_dict() for c in contrasts],
+            }
+        )
         return
     counts = result.counts
     table = Table(title=f"Samples per source x class{' x split' if splits else ''} (task {task})")
@@ -195,8 +207,45 @@ def summary(
         _out.print(f"Left out (no {task} label): {left_out}")
     for name, frame in result.confounders.items():
         _out.print(_share_table(f"{name.replace('_', ' ')} per class x split", frame))
+    if contrasts:
+        _out.print(_contrast_table(task, contrasts))
+        _out.print(_view_table(task, contrasts))
     for warning in result.warnings:
         _out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _contrast_table(task: str, contrasts: Sequence[SourceContrast]) -> Table:
+    """Per source: images / patients per class, and whether two or more classes coexist."""
+    classes = list(contrasts[0].images)
+    table = Table(title=f"Same-source contrasts: classes per source (task {task}; images / patients)")
+    table.add_column("source")
+    for label in classes:
+        table.add_column(label, justify="right")
+    for column in ("left out", "patient namespace", "contrast"):
+        table.add_column(column, justify="right" if column == "left out" else "left")
+    for c in contrasts:
+        table.add_row(
+            c.source,
+            *(f"{c.images[label]} / {c.patients[label]}" if c.images[label] else "-" for label in classes),
+            str(c.excluded),
+            " ".join(c.patient_namespaces),
+            "[green]within-source[/green]" if c.within_source else "-",
+        )
+    return table
+
+
+def _view_table(task: str, contrasts: Sequence[SourceContrast]) -> Table:
+    """Images per source x view x class, for the sources whose images have views."""
+    classes = list(contrasts[0].images)
+    table = Table(title=f"Classes per source x view (task {task}; images)")
+    for column in ("source", "view", *classes, "2+ classes"):
+        table.add_column(column, justify="right" if column in classes else "left")
+    for c in (c for c in contrasts if c.views):
+        for view, row in c.views.items():
+            counts = (str(row[label]) if row[label] else "-" for label in classes)
+            table.add_row(c.source, view, *counts, "yes" if view in c.contrast_views else "-")
+        table.add_section()
+    return table
 
 
 def _share_table(title: str, frame: pd.DataFrame) -> Table:

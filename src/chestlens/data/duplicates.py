@@ -9,7 +9,8 @@ pixels ``read_image`` returns):
 
 * Copies of one picture (ieee8023 / V7 / GeneralBlockchain copies, ieee8023 patients 97/178, Kermany
   person1430 3695/3696; 131 pairs): phash 0-6 bits, dhash 0-5 bits. Inf-Net's documented
-  near-duplicate slices 10/43: phash 10, dhash 8.
+  near-duplicate slices 10/43: phash 10, dhash 8. Added later: Figure 1 COVID-00033/COVID-00037
+  (one picture re-encoded under two patient ids): phash 0, dhash 3.
 * Unrelated chest X-rays (1.73 M pairs): phash >= 42 (0.01th percentile 68, median 120), dhash >= 17,
   and no pair within 40 phash bits and 32 dhash bits at once. Different X-rays of one patient:
   phash >= 48.

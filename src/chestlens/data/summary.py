@@ -12,18 +12,25 @@ plain words, from these rules (thresholds below):
   "class 'COVID-19': 0% of samples have age band <18 (vs 70% in the other classes)";
 * a source whose samples of one class are all children (every known age under 18);
 * with a split table, a source x class present in the data but absent from a split.
+
+:func:`source_contrasts` answers the other side of the question: which sources hold two or more
+classes of a task (a *within-source contrast*, where a model cannot win by recognising the source),
+and, per view, whether the classes still meet there (Actualmed: COVID-19 mostly AP, negatives mostly
+PA). ``chestlens data summary`` prints it; a model card can reuse it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from chestlens.data.records import Sample
+from chestlens.data.sources import patient_namespace
 from chestlens.data.splits import SPLITS, LabelFn, SplitTable
+from chestlens.data.tasks import Task, get_task
 
 AGE_BANDS = ("<18", "18-39", "40-64", "65+", "unknown")
 CONFOUNDERS = ("age_band", "sex", "view", "source")
@@ -213,3 +220,103 @@ def _split_warnings(frame: pd.DataFrame, splits: list[str]) -> list[str]:
         if missing:
             out.append(f"{source}/{label} ({n} samples) has none in {', '.join(missing)}")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContrast:
+    """The classes of one task that one source holds, overall and per view.
+
+    Attributes:
+        source: ``Sample.source``.
+        images: class -> labelled images (every class of the task, in task order; 0 where absent).
+        patients: class -> distinct ``patient_id`` values among those images.
+        views: view -> class -> images (classes in task order, 0 where absent), views sorted, ``unknown``
+            for images without one; empty when no image of the source has a view.
+        patient_namespaces: :func:`~chestlens.data.sources.patient_namespace` of the labelled images'
+            patient ids, sorted; a source that shares another dataset's patients shows its namespace
+            (radiopaedia: ``ieee8023``), and equal ids across such sources are one patient.
+        excluded: images of the source that the task leaves out (no label, other modality).
+    """
+
+    source: str
+    images: Mapping[str, int]
+    patients: Mapping[str, int]
+    views: Mapping[str, Mapping[str, int]]
+    patient_namespaces: tuple[str, ...]
+    excluded: int
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Classes with at least one image, in task order."""
+        return tuple(label for label, n in self.images.items() if n)
+
+    @property
+    def within_source(self) -> bool:
+        """True when two or more classes coexist in this source (a within-source contrast)."""
+        return len(self.classes) >= 2
+
+    @property
+    def contrast_views(self) -> tuple[str, ...]:
+        """Views in which two or more classes coexist (sorted); empty without per-image views."""
+        return tuple(view for view, row in self.views.items() if sum(n > 0 for n in row.values()) >= 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, with :attr:`classes`, :attr:`within_source` and :attr:`contrast_views`."""
+        return {
+            "source": self.source,
+            "classes": list(self.classes),
+            "within_source": self.within_source,
+            "images": dict(self.images),
+            "patients": dict(self.patients),
+            "views": {view: dict(row) for view, row in self.views.items()},
+            "contrast_views": list(self.contrast_views),
+            "patient_namespaces": list(self.patient_namespaces),
+            "excluded": self.excluded,
+        }
+
+
+def source_contrasts(samples: Iterable[Sample], task: Task | str) -> list[SourceContrast]:
+    """Per source, which classes of ``task`` it holds (sources with at least one labelled image).
+
+    Args:
+        samples: samples of any number of sources.
+        task: a classification task or its name (``"xray3"``).
+
+    Returns:
+        One :class:`SourceContrast` per source, sorted by source name.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    labelled: dict[str, list[tuple[Sample, str]]] = {}
+    excluded: dict[str, int] = {}
+    for sample in samples:
+        label = task.mapping(sample)
+        if label is None:
+            excluded[sample.source] = excluded.get(sample.source, 0) + 1
+        else:
+            labelled.setdefault(sample.source, []).append((sample, label))
+    return [
+        _contrast(source, task.classes, rows, excluded.get(source, 0))
+        for source, rows in sorted(labelled.items())
+    ]
+
+
+def _contrast(
+    source: str, classes: tuple[str, ...], rows: list[tuple[Sample, str]], excluded: int
+) -> SourceContrast:
+    images = dict.fromkeys(classes, 0)
+    patients: dict[str, set[str]] = {label: set() for label in classes}
+    views: dict[str, dict[str, int]] = {}
+    has_views = any(sample.view for sample, _ in rows)
+    for sample, label in rows:
+        images[label] += 1
+        patients[label].add(sample.patient_id)
+        if has_views:
+            views.setdefault(sample.view or UNKNOWN, dict.fromkeys(classes, 0))[label] += 1
+    return SourceContrast(
+        source=source,
+        images=images,
+        patients={label: len(ids) for label, ids in patients.items()},
+        views=dict(sorted(views.items())),
+        patient_namespaces=tuple(sorted({patient_namespace(s.patient_id) for s, _ in rows})),
+        excluded=excluded,
+    )

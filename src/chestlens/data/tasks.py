@@ -14,19 +14,26 @@ task                      classes                                from the diagno
 
 Diagnosis rules per source:
 
-* ieee8023 format (``ieee8023``, ``v7_lungs``, ``generalblockchain``; also the later hierarchical
-  ``Pneumonia/Viral/COVID-19`` labels): any ``COVID-19`` label -> COVID-19 (so ``COVID-19, ARDS`` too);
-  ``No Finding`` -> normal; the infectious pneumonias in :data:`INFECTIOUS_PNEUMONIA` (bacterial:
-  Streptococcus, Klebsiella, Legionella, E.Coli, Mycoplasma, ``Bacterial``...; viral: Influenza,
-  Varicella, SARS, MERS...; fungal: Pneumocystis, Aspergillosis; unspecified ``Pneumonia``) -> pneumonia.
+* ieee8023 format (``ieee8023``, ``radiopaedia``, ``v7_lungs``, ``generalblockchain``; also the later
+  hierarchical ``Pneumonia/Viral/COVID-19`` labels): any ``COVID-19`` label -> COVID-19 (so
+  ``COVID-19, ARDS`` too); ``No Finding`` -> normal; the infectious pneumonias in
+  :data:`INFECTIOUS_PNEUMONIA` (bacterial: Streptococcus, Klebsiella, Legionella, E.Coli, Mycoplasma,
+  ``Bacterial``...; viral: Influenza, Varicella, SARS, MERS...; fungal: Pneumocystis, Aspergillosis;
+  unspecified ``Pneumonia``) -> pneumonia.
   Left out: ``Lipoid`` (lipoid pneumonia is a non-infectious aspiration/exogenous-lipid process, not the
   differential this screening separates), ``ARDS`` alone (a syndrome of many causes), ``todo`` and any
-  label not listed (never guessed).
+  label not listed (never guessed). Unspecified ``Pneumonia`` is not always an infection (radiopaedia's
+  includes organising and interstitial pneumonias, see :mod:`chestlens.data.sources.radiopaedia`); it
+  stays "pneumonia", as in ieee8023, rather than being split by a guess.
 * ``hannover``: COVID-19 (dataset description: all patients are COVID-19 cases). Caveat: an image of a
   COVID-19 patient may show nothing; the images ieee8023 labels ``No Finding``
   (``extra["ieee8023_finding"]``) are left out, since they are neither a visible COVID-19 case nor a
   normal patient.
 * ``kermany``: ``NORMAL`` -> normal, ``PNEUMONIA`` (bacteria or virus) -> pneumonia.
+* ``actualmed``: ``COVID-19``; ``No finding`` (COVID-negative, same hospital) -> normal; blank
+  ("Inconclusive") -> left out.
+* ``figure1``: ``COVID-19``; ``No finding`` -> normal; ``Pneumonia`` -> pneumonia; blank (unlabelled)
+  -> left out.
 * ``nih``: only ``No Finding`` -> normal; any label list containing ``Pneumonia`` -> pneumonia; other
   NIH labels without pneumonia (e.g. ``Effusion`` alone) -> left out (neither normal nor pneumonia).
 * ``covid_ct_md``: ``COVID-19``, ``CAP`` -> pneumonia, ``Normal`` -> normal. ``infnet``: COVID-19
@@ -116,20 +123,20 @@ def _hannover(sample: Sample) -> Diagnosis | None:
     return None if sample.extra.get("ieee8023_finding") == "No Finding" else "COVID-19"
 
 
-def _kermany(sample: Sample) -> Diagnosis | None:
-    return {"NORMAL": "normal", "PNEUMONIA": "pneumonia"}.get(sample.findings[0] if sample.findings else "")
+def _by_finding(table: Mapping[str, Diagnosis]) -> Callable[[Sample], Diagnosis | None]:
+    """Rule of a single-label source: its first finding looked up verbatim in ``table`` (None if absent
+    or if the sample has no finding)."""
+
+    def rule(sample: Sample) -> Diagnosis | None:
+        return table.get(sample.findings[0]) if sample.findings else None
+
+    return rule
 
 
 def _nih(sample: Sample) -> Diagnosis | None:
     if "Pneumonia" in sample.findings:
         return "pneumonia"
     return "normal" if tuple(sample.findings) == ("No Finding",) else None
-
-
-def _covid_ct_md(sample: Sample) -> Diagnosis | None:
-    return {"COVID-19": "COVID-19", "CAP": "pneumonia", "Normal": "normal"}.get(
-        sample.findings[0] if sample.findings else ""
-    )
 
 
 def _generic(sample: Sample) -> Diagnosis | None:
@@ -139,12 +146,15 @@ def _generic(sample: Sample) -> Diagnosis | None:
 
 SOURCE_RULES: Mapping[str, Callable[[Sample], Diagnosis | None]] = {
     "ieee8023": _ieee8023,
+    "radiopaedia": _ieee8023,
     "v7_lungs": _ieee8023,
     "generalblockchain": _ieee8023,
     "hannover": _hannover,
-    "kermany": _kermany,
+    "kermany": _by_finding({"NORMAL": "normal", "PNEUMONIA": "pneumonia"}),
     "nih": _nih,
-    "covid_ct_md": _covid_ct_md,
+    "actualmed": _by_finding({"COVID-19": "COVID-19", "No finding": "normal"}),
+    "figure1": _by_finding({"COVID-19": "COVID-19", "No finding": "normal", "Pneumonia": "pneumonia"}),
+    "covid_ct_md": _by_finding({"COVID-19": "COVID-19", "CAP": "pneumonia", "Normal": "normal"}),
     "infnet": lambda _: "COVID-19",
 }
 

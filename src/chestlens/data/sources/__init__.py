@@ -5,8 +5,9 @@ Every module registers a :class:`~chestlens.data.registry.SourceAdapter` on impo
 
 * ``uid`` is ``"<source>/<path relative to the dataset folder>"`` (POSIX separators), plus
   ``#<suffix>`` where one file yields several samples.
-* ``patient_id`` is ``"<namespace>:<id>"``; the namespace is the dataset that *owns* the id, so images
-  that several datasets re-use (V7 and GeneralBlockchain re-annotate ieee8023 images) carry the
+* ``patient_id`` is ``"<namespace>:<id>"`` (:func:`patient_namespace`); the namespace is the dataset
+  that *owns* the id, so images that several datasets re-use (V7 and GeneralBlockchain re-annotate
+  ieee8023 images) or take from one patient register (radiopaedia rows of ieee8023) carry the
   ieee8023 id (``"ieee8023:285"``) and link to the same person.
 * ``findings`` keep the source's own label strings verbatim (trimmed); :mod:`chestlens.data.tasks` maps
   them to task classes.
@@ -32,8 +33,10 @@ from chestlens.errors import ChestlensInputError
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 
-def read_table(path: Path, required: Iterable[str]) -> pd.DataFrame:
+def read_table(path: Path, required: Iterable[str], encoding: str = "utf-8-sig") -> pd.DataFrame:
     """Read a metadata CSV with every value as a string (blank cells are ``""``, never NaN).
+
+    ``encoding`` is the file's text encoding (default UTF-8 with or without BOM; Figure 1 writes cp1252).
 
     Raises:
         ChestlensInputError: the file is missing, unparsable, or lacks a ``required`` column.
@@ -41,7 +44,7 @@ def read_table(path: Path, required: Iterable[str]) -> pd.DataFrame:
     if not path.is_file():
         raise ChestlensInputError(path, "metadata file not found")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise ChestlensInputError(path, f"cannot parse CSV: {exc}") from None
     table.columns = [str(c).strip() for c in table.columns]
@@ -74,6 +77,17 @@ def image_size(path: Path) -> tuple[int, int]:
     except OSError as exc:
         raise ChestlensInputError(path, f"cannot read image header: {exc}") from None
     return height, width
+
+
+def patient_namespace(patient_id: str) -> str:
+    """The dataset that owns a patient id: the part before the first ``:`` (``"ieee8023:350"`` ->
+    ``"ieee8023"``, also for radiopaedia, V7 and GeneralBlockchain samples); ``""`` without one.
+
+    Samples of different sources with equal ``patient_id`` are one patient for
+    :mod:`chestlens.data.linking` and :mod:`chestlens.data.splits`.
+    """
+    namespace, separator, _ = patient_id.partition(":")
+    return namespace if separator else ""
 
 
 def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:

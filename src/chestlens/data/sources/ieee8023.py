@@ -19,16 +19,22 @@ patient ids (000001-24.jpg under 285 and 339), so there are more rows than files
 the raw cell is kept in ``extra["finding"]``. ``view`` is the ``view`` cell trimmed (``PA``, ``AP``,
 ``AP Supine``, ``L``). Rows whose image file is missing are skipped (logged at debug level; list them
 with :func:`missing_images`). :func:`read_records` is shared with the V7 and GeneralBlockchain
-adapters, which re-use ieee8023 images and metadata rows.
+adapters, which re-use ieee8023 images and metadata rows, and with the radiopaedia adapter
+(:mod:`chestlens.data.sources.radiopaedia`), whose folder holds ieee8023 rows of one platform.
+
+Detection: a folder in this format whose every row's ``url`` is on radiopaedia.org
+(:func:`radiopaedia_only`) is the ``radiopaedia`` source, not this one.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -57,6 +63,7 @@ EXTRA_COLUMNS = (
 )
 _TRAILING_LETTER = re.compile(r"^(\d+)[A-Za-z]$")
 _HANNOVER_ID = re.compile(r"^[0-9a-f]{8}$")
+RADIOPAEDIA_HOST = "radiopaedia.org"
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +200,7 @@ def read_records(csv_path: Path) -> list[ImageRecord]:
     return records
 
 
-def detect(folder: Path) -> bool:
+def is_metadata_layout(folder: Path) -> bool:
     """``metadata.csv`` with ``patientid``/``finding``/``filename`` columns next to ``images/``, and no
     GeneralBlockchain ``structure.csv`` (that layout re-uses the same metadata format)."""
     header = csv_header(folder / METADATA)
@@ -202,6 +209,26 @@ def detect(folder: Path) -> bool:
         and (folder / "images").is_dir()
         and not (folder / "structure.csv").exists()
     )
+
+
+def radiopaedia_only(csv_path: Path) -> bool:
+    """True when an ieee8023-format CSV has rows and every row's ``url`` is on radiopaedia.org.
+
+    False for a missing or unreadable file, a CSV without ``url`` column, or any blank or other URL.
+    Reads the whole file (ieee8023 ``metadata.csv`` is under a megabyte).
+    """
+    try:
+        with csv_path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+            hosts = {urlsplit(row.get("url") or "").hostname or "" for row in csv.DictReader(handle)}
+    except (OSError, csv.Error, ValueError):
+        return False
+    return bool(hosts) and all(h == RADIOPAEDIA_HOST or h.endswith(f".{RADIOPAEDIA_HOST}") for h in hosts)
+
+
+def detect(folder: Path) -> bool:
+    """:func:`is_metadata_layout`, unless every row comes from radiopaedia.org (:func:`radiopaedia_only`:
+    that folder is the ``radiopaedia`` source)."""
+    return is_metadata_layout(folder) and not radiopaedia_only(folder / METADATA)
 
 
 def missing_images(folder: Path) -> list[str]:
@@ -230,19 +257,18 @@ def _allowed(value: str, wanted: Iterable[str] | None) -> bool:
     return wanted is None or value in set(wanted)
 
 
-def load(
+def samples_from(
     folder: Path,
+    source: str,
     *,
     views: Iterable[str] | None = None,
     modalities: Iterable[str] | None = ("X-ray",),
     findings: Iterable[str] | None = None,
 ) -> list[Sample]:
-    """Samples for every image file that exists, optionally filtered.
+    """Samples named ``source`` for every image file of ``folder/metadata.csv`` that exists, filtered.
 
-    Filters compare the trimmed cell text exactly, like the PyImageSearch recipe
-    (``findings=["COVID-19"], views=["PA"]``); note that ``"COVID-19"`` does not match the cell
-    ``"COVID-19, ARDS"``: pass both to keep both. ``modalities`` defaults to X-ray rows; ``None`` keeps
-    X-ray and CT rows (other modality values are always skipped).
+    Shared by :func:`load` and the adapters of folders in this format (radiopaedia); the filters are
+    those of :func:`load`.
     """
     samples = []
     missing = 0
@@ -257,10 +283,27 @@ def load(
             or not _allowed(record.finding, findings)
         ):
             continue
-        samples.append(record.to_sample(SOURCE, folder))
+        samples.append(record.to_sample(source, folder))
     if missing:
         logger.debug("%s: %d image file(s) named in %s are missing", folder, missing, METADATA)
     return samples
+
+
+def load(
+    folder: Path,
+    *,
+    views: Iterable[str] | None = None,
+    modalities: Iterable[str] | None = ("X-ray",),
+    findings: Iterable[str] | None = None,
+) -> list[Sample]:
+    """Samples for every image file that exists, optionally filtered.
+
+    Filters compare the trimmed cell text exactly, like the PyImageSearch recipe
+    (``findings=["COVID-19"], views=["PA"]``); note that ``"COVID-19"`` does not match the cell
+    ``"COVID-19, ARDS"``: pass both to keep both. ``modalities`` defaults to X-ray rows; ``None`` keeps
+    X-ray and CT rows (other modality values are always skipped).
+    """
+    return samples_from(folder, SOURCE, views=views, modalities=modalities, findings=findings)
 
 
 ADAPTER = register(
