@@ -100,7 +100,8 @@ def test_registry_finds_every_source(shared_data):
     found = {adapter.name: folder.name for adapter, folder in find_sources(shared_data)}
     assert {m.SOURCE: found.get(m.SOURCE) for m in MODULES} == {m.SOURCE: m.FOLDER for m in MODULES}
     samples = [s for m in MODULES for s in m.load(shared_data / m.FOLDER)]
-    assert len({s.uid for s in samples}) == len(samples) == 2092  # 146 of radiopaedia, actualmed, figure1
+    # 146 of radiopaedia, actualmed and figure1; 3 series (P001, cap002, normal002) of covid_ct_md
+    assert len({s.uid for s in samples}) == len(samples) == 2093
     assert all(isinstance(v, str) for s in samples for v in s.extra.values())
     assert all(
         s.uid.startswith(f"{s.source}/") and s.patient_id.split(":")[0] in ("ieee8023", s.source)

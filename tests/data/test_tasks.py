@@ -175,7 +175,7 @@ EXPECTED = {  # xray3 (ct3 for CT sources) class counts on the shared data
     "v7_lungs": {"COVID-19": 162, "pneumonia": 0, "normal": 0},
     "generalblockchain": {"COVID-19": 18, "pneumonia": 14, "normal": 0},  # ARDS 4 left out
     "infnet": {"COVID-19": 83, "CAP": 0, "normal": 0},
-    "covid_ct_md": {"COVID-19": 1, "CAP": 0, "normal": 0},
+    "covid_ct_md": {"COVID-19": 1, "CAP": 1, "normal": 1},  # P001, cap002, normal002
 }
 
 

@@ -158,7 +158,9 @@ def test_slice_infection_on_real_covid_ct_md(source_dir):
     """The 2-class path on COVID-CT-MD slice labels: 2 infected and 2 clean slices of the real series."""
     from chestlens.data.sources.covid_ct_md import slice_labels
 
-    (series,) = load_samples(source_dir("covid-ct-md"), ["covid_ct_md"])
+    (series,) = [
+        s for s in load_samples(source_dir("covid-ct-md"), ["covid_ct_md"]) if s.findings == ("COVID-19",)
+    ]
     labels = slice_labels(series)
     chosen = [s for s in labels if s.infected][:2] + [s for s in labels if not s.infected][-2:]
     images = [torch.from_numpy(lung_window(read_image(s.file).pixels))[None] for s in chosen]

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
+from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import load_bundle
 from chestlens.models.regional import region_inputs
+from chestlens.train import regional
+from chestlens.train.config import load_config
 from chestlens.train.detect import DetectConfig, PackedDetector, label_map_instances, run_detection
-from chestlens.train.regional import RegionalConfig, _train, split_units
+from chestlens.train.regional import RegionalConfig, _train, run_regional, split_units
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _infnet_layout(root, n: int = 10) -> None:
@@ -97,6 +105,28 @@ def test_split_units_keep_blocks_whole_and_stratify():
     three = np.repeat(["a", "b", "c", "d", "e"], 20)
     split, how = split_units(labels, three, RegionalConfig(detector="x"))
     assert how == "whole patients" and all(len(set(split[three == p])) == 1 for p in "abcde")
+
+
+@pytest.mark.shared_data
+def test_regional_config_trains_on_p001_only(source_dir, monkeypatch, tmp_path):
+    """COVID-CT-MD now holds P001, cap002 and normal002; the shipped config still picks P001 alone."""
+    monkeypatch.setattr(  # slice counts only: the HU slices themselves are not needed here
+        regional,
+        "read_image",
+        lambda path: SimpleNamespace(pixels=np.zeros((len(list(path.glob("*.dcm"))), 2, 2))),
+    )
+    root = source_dir("covid-ct-md")
+    cfg = load_config(RegionalConfig, REPO / "configs" / "regional_ct_md.yaml")
+    _, labels, patients, chosen = regional._slices(root, cfg.patients)
+    assert chosen == ["covid_ct_md:P001"] and (len(labels), int(labels.sum())) == (148, 80)
+    assert "within-patient" in split_units(labels, patients, cfg)[1]
+    _, labels, _, every = regional._slices(root, ())
+    assert every == ["covid_ct_md:P001", "covid_ct_md:cap002", "covid_ct_md:normal002"]
+    assert (len(labels), int(labels.sum())) == (148 + 131 + 167, 80 + 30)
+    with pytest.raises(ChestlensInputError, match="no train slices"):  # 3 patients: none left to train on
+        run_regional(RegionalConfig(detector="x", data_root=str(root), out=str(tmp_path)))
+    with pytest.raises(ChestlensInputError, match="covid_ct_md:P999"):
+        regional._slices(root, ("covid_ct_md:P999",))
 
 
 def test_regional_training_keeps_the_best_validation_epoch():

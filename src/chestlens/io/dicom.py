@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -100,7 +101,30 @@ def open_dicom(source: DicomSource, where: str | None, *, header_only: bool = Fa
     if len(ds) == 0:
         raise ChestlensInputError(where, "not a readable DICOM file (no data elements)")
     _ensure_transfer_syntax(ds)
+    _convert_uids(ds)
     return ds
+
+
+def _convert_uids(ds: Dataset) -> None:
+    """Convert the top-level UID (VR UI) elements of ``ds`` now, with pydicom's value validation off.
+
+    Some scanners store UUID strings where DICOM wants dotted-digit UIDs (e.g. COVID-CT-MD's cap002 and
+    normal002). pydicom reads them, but converts each element lazily on first access and then warns
+    (and logs) once per element and file, quoting the raw UID: one warning per slice of a series, and
+    an identifier that chestlens only ever reports salted (:mod:`chestlens.io.deid`). The values are
+    kept as stored.
+    """
+    with pydicom.config.disable_value_validation():
+        for element in ds.elements():
+            if isinstance(element, RawDataElement) and _vr(element) == "UI":
+                _ = ds[element.tag]  # converts the raw element in place
+
+
+def _vr(element: RawDataElement) -> str | None:
+    """VR of a raw element: as stored (explicit VR) or from the data dictionary (implicit VR)."""
+    if element.VR is not None:
+        return str(element.VR)
+    return dictionary_VR(element.tag) if dictionary_has_tag(element.tag) else None
 
 
 def read_dicom(

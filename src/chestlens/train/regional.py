@@ -5,12 +5,13 @@ every CT slice goes through it once (windowed and resized by the detector's own 
 its top ``k`` regions (box, score, class, RoI feature; :func:`chestlens.models.detection.
 detections_with_features` with the score threshold at 0 so weak regions count, as COVID-CT-Mask-Net
 does) are cached. A :class:`~chestlens.models.regional.RegionalClassifier` then learns "infection present"
-from the slice labels of the labelled series (COVID-CT-MD).
+from the slice labels of the labelled series (COVID-CT-MD; :attr:`RegionalConfig.patients` picks some).
 
 Split: with series from several patients, whole patients go to train, validation or test. When the data
-hold one patient only (the COVID-CT-MD sample here), blocks of :attr:`RegionalConfig.block_slices`
-consecutive slices are split instead, stratified by the block's majority label. Slices of one patient
-are correlated, so such a test split measures within-patient generalisation only; the report says so.
+hold one patient only (``configs/regional_ct_md.yaml`` picks the COVID-19 sample patient P001), blocks of
+:attr:`RegionalConfig.block_slices` consecutive slices are split instead, stratified by the block's
+majority label. Slices of one patient are correlated, so such a test split measures within-patient
+generalisation only; the report says so.
 Validation chooses the epoch (AUC) and the decision threshold (Youden's J); the test split is scored
 once, with CIs from a block bootstrap (:mod:`chestlens.evaluate.ct_series`). The same test slices are
 also scored by the detector alone (a slice's largest region score), the baseline the classifier must beat.
@@ -56,6 +57,8 @@ class RegionalConfig(BaseModel):
 
     detector: str  # detector bundle folder
     data_root: str | None = None  # default: $CHESTLENS_DATA
+    # patient ids to use (``covid_ct_md:P001``...); empty: every labelled series
+    patients: tuple[str, ...] = ()
     k: int = Field(32, gt=0)  # regions per slice
     block_slices: int = Field(10, gt=0)  # split unit when there is one patient
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
@@ -70,10 +73,18 @@ class RegionalConfig(BaseModel):
     out: str = "runs/regional-ct-md"
 
 
-def _slices(root: Path) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[str]]:
-    """HU slices, slice labels, the patient of each slice, and the patients, of every labelled series."""
+def _slices(
+    root: Path, chosen: tuple[str, ...]
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[str]]:
+    """HU slices, slice labels, the patient of each slice, and the patients, of every labelled series
+    (of the ``chosen`` patients only, unless empty)."""
     pixels, labels, patients = [], [], []
-    for sample in load_samples(root, [CT_MD]):
+    samples = load_samples(root, [CT_MD])
+    if missing := set(chosen) - {sample.patient_id for sample in samples}:
+        raise ChestlensInputError(root, f"no COVID-CT-MD series of patient(s) {', '.join(sorted(missing))}")
+    for sample in samples:
+        if chosen and sample.patient_id not in chosen:
+            continue
         try:
             truth = [label.infected for label in slice_labels(sample)]
         except ChestlensInputError as error:
@@ -177,8 +188,12 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
     if root is None:
         raise ChestlensInputError(None, "no data root: set CHESTLENS_DATA or data_root")
     out = Path(cfg.out)
-    pixels, labels, patients, patient_list = _slices(root)
+    pixels, labels, patients, patient_list = _slices(root, cfg.patients)
     split, how = split_units(labels, patients, cfg)
+    if empty := [name for name in SPLITS if not (split == name).any()]:
+        raise ChestlensInputError(
+            root, f"no {'/'.join(empty)} slices when split by {how}: too few patients (set patients)"
+        )
     log.info("%d slices of %d patient(s); split by %s", len(labels), len(patient_list), how)
     inputs, dim = region_features(pixels, cfg.detector, cfg.k)
     model, training = _train(cfg, inputs, labels, split, dim)

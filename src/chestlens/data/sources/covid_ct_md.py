@@ -3,14 +3,25 @@
 Layout: ``<folder>/Index.csv`` (``Label Index, Diagnosis, Relative Path, Folder/ID``),
 ``<folder>/Slice-level-labels-updated-1.npy`` (``(n_labelled, 200)``, 1 = slice shows infection),
 ``<folder>/Lobe-level-labels-updated-1.npy`` (``(n_labelled, 200, 5)``, lobes in :data:`LOBES` order)
-and one folder of ``.dcm`` files per patient anywhere below (``COVID-19 Cases/P001``, ``Sample data/
-COVID-19 subjects/P001``...). One sample per series folder: ``path`` is the folder, ``findings`` is
-``(Diagnosis,)`` from ``Index.csv`` or, for the unlabelled series that ``Index.csv`` does not list,
-from the parent folder name (``Normal``/``CAP``/``COVID-19``).
+and the ``.dcm`` files of each patient anywhere below, one folder per series (``COVID-19 Cases/P001``,
+``Sample data/COVID-19 subjects/P001``...). One sample per series folder: ``path`` is the folder,
+``patient_id`` is ``covid_ct_md:<name>``, ``findings`` is ``(Diagnosis,)`` from ``Index.csv`` or, for the
+series that ``Index.csv`` does not list (normal patients), from the folder names (``Normal``/``CAP``/
+``COVID-19``).
+
+Series names (:func:`series_name`): the folder name (``P001``, ``normal002``), unless ``Index.csv``
+lists not the folder but the series' DICOM PatientID: the sample data's cap002 lies flat in its class
+folder (``Cap subjects/IM0001.dcm``...), PatientID ``cap002``. A PatientID that ``Index.csv`` does not
+list never becomes a sample's id.
 
 Label rows: upstream ``Index.csv`` skips ``Label Index`` 43 (42 is followed by 44) while the arrays
 have one row per listed series; when the listed indices are not ``0..n-1`` but there are exactly ``n``
 rows, the row is the index's rank (as COVIDNet-CT's preprocessing does: indices above 42 minus one).
+The images of cap002 (``Label Index`` 56) confirm it, see :func:`label_rows`.
+
+Normal patients have no row (no infection, as the dataset's description says): :func:`slice_labels`
+gives them a label of 0 on every slice and lobe, so they count as negative slices. Series that
+``Index.csv`` does not list and that are not normal have no slice labels.
 
 Slice order (:func:`slice_labels`, positions from :func:`chestlens.io.scan_series`, never file names,
 which do not follow slice order): labels follow slices sorted by DECREASING patient z (head first,
@@ -21,6 +32,9 @@ middle lobe above the upper lobe and RLL-only slices above RUL ones, which is an
 Rendering the slices confirms it: label 60 (z -172 mm, carina level) shows right-lateral and
 left-posterior opacities (labelled RUL + LLL), label 110 (z -272 mm, liver dome) a right basal opacity
 (labelled RLL only). The upstream readme only says to sort by Slice Location.
+
+cap002 and normal002 hold UUID strings where DICOM wants UIDs; :func:`chestlens.io.dicom.open_dicom`
+reads them without pydicom's per-file warning (which would quote the raw UID).
 """
 
 from __future__ import annotations
@@ -50,7 +64,7 @@ LOBE_LABELS = ("Lobe-level-labels-updated-1.npy", "Lobe-level-labels.npy")
 LOBES = ("LLL", "LUL", "RLL", "RML", "RUL")
 # Diagnosis from a folder name (lower-case keyword -> Index.csv spelling), for series Index.csv lacks.
 FOLDER_DIAGNOSES = (("normal", "Normal"), ("cap", "CAP"), ("covid", "COVID-19"))
-_HEADER_TAGS = ["PatientSex", "PatientAge"]
+_HEADER_TAGS = ["PatientID", "PatientSex", "PatientAge"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +93,17 @@ def _first_file(folder: Path, names: tuple[str, ...]) -> Path:
 
 
 def label_rows(folder: Path) -> dict[str, tuple[int, str]]:
-    """Series folder name -> (row in the label arrays, Diagnosis), from ``Index.csv`` (see module doc).
+    """Series name -> (row in the label arrays, Diagnosis), from ``Index.csv`` (see module doc).
+
+    Rows of a ``Label Index`` above the gap at 43 are the index's rank, e.g. cap002 (``Label Index`` 56)
+    is row 55, not 56. Checked on cap002's 131 slices in label order (module doc), with one number per
+    slice: the share of pixels between -700 and -100 HU in the lungs (the mask of
+    :mod:`chestlens.pipeline.ct_lungs`, closed by 5 px and hole-filled so that dense lesions count, less a
+    3 px rim). It separates row 55's labels (30 slices, 89-118, LLL + RLL) with AUC 0.86, row 56's (15
+    slices: 39-44 and 48 RUL, 86-88 and 102-106 RLL) with 0.57; on slices 30-118 alone (no apex, no
+    diaphragm partial volume) 0.89 against 0.53. The same number gives P001 AUC 0.86 against its row 0
+    (0.57 with the slice order reversed). Rendered slices agree: labels 92-112 show peripheral
+    ground-glass opacities in both lower lobes, 39-48 (row 56's RUL slices) clear upper lobes.
 
     Raises:
         ChestlensInputError: unreadable ``Index.csv``, a non-integer index, or indices that do not fit the
@@ -108,7 +132,8 @@ def _series_folders(folder: Path) -> list[Path]:
 
 
 def _folder_diagnosis(series: Path, root: Path) -> str | None:
-    for part in reversed(series.relative_to(root).parts[:-1]):
+    """Diagnosis named by the innermost folder (the series folder included) below ``root`` that names one."""
+    for part in reversed(series.relative_to(root).parts):
         for keyword, diagnosis in FOLDER_DIAGNOSES:
             if keyword in part.lower():
                 return diagnosis
@@ -120,6 +145,31 @@ def _header(path: Path) -> pydicom.Dataset:
         return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     except (InvalidDicomError, OSError) as exc:
         raise ChestlensInputError(path, f"cannot read DICOM header: {exc}") from None
+
+
+def _series_header(series: Path) -> pydicom.Dataset:
+    """Header of the series folder's first ``.dcm`` file (by name)."""
+    files = sorted(series.glob("*.dcm"))
+    if not files:
+        raise ChestlensInputError(series, "no .dcm files in the series folder")
+    return _header(files[0])
+
+
+def series_name(
+    series: Path, rows: Mapping[str, tuple[int, str]], header: pydicom.Dataset | None = None
+) -> str:
+    """Name of a series folder as ``Index.csv`` spells it (module doc: folder name, or a listed PatientID).
+
+    Args:
+        series: the series folder.
+        rows: :func:`label_rows` of the dataset.
+        header: the header of one of its files, read from the folder when not given.
+    """
+    if series.name in rows:
+        return series.name
+    header = _series_header(series) if header is None else header
+    patient = str(header.get("PatientID") or "").strip()
+    return patient if patient in rows else series.name
 
 
 def _slice_positions(series: Path) -> list[tuple[Path, float]]:
@@ -147,7 +197,7 @@ def _dataset_root(series: Path) -> Path:
 
 
 def slice_labels(series: Sample | Path) -> list[SliceLabel]:
-    """Slice- and lobe-level labels of a labelled series, matched in slice-location order.
+    """Slice- and lobe-level labels of a labelled or normal series, matched in slice-location order.
 
     Args:
         series: a sample of this source or its series folder (``Index.csv`` is found in a parent).
@@ -155,20 +205,25 @@ def slice_labels(series: Sample | Path) -> list[SliceLabel]:
     Returns:
         One :class:`SliceLabel` per ``.dcm`` file, ordered by ascending z (inferior to superior, the
         order of :mod:`chestlens.io` volumes); labels were assigned in descending-z order (module doc).
+        A normal series that ``Index.csv`` does not list gets 0 (no infection) on every slice and lobe.
 
     Raises:
-        ChestlensInputError: the series is not in ``Index.csv``, has more slices than label columns, or
-            has infected labels beyond its last slice.
+        ChestlensInputError: the series is neither in ``Index.csv`` nor normal, has more slices than
+            label columns, or has infected labels beyond its last slice.
     """
     folder = series.path if isinstance(series, Sample) else Path(series)
     root = _dataset_root(folder)
     rows = label_rows(root)
-    if folder.name not in rows:
-        raise ChestlensInputError(folder, f"series has no slice labels ({INDEX} does not list {folder.name})")
-    row = rows[folder.name][0]
-    infected = np.load(_first_file(root, SLICE_LABELS), mmap_mode="r")[row]
-    lobes = np.load(_first_file(root, LOBE_LABELS), mmap_mode="r")[row]
+    name = series_name(folder, rows)
+    if name not in rows and _folder_diagnosis(folder, root) != "Normal":
+        raise ChestlensInputError(folder, f"series has no slice labels ({INDEX} does not list {name})")
     slices = _slice_positions(folder)[::-1]  # label order: superior first
+    if name in rows:
+        row = rows[name][0]
+        infected = np.load(_first_file(root, SLICE_LABELS), mmap_mode="r")[row]
+        lobes = np.load(_first_file(root, LOBE_LABELS), mmap_mode="r")[row]
+    else:  # a normal patient: no infection anywhere (module doc)
+        infected, lobes = np.zeros(len(slices), bool), np.zeros((len(slices), len(LOBES)), bool)
     if len(slices) > infected.shape[0] or infected[len(slices) :].any() or lobes[len(slices) :].any():
         raise ChestlensInputError(
             folder, f"{len(slices)} slices do not fit {infected.shape[0]} label columns"
@@ -185,12 +240,13 @@ def load(folder: Path) -> list[Sample]:
     rows = label_rows(folder)
     samples = []
     for series in _series_folders(folder):
-        row, diagnosis = rows.get(series.name, (None, _folder_diagnosis(series, folder)))
+        files = sorted(series.glob("*.dcm"))
+        header = _header(files[0])
+        name = series_name(series, rows, header)
+        row, diagnosis = rows.get(name, (None, _folder_diagnosis(series, folder)))
         if diagnosis is None:
             logger.debug("%s: no diagnosis for series %s", folder, series)
             continue
-        files = sorted(series.glob("*.dcm"))
-        header = _header(files[0])
         extra = {"n_files": str(len(files)), "diagnosis_source": INDEX if row is not None else "folder name"}
         if row is not None:
             extra["label_row"] = str(row)
@@ -199,7 +255,7 @@ def load(folder: Path) -> list[Sample]:
                 source=SOURCE,
                 uid=sample_uid(SOURCE, folder, series),
                 path=series,
-                patient_id=f"{SOURCE}:{series.name}",
+                patient_id=f"{SOURCE}:{name}",
                 findings=(diagnosis,),
                 modality="ct",
                 view="axial",
