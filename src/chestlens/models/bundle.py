@@ -39,6 +39,11 @@ class PreprocessSpec(BaseModel):
     radiograph pixels are already in ``[0, 1]`` (see :mod:`chestlens.io.image`); the image is resized to
     ``input_size`` x ``input_size`` (``resize="stretch"``: aspect ratio not kept, bilinear with
     antialiasing); then ``(x - mean) / std`` per channel.
+
+    Radiograph classifiers may read the lung fields only (:mod:`chestlens.data.lung_roi`): ``lung_roi``
+    ``"crop"`` crops to the lungs' bounding box widened by ``lung_margin`` before the resize, ``"mask"``
+    also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
+    input grid. Their defaults leave the image as it is.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -49,6 +54,9 @@ class PreprocessSpec(BaseModel):
     std: list[float]
     resize: Literal["stretch"] = "stretch"
     ct_window: tuple[float, float] | None = (-600.0, 1500.0)
+    lung_roi: Literal["none", "crop", "mask"] = "none"
+    lung_margin: float = Field(0.08, ge=0.0, le=0.5)
+    equalise: Literal["none", "clahe"] = "none"
 
 
 class OperatingPoint(BaseModel):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
+from chestlens.data.tensors import LungMasker
 from chestlens.data.transforms import normalise
 from chestlens.models.bundle import PreprocessSpec
 
@@ -43,3 +45,22 @@ def predict_logits(
     if not outputs:
         return torch.empty(0, 0)
     return torch.cat(outputs)
+
+
+def lung_masker(
+    model: torch.nn.Module, spec: PreprocessSpec, *, batch_size: int = 32, device: torch.device | str = "cpu"
+) -> LungMasker:
+    """A :data:`chestlens.data.tensors.LungMasker` from a lung segmenter: bool masks ``(S, S)`` on its
+    grid, probability >= 0.5 of the first channel, exactly as the screener thresholds them."""
+
+    @torch.no_grad()
+    def masks(units: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        model.eval()
+        out = []
+        for start in range(0, len(units), batch_size):
+            x = torch.stack([normalise(u.float(), spec) for u in units[start : start + batch_size]])
+            logits = model(x.to(device).contiguous(memory_format=torch.channels_last)).float().cpu()
+            out.extend(m for m in (torch.sigmoid(logits[:, 0]) >= 0.5).numpy())
+        return out
+
+    return masks

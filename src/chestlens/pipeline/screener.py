@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from chestlens import __version__
+from chestlens.data.lung_roi import classifier_frame, lung_roi_input, needs_lungs, paste_fraction
 from chestlens.data.tasks import get_labelling
 from chestlens.data.transforms import to_unit_range, window_hu
 from chestlens.errors import ChestlensInputError
@@ -289,6 +290,11 @@ class Screener:
             model = load_for_inference(classifier, "classifier", self.device)
             self.classifiers[get_labelling(model.spec.task).modality] = model
         self.lungs = None if lungs is None else load_for_inference(lungs, "segmenter", self.device)
+        for model in self.classifiers.values():
+            if needs_lungs(model.spec.preprocess) and self.lungs is None:
+                raise ChestlensInputError(
+                    None, f"classifier {model.spec.name} reads the lung fields: it needs a lung segmenter"
+                )
         self.lesions: dict[str, LoadedModel] = {}
         for name in bundled_lesion_segmenters() if lesions is None else lesions:
             model = load_for_inference(name, "segmenter", self.device)
@@ -404,8 +410,9 @@ class Screener:
 
     def _classify(self, model: LoadedModel, cases: list[_Case]) -> None:
         layer = get_model_config(model.spec.architecture).cam_layer
+        spec = model.spec.preprocess
         with _Timer("classify", cases):
-            x = model.inputs([c.unit for c in cases])
+            x = model.inputs([lung_roi_input(c.unit, c.lung_mask, spec) for c in cases])
             if self.cam is None:
                 with torch.no_grad():
                     logits, maps = model.module(x).float().cpu(), None
@@ -417,10 +424,10 @@ class Screener:
             case.classification = _classification(model, probabilities[i])
             if maps is None or self.cam is None:
                 continue
-            case.heatmap = maps[i]
+            case.heatmap = paste_fraction(maps[i], classifier_frame(case.lung_mask, spec), maps[i].shape)
             in_lungs = None
             if case.lung_mask is not None:
-                in_lungs = energy_inside(maps[i], resize_nearest(case.lung_mask, maps[i].shape))
+                in_lungs = energy_inside(case.heatmap, resize_nearest(case.lung_mask, maps[i].shape))
             case.explanation = Explanation(
                 method=self.cam,
                 target_label=case.classification.top_label,
