@@ -1,4 +1,6 @@
-"""``chestlens audit BUNDLE``: the shortcut audit of a classifier (lungs masked out / lungs only / CAM)."""
+"""``chestlens audit BUNDLE``: the shortcut audit of a classifier (within-source and pooled AUCs on the
+full image, with the lungs masked out and with the lungs only; a source probe on its features; CAM in the
+lungs)."""
 
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ def audit(
         typer.Option("--report", help="With --save: the bundle's test report.json; rewrites its card."),
     ] = None,
 ) -> None:
-    """Is the classifier reading the lungs? AUC on the full image, with the lungs masked out and with the
-    lungs only, plus the share of the Grad-CAM heatmap inside the lungs (95% CIs over patients)."""
+    """Is the classifier reading the lungs? Within-source AUC of every binary question (and the pooled AUCs)
+    on the full image, with the lungs masked out and with the lungs only; how well a linear probe reads
+    the source from its features; the share of the Grad-CAM heatmap inside the lungs per true class (95%
+    CIs over patients). Images go through the bundle's own preprocessing (lung crop/mask, CLAHE)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
     from chestlens.errors import ChestlensInputError

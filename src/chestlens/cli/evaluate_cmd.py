@@ -41,8 +41,9 @@ def evaluate(
         ),
     ] = None,
 ) -> None:
-    """Evaluate a bundle: a classifier (per-class metrics with 95% CIs, calibration, per-source tables) or a
-    segmenter (per-class Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases)."""
+    """Evaluate a bundle: a classifier (within-source AUC of every binary question first, then pooled
+    per-class metrics with 95% CIs, calibration, per-source tables) or a segmenter (per-class
+    Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.errors import ChestlensInputError
     from chestlens.evaluate.bundle_eval import evaluate_samples
@@ -67,12 +68,18 @@ def evaluate(
 
 
 def _echo_classifier(summary: dict[str, Any]) -> None:
+    """Within-source AUCs first (each question, the per-source AUCs it pools), then the pooled numbers."""
     from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.tables import NOT_MEASURED, within_source_text
+    from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 
-    typer.echo(
-        f"{summary['n_images']} images; macro AUC {format_estimate(summary['macro_auc'])}"
-        " (95% CI over patients)"
-    )
+    within = WITHIN_SOURCE_LIST.validate_python(summary["within_source"])
+    typer.echo(f"{summary['n_images']} images (95% CIs over patients)")
+    typer.echo("within-source AUC (pairs of images from the same source only):")
+    for line in [within_source_text(r) for r in within] or [NOT_MEASURED]:
+        typer.echo(f"  {line}")
+    pooled = format_estimate(summary["macro_auc"])
+    typer.echo(f"pooled over sources ({summary['pooled_auc_scope']}): macro AUC {pooled}")
     for name, numbers in summary["per_class"].items():
         typer.echo(
             f"  {name}: AUC {format_estimate(numbers['auc'])}, "

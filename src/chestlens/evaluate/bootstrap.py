@@ -98,3 +98,13 @@ def estimate(
     return Estimate(
         value=float(value), low=float(low), high=float(high), n_valid=int(valid.size), n_skipped=skipped
     )
+
+
+def estimate_text(e: Estimate, *, reason: bool = False) -> str:
+    """``"0.912 [0.870, 0.950]"`` (value and interval, 3 decimals), ``"0.912"`` without an interval, and
+    ``"n/a"`` when undefined (``"n/a (why)"`` with ``reason`` and a reason recorded)."""
+    if e.value is None:
+        return f"n/a ({e.reason})" if reason and e.reason else "n/a"
+    if e.low is None or e.high is None:
+        return f"{e.value:.3f}"
+    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"

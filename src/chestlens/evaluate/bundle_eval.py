@@ -17,26 +17,29 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.records import Sample
 from chestlens.data.tensors import LabelledImages, labelled_images
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.classification import evaluate_classifier
 from chestlens.evaluate.operating_point import DecisionRule
 from chestlens.evaluate.plots import save_figures
 from chestlens.evaluate.report import write_report
 from chestlens.evaluate.results import ClassificationReport
+from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.bundle import BundleSpec, load_bundle
 from chestlens.models.inference import predict_logits
 
 
 @dataclass(frozen=True, slots=True)
 class Predictions:
-    """Model outputs over a labelled set. Arrays have length N; ``logits`` is ``(N, C)``."""
+    """Model outputs over a labelled set. Arrays have length N; ``logits`` is ``(N, C)``; ``views`` holds
+    each image's projection (None when unknown)."""
 
     logits: np.ndarray
     targets: np.ndarray
     patient_ids: np.ndarray
     sources: np.ndarray
     uids: np.ndarray
+    views: np.ndarray
 
 
 def predict(
@@ -50,6 +53,7 @@ def predict(
         patient_ids=np.asarray(data.patient_ids),
         sources=np.asarray(data.sources),
         uids=np.asarray(data.uids),
+        views=np.asarray(data.views or (None,) * len(data), dtype=object),
     )
 
 
@@ -75,6 +79,7 @@ def evaluate_predictions(
         spec.labels,
         preds.patient_ids,
         preds.sources,
+        views=preds.views,
         decision=rule,
         n_boot=n_boot,
         seed=seed,
@@ -100,9 +105,16 @@ def triple(estimate: Estimate) -> list[float | None]:
 
 
 def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict[str, Any]:
-    """The headline numbers of a report (value, low, high) for a bundle's ``metrics`` field."""
+    """The headline numbers of a report for a bundle's ``metrics`` field, within-source AUCs first.
+
+    ``within_source`` holds :class:`~chestlens.evaluate.within_source.WithinSourceAUC` dumps (read back
+    with :data:`WITHIN_SOURCE_LIST`); the pooled numbers (``macro_auc``, ``per_class`` AUCs, which count
+    between-source pairs too) are ``[value, low, high]`` triples.
+    """
     overall = report.overall
     summary: dict[str, Any] = {
+        "within_source": WITHIN_SOURCE_LIST.dump_python(report.within_source, mode="json"),
+        "pooled_auc_scope": report.pooled_auc_scope,
         "n_images": overall.n_images,
         "n_patients": overall.n_patients,
         "macro_auc": triple(overall.macro_auc),
@@ -125,11 +137,7 @@ def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict
 def format_estimate(triple: Sequence[float | None]) -> str:
     """``"0.912 [0.870, 0.950]"`` for a (value, low, high) triple; ``"n/a"`` when undefined."""
     value, low, high = triple
-    if value is None:
-        return "n/a"
-    if low is None or high is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return estimate_text(Estimate(value=value, low=low, high=high))
 
 
 def _items_from_folder(data: Path, task_name: str) -> list[tuple[Sample, str, str]]:

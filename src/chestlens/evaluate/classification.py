@@ -9,7 +9,10 @@ with the weighted vectorised forms, which equal the scikit-learn numbers on the 
 Overall definitions: accuracy = fraction of images whose decided class is the true class; balanced
 accuracy = mean sensitivity over the classes present (= ``sklearn.metrics.balanced_accuracy_score``);
 macro AUC = unweighted mean of the one-vs-rest AUCs of all classes (= ``roc_auc_score(...,
-multi_class="ovr", average="macro")``), undefined when any class lacks positives or negatives.
+multi_class="ovr", average="macro")``), undefined when any class lacks positives or negatives. These
+pooled AUCs count pairs of images from different sources; with sources given, the report leads with the
+within-source AUC of every binary question (:func:`~chestlens.evaluate.within_source.within_source_report`),
+which counts same-source pairs only.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ from chestlens.evaluate.results import (
     ClassMetrics,
     MetricSet,
     OperatingPointResult,
+)
+from chestlens.evaluate.within_source import (
+    WithinSourceAUC,
+    binary_questions,
+    strata_of,
+    within_source_report,
 )
 
 #: Warn when a class has fewer images than this.
@@ -233,15 +242,32 @@ def _estimates(metrics: MetricSet) -> Iterator[tuple[str, Estimate]]:
             yield f"{name} of {op.label} at threshold {op.threshold:.4g}", getattr(op, name)
 
 
+def _unmeasurable_questions(overall: MetricSet, within: Sequence[WithinSourceAUC]) -> list[str]:
+    """Warnings for the questions with both sides in the data but no source holding both (``within``:
+    one result per :func:`binary_questions`, or none without source information)."""
+    counts = np.asarray(list(overall.class_counts.values()))
+    questions = binary_questions(list(overall.class_counts)) if within else []
+    out = []
+    for (question, positive, negative), result in zip(questions, within, strict=True):
+        other = counts.sum() - counts[positive] if negative is None else counts[negative]
+        if result.pooled.value is None and counts[positive] > 0 and other > 0:
+            out.append(
+                f"{question}: no source holds both sides, so its within-source AUC is undefined; its pooled "
+                f"AUC can be earned by telling sources apart (sources: {', '.join(result.excluded)})."
+            )
+    return out
+
+
 def _warnings(
     y: np.ndarray,
     labels: Sequence[str],
     sources: np.ndarray | None,
     overall: MetricSet,
     per_source: dict[str, MetricSet],
+    within: Sequence[WithinSourceAUC],
     n_boot: int,
 ) -> list[str]:
-    out = []
+    out = _unmeasurable_questions(overall, within)
     for m in overall.per_class:
         if m.n_images == 0:
             out.append(
@@ -291,6 +317,16 @@ def _warnings(
     return out
 
 
+def _check_per_image(name: str, values: Sequence[str | None] | None, n: int) -> np.ndarray | None:
+    """``values`` as an array ``(n,)``, or None; raises when the length is not ``n``."""
+    if values is None:
+        return None
+    array = np.asarray(values)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must be (N,) = ({n},), got {array.shape}")
+    return array
+
+
 def _check(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -312,14 +348,9 @@ def _check(
         )
     if not np.isfinite(probs).all() or probs.min() < 0 or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError("probs must be probabilities (rows summing to 1); use apply_temperature(logits, T)")
-    patients = np.asarray(patient_ids).astype(str)
-    if patients.shape != (n,):
-        raise ValueError(f"patient_ids must be (N,) = ({n},), got {patients.shape}")
-    if sources is not None:
-        sources = np.asarray(sources).astype(str)
-        if sources.shape != (n,):
-            raise ValueError(f"sources must be (N,) = ({n},), got {sources.shape}")
-    return y.astype(np.int64), probs, patients, sources
+    patients = _check_per_image("patient_ids", patient_ids, n).astype(str)
+    sources = _check_per_image("sources", sources, n)
+    return y.astype(np.int64), probs, patients, None if sources is None else sources.astype(str)
 
 
 def evaluate_classifier(
@@ -329,6 +360,7 @@ def evaluate_classifier(
     patient_ids: np.ndarray,
     sources: np.ndarray | None = None,
     *,
+    views: Sequence[str | None] | None = None,
     decision: DecisionRule | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -343,7 +375,11 @@ def evaluate_classifier(
         probs: ``(N, C)`` calibrated probabilities (``apply_temperature(logits, T)`` with the bundle's T).
         labels: ``C`` class names, in column order.
         patient_ids: ``(N,)`` patient of each image; the bootstrap resamples patients, not images.
-        sources: ``(N,)`` data source of each image, or ``None``; each source gets the same metrics.
+        sources: ``(N,)`` data source of each image, or ``None``; each source gets the same metrics, and
+            the within-source AUCs (:attr:`ClassificationReport.within_source`) pair images of one source.
+        views: ``(N,)`` projection of each image (``PA``, ``AP``, None when unknown) or ``None``: sources
+            whose class depends on the view (:func:`~chestlens.evaluate.within_source.strata_of`) are split
+            by it before pairing.
         decision: how probabilities become one class (default argmax); thresholded classes also get an
             operating-point section (binary ``p >= t`` metrics).
         n_boot: patient resamples for the percentile CIs (0: no CIs); ``seed`` makes them deterministic.
@@ -354,6 +390,7 @@ def evaluate_classifier(
     if not 0.0 < ci < 1.0 or n_boot < 0:
         raise ValueError(f"need 0 < ci < 1 and n_boot >= 0, got ci={ci}, n_boot={n_boot}")
     y, probs, patients, sources = _check(y_true, probs, labels, patient_ids, sources)
+    views = _check_per_image("views", views, y.size)
     rule = decision or DecisionRule.argmax()
     pred = rule.predict(probs, labels)
     options = {"n_boot": n_boot, "seed": seed, "ci": ci, "n_bins": n_bins}
@@ -365,7 +402,15 @@ def evaluate_classifier(
             per_source[str(source)] = _metric_set(
                 y[m], probs[m], pred[m], patients[m], labels, rule, **options
             )
+    within = (
+        []
+        if sources is None
+        else within_source_report(
+            y, probs, labels, strata_of(sources, views), patients, n_boot=n_boot, seed=seed, ci=ci
+        )
+    )
     return ClassificationReport(
+        within_source=within,
         labels=list(labels),
         decision=rule,
         decision_description=rule.describe(),
@@ -374,5 +419,5 @@ def evaluate_classifier(
         overall=overall,
         per_source=per_source,
         source_class_counts={s: m.class_counts for s, m in per_source.items()},
-        warnings=_warnings(y, labels, sources, overall, per_source, n_boot),
+        warnings=_warnings(y, labels, sources, overall, per_source, within, n_boot),
     )

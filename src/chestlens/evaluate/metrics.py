@@ -95,6 +95,29 @@ class TiedScores:
         return cls(order=order, starts=starts, positive=positive)
 
 
+def _group_weights(weights: np.ndarray, tied: TiedScores) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative weight per tie group, ascending score: two arrays ``(B, G)``."""
+    ordered = weights[:, tied.order]
+    pos = np.add.reduceat(ordered * tied.positive, tied.starts, axis=1)
+    neg = np.add.reduceat(ordered * (1.0 - tied.positive), tied.starts, axis=1)
+    return pos, neg
+
+
+def _ranked_pairs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correctly ranked (positive, negative) pairs, ties counting one half, and all pairs: ``(B,)`` each."""
+    below = np.cumsum(neg, axis=1) - neg
+    return (pos * (below + 0.5 * neg)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1)
+
+
+def weighted_pair_counts(weights: np.ndarray, tied: TiedScores) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted correctly ranked pairs and all (positive, negative) pairs under weights ``(B, N)``.
+
+    Their ratio is the ROC-AUC; sums of both over disjoint strata give an AUC that counts only pairs
+    inside a stratum (:mod:`chestlens.evaluate.within_source`). Two arrays ``(B,)``.
+    """
+    return _ranked_pairs(*_group_weights(weights, tied))
+
+
 def weighted_auc_ap(weights: np.ndarray, tied: TiedScores) -> tuple[np.ndarray, np.ndarray]:
     """ROC-AUC and average precision under image weights ``(B, N)``; returns two arrays ``(B,)``.
 
@@ -103,12 +126,10 @@ def weighted_auc_ap(weights: np.ndarray, tied: TiedScores) -> tuple[np.ndarray, 
     score, with cumulative ``TP_g``/``FP_g``: ``AP = sum_g pos_g * TP_g / (TP_g + FP_g) / sum pos``.
     AUC is NaN without positive or negative weight, AP without positive weight.
     """
-    ordered = weights[:, tied.order]
-    pos = np.add.reduceat(ordered * tied.positive, tied.starts, axis=1)
-    neg = np.add.reduceat(ordered * (1.0 - tied.positive), tied.starts, axis=1)
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    auc = _ratio((pos * (below + 0.5 * neg)).sum(axis=1), n_pos * n_neg)
+    pos, neg = _group_weights(weights, tied)
+    concordant, pairs = _ranked_pairs(pos, neg)
+    auc = _ratio(concordant, pairs)
+    n_pos = pos.sum(axis=1)
     pos_desc, neg_desc = pos[:, ::-1], neg[:, ::-1]
     tp, fp = np.cumsum(pos_desc, axis=1), np.cumsum(neg_desc, axis=1)
     precision = np.zeros_like(tp)

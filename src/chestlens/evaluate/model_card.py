@@ -1,26 +1,30 @@
 """Model cards generated from a bundle and its test report: every number comes from those two files.
 
-The card states the data per source and class, the splits, every test metric with its confidence
-interval, per-source results, calibration and the operating point (classifiers), the project's targets
-(met or not), known shortcuts and limits, and the command that reproduces the model. Segmenter cards
-state the target, the per-class overlap metrics with their empty-mask case counts instead; detector cards
-the COCO mask and box AP per class.
+A classifier card leads with what says whether the model reads the lungs: the within-source AUC of every
+binary question on the test split (same-source pairs only) and the shortcut audit, both from the
+bundle's ``metrics``. Then it states the data per source and class, the splits, every pooled test metric
+with its confidence interval (labelled as including between-source pairs), per-source results,
+calibration and the operating point, the project's targets (met or not), known shortcuts and limits, and
+the command that reproduces the model. Segmenter cards state the target, the per-class overlap metrics
+with their empty-mask case counts instead; detector cards the COCO mask and box AP per class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.atomic import write_text_atomic
-from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.detection import APScores, DetectionReport
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport, MetricSet
 from chestlens.evaluate.seg_report import SegmentationDocument
 from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import audit_markdown
+from chestlens.evaluate.tables import markdown_table, within_source_markdown
+from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.bundle import BundleSpec
 from chestlens.models.registry import get_model_config
 
@@ -36,17 +40,7 @@ XRAY3_TARGETS = {
 
 
 def _est(e: Estimate | None) -> str:
-    if e is None or e.value is None:
-        return "n/a" if e is None or not e.reason else f"n/a ({e.reason})"
-    if e.low is None or e.high is None:
-        return f"{e.value:.3f}"
-    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
-
-
-def _table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return [*lines, ""]
+    return "n/a" if e is None else estimate_text(e, reason=True)
 
 
 def _class_rows(m: MetricSet) -> list[list[str]]:
@@ -96,7 +90,7 @@ def _data_section(spec: BundleSpec) -> list[str]:
         f"{data.get('split_seed')}; linked patients and near-duplicate pictures stay on one side):",
         "",
     ]
-    lines += _table(["source", "class", "train", "val", "test"], rows)
+    lines += markdown_table(["source", "class", "train", "val", "test"], rows)
     patients = data.get("patients_per_split", {})
     lines += [f"Patient groups per split: {', '.join(f'{k} {v}' for k, v in patients.items())}.", ""]
     if data.get("excluded_per_source"):
@@ -133,7 +127,7 @@ def _segmentation_targets(spec: BundleSpec, report: SegmentationReport) -> list[
     if not rows:
         return []
     head = ["target", "goal", "measured (95% CI)", "verdict"]
-    return ["## Targets (test split)", "", *_table(head, rows)]
+    return ["## Targets (test split)", "", *markdown_table(head, rows)]
 
 
 def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
@@ -176,18 +170,37 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[str]:
             _verdict(nih_pneumonia, XRAY3_TARGETS["nih_pneumonia_auc"]),
         ]
     )
-    return ["## Targets (test split)", "", *_table(["target", "goal", "measured (95% CI)", "verdict"], rows)]
+    head = ["target", "goal", "measured (95% CI)", "verdict"]
+    return ["## Targets (test split)", "", *markdown_table(head, rows)]
 
 
-def _heading(spec: BundleSpec) -> list[str]:
+def _heading(spec: BundleSpec, lead: Sequence[str] = ()) -> list[str]:
+    """Title and disclaimer, the ``lead`` lines (read before anything else), then the model heading."""
     return [
         f"# Model card: {spec.name} {spec.version}",
         "",
         f"> **{RESEARCH_USE_DISCLAIMER}**",
         "",
+        *lead,
         "## Model",
         "",
     ]
+
+
+def _shortcut_lead(spec: BundleSpec) -> list[str]:
+    """The within-source AUCs of the test split and the shortcut audit, from the bundle's ``metrics``
+    (``test.within_source``, :func:`chestlens.evaluate.bundle_eval.metrics_summary`; ``shortcut_audit``,
+    ``chestlens audit --save``)."""
+    test = spec.metrics.get("test") or {}
+    lines = ["## Within-source AUC (test split; read this first)", ""]
+    if "within_source" in test:
+        lines += within_source_markdown(WITHIN_SOURCE_LIST.validate_python(test["within_source"]))
+    else:
+        lines += ["Not recorded: this bundle was tested before within-source AUCs were measured.", ""]
+    audit = spec.metrics.get("shortcut_audit")
+    if audit:
+        return lines + audit_markdown(audit)
+    return [*lines, "## Shortcut audit", "", "Not run yet: `chestlens audit BUNDLE --save` adds it.", ""]
 
 
 def _training_line(spec: BundleSpec) -> str:
@@ -224,7 +237,7 @@ def _selection_section(spec: BundleSpec) -> list[str]:
     return [
         f"## Model selection (on {selection['metric']}; the test split played no part)",
         "",
-        *_table(["architecture", "input size", "validation score", ""], rows),
+        *markdown_table(["architecture", "input size", "validation score", ""], rows),
     ]
 
 
@@ -278,7 +291,7 @@ def _recipes_section(spec: BundleSpec, report: ClassificationReport) -> list[str
     return [
         "## Seed recipes, same data, split and pipeline (test split, 95% CI by bootstrap over patients)",
         "",
-        *_table(list(rows[0]), [list(r.values()) for r in rows]),
+        *markdown_table(list(rows[0]), [list(r.values()) for r in rows]),
         "Recipes with `random` initialisation had no ImageNet weights offline (pass `weights=<checkpoint or "
         "URL>` to fine-tune from them). A random backbone kept frozen (`head only`) shows what the recipe "
         "gives without pretrained features. Epoch minutes were measured on a shared 2-core CPU.",
@@ -298,7 +311,7 @@ def render_model_card(
     overall = report.overall
     cfg = spec.training.get("config", {})
     lines = [
-        *_heading(spec),
+        *_heading(spec, _shortcut_lead(spec)),
         f"- Task: `{spec.task}`, classes {', '.join(spec.labels)}.",
         f"- Architecture: `{spec.architecture}`, grey input {spec.preprocess.input_size} x "
         f"{spec.preprocess.input_size} px, normalisation mean {spec.preprocess.mean} "
@@ -322,12 +335,13 @@ def render_model_card(
         )
     lines += [f"- Decision rule: {report.decision_description}", ""]
     lines += [
-        "## Test results (patient-disjoint test split, 95% CI by bootstrap over patients)",
+        f"## Pooled test results, all sources together (every AUC {report.pooled_auc_scope}; "
+        "patient-disjoint test split, 95% CI by bootstrap over patients)",
         "",
         f"{overall.n_images} images, {overall.n_patients} patient groups. Accuracy {_est(overall.accuracy)}, "
         f"balanced accuracy {_est(overall.balanced_accuracy)}, macro AUC {_est(overall.macro_auc)}.",
         "",
-        *_table(
+        *markdown_table(
             ["class", "n", "AUC", "sensitivity", "specificity", "PPV", "NPV", "F1"], _class_rows(overall)
         ),
     ]
@@ -340,39 +354,19 @@ def render_model_card(
         ]
     lines += _targets(spec, report)
     lines += _recipes_section(spec, report)
-    if spec.metrics.get("shortcut_audit"):
-        lines += audit_markdown(spec.metrics["shortcut_audit"])
     lines += ["## Per-source results (test split)", ""]
     for source, m in report.per_source.items():
         lines += [f"### {source}", "", f"{m.n_images} images, accuracy {_est(m.accuracy)}.", ""]
-        lines += _table(
+        lines += markdown_table(
             ["class", "n", "AUC", "sensitivity", "specificity", "PPV", "NPV", "F1"], _class_rows(m)
         )
     caveat = (
-        "Per-source AUCs where a source holds one class only are undefined: a high overall AUC can come "
-        "from telling sources apart. Check the shortcut audit before trusting any result."
+        "Pooled AUCs count pairs of images from different sources: where a class comes from few sources, "
+        "they can be earned by telling sources apart. Judge the model by the within-source AUCs and the "
+        "shortcut audit at the top of this card."
     )
-    lines += _closing([*_within_source(report), *confounders, *report.warnings], caveat, reproduce)
+    lines += _closing([*confounders, *report.warnings], caveat, reproduce)
     return "\n".join(lines)
-
-
-def _within_source(report: ClassificationReport) -> list[str]:
-    """Each class's AUC inside every source holding it AND another class, next to its overall AUC.
-
-    Inside one source the source cannot give the class away, so a large drop from the overall AUC is
-    evidence of a shortcut.
-    """
-    overall = {c.label: c.auc for c in report.overall.per_class}
-    lines = []
-    for source, m in report.per_source.items():
-        mixed = sum(1 for c in m.per_class if c.n_images > 0) > 1
-        for c in m.per_class if mixed else ():
-            if c.n_images > 0 and c.auc.value is not None:
-                lines.append(
-                    f"within-source check: {c.label} AUC inside {source} ({c.n_images} of {m.n_images} "
-                    f"images) is {_est(c.auc)} vs {_est(overall[c.label])} overall"
-                )
-    return lines
 
 
 def _segmentation_rows(report: SegmentationReport) -> list[list[object]]:
@@ -426,14 +420,14 @@ def render_segmentation_card(
         f"{pre.input_size} network grid. Cases per class: true negative / false positive / false negative / "
         "true positive images (empty-mask policy in the test report).",
         "",
-        *_table(_SEG_HEAD, _segmentation_rows(report)),
+        *markdown_table(_SEG_HEAD, _segmentation_rows(report)),
         *_segmentation_targets(spec, report),
         "## Per-source results (test split)",
         "",
     ]
     for source, per in document.per_source.items():
         lines += [f"### {source}", "", f"{per.n_images} images.", ""]
-        lines += _table(_SEG_HEAD, _segmentation_rows(per))
+        lines += markdown_table(_SEG_HEAD, _segmentation_rows(per))
     caveat = (
         "Metrics are computed on the network's input grid (masks resized with nearest neighbour), not on "
         "the original resolution; boundaries are coarser than the annotation."
@@ -469,7 +463,7 @@ def detection_results(report: DetectionReport) -> list[str]:
         f"range, at most {report.max_dets} detections per image); mAP is the mean over IoU 0.50:0.95; 95% CI "
         "by bootstrap over patients.",
         "",
-        *_table(_DET_HEAD, rows),
+        *markdown_table(_DET_HEAD, rows),
         *[f"- {w}" for w in report.warnings],
     ]
 

@@ -167,16 +167,19 @@ def page(
     settings: Mapping[str, Any],
     sections: Sequence[str],
     definitions: Mapping[str, str],
+    lead: Sequence[str] = (),
 ) -> str:
-    """The whole HTML page: disclaimer, title, the warnings of ``metrics``, the ``settings`` (then the
-    bootstrap, date and version), ``sections`` (ready-made HTML), the model and data facts, the
-    ``definitions`` of the metrics, and the disclaimer again."""
+    """The whole HTML page: disclaimer, title, ``lead`` (ready-made HTML read before anything else), the
+    warnings of ``metrics``, the ``settings`` (then the bootstrap, date and version), ``sections``
+    (ready-made HTML), the model and data facts, the ``definitions`` of the metrics, and the disclaimer
+    again."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(document.title)}</title><style>{CSS}</style></head><body>",
         f'<div class="disclaimer">{escape(document.disclaimer)}</div>',
         f"<h1>{escape(document.title)}</h1>",
+        *lead,
         _warnings_html(metrics.warnings),
         "<h2>Settings</h2>",
         key_values({**settings, **_run_settings(document, metrics.bootstrap)}),

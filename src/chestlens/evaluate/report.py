@@ -1,13 +1,14 @@
 """Write an evaluation as ``report.json`` (all numbers) and one self-contained ``report.html``.
 
-The HTML has no external resource: the CSS is inline and the figures are embedded as base64
-``data:image/png`` URIs, so the single file can be mailed or archived. The research-use disclaimer is
-the first thing in it. Both files are written atomically.
+The page leads with the within-source AUCs (same-source pairs only); the pooled metrics that follow are
+labelled as including between-source pairs. The HTML has no external resource: the CSS is inline and the
+figures are embedded as base64 ``data:image/png`` URIs, so the single file can be mailed or archived.
+The research-use disclaimer is the first thing in it. Both files are written atomically.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,16 @@ from chestlens.evaluate.page import (
     table,
     write_document,
 )
-from chestlens.evaluate.results import ClassificationReport, MetricSet
+from chestlens.evaluate.results import POOLED_AUC_SCOPE, ClassificationReport, MetricSet
+from chestlens.evaluate.tables import (
+    NOT_MEASURED,
+    STRATA_HEAD,
+    WITHIN_SOURCE_HEAD,
+    WITHIN_SOURCE_INTRO,
+    strata_rows,
+    within_source_rows,
+)
+from chestlens.evaluate.within_source import WithinSourceAUC
 
 DEFINITIONS = {
     "sensitivity": "TP / (TP + FN), one-vs-rest per class (recall)",
@@ -31,7 +41,10 @@ DEFINITIONS = {
     "PPV": "TP / (TP + FP) (precision)",
     "NPV": "TN / (TN + FN)",
     "F1": "2 TP / (2 TP + FP + FN)",
-    "AUC": "one-vs-rest ROC-AUC of the class probability; macro AUC = mean over classes",
+    "within-source AUC": "share of (positive, negative) pairs from one source (view-confounded sources: one "
+    "source and view) ranked correctly, ties one half; = per-source AUCs weighted by positives x negatives",
+    "AUC": "one-vs-rest ROC-AUC of the class probability over all images pooled, so it includes "
+    f"between-source pairs ({POOLED_AUC_SCOPE}); macro AUC = mean over classes",
     "AP": "average precision, sum of (R_k - R_k-1) P_k over decreasing thresholds",
     "balanced accuracy": "mean sensitivity over the classes present",
     "ECE": "top-label expected calibration error, equal-width bins: sum_k n_k/n |acc_k - conf_k|",
@@ -198,11 +211,28 @@ def _classification_report_html(report: dict[str, Any]) -> str:
     return table(("", "precision", "recall", "f1-score", "support"), rows)
 
 
+def _text_table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A table of plain-text cells (escaped, left aligned)."""
+    return table(head, ([label_cell(cell) for cell in row] for row in rows))
+
+
+def _within_source_html(results: Sequence[WithinSourceAUC]) -> str:
+    """The lead section: within-source AUC per question, then the per-source AUCs it pools."""
+    heading = "<h2>Within-source AUC (read this first)</h2>"
+    if not results:
+        return f"{heading}<p>{escape(NOT_MEASURED)}</p>"
+    return (
+        f"{heading}<p>{escape(WITHIN_SOURCE_INTRO)}</p>"
+        f"{_text_table(WITHIN_SOURCE_HEAD, within_source_rows(results))}"
+        f"<h3>Per-source AUCs it pools</h3>{_text_table(STRATA_HEAD, strata_rows(results))}"
+    )
+
+
 def render_html(document: ReportDocument, figures: Mapping[str, Path]) -> str:
     """The self-contained HTML page of ``document``; ``figures`` PNG files are embedded as data URIs."""
     r = document.metrics
     sections = [
-        "<h2>Overall</h2>",
+        f"<h2>Pooled over all sources (every AUC {escape(r.pooled_auc_scope)})</h2>",
         _metric_set_html(r.overall, r.labels),
         f'<h2>Figures</h2><div class="figs">{figures_html(figures)}</div>',
         "<h2>Calibration (reliability diagram data)</h2>",
@@ -213,7 +243,7 @@ def render_html(document: ReportDocument, figures: Mapping[str, Path]) -> str:
         _classification_report_html(r.overall.classification_report),
     ]
     settings = {"decision rule": r.decision_description, "temperature": r.temperature}
-    return page(document, r, settings, sections, DEFINITIONS)
+    return page(document, r, settings, sections, DEFINITIONS, lead=[_within_source_html(r.within_source)])
 
 
 def write_report(

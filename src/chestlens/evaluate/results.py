@@ -2,6 +2,10 @@
 
 Undefined numbers are ``None`` (never NaN) so that ``report.json`` is strict JSON; an undefined
 :class:`~chestlens.evaluate.bootstrap.Estimate` carries its reason.
+
+The report leads with the within-source AUCs (:mod:`chestlens.evaluate.within_source`): pairs of images
+from one source only, which telling hospitals apart cannot earn. The pooled metrics (``overall`` and the
+AUCs in it) count every pair, including pairs whose two images come from different sources.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.calibration import ReliabilityBin
 from chestlens.evaluate.operating_point import DecisionRule
+from chestlens.evaluate.within_source import WithinSourceAUC
+
+#: How every pooled AUC of a report is labelled: it counts pairs of images from different sources too.
+POOLED_AUC_SCOPE = "includes between-source pairs"
 
 
 class _Model(BaseModel):
@@ -89,10 +97,20 @@ class BootstrapInfo(_Model):
 
 
 class ClassificationReport(_Model):
-    """Evaluation of a classifier: overall, per data source, and warnings. Research use only."""
+    """Evaluation of a classifier: within-source AUCs first, then pooled (overall), per data source, and
+    warnings. Research use only.
+
+    Attributes:
+        within_source: every binary question's AUC over same-source pairs (sources in
+            :data:`~chestlens.evaluate.within_source.VIEW_STRATIFIED_SOURCES` split by view), with the
+            per-source AUCs it pools and the sources left out; empty without source information.
+        pooled_auc_scope: what the pooled AUCs of ``overall`` count (:data:`POOLED_AUC_SCOPE`).
+    """
 
     disclaimer: str = RESEARCH_USE_DISCLAIMER
+    within_source: list[WithinSourceAUC] = Field(default_factory=list)
     labels: list[str]
+    pooled_auc_scope: str = POOLED_AUC_SCOPE
     decision: DecisionRule
     decision_description: str
     temperature: float | None = None

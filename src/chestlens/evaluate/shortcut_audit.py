@@ -8,30 +8,42 @@ Three views of every test image, the lung fields found by a lung segmenter bundl
 
 A model that reads the lungs should fall towards chance (AUC 0.5) without them and keep most of its
 AUC with them alone; a model that still separates the classes with the lungs masked out is using
-something else (text markers, borders, patient size, the source's processing): a shortcut. The audit
-also reports where the Grad-CAM heatmap of the top class falls: its share of mass inside the lung
-fields. All AUCs carry 95% CIs by bootstrap over patients (the evaluation's own machinery).
+something else (text markers, borders, patient size, the source's processing): a shortcut. Each view
+gets the within-source AUC of every binary question (:mod:`chestlens.evaluate.within_source`: pairs
+from one source only, which telling sources apart cannot earn) and the pooled AUCs (which include
+between-source pairs). The audit also fits a linear source probe on the classifier's pooled features
+of the full images (:mod:`chestlens.evaluate.source_probe`: how much of the source the features carry)
+and reports where the Grad-CAM heatmap of the top class falls: its share of mass inside the lung
+fields, overall and per true class. All AUCs carry 95% CIs by bootstrap over patients (the
+evaluation's own machinery).
+
+Images go through the classifier's own preprocessing (a lung crop or mask, CLAHE) with the lung masks
+on its input grid (:func:`chestlens.data.tensors.decode_with_lungs`), so the masks match what it reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from chestlens.data.records import Sample
-from chestlens.data.tensors import decode_images, labelled_images
-from chestlens.evaluate.bootstrap import Estimate
+from chestlens.data.tensors import CachedLungMasker, LabelledImages, decode_with_lungs
+from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.classification import evaluate_classifier
 from chestlens.evaluate.operating_point import DecisionRule
-from chestlens.models.bundle import Bundle
-from chestlens.models.inference import predict_logits
+from chestlens.evaluate.results import POOLED_AUC_SCOPE
+from chestlens.evaluate.source_probe import SourceProbe, pooled_features, source_probe
+from chestlens.evaluate.tables import markdown_table
+from chestlens.evaluate.within_source import WithinSourceAUC, strata_of, within_source_report
+from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
+from chestlens.models.inference import lung_masker, predict_logits
 from chestlens.models.registry import get_model_config
 
 VARIANTS = ("full image", "lungs masked out", "lungs only")
@@ -40,14 +52,71 @@ DILATION_FRACTION = 0.03
 CAM_BATCH = 16
 
 
-def lung_masks(lungs: Bundle, items: Sequence[tuple[Sample, str, str]], size: int) -> np.ndarray:
-    """Bool lung masks ``(N, size, size)`` from the segmenter, nearest-resized to the classifier grid."""
-    spec = lungs.spec.preprocess
-    images = decode_images([Path(sample.path) for sample, _, _ in items], spec)
-    model = lungs.build_model()
-    probability = torch.sigmoid(predict_logits(model, images, spec, batch_size=16)[:, :1])
-    resized = F.interpolate(probability, size=(size, size), mode="nearest")
-    return resized[:, 0].numpy() >= 0.5
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ViewResult(_Model):
+    """The classifier on one view of the images.
+
+    Attributes:
+        macro_auc, per_class_auc, accuracy: pooled over all images (AUCs include between-source pairs).
+        within_source: each binary question's AUC over same-source pairs (empty in audits made before it
+            was measured).
+    """
+
+    macro_auc: Estimate
+    per_class_auc: dict[str, Estimate]
+    accuracy: Estimate
+    within_source: list[WithinSourceAUC] = Field(default_factory=list)
+
+
+class CamInLungs(_Model):
+    """Share of the top-class Grad-CAM mass inside the lung fields, in ``[0, 1]`` (None: no CAM mass)."""
+
+    mean: float | None
+    median: float | None
+    share_of_images_below_half: float | None
+    mean_by_true_class: dict[str, float | None]
+
+
+class ShortcutAudit(_Model):
+    """Result of :func:`audit_classifier` (stored in a bundle's ``metrics.shortcut_audit``).
+
+    ``source_probe`` is None in audits made before it was measured.
+    """
+
+    variants: dict[str, ViewResult]
+    cam_in_lungs: CamInLungs
+    source_probe: SourceProbe | None = None
+    n_images: int
+    n_patients: int
+    dilation_fraction: float
+    lung_segmenter: str
+
+
+def images_with_lungs(
+    items: Sequence[tuple[Sample, str, str]],
+    labels: Sequence[str],
+    spec: PreprocessSpec,
+    lungs: Bundle,
+    cache: Path | None = None,
+) -> tuple[LabelledImages, np.ndarray]:
+    """Decode ``(sample, label, patient group)`` items through the classifier preprocessing ``spec``
+    (lung crop or mask and CLAHE where it asks) with their lung masks from the ``lungs`` segmenter bundle.
+
+    Args:
+        cache: ``.npz`` file keeping the lung masks between runs (:class:`CachedLungMasker`).
+
+    Returns the labelled images ``(N, 1, S, S)`` and bool lung masks ``(N, S, S)`` on the same grid.
+    """
+    if not items:
+        raise ValueError("no images to decode")
+    masker = CachedLungMasker(lung_masker(lungs.build_model(), lungs.spec.preprocess), cache)
+    images, masks = decode_with_lungs([Path(sample.path) for sample, _, _ in items], spec, masker)
+    masker.save()
+    targets = torch.tensor([list(labels).index(label) for _, label, _ in items], dtype=torch.long)
+    return LabelledImages.of_items(items, images, targets), np.asarray(masks)
 
 
 def masked_variants(images: torch.Tensor, masks: np.ndarray) -> dict[str, torch.Tensor]:
@@ -83,13 +152,49 @@ def cam_energy_in_lungs(
     return np.asarray(shares)
 
 
-def _auc_row(report: Any) -> dict[str, Any]:
-    overall = report.overall
-    return {
-        "macro_auc": overall.macro_auc.model_dump(),
-        "per_class_auc": {c.label: c.auc.model_dump() for c in overall.per_class},
-        "accuracy": overall.accuracy.model_dump(),
-    }
+def _view_result(
+    model: torch.nn.Module,
+    spec: BundleSpec,
+    data: LabelledImages,
+    images: torch.Tensor,
+    n_boot: int,
+    seed: int,
+) -> ViewResult:
+    """Pooled and within-source AUCs of the classifier on ``images`` ``(N, 1, S, S)``, a view of ``data``."""
+    probs = apply_temperature(predict_logits(model, images, spec.preprocess).numpy(), spec.temperature)
+    targets, patients = data.targets.numpy(), np.asarray(data.patient_ids)
+    rule = DecisionRule.from_operating_points(spec.operating_points)
+    overall = evaluate_classifier(
+        targets, probs, spec.labels, patients, decision=rule, n_boot=n_boot, seed=seed
+    ).overall
+    strata = strata_of(data.sources, data.views or None)
+    return ViewResult(
+        macro_auc=overall.macro_auc,
+        per_class_auc={c.label: c.auc for c in overall.per_class},
+        accuracy=overall.accuracy,
+        within_source=within_source_report(
+            targets, probs, spec.labels, strata, patients, n_boot=n_boot, seed=seed
+        ),
+    )
+
+
+def _mean(values: np.ndarray) -> float | None:
+    """Mean of the finite values of ``values`` ``(n,)``; None when there is none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _cam_summary(shares: np.ndarray, targets: np.ndarray, labels: Sequence[str]) -> CamInLungs:
+    """Summary of per-image CAM shares ``(N,)`` (NaN: no CAM mass), overall and per true class."""
+    finite = shares[np.isfinite(shares)]
+    return CamInLungs(
+        mean=_mean(shares),
+        median=float(np.median(finite)) if finite.size else None,
+        share_of_images_below_half=_mean((finite < 0.5).astype(float)),
+        mean_by_true_class={
+            label: _mean(shares[targets == k]) for k, label in enumerate(labels) if (targets == k).any()
+        },
+    )
 
 
 def audit_classifier(
@@ -100,92 +205,117 @@ def audit_classifier(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Run the audit on labelled ``(sample, label, patient group)`` items; JSON-ready numbers.
+    """Run the audit on labelled ``(sample, label, patient group)`` items.
 
-    Returns ``{"variants": {view: {macro_auc, per_class_auc, accuracy}}, "cam_in_lungs": {...},
-    "n_images", "n_patients", "dilation_fraction"}``; estimates are ``Estimate`` dicts.
+    Returns a JSON-ready :class:`ShortcutAudit` dump: ``variants`` (per view: pooled ``macro_auc``,
+    ``per_class_auc``, ``accuracy`` and ``within_source``), ``cam_in_lungs``, ``source_probe``,
+    ``n_images``, ``n_patients``, ``dilation_fraction``, ``lung_segmenter``.
     """
     spec = classifier.spec
-    data = labelled_images(items, spec.labels, spec.preprocess)
-    masks = lung_masks(lungs, items, spec.preprocess.input_size)
+    data, masks = images_with_lungs(items, spec.labels, spec.preprocess, lungs)
     model = classifier.build_model()
-    rule = DecisionRule.from_operating_points(spec.operating_points)
-    variants = {}
-    for name, images in masked_variants(data.images, masks).items():
-        probs = apply_temperature(predict_logits(model, images, spec.preprocess).numpy(), spec.temperature)
-        report = evaluate_classifier(
-            data.targets.numpy(),
-            probs,
-            spec.labels,
-            np.asarray(data.patient_ids),
-            decision=rule,
-            n_boot=n_boot,
-            seed=seed,
-        )
-        variants[name] = _auc_row(report)
-    shares = cam_energy_in_lungs(classifier, model, data.images, masks)
-    targets = data.targets.numpy()
-    by_class = {
-        label: float(np.nanmean(shares[targets == k]))
-        for k, label in enumerate(spec.labels)
-        if (targets == k).any()
+    variants = {
+        name: _view_result(model, spec, data, images, n_boot, seed)
+        for name, images in masked_variants(data.images, masks).items()
     }
-    return {
-        "variants": variants,
-        "cam_in_lungs": {
-            "mean": float(np.nanmean(shares)),
-            "median": float(np.nanmedian(shares)),
-            "share_of_images_below_half": float(np.nanmean(shares < 0.5)),
-            "mean_by_true_class": by_class,
-        },
-        "n_images": len(items),
-        "n_patients": len(set(data.patient_ids)),
-        "dilation_fraction": DILATION_FRACTION,
-        "lung_segmenter": f"{lungs.spec.name} {lungs.spec.version}",
-    }
+    features = pooled_features(model, data.images, spec.preprocess)
+    audit = ShortcutAudit(
+        variants=variants,
+        cam_in_lungs=_cam_summary(
+            cam_energy_in_lungs(classifier, model, data.images, masks), data.targets.numpy(), spec.labels
+        ),
+        source_probe=source_probe(features, data.sources, data.patient_ids, seed=seed),
+        n_images=len(data),
+        n_patients=len(set(data.patient_ids)),
+        dilation_fraction=DILATION_FRACTION,
+        lung_segmenter=f"{lungs.spec.name} {lungs.spec.version}",
+    )
+    return audit.model_dump(mode="json")
 
 
-def _fmt(estimate: dict[str, Any]) -> str:
-    e = Estimate.model_validate(estimate)
-    if e.value is None:
-        return "n/a"
-    interval = f" [{e.low:.3f}, {e.high:.3f}]" if e.low is not None and e.high is not None else ""
-    return f"{e.value:.3f}{interval}"
+def _within_by_view(audit: ShortcutAudit) -> list[str]:
+    """Markdown lines: within-source AUC of each question (rows) on each view (columns)."""
+    views = {name: {r.question: r.pooled for r in v.within_source} for name, v in audit.variants.items()}
+    questions = list(next(iter(views.values())))
+    if not questions:
+        return [
+            "Not measured by this audit (made before within-source AUCs); run `chestlens audit` again.",
+            "",
+        ]
+    rows = [[q, *[estimate_text(by_question[q]) for by_question in views.values()]] for q in questions]
+    return markdown_table(["question", *views], rows)
 
 
-def audit_markdown(audit: dict[str, Any]) -> list[str]:
-    """The audit as a model-card section (markdown lines)."""
-    labels = list(next(iter(audit["variants"].values()))["per_class_auc"])
-    head = ["view", "macro AUC", *[f"{label} AUC" for label in labels], "accuracy"]
-    rows = [
+def _probe_lines(probe: SourceProbe | None) -> list[str]:
+    """Markdown lines on the source probe of the full images' features."""
+    if probe is None:
+        return ["Not measured by this audit (made before the source probe); run `chestlens audit` again.", ""]
+    if probe.accuracy is None:
+        return [f"Not measurable: {probe.reason}.", ""]
+    return [
+        f"A linear probe (logistic regression, {probe.folds}-fold patient-grouped cross-validation) reads "
+        f"the source of the {probe.n_images} full images from the classifier's pooled features with "
+        f"accuracy {probe.accuracy:.3f}, against {probe.majority_rate:.3f} by always guessing the commonest "
+        f"of the {probe.n_sources} sources: {probe.excess:+.3f}. Features that carry little beyond the "
+        "class mix stay near the majority rate.",
+        "",
+    ]
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _cam_lines(cam: CamInLungs) -> list[str]:
+    """Markdown lines on the Grad-CAM mass inside the lungs, overall and per true class."""
+    below = "n/a" if cam.share_of_images_below_half is None else f"{cam.share_of_images_below_half:.0%}"
+    return [
+        f"Top-class Grad-CAM mass inside the lung fields: mean {_share(cam.mean)}, median "
+        f"{_share(cam.median)}; {below} of images have less than half of it inside the lungs.",
+        "",
+        *markdown_table(
+            ["true class", "mean CAM mass inside the lungs"],
+            [[label, _share(value)] for label, value in cam.mean_by_true_class.items()],
+        ),
+    ]
+
+
+def audit_markdown(audit: Mapping[str, Any]) -> list[str]:
+    """The audit (a :class:`ShortcutAudit` dump, also one made before the within-source AUCs and the
+    source probe) as a model-card section (markdown lines): within-source AUCs by view first, then the
+    source probe, the pooled AUCs by view and the CAM mass in the lungs."""
+    result = ShortcutAudit.model_validate(audit)
+    labels = list(next(iter(result.variants.values())).per_class_auc)
+    pooled = [
         [
             name,
-            _fmt(v["macro_auc"]),
-            *[_fmt(v["per_class_auc"][label]) for label in labels],
-            _fmt(v["accuracy"]),
+            estimate_text(v.macro_auc),
+            *[estimate_text(v.per_class_auc[label]) for label in labels],
+            estimate_text(v.accuracy),
         ]
-        for name, v in audit["variants"].items()
+        for name, v in result.variants.items()
     ]
-    cam = audit["cam_in_lungs"]
-    lines = [
+    return [
         "## Shortcut audit (test split, 95% CI by bootstrap over patients)",
         "",
-        f"{audit['n_images']} images, {audit['n_patients']} patient groups; lung fields from "
-        f"`{audit['lung_segmenter']}`, dilated by {audit['dilation_fraction']:.0%} of the image side, "
+        f"{result.n_images} images, {result.n_patients} patient groups; lung fields from "
+        f"`{result.lung_segmenter}`, dilated by {result.dilation_fraction:.0%} of the image side, "
         "filled with the image's mean grey.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *["| " + " | ".join(row) + " |" for row in rows],
+        "### Within-source AUC by view (pairs of images from the same source only)",
         "",
-        f"Grad-CAM mass of the top class inside the lung fields: mean {cam['mean']:.2f}, median "
-        f"{cam['median']:.2f}; {cam['share_of_images_below_half']:.0%} of images have less than half "
-        "of it inside the lungs. Mean by true class: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in cam["mean_by_true_class"].items())
-        + ".",
+        *_within_by_view(result),
+        "### Source probe on the classifier's features (full images)",
         "",
-        "Reading: an AUC well above 0.5 with the lungs masked out means the model separates the classes "
-        "from outside the lungs (a shortcut, e.g. the source's markers, borders or patient size).",
+        *_probe_lines(result.source_probe),
+        f"### Pooled AUC by view ({POOLED_AUC_SCOPE})",
+        "",
+        *markdown_table(["view", "macro AUC", *[f"{label} AUC" for label in labels], "accuracy"], pooled),
+        "### Grad-CAM mass in the lungs",
+        "",
+        *_cam_lines(result.cam_in_lungs),
+        "Reading: a within-source AUC well above 0.5 with the lungs masked out means the model separates "
+        "the classes from outside the lungs even inside one source (a shortcut: markers, borders, patient "
+        "size); a pooled AUC far above the within-source one means it gains from telling sources apart.",
         "",
     ]
-    return lines

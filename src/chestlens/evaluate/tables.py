@@ -1,0 +1,89 @@
+"""Tables shared by the evaluation outputs (HTML report, model card, shortcut audit, terminal): Markdown
+tables, and the rows that present within-source AUCs (:mod:`chestlens.evaluate.within_source`).
+
+Cells are plain text; the HTML report escapes them (:func:`chestlens.evaluate.page.label_cell`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from chestlens.evaluate.bootstrap import estimate_text
+from chestlens.evaluate.within_source import VIEW_STRATIFIED_SOURCES, StratumAUC, WithinSourceAUC
+
+#: One sentence that says what a within-source AUC is, put before its tables.
+WITHIN_SOURCE_INTRO = (
+    "Within-source AUC: the share of (positive, negative) image pairs from the same source ranked "
+    f"correctly ({', '.join(sorted(VIEW_STRATIFIED_SOURCES))}: same source and view), so it cannot be "
+    "earned by telling sources apart; the per-source AUCs pooled with weights positives x negatives. "
+    "'A vs B' questions use the images of classes A and B and the score log p(A) - log p(B). "
+    "95% CI by bootstrap over patients."
+)
+WITHIN_SOURCE_HEAD = (
+    "question",
+    "within-source AUC (95% CI)",
+    "same-source pairs",
+    "sources pooled",
+    "left out (one side only)",
+)
+#: Said instead of the tables when the images' sources are unknown.
+NOT_MEASURED = "Not measured: the images' sources were not recorded."
+STRATA_HEAD = ("question", "source", "positives", "negatives", "AUC inside the source (95% CI)")
+
+
+def markdown_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Lines of a Markdown table (then one blank line)."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def within_source_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
+    """One row per question under :data:`WITHIN_SOURCE_HEAD`."""
+    return [
+        [
+            r.question,
+            estimate_text(r.pooled, reason=True),
+            str(r.n_pairs),
+            ", ".join(s.stratum for s in r.strata) or "none",
+            ", ".join(r.excluded) or "none",
+        ]
+        for r in results
+    ]
+
+
+def strata_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
+    """One row per (question, source holding both sides) under :data:`STRATA_HEAD`."""
+    return [
+        [r.question, s.stratum, str(s.n_positive), str(s.n_negative), estimate_text(s.auc, reason=True)]
+        for r in results
+        for s in r.strata
+    ]
+
+
+def within_source_markdown(results: Sequence[WithinSourceAUC]) -> list[str]:
+    """Markdown lines: the definition, the per-question table, then the per-source AUCs it pools."""
+    if not results:
+        return [NOT_MEASURED, ""]
+    return [
+        WITHIN_SOURCE_INTRO,
+        "",
+        *markdown_table(WITHIN_SOURCE_HEAD, within_source_rows(results)),
+        "Per-source AUCs pooled above:",
+        "",
+        *markdown_table(STRATA_HEAD, strata_rows(results)),
+    ]
+
+
+def _stratum_text(s: StratumAUC) -> str:
+    return f"{s.stratum} {estimate_text(s.auc)} ({s.n_positive} pos / {s.n_negative} neg)"
+
+
+def within_source_text(r: WithinSourceAUC) -> str:
+    """One line for a terminal: the AUC, its pair count, the per-source AUCs and the sources left out."""
+    per_source = "; ".join(_stratum_text(s) for s in r.strata) or "none"
+    left_out = f"; left out (one side only): {', '.join(r.excluded)}" if r.excluded else ""
+    return (
+        f"{r.question}: {estimate_text(r.pooled, reason=True)} over {r.n_pairs} same-source pairs; "
+        f"per source: {per_source}{left_out}"
+    )
