@@ -105,6 +105,38 @@ def _train(
     return read_spec(bundle)
 
 
+Folds = Annotated[
+    int,
+    typer.Option(
+        "--folds",
+        min=0,
+        help="Patient-grouped K-fold cross-validation of the recipe instead of one split: every image is "
+        "tested once by a model that never saw its patient; writes OUT/cv-report.md|json, no bundle.",
+    ),
+]
+LeaveOut = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--leave-out",
+        help="Train without this source and test on it alone (leave-one-source-out); repeatable.",
+    ),
+]
+
+
+def _cross_validate(config: Path | None, overrides: list[str], folds: int, quiet: bool) -> None:
+    """``train classify --folds K``: print the CV report's Markdown and where it was written."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.train.config import ClassifyConfig, load_config
+    from chestlens.train.crossval import CV_MARKDOWN, cross_validate_classifier, cv_markdown
+
+    cfg = load_config(ClassifyConfig, config, overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    report = cross_validate_classifier(cfg, folds, progress=not quiet)
+    typer.echo("\n".join(cv_markdown(report)))
+    typer.echo(f"report: {Path(cfg.out) / CV_MARKDOWN}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
 @train_app.command("classify")
 def classify(
     config: ConfigFile = None,
@@ -113,6 +145,8 @@ def classify(
     quiet: Quiet = False,
     nproc: Processes = 1,
     max_restarts: MaxRestarts = 0,
+    folds: Folds = 0,
+    leave_out: LeaveOut = None,
 ) -> None:
     """Train a classifier on a patient-level split; writes OUT/bundle, OUT/test-report and curves."""
     from chestlens import RESEARCH_USE_DISCLAIMER
@@ -120,6 +154,13 @@ def classify(
     from chestlens.train.classify import run_classification
     from chestlens.train.config import ClassifyConfig
 
+    if leave_out:
+        overrides = [*(overrides or []), f"leave_out=[{','.join(leave_out)}]"]
+    if folds == 1:
+        raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--folds")
+    if folds:
+        _cross_validate(config, overrides or [], folds, quiet)
+        return
     spec = _train(
         "classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc, max_restarts
     )

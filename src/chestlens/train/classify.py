@@ -16,6 +16,7 @@ Steps (all outputs under ``cfg.out``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from chestlens.data.lung_roi import needs_lungs
+from chestlens.data.records import Sample
 from chestlens.data.registry import load_samples
-from chestlens.data.splits import SPLITS
+from chestlens.data.splits import SPLITS, SplitTable
 from chestlens.data.tasks import get_task
-from chestlens.data.tensors import labelled_images
+from chestlens.data.tensors import LungMasker, labelled_images
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bundle_eval import Predictions, evaluate_predictions, metrics_summary, predict
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.operating_point import choose_threshold
-from chestlens.models.bundle import BundleSpec, PreprocessSpec
+from chestlens.models.bundle import BundleSpec, PreprocessSpec, load_bundle
 from chestlens.models.factory import create_model
+from chestlens.models.inference import lung_masker
 from chestlens.models.registry import get_model_config
 from chestlens.train import distributed
 from chestlens.train.config import ClassifyConfig
@@ -53,9 +57,109 @@ log = logging.getLogger(__name__)
 #: Sources whose labels are image-level diagnoses. The segmentation sets (v7_lungs, generalblockchain,
 #: infnet) re-use ieee8023/Hannover/MedSeg images and would add duplicates, so they are not defaults.
 CLASSIFICATION_SOURCES = {
-    "xray": ("ieee8023", "hannover", "kermany", "nih", "rsna", "folder", "manifest"),
+    "xray": (
+        "ieee8023",
+        "radiopaedia",
+        "actualmed",
+        "figure1",
+        "hannover",
+        "kermany",
+        "nih",
+        "rsna",
+        "folder",
+        "manifest",
+    ),
     "ct": ("covidx_ct", "folder", "manifest"),
 }
+
+
+def classification_samples(
+    cfg: ClassifyConfig, root: Path, sources: list[str], modality: str
+) -> list[Sample]:
+    """The run's samples: the sources' images of the task's modality, without ``cfg.exclude_views``."""
+    excluded = {v.lower() for v in cfg.exclude_views}
+    samples = [
+        s
+        for s in load_samples(root, sources)
+        if s.modality == modality and (s.view or "").strip().lower() not in excluded
+    ]
+    if not samples:
+        raise ChestlensInputError(root, f"no {modality} samples for task {cfg.task} in sources {sources}")
+    return samples if cfg.max_per_source is None else cap_per_source(samples, cfg.max_per_source, cfg.seed)
+
+
+def cap_per_source(samples: list[Sample], cap: int, seed: int) -> list[Sample]:
+    """At most about ``cap`` images per source: whole patients, in a seeded random order, until the
+    cap is reached (a compute budget for recipe comparisons; every recipe gets the same images)."""
+    rng = np.random.default_rng(seed)
+    kept: list[Sample] = []
+    for source in sorted({s.source for s in samples}):
+        mine = [s for s in samples if s.source == source]
+        patients = sorted({s.patient_id for s in mine})
+        chosen: set[str] = set()
+        count = 0
+        for index in rng.permutation(len(patients)):
+            if count >= cap:
+                break
+            chosen.add(patients[index])
+            count += sum(s.patient_id == patients[index] for s in mine)
+        kept.extend(s for s in mine if s.patient_id in chosen)
+    return kept
+
+
+def classifier_preprocess(cfg: ClassifyConfig) -> PreprocessSpec:
+    """The bundle's preprocessing for this run: input size, the model's normalisation, lung recipe."""
+    model_cfg = get_model_config(cfg.model)
+    return PreprocessSpec(
+        input_size=cfg.input_size,
+        in_chans=1,
+        mean=[float(np.mean(model_cfg.mean))],
+        std=[float(np.mean(model_cfg.std))],
+        lung_roi=cfg.lung_roi,
+        lung_margin=cfg.lung_margin,
+        equalise=cfg.equalise,
+    )
+
+
+def lung_masker_for(cfg: ClassifyConfig, spec: PreprocessSpec) -> LungMasker | None:
+    """The lung segmenter bundle ``cfg.lungs`` as a masker, when the preprocessing needs lungs."""
+    if not needs_lungs(spec):
+        return None
+    lungs = load_bundle(cfg.lungs)
+    return lung_masker(lungs.build_model(), lungs.spec.preprocess)
+
+
+def provisional_spec(cfg: ClassifyConfig, spec: PreprocessSpec, labels: list[str]) -> BundleSpec:
+    """The bundle spec of a trained classifier before calibration, thresholds and metrics."""
+    return BundleSpec(
+        name=cfg.name,
+        version=cfg.version,
+        kind="classifier",
+        task=cfg.task,
+        architecture=cfg.model,
+        labels=labels,
+        preprocess=spec,
+    )
+
+
+def leave_sources_out(table: SplitTable, sources: list[str]) -> SplitTable:
+    """Leave-one-source-out split: every image of ``sources`` is test; nothing else is.
+
+    The other sources' test images move to training. Images of other sources whose patient group also
+    appears in a left-out source are dropped, so no left-out patient is seen in training.
+    """
+    unknown = sorted(set(sources) - {r.source for r in table.rows})
+    if unknown:
+        raise ChestlensInputError(None, f"--leave-out names sources with no image here: {', '.join(unknown)}")
+    held = {r.group for r in table.rows if r.source in sources}
+    rows = tuple(
+        dataclasses.replace(
+            r, split="test" if r.source in sources else ("train" if r.split == "test" else r.split)
+        )
+        for r in table.rows
+        if r.source in sources or r.group not in held
+    )
+    return dataclasses.replace(table, rows=rows)
 
 
 def _fp16_is_lossless(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: BundleSpec, val) -> dict:
@@ -87,22 +191,15 @@ def run_classification(
     sources = cfg.sources or [
         name for name in CLASSIFICATION_SOURCES[task.modality] if name not in ("folder", "manifest")
     ]
-    samples = [s for s in load_samples(root, sources) if s.modality == task.modality]
-    if not samples:
-        raise ChestlensInputError(
-            root, f"no {task.modality} samples for task {task.name} in sources {sources}"
-        )
+    samples = classification_samples(cfg, root, sources, task.modality)
     table = distributed.main_first(lambda: split_table(cfg, task.name, root, samples, out))
+    if cfg.leave_out:
+        table = leave_sources_out(table, cfg.leave_out)
     labels = list(task.classes)
-    model_cfg = get_model_config(cfg.model)
-    spec = PreprocessSpec(
-        input_size=cfg.input_size,
-        in_chans=1,
-        mean=[float(np.mean(model_cfg.mean))],
-        std=[float(np.mean(model_cfg.std))],
-    )
+    spec = classifier_preprocess(cfg)
+    masker = lung_masker_for(cfg, spec)
     log.info("decoding images at %d px", cfg.input_size)
-    data = {split: labelled_images(table.labelled(samples, split), labels, spec) for split in SPLITS}
+    data = {split: labelled_images(table.labelled(samples, split), labels, spec, masker) for split in SPLITS}
     check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
     model = create_model(cfg.model, len(labels), in_chans=1, weights=cfg.weights, drop_rate=cfg.drop_rate)
     outcome = train_classifier(
@@ -113,15 +210,7 @@ def run_classification(
 
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)
-    provisional = BundleSpec(
-        name=cfg.name,
-        version=cfg.version,
-        kind="classifier",
-        task=task.name,
-        architecture=cfg.model,
-        labels=labels,
-        preprocess=spec,
-    )
+    provisional = provisional_spec(cfg, spec, labels)
     val_preds = predict(model, provisional, data["val"], device=device)
     temperature = fit_temperature(val_preds.logits, val_preds.targets)
     val_probs = apply_temperature(val_preds.logits, temperature)

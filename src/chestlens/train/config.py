@@ -66,7 +66,21 @@ class TrainConfig(BaseModel):
 
 
 class ClassifyConfig(TrainConfig):
-    """Everything ``chestlens train classify`` needs; early stopping on validation macro AUC."""
+    """Everything ``chestlens train classify`` needs.
+
+    Early stopping and model selection use ``selection``: ``"within_source"`` (default) is the mean of
+    the validation within-source AUCs of the task's headline questions (first class vs rest, and the
+    last two classes against each other; :mod:`chestlens.evaluate.within_source`), falling back to macro
+    AUC when no validation source holds both sides; ``"macro_auc"`` is the pooled macro AUC, which
+    also counts pairs across sources.
+
+    Recipes that make the model read the lungs (see :mod:`chestlens.data.lung_roi`): ``lung_roi``,
+    ``lung_margin`` and ``equalise`` become the bundle's preprocessing (lung masks from the ``lungs``
+    segmenter bundle); ``balance="source_balanced"`` samples every class equally and, inside a class,
+    every source equally; ``source_adversary`` > 0 adds a source classifier on the pooled features behind
+    a gradient-reversal layer of that weight, so the features carry as little source as they can.
+    ``leave_out`` trains without those sources and tests on them alone (leave-one-source-out).
+    """
 
     name: str = "xray3-screener"
     task: str = "xray3"
@@ -75,8 +89,17 @@ class ClassifyConfig(TrainConfig):
     freeze_backbone: bool = False  # train the classifier head only (VGG16 seed recipe)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     drop_rate: float = Field(0.2, ge=0, lt=1)
-    balance: Literal["weighted_loss", "sampler", "none"] = "weighted_loss"
+    balance: Literal["weighted_loss", "sampler", "source_balanced", "none"] = "weighted_loss"
     target_sensitivity: float = Field(0.95, gt=0, le=1)  # operating point for the first label
+    selection: Literal["within_source", "macro_auc"] = "within_source"
+    lung_roi: Literal["none", "crop", "mask"] = "none"
+    lung_margin: float = Field(0.08, ge=0.0, le=0.5)
+    equalise: Literal["none", "clahe"] = "none"
+    lungs: str = "lungs-segmenter"  # lung segmenter bundle for lung_roi (name or folder)
+    source_adversary: float = Field(0.0, ge=0.0)
+    leave_out: list[str] = Field(default_factory=list)
+    exclude_views: list[str] = Field(default_factory=lambda: ["L", "LL", "Lateral"])
+    max_per_source: int | None = Field(None, gt=0)  # whole patients up to about this many images each
     out: str = "runs/xray3"
 
 
