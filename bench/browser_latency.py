@@ -125,7 +125,7 @@ def python_runs(folder: Path, images: dict[str, Path], repeats: int) -> dict[str
         for threads in THREADS:
             session = ort_session(onnx, threads)
             out["onnxruntime"][str(threads)] = {
-                n: ms_per_image(session, u, repeats) for n, u in units.items()
+                n: ms_per_image(session, {"image": u}, repeats) for n, u in units.items()
             }
             torch.set_num_threads(threads)
             out["pytorch_eager"][str(threads)] = {n: torch_ms(graph, u, repeats) for n, u in units.items()}

@@ -2,6 +2,7 @@
 // like Python) -> probabilities, decisions, CAM heatmap, lung mask and the heatmap share in the lungs.
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import { isDicom, LUMA, readDicom } from "./dicom.js";
+import { crop, dilate, lungBox, resizeNearest } from "./lungroi.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -101,28 +102,52 @@ function toUnit(image, preprocess) {
 }
 
 // ---------------------------------------------------------------- screening
-async function run(model, unit, image) {
-  const tensor = new ort.Tensor("float32", unit, [1, 1, image.rows, image.cols]);
+async function run(model, feeds) {
+  const tensors = {};
+  for (const [name, { values, dims }] of Object.entries(feeds)) tensors[name] = new ort.Tensor("float32", values, dims);
   const start = performance.now();
-  const outputs = await model.session.run({ image: tensor });
+  const outputs = await model.session.run(tensors);
   return { outputs, ms: performance.now() - start };
 }
 
-/** Nearest-neighbour (pixel centres, like torch "nearest-exact") resize of a square mask. */
-function resizeNearest(mask, from, to) {
-  const out = new Uint8Array(to * to);
-  for (let y = 0; y < to; y++) {
-    const sy = Math.min(from - 1, Math.floor(((y + 0.5) * from) / to));
-    for (let x = 0; x < to; x++) out[y * to + x] = mask[sy * from + Math.min(from - 1, Math.floor(((x + 0.5) * from) / to))];
+const imageFeed = (values, rows, cols) => ({ image: { values, dims: [1, 1, rows, cols] } });
+
+/** Lung mask (Uint8Array, size x size on the segmenter grid) of a radiograph, or null. */
+async function segmentLungs(image) {
+  if (!state.lungs || image.unit === "HU") return null;
+  const seg = await run(state.lungs, imageFeed(toUnit(image, state.lungs.sidecar.preprocess), image.rows, image.cols));
+  const size = state.lungs.sidecar.preprocess.input_size;
+  const p = seg.outputs.probabilities.data;
+  const mask = new Uint8Array(size * size);
+  for (let i = 0; i < mask.length; i++) mask[i] = p[i] >= 0.5 ? 1 : 0;
+  return { mask, size, ms: seg.ms };
+}
+
+/** The classifier's frame and feeds: the whole image, or (lung-field classifiers, chestlens.data.lung_roi)
+ *  the image cropped to the lungs' box, with the dilated lungs on the network grid for lung_roi "mask". */
+function classifierInputs(image, unit, lungs, spec) {
+  const pre = spec.preprocess;
+  const size = pre.input_size;
+  const box = pre.lung_roi !== "none" && lungs ? lungBox(lungs.mask, lungs.size, lungs.size, pre.lung_margin) : null;
+  const frame = box ? crop(unit, image.rows, image.cols, box) : { values: unit, rows: image.rows, cols: image.cols };
+  const frameLungs = !lungs ? null : box ? crop(lungs.mask, lungs.size, lungs.size, box) : { values: lungs.mask, rows: lungs.size, cols: lungs.size };
+  const grid = frameLungs ? resizeNearest(frameLungs.values, frameLungs.rows, frameLungs.cols, size, size) : null;
+  const feeds = imageFeed(frame.values, frame.rows, frame.cols);
+  if (pre.lung_roi === "mask") {
+    const inside = grid && box ? dilate(grid, size, spec.lung_roi.mask_radius) : new Uint8Array(size * size).fill(1);
+    feeds.lungs = { values: Float32Array.from(inside), dims: [1, 1, size, size] };
   }
-  return out;
+  return { box, grid, feeds };
 }
 
 async function screen(image) {
   const classifier = state.classifier;
   const spec = classifier.sidecar;
   const unit = toUnit(image, spec.preprocess);
-  const cls = await run(classifier, unit, image);
+  const lungs = await segmentLungs(image);
+  if (spec.preprocess.lung_roi !== "none" && !lungs) throw new Error("this classifier reads the lung fields: no lung segmenter loaded");
+  const inputs = classifierInputs(image, unit, lungs, spec);
+  const cls = await run(classifier, inputs.feeds);
   const probabilities = Array.from(cls.outputs.probabilities.data);
   const top = probabilities.indexOf(Math.max(...probabilities));
   const size = spec.preprocess.input_size;
@@ -142,24 +167,16 @@ async function screen(image) {
     threads: state.threads,
     disclaimer: spec.disclaimer,
   };
-  let lungMask = null;
-  let lungSize = 0;
-  if (state.lungs && image.unit !== "HU") {
-    const seg = await run(state.lungs, toUnit(image, state.lungs.sidecar.preprocess), image);
-    lungSize = state.lungs.sidecar.preprocess.input_size;
-    const p = seg.outputs.probabilities.data;
-    lungMask = new Uint8Array(lungSize * lungSize);
-    for (let i = 0; i < lungMask.length; i++) lungMask[i] = p[i] >= 0.5 ? 1 : 0;
-    const onCam = resizeNearest(lungMask, lungSize, size);
+  if (lungs) {
     let inside = 0;
     let total = 0;
-    for (let i = 0; i < cam.length; i++) { total += cam[i]; if (onCam[i]) inside += cam[i]; }
-    result.lungs = { model: state.lungs.sidecar.name, area_fraction: lungMask.reduce((a, b) => a + b, 0) / lungMask.length };
+    for (let i = 0; i < cam.length; i++) { total += cam[i]; if (inputs.grid[i]) inside += cam[i]; }
+    result.lungs = { model: state.lungs.sidecar.name, area_fraction: lungs.mask.reduce((a, b) => a + b, 0) / lungs.mask.length };
     result.explanation.energy_in_lungs = total > 0 ? inside / total : null;
-    result.timings_ms.lungs = seg.ms;
+    result.timings_ms.lungs = lungs.ms;
   }
-  state.last = { unit, image };
-  return { result, cam, size, lungMask, lungSize };
+  state.last = { feeds: inputs.feeds, image };
+  return { result, cam, size, box: inputs.box, lungMask: lungs && lungs.mask, lungSize: lungs ? lungs.size : 0 };
 }
 
 // ---------------------------------------------------------------- display
@@ -187,7 +204,12 @@ function draw(image, shown) {
       const grey = 255 * unit[Math.floor(y / scale) * image.cols + Math.floor(x / scale)];
       let rgb = [grey, grey, grey];
       if (heat) {
-        const v = shown.cam[Math.floor((y * shown.size) / h) * shown.size + Math.floor((x * shown.size) / w)];
+        const [t, b, l, r] = shown.box || [0, 1, 0, 1]; // the classifier's frame, as fractions
+        const fy = (y + 0.5) / h, fx = (x + 0.5) / w;
+        const inFrame = fy >= t && fy < b && fx >= l && fx < r;
+        const cy = Math.min(shown.size - 1, Math.floor(((fy - t) / (b - t)) * shown.size));
+        const cx = Math.min(shown.size - 1, Math.floor(((fx - l) / (r - l)) * shown.size));
+        const v = inFrame ? shown.cam[cy * shown.size + cx] : 0;
         const colour = jet(v);
         const a = 0.45 * v;
         rgb = rgb.map((c, k) => (1 - a) * c + a * colour[k]);
@@ -246,9 +268,9 @@ async function onFile() {
 
 /** Median milliseconds of the classifier over `repeats` runs on the last image (for bench/). */
 state.benchmark = async (repeats = 10) => {
-  const { unit, image } = state.last;
+  const { feeds } = state.last;
   const times = [];
-  for (let i = 0; i < repeats; i++) times.push((await run(state.classifier, unit, image)).ms);
+  for (let i = 0; i < repeats; i++) times.push((await run(state.classifier, feeds)).ms);
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
 };

@@ -28,7 +28,9 @@ def xray_units(shared_data):
 def test_classifier_export_variants_and_sidecar(tiny_classifier_bundle, xray_units, tmp_path, one_thread):
     bundle = load_bundle(tiny_classifier_bundle(temperature=1.7))
     tmp_path = tmp_path / "onnx"
-    report = export_bundle(bundle, tmp_path, xray_units, fp16=True, calibration=xray_units.units[:3])
+    report = export_bundle(
+        bundle, tmp_path, xray_units, fp16=True, calibration=replace(xray_units, units=xray_units.units[:3])
+    )
     assert report.passed and report.checks["fp32"]["max_abs_diff_probabilities"] < FP32_TOLERANCE
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "t.fp16.json", "t.fp16.onnx", "t.int8.json", "t.int8.onnx", "t.json", "t.onnx"
@@ -65,3 +67,29 @@ def test_web_build_exports_the_shipped_models(web_build):
     }  # fmt: skip
     assert index["build"] in (web_build / "sw.js").read_text()
     assert all((web_build / f).is_file() for f in index["files"] if f != "./")
+
+
+@pytest.mark.parametrize("roi", ["crop", "mask"])
+def test_lung_field_classifier_exports_with_the_same_crop_and_mask(
+    tiny_classifier_bundle, xray_units, tmp_path, roi
+):
+    from chestlens.models import PreprocessSpec
+
+    preprocess = PreprocessSpec(input_size=64, mean=[0.5], std=[0.5], lung_roi=roi, lung_margin=0.08)
+    bundle = load_bundle(tiny_classifier_bundle(preprocess=preprocess))
+    report = export_bundle(bundle, tmp_path / "onnx", xray_units)
+    assert report.passed, report.checks["fp32"]
+    sidecar = json.loads((tmp_path / "onnx" / "t.json").read_text())
+    assert sidecar["input"]["names"] == (["image", "lungs"] if roi == "mask" else ["image"])
+    assert sidecar["preprocess"]["lung_roi"] == roi and sidecar["lung_roi"]["mask_radius"] == 2
+
+
+def test_clahe_classifier_export_is_refused_in_one_line(tiny_classifier_bundle, tmp_path):
+    from chestlens.errors import ChestlensInputError
+    from chestlens.export.onnx_export import export_fp32
+    from chestlens.models import PreprocessSpec
+
+    preprocess = PreprocessSpec(input_size=32, mean=[0.5], std=[0.5], equalise="clahe")
+    bundle = load_bundle(tiny_classifier_bundle(preprocess=preprocess))
+    with pytest.raises(ChestlensInputError, match="equalise='clahe' has no ONNX graph"):
+        export_fp32(bundle, tmp_path / "t.onnx")

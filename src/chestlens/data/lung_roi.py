@@ -85,11 +85,16 @@ def clahe(unit: np.ndarray) -> np.ndarray:
 
 
 def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation of ``(H, W)`` by a disc of ``radius`` pixels (OpenCV)."""
-    import cv2
+    """Binary dilation of ``(H, W)`` by the disc ``dy² + dx² <= radius²`` (the browser uses the same)."""
+    from scipy import ndimage
 
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+    dy, dx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return ndimage.binary_dilation(mask, structure=dy * dy + dx * dx <= radius * radius)
+
+
+def mask_radius(size: int) -> int:
+    """Dilation radius in pixels of the lung mask on a ``size`` grid: :data:`MASK_DILATION` of the side."""
+    return max(1, round(MASK_DILATION * size))
 
 
 def classifier_frame(lungs: np.ndarray | None, spec: PreprocessSpec) -> Box | None:
@@ -123,20 +128,38 @@ def lung_roi_input(unit: torch.Tensor, lungs: np.ndarray | None, spec: Preproces
     return lung_roi_with_mask(unit, lungs, spec)[0]
 
 
+def crop_to_lungs(
+    unit: torch.Tensor, lungs: np.ndarray | None, spec: PreprocessSpec
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """Step 1: the image ``(1, H, W)`` cropped to the classifier's frame, and the lung mask cropped
+    alike (both unchanged when the recipe reads the whole image or no lungs were found)."""
+    box = classifier_frame(lungs, spec)
+    if box is None or lungs is None:
+        return unit, lungs
+    cropped = torch.from_numpy(np.ascontiguousarray(crop_fraction(unit.numpy(), box)))
+    return cropped, crop_fraction(lungs, box)
+
+
+def inside_mask(lungs: np.ndarray | None, spec: PreprocessSpec) -> np.ndarray | None:
+    """Step 4's mask on the ``(S, S)`` grid: the cropped lungs, nearest-resized and dilated; None when
+    the recipe does not mask (or no lungs were found)."""
+    if spec.lung_roi != "mask" or lungs is None or not lungs.any():
+        return None
+    size = spec.input_size
+    return dilate(nearest_resize(lungs, (size, size)), mask_radius(size))
+
+
 def lung_roi_with_mask(
     unit: torch.Tensor, lungs: np.ndarray | None, spec: PreprocessSpec
 ) -> tuple[torch.Tensor, np.ndarray | None]:
     """:func:`lung_roi_input` and the lung mask on the same ``(S, S)`` grid (None without ``lungs``)."""
     size = spec.input_size
-    box = classifier_frame(lungs, spec)
-    if box is not None:
-        unit = torch.from_numpy(np.ascontiguousarray(crop_fraction(unit.numpy(), box)))
-        lungs = crop_fraction(lungs, box)
+    unit, lungs = crop_to_lungs(unit, lungs, spec)
     image = resize_unit(unit, size)
     if spec.equalise == "clahe":
         image = torch.from_numpy(clahe(image[0].numpy()))[None]
-    grid = None if lungs is None else nearest_resize(lungs, (size, size))
-    if spec.lung_roi == "mask" and box is not None and grid is not None:
-        inside = dilate(grid, max(1, round(MASK_DILATION * size)))
+    inside = inside_mask(lungs, spec)
+    if inside is not None:
         image = torch.where(torch.from_numpy(inside)[None], image, torch.full_like(image, MASK_FILL))
+    grid = None if lungs is None else nearest_resize(lungs, (size, size))
     return image.float(), grid

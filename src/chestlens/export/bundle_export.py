@@ -15,7 +15,8 @@ from typing import Any
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
-from chestlens.export.graphs import INPUT_NAME, output_names
+from chestlens.data.lung_roi import MASK_FILL, mask_radius
+from chestlens.export.graphs import INPUT_NAME, input_names, output_names
 from chestlens.export.onnx_export import (
     DEFAULT_OPSET,
     ExportedModel,
@@ -24,7 +25,7 @@ from chestlens.export.onnx_export import (
     model_file,
     quantize_int8,
 )
-from chestlens.export.verify import VerificationSet, check_fp32, check_variant
+from chestlens.export.verify import VerificationSet, check_fp32, check_variant, with_lungs
 from chestlens.models.bundle import Bundle, BundleSpec, load_bundle
 
 SIDECAR_FORMAT = "chestlens-onnx"
@@ -77,13 +78,16 @@ def sidecar(spec: BundleSpec, model: ExportedModel, verification: dict[str, Any]
         "sha256": sha256_file(model.path),
         "bundle_weights_sha256": spec.weights_sha256,
         "input": {
+            "names": list(input_names(spec.preprocess)),
             "name": INPUT_NAME,
-            "shape": "(N, 1, H, W) float32, any H and W",
+            "shape": "(N, 1, H, W) float32, any H and W (lung-field classifiers: cropped to the lungs' box; "
+            "with a 'lungs' input of (N, 1, S, S), 1 inside the dilated lungs)",
             "meaning": "grey pixels in [0, 1] after decoding, DICOM VOI or CT windowing "
             "(preprocess.ct_window) and MONOCHROME1 inversion; the graph resizes (antialiased "
             "bilinear) and normalises",
         },
         "outputs": {name: outputs[name] for name in output_names(spec.kind)},
+        "lung_roi": {"mask_radius": mask_radius(spec.preprocess.input_size), "mask_fill": MASK_FILL},
         "verification": verification,
         "disclaimer": RESEARCH_USE_DISCLAIMER,
         "chestlens_version": __version__,
@@ -97,13 +101,13 @@ def export_bundle(
     *,
     opset: int = DEFAULT_OPSET,
     fp16: bool = False,
-    calibration: list | None = None,
+    calibration: VerificationSet | None = None,
 ) -> ExportReport:
     """Export, verify and describe one bundle (see :mod:`chestlens.export.onnx_export` for the files).
 
     Args:
         check_set: real images for the checks (:mod:`chestlens.export.images`).
-        calibration: unit images for the int8 variant (None: no int8 variant).
+        calibration: images for the int8 variant (None: no int8 variant).
     """
     loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     spec = loaded.spec
@@ -115,10 +119,11 @@ def export_bundle(
     if fp16:
         exported.append(convert_fp16(base.path, model_file(out, spec.name, "fp16")))
     if calibration is not None:
-        exported.append(quantize_int8(base.path, model_file(out, spec.name, "int8"), calibration))
+        feeds = with_lungs(calibration, spec).feeds(spec.preprocess)
+        exported.append(quantize_int8(base.path, model_file(out, spec.name, "int8"), feeds))
     for model in exported[1:]:
         report.checks[model.variant] = check_variant(spec, base.path, model.path, check_set) | {
-            "calibration_images": len(calibration or []) if model.variant == "int8" else None
+            "calibration_images": len(calibration.units) if calibration and model.variant == "int8" else None
         }
     for model in exported:
         sidecar_path = model.path.with_suffix(".json")

@@ -79,8 +79,8 @@ def sample_set(spec: BundleSpec, root: Path, n_images: int) -> VerificationSet:
     )
 
 
-def folder_units(folder: Path, spec: BundleSpec, max_images: int = 64) -> list[np.ndarray]:
-    """Up to ``max_images`` readable images of ``folder`` (recursive, sorted) as unit images."""
+def folder_units(folder: Path, spec: BundleSpec, max_images: int = 64) -> VerificationSet:
+    """Up to ``max_images`` readable images of ``folder`` (recursive, sorted), unlabelled."""
     from chestlens.io.series import visible_files
 
     if not folder.is_dir():
@@ -95,4 +95,4 @@ def folder_units(folder: Path, spec: BundleSpec, max_images: int = 64) -> list[n
             continue
     if not units:
         raise ChestlensInputError(folder, "no readable 2-D images in the folder")
-    return units
+    return VerificationSet(units, None, f"{len(units)} images of {folder.name}")

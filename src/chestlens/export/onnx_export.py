@@ -21,13 +21,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.export.graphs import INPUT_NAME, export_graph, output_names
+from chestlens.export.graphs import LUNGS_INPUT, export_graph, input_names, output_names
 from chestlens.models.bundle import Bundle
 
 DEFAULT_OPSET = 18  # Resize with antialias needs opset >= 18
@@ -62,20 +63,28 @@ def export_fp32(bundle: Bundle, path: Path, *, opset: int = DEFAULT_OPSET) -> Ex
     if opset < DEFAULT_OPSET:
         raise ChestlensInputError(None, f"--opset must be >= {DEFAULT_OPSET} (antialiased Resize)")
     graph = export_graph(bundle)
-    example = torch.rand(*TRACE_SIZE)
-    dims = {0: Dim("batch", max=64), 2: Dim("height", min=16, max=8192), 3: Dim("width", min=16, max=8192)}
+    names = input_names(bundle.spec.preprocess)
+    batch = Dim("batch", max=64)
+    examples: tuple[torch.Tensor, ...] = (torch.rand(*TRACE_SIZE),)
+    dims: tuple[dict[int, Any], ...] = (
+        {0: batch, 2: Dim("height", min=16, max=8192), 3: Dim("width", min=16, max=8192)},
+    )
+    if LUNGS_INPUT in names:
+        size = bundle.spec.preprocess.input_size
+        examples += ((torch.rand(1, 1, size, size) > 0.5).float(),)
+        dims += ({0: batch},)
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         staged = Path(tmp) / "model.onnx"
         torch.onnx.export(
             graph,
-            (example,),
+            examples,
             str(staged),
             dynamo=True,
             external_data=False,
             opset_version=opset,
-            input_names=[INPUT_NAME],
+            input_names=list(names),
             output_names=list(output_names(bundle.spec.kind)),
-            dynamic_shapes=(dims,),
+            dynamic_shapes=dims,
             verbose=False,
         )
         write_bytes_atomic(path, staged.read_bytes())
@@ -108,9 +117,9 @@ def convert_fp16(source: Path, path: Path) -> ExportedModel:
     return ExportedModel(path, "fp16")
 
 
-def quantize_int8(source: Path, path: Path, calibration: Sequence[np.ndarray]) -> ExportedModel:
+def quantize_int8(source: Path, path: Path, calibration: Sequence[dict[str, np.ndarray]]) -> ExportedModel:
     """Static QDQ int8 quantisation (per-channel weights) of the convolutions and matrix products,
-    with activation ranges from ``calibration``: unit images ``(1, 1, H, W)`` float32."""
+    with activation ranges from ``calibration``: the graph's feeds (:func:`graph_feeds`) per image."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     if not calibration:
@@ -118,11 +127,10 @@ def quantize_int8(source: Path, path: Path, calibration: Sequence[np.ndarray]) -
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items: Iterator[np.ndarray] = iter(calibration)
+            self.items: Iterator[dict[str, np.ndarray]] = iter(calibration)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            item = next(self.items, None)
-            return None if item is None else {INPUT_NAME: item}
+            return next(self.items, None)
 
     with tempfile.TemporaryDirectory() as tmp, _quiet_exporter():
         staged = Path(tmp) / "int8.onnx"

@@ -14,20 +14,21 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from chestlens.data.lung_roi import lung_roi_input, needs_lungs
 from chestlens.data.transforms import normalise, to_unit_range
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.metrics import binary_auc
-from chestlens.export.graphs import INPUT_NAME
+from chestlens.export.graphs import INPUT_NAME, graph_feeds
 from chestlens.io import read_image
-from chestlens.models.bundle import Bundle, BundleSpec
+from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
 
 FP32_TOLERANCE = 1e-4
 MAX_AUC_DROP = 0.005
@@ -38,11 +39,35 @@ TIMING_REPEATS = 20
 @dataclass(frozen=True, slots=True)
 class VerificationSet:
     """Real images for the checks: unit images ``(1, 1, H, W)`` float32, and class indices ``(N,)``
-    into the bundle's labels (None for segmenters or unlabelled images)."""
+    into the bundle's labels (None for segmenters or unlabelled images).
+
+    ``lungs`` holds each image's lung mask on the lung segmenter's grid for classifiers that read the
+    lung fields (:func:`with_lungs`); empty otherwise.
+    """
 
     units: list[np.ndarray]
     targets: np.ndarray | None
     description: str
+    lungs: list[np.ndarray] = field(default_factory=list)
+
+    def feeds(self, preprocess: PreprocessSpec) -> list[dict[str, np.ndarray]]:
+        """The graph's inputs for every image (:func:`chestlens.export.graphs.graph_feeds`)."""
+        masks = self.lungs or [None] * len(self.units)
+        return [graph_feeds(preprocess, u, m) for u, m in zip(self.units, masks, strict=True)]
+
+
+def with_lungs(data: VerificationSet, spec: BundleSpec) -> VerificationSet:
+    """``data`` with the lung masks that a lung-field classifier needs (from the lung segmenter its
+    training used, else the bundled ``lungs-segmenter``); unchanged for any other bundle."""
+    from chestlens.models.bundle import load_bundle
+    from chestlens.models.inference import lung_masker
+
+    if spec.kind != "classifier" or not needs_lungs(spec.preprocess) or data.lungs:
+        return data
+    lungs = load_bundle(spec.training.get("config", {}).get("lungs", "lungs-segmenter"))
+    masker = lung_masker(lungs.build_model(), lungs.spec.preprocess)
+    masks = masker([torch.from_numpy(unit[0]) for unit in data.units])
+    return replace(data, lungs=list(masks))
 
 
 def unit_image(path: Path, spec: BundleSpec) -> np.ndarray:
@@ -61,19 +86,22 @@ def ort_session(path: Path, threads: int = 2) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def ort_probabilities(session: Any, units: Sequence[np.ndarray]) -> np.ndarray:
-    """The ``probabilities`` output for each image, stacked: ``(N, C)`` or ``(N, K, S, S)``."""
-    return np.concatenate([session.run(["probabilities"], {INPUT_NAME: u})[0] for u in units])
+def ort_probabilities(session: Any, feeds: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+    """The ``probabilities`` output for each image's feeds, stacked: ``(N, C)`` or ``(N, K, S, S)``."""
+    return np.concatenate([session.run(["probabilities"], feed)[0] for feed in feeds])
 
 
-def torch_probabilities(bundle: Bundle, units: Sequence[np.ndarray]) -> np.ndarray:
-    """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`)."""
+def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
+    """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`):
+    the screener's preprocessing (:func:`chestlens.data.lung_roi.lung_roi_input`), network, outputs."""
     spec = bundle.spec
     network = bundle.build_model().float().eval()
+    masks = data.lungs or [None] * len(data.units)
     outputs = []
     with torch.no_grad():
-        for unit in units:
-            logits = network(normalise(torch.from_numpy(unit[0]), spec.preprocess)[None]).float()
+        for unit, lungs in zip(data.units, masks, strict=True):
+            image = lung_roi_input(torch.from_numpy(unit[0]), lungs, spec.preprocess)
+            logits = network(normalise(image, spec.preprocess)[None]).float()
             if spec.kind == "classifier":
                 outputs.append(apply_temperature(logits.numpy(), spec.temperature))
             elif spec.architecture_kwargs.get("mode") == "binary":
@@ -89,14 +117,14 @@ def macro_auc(targets: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.nanmean(aucs))
 
 
-def ms_per_image(session: Any, unit: np.ndarray, repeats: int = TIMING_REPEATS) -> float:
-    """Median wall milliseconds of one image through ``session`` (after two warm-up runs)."""
+def ms_per_image(session: Any, feed: dict[str, np.ndarray], repeats: int = TIMING_REPEATS) -> float:
+    """Median wall milliseconds of one image's feeds through ``session`` (after two warm-up runs)."""
     for _ in range(2):
-        session.run(None, {INPUT_NAME: unit})
+        session.run(None, feed)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        session.run(None, {INPUT_NAME: unit})
+        session.run(None, feed)
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
 
@@ -105,8 +133,9 @@ def check_fp32(bundle: Bundle, path: Path, data: VerificationSet) -> dict[str, A
     """Parity of the fp32 graph with PyTorch (module docstring)."""
     if not data.units:
         raise ChestlensInputError(path, "no images to verify the export on")
-    ours = ort_probabilities(ort_session(path), data.units)
-    reference = torch_probabilities(bundle, data.units)
+    data = with_lungs(data, bundle.spec)
+    ours = ort_probabilities(ort_session(path), data.feeds(bundle.spec.preprocess))
+    reference = torch_probabilities(bundle, data)
     diff = float(np.abs(ours.astype(np.float64) - reference).max())
     return {
         "reference": "PyTorch (chestlens preprocessing + network)",
@@ -125,7 +154,8 @@ def check_variant(
     if spec.kind == "classifier" and data.targets is None:
         raise ChestlensInputError(variant, "a classifier variant is judged by AUC: it needs labelled images")
     base, other = ort_session(fp32, threads), ort_session(variant, threads)
-    p_base, p_other = ort_probabilities(base, data.units), ort_probabilities(other, data.units)
+    feeds = with_lungs(data, spec).feeds(spec.preprocess)
+    p_base, p_other = ort_probabilities(base, feeds), ort_probabilities(other, feeds)
     report: dict[str, Any] = {
         "images": data.description,
         "n_images": len(data.units),
@@ -149,10 +179,9 @@ def check_variant(
             "usable": dice >= MIN_DICE_AGREEMENT,
             "rule": f"usable when the masks agree with the fp32 masks at Dice >= {MIN_DICE_AGREEMENT}",
         }
-    unit = data.units[0]
-    ms_base, ms_other = ms_per_image(base, unit), ms_per_image(other, unit)
+    ms_base, ms_other = ms_per_image(base, feeds[0]), ms_per_image(other, feeds[0])
     report |= {
-        "timing_image_shape": list(unit.shape),
+        "timing_image_shape": list(feeds[0][INPUT_NAME].shape),
         "ort_threads": threads,
         "ms_per_image_fp32": ms_base,
         "ms_per_image": ms_other,

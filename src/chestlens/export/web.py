@@ -2,7 +2,7 @@
 
 Layout of the built folder::
 
-    index.html app.js dicom.js style.css icon.svg manifest.webmanifest
+    index.html app.js dicom.js lungroi.js style.css icon.svg manifest.webmanifest
     sw.js                 # service worker; its cache name is the build id, so a new build replaces the old
     models.json           # build id, the models (onnx + sidecar), every file to cache for offline use
     models/NAME.onnx      # verified fp32 exports with their JSON sidecars (chestlens.export.bundle_export)
@@ -26,14 +26,23 @@ from pathlib import Path
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
+from chestlens.data.lung_roi import needs_lungs
 from chestlens.errors import ChestlensInputError
 from chestlens.export.bundle_export import ExportReport, export_bundle
 from chestlens.export.images import sample_set
-from chestlens.models.bundle import load_bundle
+from chestlens.models.bundle import load_bundle, read_spec
 
 #: The PWA source folder of a source checkout (not shipped inside the wheel).
 WEB_SOURCE = Path(__file__).resolve().parents[3] / "web"
-APP_FILES = ("index.html", "app.js", "dicom.js", "style.css", "icon.svg", "manifest.webmanifest")
+APP_FILES = (
+    "index.html",
+    "app.js",
+    "dicom.js",
+    "lungroi.js",
+    "style.css",
+    "icon.svg",
+    "manifest.webmanifest",
+)
 SERVICE_WORKER = "sw.js"
 BUILD_PLACEHOLDER = "__CHESTLENS_BUILD__"
 #: node_modules path -> vendor/ name: the wasm-only onnxruntime-web build and dicom-parser.
@@ -102,6 +111,8 @@ def build_web(
     missing = [name for name in (*APP_FILES, SERVICE_WORKER) if not (WEB_SOURCE / name).is_file()]
     if missing:
         raise ChestlensInputError(WEB_SOURCE, f"web source incomplete, missing {missing}")
+    if lungs is None and needs_lungs(read_spec(classifier).preprocess):
+        raise ChestlensInputError(classifier, "this classifier reads the lung fields: it needs --lungs")
     modules = vendor_modules()
     staging = out.with_name(f".{out.name}.building")
     shutil.rmtree(staging, ignore_errors=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from chestlens import __version__
-from chestlens.data.lung_roi import classifier_frame, lung_roi_input, needs_lungs, paste_fraction
+from chestlens.data.lung_roi import classifier_frame, lung_roi_with_mask, needs_lungs, paste_fraction
 from chestlens.data.tasks import get_labelling
 from chestlens.data.transforms import to_unit_range, window_hu
 from chestlens.errors import ChestlensInputError
@@ -412,7 +412,8 @@ class Screener:
         layer = get_model_config(model.spec.architecture).cam_layer
         spec = model.spec.preprocess
         with _Timer("classify", cases):
-            x = model.inputs([lung_roi_input(c.unit, c.lung_mask, spec) for c in cases])
+            prepared = [lung_roi_with_mask(c.unit, c.lung_mask, spec) for c in cases]
+            x = model.inputs([image for image, _ in prepared])
             if self.cam is None:
                 with torch.no_grad():
                     logits, maps = model.module(x).float().cpu(), None
@@ -425,9 +426,10 @@ class Screener:
             if maps is None or self.cam is None:
                 continue
             case.heatmap = paste_fraction(maps[i], classifier_frame(case.lung_mask, spec), maps[i].shape)
+            frame_lungs = prepared[i][1]  # the lungs on the classifier's own frame and grid
             in_lungs = None
-            if case.lung_mask is not None:
-                in_lungs = energy_inside(case.heatmap, resize_nearest(case.lung_mask, maps[i].shape))
+            if frame_lungs is not None:
+                in_lungs = energy_inside(maps[i], resize_nearest(frame_lungs, maps[i].shape))
             case.explanation = Explanation(
                 method=self.cam,
                 target_label=case.classification.top_label,
