@@ -204,7 +204,14 @@ def segment(
 def select(
     candidates: Annotated[list[Path], typer.Argument(help="Candidate bundle folders from chestlens train.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the chosen bundle.")],
-    metric: Annotated[str, typer.Option("--metric", help="Validation metric to maximise.")] = "macro_auc",
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="Validation metric to maximise: within_source_score (classifiers: mean within-source AUC "
+            "of the headline questions), macro_auc (pooled, includes between-source pairs), mean_dice.",
+        ),
+    ] = "within_source_score",
     reproduce: Annotated[
         str | None, typer.Option("--reproduce", help="Command that reproduces the chosen model (model card).")
     ] = None,

@@ -24,7 +24,7 @@ from chestlens.evaluate.operating_point import DecisionRule
 from chestlens.evaluate.plots import save_figures
 from chestlens.evaluate.report import write_report
 from chestlens.evaluate.results import ClassificationReport
-from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
+from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, headline_score
 from chestlens.models.bundle import BundleSpec, load_bundle
 from chestlens.models.inference import predict_logits
 
@@ -104,16 +104,22 @@ def triple(estimate: Estimate) -> list[float | None]:
     return [estimate.value, estimate.low, estimate.high]
 
 
+def _finite_or_none(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
 def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict[str, Any]:
     """The headline numbers of a report for a bundle's ``metrics`` field, within-source AUCs first.
 
     ``within_source`` holds :class:`~chestlens.evaluate.within_source.WithinSourceAUC` dumps (read back
-    with :data:`WITHIN_SOURCE_LIST`); the pooled numbers (``macro_auc``, ``per_class`` AUCs, which count
-    between-source pairs too) are ``[value, low, high]`` triples.
+    with :data:`WITHIN_SOURCE_LIST`), ``within_source_score`` the mean of its headline questions (what
+    training selects on; None when no source holds both sides); the pooled numbers (``macro_auc``,
+    ``per_class`` AUCs, which count between-source pairs too) are ``[value, low, high]`` triples.
     """
     overall = report.overall
     summary: dict[str, Any] = {
         "within_source": WITHIN_SOURCE_LIST.dump_python(report.within_source, mode="json"),
+        "within_source_score": _finite_or_none(headline_score(report.within_source, labels)),
         "pooled_auc_scope": report.pooled_auc_scope,
         "n_images": overall.n_images,
         "n_patients": overall.n_patients,

@@ -94,6 +94,24 @@ def binary_questions(labels: Sequence[str]) -> list[tuple[str, int, int | None]]
     return rest + pairs if len(labels) > 2 else rest[:1]
 
 
+def headline_questions(n_classes: int) -> list[tuple[int, int | None]]:
+    """The questions that model selection averages: ``(positive, negative or None for rest)``.
+
+    The first class against the rest (COVID-19 vs rest for xray3) and, with three or more classes, the
+    last two against each other (pneumonia vs normal).
+    """
+    return [(0, None)] + ([(n_classes - 2, n_classes - 1)] if n_classes > 2 else [])
+
+
+def headline_score(results: Sequence[WithinSourceAUC], labels: Sequence[str]) -> float:
+    """Mean pooled within-source AUC of :func:`headline_questions` over ``results`` (NaN if none)."""
+    names = {
+        f"{labels[p]} vs {'rest' if n is None else labels[n]}" for p, n in headline_questions(len(labels))
+    }
+    values = [r.pooled.value for r in results if r.question in names and r.pooled.value is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def question_data(
     targets: np.ndarray, probs: np.ndarray, positive: int, negative: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

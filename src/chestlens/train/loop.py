@@ -13,7 +13,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from chestlens.data.tensors import LabelledImages
-from chestlens.evaluate.within_source import question_data, strata_of, within_source_value
+from chestlens.evaluate.within_source import (
+    headline_questions,
+    question_data,
+    strata_of,
+    within_source_value,
+)
 from chestlens.models.bundle import PreprocessSpec
 from chestlens.models.inference import predict_logits
 from chestlens.models.registry import get_model_config
@@ -37,22 +42,13 @@ def class_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.where(counts > 0, weights, torch.ones_like(weights))
 
 
-def selection_questions(n_classes: int) -> list[tuple[int, int | None]]:
-    """The headline binary questions that model selection averages: ``(positive, negative or None)``.
-
-    The first class against the rest (COVID-19 vs rest for xray3) and, with three or more classes, the
-    last two against each other (pneumonia vs normal).
-    """
-    return [(0, None)] + ([(n_classes - 2, n_classes - 1)] if n_classes > 2 else [])
-
-
 def within_source_score(
     targets: np.ndarray, probs: np.ndarray, sources: tuple[str, ...], views: tuple[str | None, ...]
 ) -> float:
-    """Mean within-source AUC of :func:`selection_questions` (NaN where no source holds both sides)."""
+    """Mean within-source AUC of the headline questions (NaN where no source holds both sides)."""
     strata = strata_of(sources, views or None)
     values = []
-    for positive, negative in selection_questions(probs.shape[1]):
+    for positive, negative in headline_questions(probs.shape[1]):
         keep, is_pos, score = question_data(targets, probs, positive, negative)
         values.append(within_source_value(is_pos, score, strata[keep]))
     finite = [v for v in values if np.isfinite(v)]

@@ -36,7 +36,7 @@ def select_on_validation(
     candidates: Sequence[Path],
     out: Path,
     *,
-    metric: str = "macro_auc",
+    metric: str = "within_source_score",
     reproduce: str | None = None,
     compare: Sequence[Path] = (),
 ) -> Path:
