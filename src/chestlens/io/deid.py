@@ -5,9 +5,14 @@ image metadata, logs, ``chestlens info`` output or exception messages. Where a s
 is needed (same patient, same study, same series) it keeps ``salted_key(value)``: the first 16 hex
 characters of SHA-256 over ``salt + "\\x1f" + value``.
 
-The salt comes from the environment variable ``CHESTLENS_ID_SALT``; without it the public default
-:data:`DEFAULT_SALT` is used. With the public default the keys are only pseudonymous (a known id can
-be hashed and compared), so set your own secret salt before sharing keys outside your site.
+The salt, in order of precedence:
+
+1. the environment variable ``CHESTLENS_ID_SALT`` (a configured salt);
+2. the installation salt a long-running process set with :func:`use_installation_salt`:
+   ``chestlens serve`` keeps a random secret one with its data (:mod:`chestlens.serve.salt`);
+3. the public default :data:`DEFAULT_SALT`. With it the keys are only pseudonymous (a known id can
+   be hashed and compared, and short ids can be found by trying them all), so set your own secret
+   salt before sharing keys outside your site.
 """
 
 from __future__ import annotations
@@ -19,10 +24,23 @@ SALT_ENV = "CHESTLENS_ID_SALT"
 DEFAULT_SALT = "chestlens-v1"
 KEY_HEX_CHARS = 16
 
+#: This process's installation salt (see :func:`use_installation_salt`), None when unset.
+_installation: dict[str, str | None] = {"salt": None}
+
+
+def configured_salt() -> str | None:
+    """``$CHESTLENS_ID_SALT`` when set and non-empty, else None."""
+    return os.environ.get(SALT_ENV) or None
+
+
+def use_installation_salt(salt: str | None) -> None:
+    """Use ``salt`` for this process's keys unless a salt is configured; None goes back to the default."""
+    _installation["salt"] = salt or None
+
 
 def id_salt() -> str:
-    """The salt in use: ``$CHESTLENS_ID_SALT`` if set and non-empty, else :data:`DEFAULT_SALT`."""
-    return os.environ.get(SALT_ENV) or DEFAULT_SALT
+    """The salt in use: configured, else this process's installation salt, else :data:`DEFAULT_SALT`."""
+    return configured_salt() or _installation["salt"] or DEFAULT_SALT
 
 
 def salted_key(value: object) -> str | None:

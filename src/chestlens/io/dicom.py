@@ -7,7 +7,8 @@ Pipeline for one file:
 2. Refuse, before decoding: no pixel data (SR, RT plan...), a transfer syntax pydicom has no
    decoder for, a frame or file over the pixel limits.
 3. Decode with ``pydicom`` (``Dataset.pixel_array``; YBR colour is converted to RGB by pydicom).
-4. Grey images: modality LUT (rescale slope/intercept or Modality LUT Sequence).
+4. Grey images: modality LUT (rescale slope/intercept or Modality LUT Sequence), then NaN and
+   infinite values are refused or masked by the rule of :mod:`chestlens.io.finite`.
 
    * CT (``Modality == "CT"`` or ``RescaleType == "HU"``): pixels stay in Hounsfield units,
      ``meta.window`` is the file's first Window Center/Width (None if absent).
@@ -33,6 +34,7 @@ Pipeline for one file:
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from chestlens.errors import ChestlensInputError
 from chestlens.io.colour import rgb_to_grey
 from chestlens.io.deid import salted_key
+from chestlens.io.finite import mask_non_finite
 from chestlens.io.image import ImageMeta, MedicalImage, PixelUnit
 from chestlens.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VOXELS, check_size
 from chestlens.io.sniff import NOT_RECOGNISED, SNIFF_BYTES, dicom_kind
@@ -147,10 +150,11 @@ def read_dicom(
     is_colour = False
     unit: PixelUnit
     if photometric == "PALETTE COLOR" or samples == 3:
-        pixels, is_colour = _colour_to_grey(raw, ds, photometric, where)
-        unit, window, values = "unit", None, raw
+        values, notes = mask_non_finite(raw, where)
+        pixels, is_colour = _colour_to_grey(values, ds, photometric, where)
+        unit, window = "unit", None
     elif samples == 1 and photometric in ("MONOCHROME1", "MONOCHROME2"):
-        values = modality_values(ds, raw)
+        values, notes = mask_non_finite(modality_values(ds, raw), where)
         grey = present_grey(values, ds)
         pixels, unit, window = grey.pixels, grey.unit, grey.window
     else:
@@ -167,6 +171,7 @@ def read_dicom(
         is_colour=is_colour,
         window=window,
         value_range=(float(np.min(values)), float(np.max(values))),
+        warnings=notes,
         **header_fields(ds),
     )
     return MedicalImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), meta=meta)
@@ -413,13 +418,15 @@ def header_float(ds: Dataset, keyword: str) -> float | None:
 
 
 def _first_float(ds: Dataset, keyword: str) -> float | None:
+    """The first value of ``keyword`` as a float; None when absent, unreadable, NaN or infinite."""
     try:
         value = ds.get(keyword)
         if isinstance(value, MultiValue):
             value = value[0] if len(value) else None
-        return None if value is None or value == "" else float(value)
+        number = None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def header_floats(ds: Dataset, keyword: str, count: int) -> tuple[float, ...] | None:

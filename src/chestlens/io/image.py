@@ -2,7 +2,8 @@
 
 Pixel conventions (the same for every format, so downstream code never asks where an image came from):
 
-* ``pixels`` is always ``float32``.
+* ``pixels`` is always ``float32`` and always finite: NaN and infinite source values are refused or
+  masked at read time, by the one rule of :mod:`chestlens.io.finite` (masking adds a ``meta.warnings`` entry).
 * Projection radiographs and ordinary pictures (``pixel_unit == "unit"``): values in ``[0, 1]``,
   0 = darkest, 1 = brightest *as a radiologist views it*: air and lungs dark, bone bright.
   MONOCHROME1 DICOM is inverted to get there; VOI LUT or window centre/width is applied when present,

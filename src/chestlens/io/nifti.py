@@ -19,7 +19,8 @@ LPS terms, ``slice_positions_mm`` = patient z of the first pixel of each slice.
 
 Units: when the data look like CT (smallest value <= :data:`HU_MIN_THRESHOLD`, i.e. air at about
 -1000 HU is present) the values are kept as Hounsfield units (``pixel_unit == "HU"``) after the NIfTI
-scale slope/intercept; otherwise they are min-max normalised to ``[0, 1]`` (``"unit"``).
+scale slope/intercept; otherwise they are min-max normalised to ``[0, 1]`` (``"unit"``). NaN and
+infinite voxels are refused or masked first, by the rule of :mod:`chestlens.io.finite`.
 
 The format is taken from the bytes, not the extension (``.nii``, ``.nii.gz`` or anything else).
 """
@@ -35,6 +36,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from chestlens.errors import ChestlensInputError
+from chestlens.io.finite import mask_non_finite
 from chestlens.io.image import ImageMeta, MedicalImage
 from chestlens.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VOXELS, check_size
 
@@ -69,11 +71,12 @@ def read_nifti(
             data = data.reshape(data.shape[: len(spatial)])  # drop trailing length-1 axes
         except (ValueError, TypeError, OSError, EOFError, nib.spatialimages.ImageDataError) as error:
             raise ChestlensInputError(where, f"cannot read NIfTI data ({error})") from error
+    data, notes = mask_non_finite(data, where)
     affine = canonical.affine
     # voxel sizes are float32 in the header: round away the binary noise (0.7 -> 0.699999988)
     zooms = [round(float(z), 6) for z in canonical.header.get_zooms()[: len(spatial)]]
     pixels = data[::-1, ::-1].T if data.ndim == 2 else data[::-1, ::-1, :].transpose(2, 1, 0)
-    low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+    low, high = float(np.min(pixels)), float(np.max(pixels))
     is_hu = low <= HU_MIN_THRESHOLD
     if not is_hu:
         pixels = (pixels - low) / (high - low) if high > low else np.zeros_like(pixels)
@@ -92,6 +95,7 @@ def read_nifti(
         value_range=(low, high),
         bits_stored=int(image.header.get_data_dtype().itemsize * 8),
         source_mode=str(image.header.get_data_dtype()),
+        warnings=notes,
     )
     return MedicalImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), meta=meta)
 

@@ -9,7 +9,8 @@ Conventions:
   RGBA, LA, CMYK...) by 255, 16-bit grey (``I;16*``) by 65535 (a 12-bit image in a 16-bit PNG therefore
   stays dark, as in any viewer), 1-bit by 1. 32-bit integer (``I``) and float (``F``) images have no
   nominal range: ``I`` is scaled by 65535 when its values fit in ``[0, 65535]``, otherwise, like
-  ``F`` images outside ``[0, 1]``, min-max normalised.
+  ``F`` images outside ``[0, 1]``, min-max normalised. NaN and infinite ``F`` values are refused or
+  masked first, by the rule of :mod:`chestlens.io.finite`.
 * Alpha (RGBA, LA, PA, palette with transparency) is composited on black: transparent = dark =
   background, as air in a radiograph.
 * Colour is converted to grey (BT.601); ``meta.is_colour`` tells whether the channels really differ.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +34,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chestlens.errors import ChestlensInputError
 from chestlens.io.colour import rgb_to_grey
+from chestlens.io.finite import mask_non_finite
 from chestlens.io.image import ImageMeta, MedicalImage, SourceFormat
 from chestlens.io.limits import DEFAULT_MAX_PIXELS, check_size
 
@@ -76,46 +79,57 @@ def read_raster(
             reason = f"{fmt.upper()} image data is truncated or corrupt ({error})"
             raise ChestlensInputError(where, reason) from error
         mode = image.mode
-        pixels, is_colour, bits, value_range = _to_unit_grey(upright)
+        grey = _to_unit_grey(upright, where)
     meta = ImageMeta(
         source_path=where,
         format=cast(SourceFormat, fmt),
-        rows=int(pixels.shape[0]),
-        cols=int(pixels.shape[1]),
+        rows=int(grey.pixels.shape[0]),
+        cols=int(grey.pixels.shape[1]),
         pixel_unit="unit",
-        bits_stored=bits,
-        bits_allocated=bits,
-        is_colour=is_colour,
+        bits_stored=grey.bits,
+        bits_allocated=grey.bits,
+        is_colour=grey.is_colour,
         source_mode=mode,
-        value_range=value_range,
-        warnings=tuple(notes),
+        value_range=grey.value_range,
+        warnings=(*notes, *grey.warnings),
     )
-    return MedicalImage(pixels=np.ascontiguousarray(pixels, dtype=np.float32), meta=meta)
+    return MedicalImage(pixels=np.ascontiguousarray(grey.pixels, dtype=np.float32), meta=meta)
 
 
-def _to_unit_grey(image: Image.Image) -> tuple[np.ndarray, bool, int, tuple[float, float]]:
-    """(grey in [0, 1], is_colour, bits per sample, raw (min, max)) for any Pillow mode."""
+@dataclass(frozen=True, slots=True)
+class _Grey:
+    """A picture as grey values in ``[0, 1]``, with what the conversion found out."""
+
+    pixels: np.ndarray
+    is_colour: bool
+    bits: int  # bits per sample of the source
+    value_range: tuple[float, float]  # raw (min, max)
+    warnings: tuple[str, ...] = ()
+
+
+def _to_unit_grey(image: Image.Image, where: str | None) -> _Grey:
+    """Grey in ``[0, 1]`` for any Pillow mode (see the module docstring)."""
     mode = image.mode
     if mode == "1":
         raw = np.asarray(image, dtype=np.float32)
-        return raw, False, 1, _range(raw)
+        return _Grey(raw, False, 1, _range(raw))
     if mode in _GREY_16:
         raw = np.asarray(image).astype(np.float32)
-        return raw / _FULL_16, False, 16, _range(raw)
+        return _Grey(raw / _FULL_16, False, 16, _range(raw))
     if mode in ("I", "F"):
-        raw = np.asarray(image).astype(np.float64)
-        return _scale_wide(raw, mode).astype(np.float32), False, 32, _range(raw)
+        raw, notes = mask_non_finite(np.asarray(image).astype(np.float64), where)
+        return _Grey(_scale_wide(raw, mode).astype(np.float32), False, 32, _range(raw), notes)
     if mode == "L":
         raw = np.asarray(image, dtype=np.float32)
-        return raw / 255.0, False, 8, _range(raw)
+        return _Grey(raw / 255.0, False, 8, _range(raw))
     if mode == "LA":
         raw = np.asarray(image, dtype=np.float32)
-        return raw[..., 0] * raw[..., 1] / (255.0 * 255.0), False, 8, _range(raw[..., 0])
+        return _Grey(raw[..., 0] * raw[..., 1] / (255.0 * 255.0), False, 8, _range(raw[..., 0]))
     has_alpha = mode in ("RGBA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in image.info)
     rgba = np.asarray(image.convert("RGBA" if has_alpha else "RGB"), dtype=np.float32) / 255.0
     rgb = rgba[..., :3] * rgba[..., 3:4] if has_alpha else rgba
     grey, is_colour = rgb_to_grey(rgb)
-    return grey, is_colour, 8, _range(rgb * 255.0)
+    return _Grey(grey, is_colour, 8, _range(rgb * 255.0))
 
 
 def _scale_wide(raw: np.ndarray, mode: str) -> np.ndarray:

@@ -15,7 +15,8 @@ Never by file name when anything better exists: file names often do not follow s
 
 Problems reported per series (``SeriesInfo.problems``, copied into ``meta.warnings`` on reading):
 missing slices (a gap over 1.5x the median spacing), duplicate positions, inconsistent spacing,
-mixed orientation, mixed image sizes. Non-image and non-DICOM files are skipped and listed.
+mixed orientation, mixed image sizes. Non-image and non-DICOM files are skipped and listed. NaN and
+infinite values of the stacked volume are refused or masked by the rule of :mod:`chestlens.io.finite`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydicom.dataset import Dataset
 from chestlens.errors import ChestlensInputError
 from chestlens.io import dicom
 from chestlens.io.deid import salted_key
+from chestlens.io.finite import mask_non_finite
 from chestlens.io.image import ImageMeta, MedicalImage
 from chestlens.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VOXELS, check_size
 
@@ -190,6 +192,7 @@ def load_series(
     first = _slice_values(info.files[0], info, volume, 0, max_pixels)
     for index, path in enumerate(info.files[1:], start=1):
         _slice_values(path, info, volume, index, max_pixels)
+    volume, finite_notes = mask_non_finite(volume, where)
     presented = dicom.present_grey(volume, first)
     meta = ImageMeta(
         **{
@@ -204,7 +207,7 @@ def load_series(
             "slice_positions_mm": info.positions_mm,
             "window": presented.window,
             "value_range": (float(volume.min()), float(volume.max())),
-            "warnings": (*info.problems, *info.skipped, *notes),
+            "warnings": (*info.problems, *info.skipped, *notes, *finite_notes),
         }
     )
     return MedicalImage(pixels=presented.pixels, meta=meta)

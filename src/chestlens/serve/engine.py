@@ -6,21 +6,33 @@ collector task takes the first waiting image, then whatever else arrives within 
 to ``max_batch``), and runs the batch through ``Screener.iter_screen`` on the single model thread. While
 a batch runs, new requests pile up and form the next batch, so the batch size follows the load.
 CT series (:meth:`Engine.run_exclusive`) run on the same model thread, between batches.
+
+Failures are isolated per input: one input's error never fails its neighbours. An input the screener
+reports as failed (a :class:`~chestlens.pipeline.schema.FailedInput`) answers with its own
+:class:`~chestlens.errors.ChestlensInputError` (422). When a whole batch raises, its inputs are screened
+again one at a time; an input that still raises gets a :class:`ChestlensInputError` of its own (422,
+the exception is logged by type and stack) and the others their results.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage
 from chestlens.pipeline.schema import FailedInput
 from chestlens.pipeline.screener import Screener, Screening
+from chestlens.serve.problems import log_failure
 
 T = TypeVar("T")
+#: What one input of a batch comes back as: its screening, or the error that is its alone.
+Outcome = Screening | ChestlensInputError
+log = logging.getLogger("chestlens.serve")
 
 
 class QueueFullError(Exception):
@@ -102,7 +114,7 @@ class Engine:
     async def _run(self, batch: list[_Request]) -> None:
         try:
             outcomes = await self.run_exclusive(self._screen_batch, [r.image for r in batch])
-        except Exception as error:  # a model failure fails this batch only; the collector keeps going
+        except Exception as error:  # the model thread itself failed (e.g. shut down): fail this batch only
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(error)
@@ -110,12 +122,40 @@ class Engine:
         self.batches += 1
         self.images += len(batch)
         for request, outcome in zip(batch, outcomes, strict=True):
-            if not request.future.done():
+            if request.future.done():
+                continue
+            if isinstance(outcome, ChestlensInputError):
+                request.future.set_exception(outcome)
+            else:
                 request.future.set_result(outcome)
 
-    def _screen_batch(self, images: list[MedicalImage]) -> list[Screening]:
-        outcomes = list(self.screener.iter_screen(images, batch_size=len(images)))
-        failed = [o for o in outcomes if isinstance(o, FailedInput)]
-        if failed:  # decoded images cannot fail to read; anything else is a bug worth a 500
-            raise RuntimeError(f"screening failed: {failed[0].error}")
-        return outcomes  # type: ignore[return-value]
+    def _screen_batch(self, images: list[MedicalImage]) -> list[Outcome]:
+        """Screen ``images`` together; if the batch raises, one at a time (see the module docstring)."""
+        if len(images) > 1:
+            try:
+                screened = self.screener.iter_screen(images, batch_size=len(images))
+                return [_outcome(image, o) for image, o in zip(images, screened, strict=True)]
+            except Exception as error:
+                log.warning(
+                    f"a batch of {len(images)} failed ({type(error).__name__}); screening them one at a time",
+                    extra={"event": "batch_split"},
+                )
+        return [self._screen_alone(image) for image in images]
+
+    def _screen_alone(self, image: MedicalImage) -> Outcome:
+        """One image in a batch of its own; an exception becomes this image's error."""
+        try:
+            (outcome,) = self.screener.iter_screen([image], batch_size=1)
+        except Exception as error:
+            log_failure("screening one input failed", error, event="input_failed")
+            return ChestlensInputError(
+                image.meta.source_path, f"the image could not be screened ({type(error).__name__})"
+            )
+        return _outcome(image, outcome)
+
+
+def _outcome(image: MedicalImage, outcome: Screening | FailedInput) -> Outcome:
+    """A screener outcome for the request of ``image``: a :class:`FailedInput` becomes its error."""
+    if isinstance(outcome, FailedInput):
+        return ChestlensInputError(image.meta.source_path, outcome.error)
+    return outcome

@@ -20,6 +20,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.pipeline.screener import Screening
 from chestlens.serve.engine import Engine
 from chestlens.serve.layers import stored_layers
+from chestlens.serve.problems import log_failure
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store, StoredJob, new_id
 from chestlens.serve.uploads import read_spooled_series, spool_folder, spool_series
@@ -141,8 +142,8 @@ class JobRunner:
                 raise  # shutdown: the spool stays, the job resumes at the next start
             except ChestlensInputError as error:
                 await self._fail(job_id, error.reason)
-            except Exception:
-                log.exception("job failed", extra={"job_id": job_id, "event": "job_failed"})
+            except Exception as error:
+                log_failure("job failed", error, job_id=job_id, event="job_failed")
                 await self._fail(job_id, "internal error while screening the series (logged)")
         await asyncio.to_thread(shutil.rmtree, folder, True)
 

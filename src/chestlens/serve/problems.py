@@ -1,12 +1,14 @@
 """Errors as RFC 9457 problem documents (``application/problem+json``).
 
 Every refusal names its reason in ``detail``; bad input is always 4xx, never 500, and the server keeps
-serving. ``type`` is a relative URI under ``/problems/`` naming the kind of error.
+serving. ``type`` is a relative URI under ``/problems/`` naming the kind of error. Unexpected errors are
+logged by :func:`log_failure`: type and stack, never the message (it could quote client data).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,6 +49,16 @@ class ProblemError(Exception):
         super().__init__(detail)
         self.status, self.kind, self.title, self.detail = status, kind, title, detail
         self.headers = headers or {}
+
+
+def log_failure(what: str, error: BaseException, **extra: object) -> None:
+    """Log an unexpected error by its type and stack only, never its message.
+
+    Exception messages can quote client data (zip member names that hold patient ids, DICOM element
+    values), so no message reaches the log; the stack (file, line, code) is enough to find the bug.
+    """
+    stack = "".join(traceback.format_tb(error.__traceback__)).rstrip()
+    log.error(f"{what}: {type(error).__name__} (message withheld)\n{stack}", extra=extra)
 
 
 def problem_response(
@@ -109,7 +121,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, error: Exception) -> JSONResponse:
-        log.exception("internal error", extra={"request_id": getattr(request.state, "request_id", None)})
+        log_failure("internal error", error, request_id=getattr(request.state, "request_id", None))
         return problem_response(
             request, 500, "internal-error", "Internal error", "the server failed; the request id is logged"
         )

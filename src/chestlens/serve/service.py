@@ -1,4 +1,9 @@
-"""The running service: settings, store, models (loaded in the background), batcher and job runner."""
+"""The running service: settings, store, models (loaded in the background), batcher and job runner.
+
+Start-up, in order: the private data folder; the salt for patient keys (:mod:`chestlens.serve.salt`,
+logged by origin, never by value); the store; orphan spool folders removed
+(:func:`chestlens.serve.uploads.remove_orphan_spools`); then the models load in the background.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ import asyncio
 import logging
 from pathlib import Path
 
+from chestlens.io.deid import use_installation_salt
 from chestlens.pipeline.screener import Screener
 from chestlens.serve.engine import Engine
 from chestlens.serve.jobs import JobRunner
 from chestlens.serve.problems import ProblemError
+from chestlens.serve.salt import choose_salt
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store
+from chestlens.serve.uploads import remove_orphan_spools
 
 log = logging.getLogger("chestlens.serve")
 
@@ -33,9 +41,21 @@ class Service:
         return self.jobs is not None
 
     async def start(self) -> None:
+        """Open the data folder (salt, database, spool) and start loading the models."""
         Path(self.settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        choice = await asyncio.to_thread(choose_salt, self.settings.data_dir)
+        use_installation_salt(choice.salt)
+        log.info(f"patient, study and series keys: {choice.origin}", extra={"event": "salt"})
         self.store = await asyncio.to_thread(Store, self.settings.url)
+        await asyncio.to_thread(self._clean_spool, self.store)
         self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    def _clean_spool(self, store: Store) -> None:
+        """Remove spool folders left by a kill during an upload (none that a pending job needs)."""
+        pending = {job.id for job in store.active_jobs()}
+        removed = remove_orphan_spools(self.settings, pending)
+        if removed:
+            log.info(f"removed {removed} orphan spool folder(s)", extra={"event": "spool_cleaned"})
 
     async def _load(self) -> None:
         settings = self.settings
@@ -73,6 +93,7 @@ class Service:
             await self.engine.stop()
         if self.store is not None:
             self.store.close()
+        use_installation_salt(None)
 
     def require_ready(self) -> tuple[Engine, JobRunner]:
         """The batcher and job runner, or a 503 problem while the models load (or failed to)."""

@@ -3,25 +3,36 @@
 No upload is ever written under the client's file name: single images are decoded from memory (the
 multipart parser's own spill file is anonymous); a series (a zip of DICOM files, or several files) is
 written into ``<data_dir>/spool/<job id>/`` (mode 0700) as ``00000.dcm``, ``00001.dcm``... and the folder
-is deleted when the job ends. The names results carry are the server's: ``upload-<id>``, ``series-<id>``.
+is deleted when the job ends; folders left behind by a kill are removed at the next start
+(:func:`remove_orphan_spools`). The names results carry are the server's: ``upload-<id>``, ``series-<id>``.
+Any exception while reading an upload answers 4xx with a problem body; neither the body nor the log
+quotes a zip member name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
 from chestlens.io.sniff import sniff_format
-from chestlens.serve.problems import ProblemError
+from chestlens.serve.problems import ProblemError, log_failure
 from chestlens.serve.settings import ServeSettings
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: General-purpose flag bit 0 of a zip member: the member is encrypted.
+ZIP_ENCRYPTED = 0x1
 SPOOL = "spool"
+#: Spool folders are named by their job id: :func:`chestlens.serve.store.new_id`, 32 hex characters.
+SPOOL_NAME = re.compile(r"[0-9a-f]{32}")
+#: A spool folder written to this recently (seconds) may be an upload another worker is still spooling.
+SPOOL_GRACE_S = 60.0
 SUPPORTED = "PNG, JPEG, TIFF, BMP, DICOM, NIfTI, or a zip of a DICOM series"
 
 
@@ -55,14 +66,55 @@ def decode_image(data: bytes, name: str, settings: ServeSettings) -> MedicalImag
 
     Raises:
         ProblemError: 415 for bytes of no supported format, 422 for an empty file.
-        ChestlensInputError: unreadable or oversized content (answered 422 with the reader's reason).
+        ChestlensInputError: unreadable or oversized content (answered 422 with the reader's reason),
+            also for any unexpected reader exception (logged by type and stack, never its message).
     """
     check_image_bytes(data, name)
-    return renamed(read_image(data, name=name, max_pixels=settings.max_pixels), name)
+    try:
+        image = read_image(data, name=name, max_pixels=settings.max_pixels)
+    except ChestlensInputError:
+        raise
+    except Exception as error:
+        log_failure("reading an upload failed", error, event="unreadable_upload")
+        raise ChestlensInputError(name, f"the upload cannot be read ({type(error).__name__})") from error
+    return renamed(image, name)
 
 
 def spool_folder(settings: ServeSettings, job_id: str) -> Path:
     return Path(settings.data_dir) / SPOOL / job_id
+
+
+def remove_orphan_spools(
+    settings: ServeSettings, pending: set[str], *, grace_s: float = SPOOL_GRACE_S
+) -> int:
+    """Delete the spool folders a killed upload or job left behind; returns how many were removed.
+
+    Removed: folders (not links) named like a job id (:data:`SPOOL_NAME`), that no pending job in
+    ``pending`` (ids of queued or running jobs) refers to, and that nothing wrote to for ``grace_s``
+    seconds (another worker process may still be writing a new upload). Anything else in the spool is
+    not the service's and is left alone.
+    """
+    root = Path(settings.data_dir) / SPOOL
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - grace_s
+    orphans = [folder for folder in root.iterdir() if _is_orphan(folder, pending, cutoff)]
+    for folder in orphans:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(orphans)
+
+
+def _is_orphan(folder: Path, pending: set[str], cutoff: float) -> bool:
+    if not SPOOL_NAME.fullmatch(folder.name) or folder.name in pending:
+        return False
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return _last_write(folder) < cutoff
+
+
+def _last_write(folder: Path) -> float:
+    """The latest modification time of the folder and the entries in it (links not followed)."""
+    return max([folder.lstat().st_mtime, *(entry.lstat().st_mtime for entry in folder.iterdir())])
 
 
 def _private_folder(folder: Path) -> Path:
@@ -97,37 +149,54 @@ def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Pa
 
 
 def _zip_members(data: bytes, settings: ServeSettings) -> list[bytes]:
-    """The files of a zip (hidden files and folders skipped), checked against the series limits."""
+    """The files of a zip (hidden files and folders skipped), checked against the series limits.
+
+    Any failure is a 4xx problem. Neither the detail nor the log ever quotes a member name (names can
+    hold patient ids): zipfile's messages do, so only the kind of error is reported.
+    """
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        infos = [
-            i
-            for i in archive.infolist()
-            if not i.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in Path(i.filename).parts)
-        ]
-        if len(infos) > settings.max_series_files:
-            raise ProblemError(
-                413,
-                "too-many-files",
-                "Too many files",
-                f"the zip holds {len(infos)} files, more than the limit of {settings.max_series_files}",
-            )
-        total = sum(i.file_size for i in infos)
-        if total > settings.max_series_bytes:
-            raise ProblemError(
-                413,
-                "series-too-large",
-                "Series too large",
-                f"the zip unpacks to {total:,} bytes, more than the limit of {settings.max_series_bytes:,}",
-            )
-        members = [_read_member(archive, info, settings) for info in infos]
+        members = _checked_members(zipfile.ZipFile(io.BytesIO(data)), settings)
+    except ProblemError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as error:
-        raise ProblemError(
-            422, "bad-zip", "The zip cannot be read", f"the zip cannot be read: {error}"
-        ) from error
+        raise _bad_zip(f"the zip cannot be read ({type(error).__name__})") from error
+    except Exception as error:  # anything else zipfile or a decompressor raises: still the client's zip
+        log_failure("reading a zip upload failed", error, event="unreadable_zip")
+        raise _bad_zip(f"the zip cannot be read ({type(error).__name__})") from error
     if not members:
         raise ProblemError(422, "empty-series", "The series is empty", "the zip holds no files")
     return members
+
+
+def _checked_members(archive: zipfile.ZipFile, settings: ServeSettings) -> list[bytes]:
+    """Refuse encrypted zips and zips over the series limits, then read the members."""
+    infos = [
+        i
+        for i in archive.infolist()
+        if not i.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in Path(i.filename).parts)
+    ]
+    if any(i.flag_bits & ZIP_ENCRYPTED for i in infos):
+        raise _bad_zip("the zip is encrypted (password-protected); upload it without a password")
+    if len(infos) > settings.max_series_files:
+        raise ProblemError(
+            413,
+            "too-many-files",
+            "Too many files",
+            f"the zip holds {len(infos)} files, more than the limit of {settings.max_series_files}",
+        )
+    total = sum(i.file_size for i in infos)
+    if total > settings.max_series_bytes:
+        raise ProblemError(
+            413,
+            "series-too-large",
+            "Series too large",
+            f"the zip unpacks to {total:,} bytes, more than the limit of {settings.max_series_bytes:,}",
+        )
+    return [_read_member(archive, info, settings) for info in infos]
+
+
+def _bad_zip(detail: str) -> ProblemError:
+    return ProblemError(422, "bad-zip", "The zip cannot be read", detail)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: ServeSettings) -> bytes:
