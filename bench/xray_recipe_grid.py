@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from chestlens.evaluate.tables import recipe_markdown
 from chestlens.train.config import ClassifyConfig, load_config
 from chestlens.train.crossval import CV_JSON, cross_validate_classifier, recipe_row
 
@@ -62,42 +63,6 @@ def run_recipe(name: str, out: Path, folds: int, n_boot: int) -> dict[str, Any]:
     return report
 
 
-def _fmt(estimate: dict[str, Any] | None) -> str:
-    if not estimate or estimate.get("value") is None:
-        return "n/a"
-    if estimate.get("low") is None:
-        return f"{estimate['value']:.3f}"
-    return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
-
-
-def table(rows: list[dict[str, Any]], folds: int) -> list[str]:
-    """The recipe table as Markdown lines."""
-    lines = [
-        f"| recipe | COVID-19 vs rest, within-source | pneumonia vs normal, within-source | "
-        f"per-fold score ({folds} folds) | pooled macro AUC* | lungs masked out macro AUC* | "
-        "CAM mass in lungs | source probe excess |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        ws, fold = row["within_source"], row["fold_score"]
-        cells = [
-            row["recipe"],
-            _fmt(ws.get("COVID-19 vs rest")),
-            _fmt(ws.get("pneumonia vs normal")),
-            f"{fold['mean']:.3f} ± {fold['sd']:.3f}",
-            f"{row['pooled_macro_auc']:.3f}",
-            f"{row['masked_out_macro_auc']:.3f}",
-            f"{row['cam_in_lungs']:.2f}",
-            f"{row['source_probe_excess']:.3f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "*includes between-source pairs. Within-source: out-of-fold, 95% CI by bootstrap over patients.",
-    ]
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/recipes"))
@@ -110,7 +75,11 @@ def main() -> None:
     rows = []
     for name in names:
         rows.append(recipe_row(run_recipe(name, args.out, args.folds, args.boot)))
-        lines = table(rows, args.folds)
+        lines = [
+            f"{args.folds}-fold patient-grouped cross-validation, shared settings: {' '.join(SHARED)}",
+            "",
+        ]
+        lines += recipe_markdown(rows)
         (args.out / "recipes.md").write_text("\n".join(lines) + "\n")
         (args.out / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n")
         print("\n".join(lines), flush=True)

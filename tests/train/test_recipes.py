@@ -199,3 +199,30 @@ def test_cross_validation_cli_writes_out_of_fold_within_source_report(shared_dat
     assert len(report["per_fold"]) == 2 and not (tmp_path / "cv" / "bundle").exists()
     oof = (tmp_path / "cv" / "oof-predictions.csv").read_text().splitlines()
     assert len(oof) - 1 == report["n_images"]
+
+
+@pytest.mark.slow
+def test_leave_one_source_out_cli_tests_on_the_left_out_source_only(shared_data: Path, tmp_path: Path):
+    from tests.train.test_classify_cli import _small_split
+
+    splits = _small_split(shared_data, tmp_path / "splits.csv")
+    settings = [
+        "input_size=32",
+        "epochs=1",
+        "batch_size=8",
+        "max_steps_per_epoch=1",
+        f"splits={splits}",
+        f"data_root={shared_data}",
+        f"out={tmp_path / 'loso'}",
+        "weights=null",
+        "fp16_bundle=false",
+    ]
+    args = ["train", "classify", "-q", "--leave-out", "nih", *[a for s in settings for a in ("--set", s)]]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    spec = json.loads((tmp_path / "loso" / "bundle" / "bundle.json").read_text())
+    assert spec["training"]["config"]["leave_out"] == ["nih"]
+    test_sources = {row["stratum"] for q in spec["metrics"]["test"]["within_source"] for row in q["strata"]}
+    assert test_sources == {"nih"}
+    report = json.loads((tmp_path / "loso" / "test-report" / "report.json").read_text())
+    assert set(report["metrics"]["per_source"]) == {"nih"}

@@ -23,7 +23,7 @@ from chestlens.evaluate.results import ClassificationReport, MetricSet
 from chestlens.evaluate.seg_report import SegmentationDocument
 from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import audit_markdown
-from chestlens.evaluate.tables import markdown_table, within_source_markdown
+from chestlens.evaluate.tables import markdown_table, recipe_markdown, within_source_markdown
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.bundle import BundleSpec
 from chestlens.models.registry import get_model_config
@@ -203,6 +203,31 @@ def _shortcut_lead(spec: BundleSpec) -> list[str]:
     return [*lines, "## Shortcut audit", "", "Not run yet: `chestlens audit BUNDLE --save` adds it.", ""]
 
 
+def _recipe_grid_section(spec: BundleSpec) -> list[str]:
+    """The cross-validated recipe comparison the model was chosen from (``training.recipe_grid``:
+    ``folds``, ``settings``, ``chosen``, ``rows`` of :func:`chestlens.train.crossval.recipe_row`,
+    ``reproduce``), and the previous version's figures (``training.previous_version``) beside it."""
+    grid = spec.training.get("recipe_grid")
+    if not grid:
+        return []
+    lines = [
+        f"## How this recipe was chosen ({grid['folds']}-fold patient-grouped cross-validation, same folds, "
+        "data and budget for every recipe)",
+        "",
+        f"Shared settings: `{grid['settings']}`. Chosen: **{grid['chosen']}**, the best mean within-source "
+        "AUC; the test split played no part.",
+        "",
+        *recipe_markdown(grid["rows"]),
+        f"Reproduce the table: `{grid['reproduce']}`.",
+        "",
+    ]
+    previous = spec.training.get("previous_version")
+    if previous:
+        lines += [f"### Previous version ({previous['name']} {previous['version']}) beside this one", ""]
+        lines += markdown_table(["figure", "previous", "this version"], previous["rows"])
+    return lines
+
+
 def _training_line(spec: BundleSpec) -> str:
     return (
         f"- Trained {len(spec.training.get('history', []))} epochs (best {spec.training.get('best_epoch')}, "
@@ -311,7 +336,7 @@ def render_model_card(
     overall = report.overall
     cfg = spec.training.get("config", {})
     lines = [
-        *_heading(spec, _shortcut_lead(spec)),
+        *_heading(spec, [*_shortcut_lead(spec), *_recipe_grid_section(spec)]),
         f"- Task: `{spec.task}`, classes {', '.join(spec.labels)}.",
         f"- Architecture: `{spec.architecture}`, grey input {spec.preprocess.input_size} x "
         f"{spec.preprocess.input_size} px, normalisation mean {spec.preprocess.mean} "

@@ -6,9 +6,10 @@ Cells are plain text; the HTML report escapes them (:func:`chestlens.evaluate.pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from chestlens.evaluate.bootstrap import estimate_text
+from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.within_source import VIEW_STRATIFIED_SOURCES, StratumAUC, WithinSourceAUC
 
 #: One sentence that says what a within-source AUC is, put before its tables.
@@ -87,3 +88,45 @@ def within_source_text(r: WithinSourceAUC) -> str:
         f"{r.question}: {estimate_text(r.pooled, reason=True)} over {r.n_pairs} same-source pairs; "
         f"per source: {per_source}{left_out}"
     )
+
+
+RECIPE_HEAD = (
+    "recipe",
+    "COVID-19 vs rest, within-source",
+    "pneumonia vs normal, within-source",
+    "per-fold score, mean ± sd",
+    "pooled macro AUC*",
+    "lungs masked out, macro AUC*",
+    "CAM mass in lungs",
+    "source probe, above majority",
+)
+
+
+def recipe_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The recipe comparison of cross-validated recipes (rows of :func:`chestlens.train.crossval.recipe_row`)
+    as Markdown lines, with its footnote."""
+
+    def cell(estimate: Mapping[str, Any] | None) -> str:
+        return "n/a" if estimate is None else estimate_text(Estimate.model_validate(estimate))
+
+    body = [
+        [
+            row["recipe"],
+            cell(row["within_source"].get("COVID-19 vs rest")),
+            cell(row["within_source"].get("pneumonia vs normal")),
+            f"{row['fold_score']['mean']:.3f} ± {row['fold_score']['sd']:.3f}",
+            f"{row['pooled_macro_auc']:.3f}",
+            f"{row['masked_out_macro_auc']:.3f}",
+            f"{row['cam_in_lungs']:.2f}",
+            f"{row['source_probe_excess']:+.3f}",
+        ]
+        for row in rows
+    ]
+    return [
+        *markdown_table(RECIPE_HEAD, body),
+        "*includes between-source pairs. Within-source AUCs: out-of-fold predictions, 95% CI by bootstrap "
+        "over patients; per-fold score: mean within-source AUC of the two questions in each test fold; "
+        "source probe: grouped-CV accuracy of a linear probe predicting the source from the pooled "
+        "features, minus the majority-source rate.",
+        "",
+    ]

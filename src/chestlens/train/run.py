@@ -11,6 +11,7 @@ root), load or make the patient-level split, summarise the data and the run for 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -60,7 +61,7 @@ def split_table(cfg: TrainConfig, labelling: str, root: Path, samples: list[Samp
 
     A new split (:func:`chestlens.data.make_split.build_splits` for the task or segmentation target
     ``labelling``, seeded by ``cfg.split_seed``) links patients across every source under ``root`` and
-    is saved as ``OUT/splits.csv``.
+    is saved as ``OUT/splits.csv``, keeping only the rows of ``samples`` (the images the run uses).
     """
     given = Path(cfg.splits) if cfg.splits else out / SPLIT_FILE
     if given.is_file():
@@ -74,6 +75,8 @@ def split_table(cfg: TrainConfig, labelling: str, root: Path, samples: list[Samp
         fractions=cfg.split_fractions,
         cache=default_cache_path(),
     ).table
+    used = {s.uid for s in samples}  # the run may leave some images out (views, a per-source cap)
+    table = dataclasses.replace(table, rows=tuple(r for r in table.rows if r.uid in used))
     save_splits(table, out / SPLIT_FILE)
     return table
 
