@@ -32,6 +32,7 @@ SHARED = [
     "max_per_source=150",
     "selection=within_source",
 ]
+REPRODUCE = "python bench/xray_recipe_grid.py --out runs/recipes"
 #: The recipes of the "Disease, not source" comparison (ClassifyConfig overrides).
 RECIPES: dict[str, list[str]] = {
     "baseline": [],
@@ -75,13 +76,12 @@ def main() -> None:
     rows = []
     for name in names:
         rows.append(recipe_row(run_recipe(name, args.out, args.folds, args.boot)))
-        lines = [
-            f"{args.folds}-fold patient-grouped cross-validation, shared settings: {' '.join(SHARED)}",
-            "",
-        ]
+        settings = " ".join(SHARED)
+        lines = [f"{args.folds}-fold patient-grouped cross-validation, shared settings: {settings}", ""]
         lines += recipe_markdown(rows)
         (args.out / "recipes.md").write_text("\n".join(lines) + "\n")
-        (args.out / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n")
+        grid = {"folds": args.folds, "settings": settings, "reproduce": REPRODUCE, "rows": rows}
+        (args.out / "recipes.json").write_text(json.dumps(grid, indent=2) + "\n")
         print("\n".join(lines), flush=True)
 
 

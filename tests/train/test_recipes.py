@@ -226,3 +226,32 @@ def test_leave_one_source_out_cli_tests_on_the_left_out_source_only(shared_data:
     assert test_sources == {"nih"}
     report = json.loads((tmp_path / "loso" / "test-report" / "report.json").read_text())
     assert set(report["metrics"]["per_source"]) == {"nih"}
+
+
+def test_the_recipe_with_the_best_out_of_fold_within_source_auc_is_chosen(tmp_path: Path):
+    from chestlens.evaluate.tables import recipe_markdown
+    from chestlens.train.crossval import read_recipe_grid
+
+    def row(name: str, covid: float, pneumonia: float | None) -> dict:
+        within = {"COVID-19 vs rest": {"value": covid, "low": covid - 0.1, "high": covid + 0.1}}
+        if pneumonia is not None:
+            within["pneumonia vs normal"] = {"value": pneumonia, "low": None, "high": None}
+        return {
+            "recipe": name,
+            "within_source": within,
+            "fold_score": {"mean": 0.7, "sd": 0.05},
+            "pooled_macro_auc": 0.9,
+            "masked_out_macro_auc": 0.6,
+            "cam_in_lungs": 0.7,
+            "source_probe_excess": 0.2,
+        }
+
+    rows = [row("baseline", 0.62, 0.88), row("mask", 0.70, 0.86), row("crop", 0.75, None)]
+    grid = {"folds": 3, "settings": "input_size=112", "reproduce": "python bench/x.py", "rows": rows}
+    (tmp_path / "recipes.json").write_text(json.dumps(grid))
+    assert read_recipe_grid(tmp_path / "recipes.json")["chosen"] == "mask"  # (0.70 + 0.86) / 2 is best
+    table = "\n".join(recipe_markdown(rows))
+    assert (
+        "| mask | 0.700 [0.600, 0.800] | 0.860 |" in table
+        and "| crop | 0.750 [0.650, 0.850] | n/a |" in table
+    )

@@ -162,6 +162,13 @@ def leave_sources_out(table: SplitTable, sources: list[str]) -> SplitTable:
     return dataclasses.replace(table, rows=rows)
 
 
+def _recipe_grid(cfg: ClassifyConfig) -> dict[str, Any]:
+    """``{"recipe_grid": ...}`` for the bundle when the config names the grid it was chosen from."""
+    from chestlens.train.crossval import read_recipe_grid
+
+    return {"recipe_grid": read_recipe_grid(Path(cfg.recipe_grid))} if cfg.recipe_grid else {}
+
+
 def _fp16_is_lossless(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: BundleSpec, val) -> dict:
     """Does storing the weights as fp16 change anything measurable on validation?
 
@@ -219,7 +226,7 @@ def run_classification(
         update={
             "temperature": temperature,
             "operating_points": [point.to_bundle(labels[0])],
-            "training": training_summary(cfg, table, samples, outcome, started, device),
+            "training": training_summary(cfg, table, samples, outcome, started, device) | _recipe_grid(cfg),
         }
     )
     model.cpu()

@@ -100,6 +100,7 @@ class ClassifyConfig(TrainConfig):
     leave_out: list[str] = Field(default_factory=list)
     exclude_views: list[str] = Field(default_factory=lambda: ["L", "LL", "Lateral"])
     max_per_source: int | None = Field(None, gt=0)  # whole patients up to about this many images each
+    recipe_grid: str | None = None  # recipes.json of bench/xray_recipe_grid.py this recipe was chosen from
     out: str = "runs/xray3"
 
 

@@ -354,4 +354,31 @@ def recipe_row(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["assign_folds", "cross_validate_classifier", "cv_markdown", "fold_roles", "recipe_row"]
+def recipe_score(row: dict[str, Any]) -> float:
+    """How a recipe is chosen: the mean of its pooled out-of-fold within-source AUCs of COVID-19 vs rest
+    and pneumonia vs normal (every image counted once; missing questions are skipped)."""
+    values = [
+        e["value"]
+        for question, e in row["within_source"].items()
+        if question in ("COVID-19 vs rest", "pneumonia vs normal") and e.get("value") is not None
+    ]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def read_recipe_grid(path: Path) -> dict[str, Any]:
+    """A recipe grid's ``recipes.json`` (``folds``, ``settings``, ``reproduce``, ``rows``) with the
+    ``chosen`` recipe (:func:`recipe_score`), for the bundle's ``training.recipe_grid``."""
+    grid = json.loads(Path(path).read_text())
+    chosen = max(grid["rows"], key=recipe_score)
+    return {**grid, "chosen": chosen["recipe"]}
+
+
+__all__ = [
+    "assign_folds",
+    "cross_validate_classifier",
+    "cv_markdown",
+    "fold_roles",
+    "read_recipe_grid",
+    "recipe_row",
+    "recipe_score",
+]
