@@ -26,7 +26,7 @@ from chestlens.evaluate.report import write_report
 from chestlens.evaluate.results import ClassificationReport
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, headline_score
 from chestlens.models.bundle import BundleSpec, load_bundle
-from chestlens.models.inference import predict_logits
+from chestlens.models.inference import masker_for, predict_logits
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +233,7 @@ def evaluate_samples(
     if unknown:
         where = data if data is not None else splits
         raise ChestlensInputError(where, f"labels {unknown} are not among the model's labels {spec.labels}")
-    images = labelled_images(items, spec.labels, spec.preprocess)
+    images = labelled_images(items, spec.labels, spec.preprocess, masker_for(spec))
     preds = predict(bundle.build_model(), spec, images)
     report, files = evaluate_predictions(
         spec, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from chestlens.data.lung_roi import lung_roi_input, needs_lungs
+from chestlens.data.lung_roi import lung_roi_input
 from chestlens.data.transforms import normalise, to_unit_range
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
@@ -59,15 +59,12 @@ class VerificationSet:
 def with_lungs(data: VerificationSet, spec: BundleSpec) -> VerificationSet:
     """``data`` with the lung masks that a lung-field classifier needs (from the lung segmenter its
     training used, else the bundled ``lungs-segmenter``); unchanged for any other bundle."""
-    from chestlens.models.bundle import load_bundle
-    from chestlens.models.inference import lung_masker
+    from chestlens.models.inference import masker_for
 
-    if spec.kind != "classifier" or not needs_lungs(spec.preprocess) or data.lungs:
+    masker = None if data.lungs else masker_for(spec)
+    if masker is None:
         return data
-    lungs = load_bundle(spec.training.get("config", {}).get("lungs", "lungs-segmenter"))
-    masker = lung_masker(lungs.build_model(), lungs.spec.preprocess)
-    masks = masker([torch.from_numpy(unit[0]) for unit in data.units])
-    return replace(data, lungs=list(masks))
+    return replace(data, lungs=masker([torch.from_numpy(unit[0]) for unit in data.units]))
 
 
 def unit_image(path: Path, spec: BundleSpec) -> np.ndarray:

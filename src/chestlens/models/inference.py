@@ -9,7 +9,7 @@ import torch
 
 from chestlens.data.tensors import LungMasker
 from chestlens.data.transforms import normalise
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.models.bundle import BundleSpec, PreprocessSpec
 
 
 @torch.no_grad()
@@ -64,3 +64,15 @@ def lung_masker(
         return out
 
     return masks
+
+
+def masker_for(spec: BundleSpec) -> LungMasker | None:
+    """The lung masker a lung-field classifier needs (None for any other bundle): the lung segmenter
+    its training used (``training.config.lungs``), else the bundled ``lungs-segmenter``."""
+    from chestlens.data.lung_roi import needs_lungs
+    from chestlens.models.bundle import load_bundle
+
+    if spec.kind != "classifier" or not needs_lungs(spec.preprocess):
+        return None
+    lungs = load_bundle(spec.training.get("config", {}).get("lungs", "lungs-segmenter"))
+    return lung_masker(lungs.build_model(), lungs.spec.preprocess)
