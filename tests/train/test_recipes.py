@@ -255,3 +255,39 @@ def test_the_recipe_with_the_best_out_of_fold_within_source_auc_is_chosen(tmp_pa
         "| mask | 0.700 [0.600, 0.800] | 0.860 |" in table
         and "| crop | 0.750 [0.650, 0.850] | n/a |" in table
     )
+
+
+@pytest.mark.slow
+def test_evaluate_and_screen_a_lung_field_classifier_through_the_same_preprocessing(
+    tiny_classifier_bundle, shared_data: Path, tmp_path: Path
+):
+    from chestlens.data.transforms import normalise, to_unit_range
+    from chestlens.evaluate.calibration import apply_temperature
+    from chestlens.io import read_image
+    from chestlens.io.samples import sample_path
+    from chestlens.models.bundle import load_bundle
+    from chestlens.pipeline.screener import Screener
+
+    preprocess = PreprocessSpec(input_size=64, mean=[0.5], std=[0.5], lung_roi="mask", lung_margin=0.08)
+    folder = tiny_classifier_bundle(preprocess=preprocess)
+    data = shared_data / "actualmed-covid-chestxray-dataset"
+    result = runner.invoke(
+        app, ["evaluate", str(folder), "--data", str(data), "--n-boot", "20", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "actualmed / PA" in result.output  # within-source AUC, split by view
+
+    screener = Screener(classifier=str(folder), lesions=[])
+    path = sample_path("RG1_UNCR.dcm")
+    screening = screener.screen(path)
+    bundle = load_bundle(folder)
+    unit = torch.from_numpy(to_unit_range(read_image(path), screener.lungs.spec.preprocess).copy())[None]
+    lungs = screener.lungs.module(screener.lungs.inputs([unit])).float()
+    mask = (torch.sigmoid(lungs[0, 0]) >= 0.5).numpy()
+    x = lung_roi_input(unit, mask, preprocess)
+    with torch.no_grad():
+        logits = bundle.build_model()(normalise(x, preprocess)[None]).numpy()
+    expected = apply_temperature(logits, bundle.spec.temperature)[0]
+    got = [screening.result.classification.probabilities[label] for label in bundle.spec.labels]
+    assert np.allclose(got, expected, atol=1e-5)
+    assert screening.result.explanation.energy_in_lungs is not None
