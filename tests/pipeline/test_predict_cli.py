@@ -128,3 +128,13 @@ def test_predict_writes_dicom_sr_and_seg_for_dicom_input(pip_dicom, tmp_path, ca
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lungs"]
     assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns)
+
+
+def test_predict_json_is_a_flag_like_every_command(pip_dicom, capsys):
+    code, stdout, stderr = _run(
+        capsys, "predict", str(pip_dicom("CT_small.dcm")), "--json", "--cam", "none", "--device", "cpu"
+    )
+    assert code == 0, stderr
+    (result,) = [ScreeningResult.model_validate(item) for item in json.loads(stdout)]  # JSON only
+    assert result.input.source.endswith("CT_small.dcm")
+    assert "1 screened, 0 rejected, 0 failed" in " ".join(stderr.split())  # the counts stay on stderr

@@ -67,7 +67,7 @@ def test_worklist_and_csv(client, pip_dicom):
 
 def test_models_with_cards(client):
     models = {m["name"]: m for m in client.get("/api/v1/models").json()}
-    assert set(models) == {"xray3-screener", "lungs-segmenter"}
+    assert set(models) == {"xray3-screener", "lungs-segmenter", "lesions-ct-segmenter"}
     assert models["xray3-screener"]["operating_points"] and "#" in models["xray3-screener"]["model_card"]
 
 

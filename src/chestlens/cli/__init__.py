@@ -25,12 +25,17 @@ from chestlens.cli import (
     serve_cmd,
     train_cmd,
 )
+from chestlens.cli.help_types import use_plain_type_names
 
 EXIT_BAD_INPUT = 2
 
+use_plain_type_names()
+
 app = typer.Typer(
     name="chestlens",
-    help="Chest X-ray and CT screening toolkit. Research use only: never a diagnosis.",
+    help="Chest X-ray and CT screening toolkit. Research use only: never a diagnosis.\n\n"
+    "In every command: --json prints JSON on stdout instead of tables; -o/--out names where output is "
+    "written; -q silences progress, never errors; --device is auto, cpu, cuda or cuda:N.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from chestlens.cli.options import Device
+
 DEFAULT_OUT = Path("chestlens-demo")
 PAGE = "index.html"
 RESULTS = "results.json"
@@ -47,11 +49,12 @@ def run_demo(out: Path, samples: tuple[DemoSample, ...] = DEMO_SAMPLES, *, devic
     """
     from chestlens.atomic import write_text_atomic
     from chestlens.io.samples import sample_path
+    from chestlens.models.catalog import default_models
     from chestlens.pipeline.overlay import save_overlays
     from chestlens.pipeline.results_page import write_results_page
     from chestlens.pipeline.screener import Screener
 
-    screener = Screener(device=device)
+    screener = Screener.from_models(default_models(), device=device)
     screenings, pictures = [], []
     for sample in samples:
         screening = screener.screen(sample_path(sample.file_name), name=sample.file_name)
@@ -66,9 +69,9 @@ def run_demo(out: Path, samples: tuple[DemoSample, ...] = DEMO_SAMPLES, *, devic
 
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for overlays, results.json and index.html.")
+        Path, typer.Option("--out", "-o", help="Folder for overlays, results.json and index.html.")
     ] = DEFAULT_OUT,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Screen the real DICOM samples that ship with pip (a chest radiograph, a chest CT slice and a leg
     radiograph) with the bundled models and write an HTML page of the results."""

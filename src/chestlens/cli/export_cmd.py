@@ -88,9 +88,14 @@ def onnx(
 
 @export_app.command("web")
 def web(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Output folder, as --out (kept for existing scripts).")
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Argument(help="Output folder (default: $CHESTLENS_WEB_DIR, ~/.cache/chestlens/web)."),
+        typer.Option(
+            "--out", "-o", help="Output folder (default: $CHESTLENS_WEB_DIR, ~/.cache/chestlens/web)."
+        ),
     ] = None,
     classifier: Annotated[str, typer.Option("--classifier", help="Classifier bundle.")] = "xray3-screener",
     lungs: Annotated[str, typer.Option("--lungs", help="Lung segmenter bundle ('' for none).")] = (
@@ -104,7 +109,7 @@ def web(
     from chestlens.export.offline import default_web_dir
     from chestlens.export.web import build_web
 
-    folder = out or default_web_dir()
+    folder = out or folder or default_web_dir()
     built = build_web(folder, classifier=classifier, lungs=lungs or None, root=_data_root(root))
     for role, report in built.reports.items():
         typer.echo(f"{role}: {report.bundle}: " + _summary("fp32", report.checks["fp32"]))

@@ -2,6 +2,8 @@
 
 Unreadable inputs are reported and skipped; the exit code is 2 when any input failed to read, else 0
 (a quality-gate rejection is a result, not a failure). With ``--out DIR`` a re-run skips what is done.
+``--json`` prints the results as JSON on stdout instead of the table, as in every command (the old
+spelling ``--json -`` still works; write a file with ``--json > results.json``).
 ``--engine ray`` screens on a Ray cluster (:mod:`chestlens.pipeline.ray_engine`) into the same ``--out``.
 """
 
@@ -13,6 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from chestlens.cli.options import Device
+from chestlens.errors import ChestlensInputError
 
 EXIT_SOME_FAILED = 2
 TABLE_MAX_ROWS = 40
@@ -65,6 +70,15 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
     return table
 
 
+def _inputs_only(paths: list[Path]) -> list[Path]:
+    """``paths`` without ``-``: ``--json -`` was the old spelling of ``--json`` (JSON on stdout), so a
+    lone ``-`` left after the ``--json`` flag is not an input."""
+    inputs = [path for path in paths if str(path) != "-"]
+    if not inputs:
+        raise ChestlensInputError(None, "no input: give at least one image, folder, series or manifest")
+    return inputs
+
+
 def _screen_serial(
     screener,
     todo: list[Path],
@@ -110,11 +124,11 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Resumable output folder: results.jsonl and results.csv."),
+        typer.Option("--out", "-o", help="Resumable output folder: results.jsonl and results.csv."),
     ] = None,
-    json_path: Annotated[
-        str | None, typer.Option("--json", help="Write all results as JSON ('-' = stdout).")
-    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print all results as JSON on stdout instead of the table.")
+    ] = False,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write a CSV summary.")] = None,
     overlays: Annotated[Path | None, typer.Option("--overlays", help="Folder for overlay PNGs.")] = None,
     dicom_out: Annotated[
@@ -124,13 +138,15 @@ def predict(
         str | None,
         typer.Option("--models", help="Comma-separated bundles (names or folders); default: bundled."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
     cam: Annotated[str, typer.Option("--cam", help="gradcam, gradcam++, hirescam or none.")] = "gradcam",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")] = 8,
     compile_models: Annotated[
         bool, typer.Option("--compile", help="torch.compile the models (faster batches after a slow start).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, table or counts; errors still print.")
+    ] = False,
     engine: Annotated[
         str, typer.Option("--engine", help="serial (this process) or ray (Ray Data actors; needs --out).")
     ] = "serial",
@@ -148,7 +164,7 @@ def predict(
 
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
-    from chestlens.errors import ChestlensInputError
+    from chestlens.models.catalog import default_models
     from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key
     from chestlens.pipeline.inputs import expand_inputs
     from chestlens.pipeline.ray_engine import (
@@ -167,7 +183,7 @@ def predict(
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
     if engine == "ray" and (out is None or overlays is not None or dicom_out is not None):
         raise typer.BadParameter("needs --out; writes no --overlays, --dicom-out", param_hint="--engine ray")
-    inputs = expand_inputs(paths)
+    inputs = expand_inputs(_inputs_only(paths))
     if not inputs.items:
         raise ChestlensInputError(paths[0], f"no image files found ({inputs.not_images} other files)")
     keys = {path: input_key(path) for path in inputs.items}
@@ -194,7 +210,7 @@ def predict(
         opts = ScreenerOptions(names, **options)
         screen_on_ray(todo, todo_keys, log, opts, plan, batch_size=batch_size, on_chunk=bar.update)
     elif todo:
-        screener = Screener.from_models(models.split(","), **options) if models else Screener(**options)
+        screener = Screener.from_models(models.split(",") if models else default_models(), **options)
         new_lines = _screen_serial(screener, todo, keys, log, overlays, dicom_out, batch_size, bar.update)
     bar.close()
     lines = [*log.records()] if log is not None else new_lines
@@ -205,15 +221,12 @@ def predict(
         write_parquet(lines, out / RESULTS_PARQUET)
     if csv_path is not None:
         write_text_atomic(csv_path, csv_text(lines))
-    if json_path is not None:
-        payload = json.dumps([line.get("result") or line.get("failed") for line in lines], indent=2)
-        if json_path == "-":
-            typer.echo(payload)
-        else:
-            write_text_atomic(Path(json_path), payload + "\n")
+    if as_json:
+        typer.echo(json.dumps([line.get("result") or line.get("failed") for line in lines], indent=2))
     failed = [line for line in lines if line["status"] == "failed"]
     if not quiet:
-        table_console(stderr=json_path == "-").print(results_table(lines))  # keep stdout pure JSON
+        if not as_json:
+            table_console().print(results_table(lines))
         counts = {
             s: sum(1 for line in lines if line["status"] == s) for s in ("screened", "rejected", "failed")
         }

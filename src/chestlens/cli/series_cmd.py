@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from chestlens.cli.options import Device
+
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate-series")(evaluate_series)
@@ -21,7 +23,7 @@ def evaluate_series(
         "chestlens-series"
     ),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Block-bootstrap resamples.")] = 1000,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved and
     a series score; with COVID-CT-MD slice labels found for the series, the slice-level AUC, sensitivity

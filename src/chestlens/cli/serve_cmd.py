@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from chestlens.cli.options import Device
 from chestlens.errors import ChestlensInputError
 
 
@@ -40,7 +41,7 @@ def serve(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")] = 8000,
     models: Annotated[
         str | None,
         typer.Option("--models", help="Comma-separated bundles (names or folders); default: bundled."),
@@ -62,7 +63,9 @@ def serve(
         int | None, typer.Option("--max-pixels", min=1, help="Pixels per image frame.")
     ] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", min=1, help="1: no micro-batching.")] = 8,
-    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms", min=0.0)] = 5.0,
+    batch_wait_ms: Annotated[
+        float, typer.Option("--batch-wait-ms", min=0.0, help="How long a batch waits for more images (ms).")
+    ] = 5.0,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Waiting images before 503.")] = 64,
     api_key_file: Annotated[
         Path | None, typer.Option("--api-key-file", help="Accepted X-API-Key values.")
@@ -70,8 +73,8 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    device: Device = "auto",
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the screening API under /api/v1 and the browser page at / (research use only)."""
     import uvicorn

@@ -8,6 +8,8 @@ from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import BUNDLE_JSON
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundles"
+DEFAULT_CLASSIFIER = "xray3-screener"
+DEFAULT_LUNGS = "lungs-segmenter"
 
 
 def bundled_names() -> list[str]:
@@ -51,3 +53,9 @@ def bundled_lesion_segmenters() -> list[str]:
 
     specs = {name: read_spec(BUNDLED_DIR / name) for name in bundled_names()}
     return [name for name, spec in specs.items() if spec.kind == "segmenter" and spec.task != "lungs"]
+
+
+def default_models() -> tuple[str, ...]:
+    """The models every entry point (``predict``, ``demo``, ``serve``, ``chestlens.Screener()``) loads
+    when none are named: the X-ray classifier, the lung segmenter and every shipped lesion segmenter."""
+    return (DEFAULT_CLASSIFIER, DEFAULT_LUNGS, *bundled_lesion_segmenters())

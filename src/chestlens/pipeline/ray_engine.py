@@ -45,10 +45,11 @@ class ScreenerOptions:
 
     def build(self):
         """The screener these options describe."""
+        from chestlens.models.catalog import default_models
         from chestlens.pipeline.screener import Screener
 
         kwargs: dict[str, Any] = {"device": self.device, "cam": self.cam, "compile": self.compile}
-        return Screener.from_models(self.models, **kwargs) if self.models else Screener(**kwargs)
+        return Screener.from_models(self.models or default_models(), **kwargs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.io import MedicalImage, read_image
 from chestlens.models.bundle import read_spec
-from chestlens.models.catalog import bundled_lesion_segmenters
+from chestlens.models.catalog import DEFAULT_CLASSIFIER, DEFAULT_LUNGS, bundled_lesion_segmenters
 from chestlens.models.registry import get_model_config
 from chestlens.pipeline import gate
 from chestlens.pipeline.cam import CamMethod, energy_inside, logits_and_cams
@@ -61,9 +61,6 @@ from chestlens.pipeline.schema import (
     ScreeningResult,
 )
 from chestlens.train.engine import resolve_device
-
-DEFAULT_CLASSIFIER = "xray3-screener"
-DEFAULT_LUNGS = "lungs-segmenter"
 
 Source = str | Path | bytes | MedicalImage
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chestlens.io.limits import DEFAULT_MAX_PIXELS
-from chestlens.pipeline.screener import DEFAULT_CLASSIFIER, DEFAULT_LUNGS
+from chestlens.models.catalog import default_models
 
 SETTINGS_ENV = "CHESTLENS_SERVE_SETTINGS"
 API_KEYS_ENV = "CHESTLENS_API_KEYS"
@@ -26,7 +26,8 @@ class ServeSettings:
     """Everything the service needs to know.
 
     Attributes:
-        models: bundles to load (names or folders, any kind; see ``Screener.from_models``).
+        models: bundles to load (names or folders, any kind; see ``Screener.from_models``); default:
+            :func:`~chestlens.models.catalog.default_models`, the same set as ``predict`` and ``demo``.
         data_dir: the SQLite database, the job spool and the instance files live here.
         database_url: any SQLAlchemy URL (e.g. ``postgresql+psycopg://...``); None: SQLite in ``data_dir``.
         max_upload_bytes: largest request body accepted (bytes); larger ones answer 413.
@@ -43,7 +44,7 @@ class ServeSettings:
         history_limit: most results the worklist lists.
     """
 
-    models: tuple[str, ...] = (DEFAULT_CLASSIFIER, DEFAULT_LUNGS)
+    models: tuple[str, ...] = field(default_factory=default_models)
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
     max_upload_bytes: int = 100 * MB
