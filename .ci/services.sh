@@ -1,7 +1,9 @@
-# Sourced by .ci/run: system services the web service tests need, from Debian packages.
-# Headless Chromium (the page test) and a private PostgreSQL server on loopback (the PostgreSQL store
-# tests); their absence is then a test failure (CHESTLENS_REQUIRE_BROWSER=1, CHESTLENS_REQUIRE_POSTGRES=1),
-# while a developer without them gets skips. Defines stop_services for the caller's exit trap.
+# Sourced by .ci/run: system services the web service and DICOM network tests need, from Debian packages.
+# Headless Chromium (the page test), a private PostgreSQL server on loopback (the PostgreSQL store
+# tests) and a private Orthanc PACS (.ci/orthanc.sh: the `chestlens listen` end-to-end tests); their
+# absence is then a test failure (CHESTLENS_REQUIRE_BROWSER=1, CHESTLENS_REQUIRE_POSTGRES=1,
+# CHESTLENS_REQUIRE_ORTHANC=1), while a developer without them gets skips. Defines stop_services for the
+# caller's exit trap.
 
 ci_apt_install() {
   local missing=()
@@ -14,7 +16,7 @@ ci_apt_install() {
   fi
 }
 
-ci_apt_install chromium chromium-driver postgresql
+ci_apt_install chromium chromium-driver postgresql orthanc orthanc-dicomweb
 export CHESTLENS_REQUIRE_BROWSER=1
 export CHESTLENS_BROWSER=/usr/bin/chromium
 
@@ -22,6 +24,7 @@ pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 pg_dir="$(mktemp -d /tmp/chestlens-ci-pg.XXXXXX)"
 chown postgres: "$pg_dir"
 stop_services() {
+  declare -F stop_orthanc >/dev/null && stop_orthanc
   runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$pg_dir"
 }
@@ -34,3 +37,4 @@ runuser -u postgres -- "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" chestlens_t
 export CHESTLENS_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:$pg_port/chestlens_test"
 export CHESTLENS_REQUIRE_POSTGRES=1
 echo "ci: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port; chromium at $CHESTLENS_BROWSER"
+source "$(dirname "${BASH_SOURCE[0]}")/orthanc.sh"

@@ -131,3 +131,47 @@ def tiny_segmenter_bundle(tmp_path):
         return save_bundle(spec, model.state_dict(), tmp_path / folder), model
 
     return make
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory):
+    """Factory: ``live_service()`` runs ``chestlens serve`` (bundled models, CPU) in a uvicorn thread on a
+    free loopback port and returns its base URL once ready; all are stopped at the session's end."""
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from chestlens.export.browser import free_port
+    from chestlens.serve.app import create_app
+    from chestlens.serve.settings import ServeSettings
+
+    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def ready(base: str) -> bool:
+        try:
+            return httpx.get(f"{base}/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def start() -> str:
+        settings = ServeSettings(data_dir=tmp_path_factory.mktemp("live-service"), device="cpu")
+        port = free_port()
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180.0
+        while not ready(base):
+            assert time.monotonic() < deadline, "the service did not become ready"
+            time.sleep(0.2)
+        return base
+
+    yield start
+    for server, thread in running:
+        server.should_exit = True
+        thread.join()

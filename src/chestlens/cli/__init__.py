@@ -19,6 +19,7 @@ from chestlens.cli import (
     evaluate_cmd,
     export_cmd,
     info_cmd,
+    listen_cmd,
     models_cmd,
     predict_cmd,
     series_cmd,
@@ -61,6 +62,7 @@ models_cmd.register(app)
 predict_cmd.register(app)
 series_cmd.register(app)
 serve_cmd.register(app)
+listen_cmd.register(app)
 export_cmd.register(app)
 
 

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.export.offline import mount_offline
-from chestlens.serve import api, page
+from chestlens.serve import api, page, stow
 from chestlens.serve.middleware import GuardMiddleware
 from chestlens.serve.problems import install_problem_handlers
 from chestlens.serve.schemas import API
@@ -55,6 +55,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.service = Service(settings)
     install_problem_handlers(app)
     app.include_router(api.router)
+    app.include_router(stow.router)  # DICOMweb STOW-RS at /dicomweb/studies
     page.mount_page(app)
     mount_offline(app)  # the offline screener (chestlens export web) at /offline/
     if settings.cors_origins:
