@@ -7,6 +7,8 @@ audited on the same validation images; the table goes into the new bundle
 
     python bench/compare_screeners.py --old xray3-screener --new runs/xray3-lungs/bundle
 
+:func:`record_candidate` puts a candidate that did not beat the shipped screener into the shipped card.
+
 The previous screener was trained on another split of some of the same sources, so a few of these
 validation images may have been among its training images: that favours the previous version.
 """
@@ -130,6 +132,35 @@ def main() -> None:
     for row in table:
         print(" | ".join(row))
     print(f"new beats previous on validation within-source score and the audit: {beats}")
+
+
+def record_candidate(shipped: Path, candidate: Path, test_report: Path, reproduce: str) -> None:
+    """When the candidate did not beat the shipped bundle: give the shipped bundle's card the recipe
+    table and the comparison (``training.candidate``), and its test metrics re-measured with the
+    within-source AUCs (``test_report``: ``chestlens evaluate`` of its own test split)."""
+    from chestlens.evaluate.bundle_eval import metrics_summary
+    from chestlens.evaluate.report import ReportDocument
+
+    new = read_spec(candidate)
+    previous = new.training["previous_version"]
+    spec = read_spec(shipped)
+    report = ReportDocument.model_validate_json(test_report.read_text())
+    candidate_info = {
+        "recipe_grid": new.training["recipe_grid"],
+        "comparison": previous["rows"],
+        "rule": "a new version ships only if it beats this one on the validation within-source score "
+        "and on the audit (lungs masked out lower, CAM mass in the lungs higher): "
+        + ("it did" if previous["beats_previous"] else "it did not"),
+        "reproduce": reproduce,
+    }
+    spec = spec.model_copy(
+        update={
+            "training": {**spec.training, "candidate": candidate_info},
+            "metrics": {**spec.metrics, "test": metrics_summary(report.metrics, spec.labels)},
+        }
+    )
+    write_text_atomic(shipped / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+    write_model_card(shipped, test_report)
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ def _recipe_grid_section(spec: BundleSpec) -> list[str]:
     ``reproduce``), and the previous version's figures (``training.previous_version``) beside it."""
     grid = spec.training.get("recipe_grid")
     if not grid:
-        return []
+        return _candidate_section(spec)
     lines = [
         f"## How this recipe was chosen ({grid['folds']}-fold patient-grouped cross-validation, same folds, "
         "data and budget for every recipe)",
@@ -226,6 +226,29 @@ def _recipe_grid_section(spec: BundleSpec) -> list[str]:
         lines += [f"### Previous version ({previous['name']} {previous['version']}) beside this one", ""]
         lines += markdown_table(["figure", "previous", "this version"], previous["rows"])
     return lines
+
+
+def _candidate_section(spec: BundleSpec) -> list[str]:
+    """A newer candidate that did not beat this bundle (``training.candidate``: ``recipe_grid``,
+    ``comparison`` rows ``[figure, this version, candidate]``, ``rule``, ``reproduce``)."""
+    candidate = spec.training.get("candidate")
+    if not candidate:
+        return []
+    grid = candidate["recipe_grid"]
+    return [
+        f"## Recipes compared for a new version ({grid['folds']}-fold patient-grouped cross-validation); "
+        "the candidate was NOT shipped",
+        "",
+        f"Shared settings: `{grid['settings']}`. By the mean out-of-fold within-source AUC the grid chose "
+        f"**{grid['chosen']}**; that recipe, trained on all the data, is the candidate below.",
+        "",
+        *recipe_markdown(grid["rows"]),
+        f"The candidate against this version on the candidate's validation split ({candidate['rule']}):",
+        "",
+        *markdown_table(["figure", "this version", "candidate"], candidate["comparison"]),
+        f"Reproduce: `{candidate['reproduce']}`.",
+        "",
+    ]
 
 
 def _training_line(spec: BundleSpec) -> str:
