@@ -170,24 +170,27 @@ def test_cap_per_source_keeps_whole_patients():
     assert all(sum(k.patient_id == p for k in per_source["a"]) == 2 for p in patients)
 
 
-@pytest.mark.slow
-def test_cross_validation_cli_writes_out_of_fold_within_source_report(shared_data: Path, tmp_path: Path):
+def _tiny_run(shared_data: Path, tmp_path: Path, out: str) -> list[str]:
+    """``--set`` values of a seconds-long run on a small real split (hannover, kermany, nih)."""
     from tests.train.test_classify_cli import _small_split
 
     splits = _small_split(shared_data, tmp_path / "splits.csv")
-    settings = [
+    return [
         "input_size=32",
         "epochs=1",
         "batch_size=8",
         "max_steps_per_epoch=1",
         f"splits={splits}",
         f"data_root={shared_data}",
-        f"out={tmp_path / 'cv'}",
+        f"out={tmp_path / out}",
         "weights=null",
-        "lung_roi=mask",
-        "source_adversary=0.3",
-        "balance=source_balanced",
     ]
+
+
+@pytest.mark.slow
+def test_cross_validation_cli_writes_out_of_fold_within_source_report(shared_data: Path, tmp_path: Path):
+    settings = _tiny_run(shared_data, tmp_path, "cv")
+    settings += ["lung_roi=mask", "source_adversary=0.3", "balance=source_balanced"]
     args = ["train", "classify", "-q", "--folds", "2", *[a for s in settings for a in ("--set", s)]]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
@@ -203,20 +206,8 @@ def test_cross_validation_cli_writes_out_of_fold_within_source_report(shared_dat
 
 @pytest.mark.slow
 def test_leave_one_source_out_cli_tests_on_the_left_out_source_only(shared_data: Path, tmp_path: Path):
-    from tests.train.test_classify_cli import _small_split
 
-    splits = _small_split(shared_data, tmp_path / "splits.csv")
-    settings = [
-        "input_size=32",
-        "epochs=1",
-        "batch_size=8",
-        "max_steps_per_epoch=1",
-        f"splits={splits}",
-        f"data_root={shared_data}",
-        f"out={tmp_path / 'loso'}",
-        "weights=null",
-        "fp16_bundle=false",
-    ]
+    settings = [*_tiny_run(shared_data, tmp_path, "loso"), "fp16_bundle=false"]
     args = ["train", "classify", "-q", "--leave-out", "nih", *[a for s in settings for a in ("--set", s)]]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
