@@ -246,6 +246,8 @@ def _candidate_section(spec: BundleSpec) -> list[str]:
         f"The candidate against this version on the candidate's validation split ({candidate['rule']}):",
         "",
         *markdown_table(["figure", "this version", "candidate"], candidate["comparison"]),
+        *[f"- {note}" for note in candidate.get("notes", [])],
+        "",
         f"Reproduce: `{candidate['reproduce']}`.",
         "",
     ]
