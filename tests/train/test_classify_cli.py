@@ -125,9 +125,10 @@ def test_select_on_validation_ships_the_best_candidate_with_its_card(trained, tm
     result = runner.invoke(app, ["train", "select", str(bundle), "--out", str(out), "--reproduce", "cmd"])
     assert result.exit_code == 0, (result.output, result.exception)
     spec = json.loads((out / "bundle.json").read_text())
+    assert spec["training"]["selection"]["metric"] == "validation within_source_score"  # the default
     assert (
         spec["training"]["selection"]["candidates"][0]["validation"]
-        == spec["metrics"]["validation"]["macro_auc"][0]
+        == spec["metrics"]["validation"]["within_source_score"]
     )
     assert "## Model selection" in (out / "MODEL_CARD.md").read_text()
     assert (out / "weights.safetensors").read_bytes() == (bundle / "weights.safetensors").read_bytes()
