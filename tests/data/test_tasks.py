@@ -7,23 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.data.test_source_common import MODULES  # every built-in source adapter, once
 
 from chestlens.data import tasks
 from chestlens.data.records import Masks, Sample
 from chestlens.data.seg_transforms import IGNORE_INDEX
-from chestlens.data.sources import (
-    actualmed,
-    covid_ct_md,
-    figure1,
-    generalblockchain,
-    hannover,
-    ieee8023,
-    infnet,
-    kermany,
-    nih,
-    radiopaedia,
-    v7_lungs,
-)
 from chestlens.errors import ChestlensInputError
 
 
@@ -151,19 +139,6 @@ def test_target_label_maps():
         tasks.target_label_map("pneumothorax", Masks({"ggo": ggo}))
 
 
-MODULES = (
-    ieee8023,
-    hannover,
-    kermany,
-    nih,
-    radiopaedia,
-    actualmed,
-    figure1,
-    v7_lungs,
-    generalblockchain,
-    infnet,
-    covid_ct_md,
-)
 EXPECTED = {  # xray3 (ct3 for CT sources) class counts on the shared data
     "ieee8023": {"COVID-19": 105, "pneumonia": 65, "normal": 3},  # Lipoid 5 + ARDS 4 left out
     "hannover": {"COVID-19": 193, "pneumonia": 0, "normal": 0},  # 3 ieee8023 "No Finding" left out
