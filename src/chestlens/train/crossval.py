@@ -37,6 +37,7 @@ from chestlens.atomic import write_text_atomic
 from chestlens.data.splits import SPLITS, SplitTable
 from chestlens.data.tasks import get_task
 from chestlens.data.tensors import LabelledImages
+from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.shortcut_audit import cam_energy_in_lungs, images_with_lungs, masked_variants
 from chestlens.evaluate.source_probe import pooled_features, source_probe
@@ -281,11 +282,7 @@ def _write_outputs(
 
 
 def _estimate_text(estimate: dict[str, Any]) -> str:
-    if estimate["value"] is None:
-        return "n/a"
-    if estimate["low"] is None:
-        return f"{estimate['value']:.3f}"
-    return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+    return estimate_text(Estimate.model_validate(estimate))
 
 
 def cv_markdown(report: dict[str, Any]) -> list[str]:
