@@ -25,8 +25,9 @@ from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bundle_eval import evaluate_samples
 from chestlens.evaluate.model_card import write_model_card
 from chestlens.evaluate.shortcut_audit import audit_classifier
-from chestlens.models.bundle import BUNDLE_JSON, load_bundle, read_spec
+from chestlens.models.bundle import load_bundle
 from chestlens.models.catalog import resolve_bundle
+from chestlens.models.spec import BUNDLE_JSON, read_spec
 
 
 def figures(bundle: str, splits: Path, split: str, n_boot: int) -> dict[str, Any]:

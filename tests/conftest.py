@@ -81,7 +81,10 @@ def tiny_classifier_bundle(tmp_path):
 
     ``tiny_classifier_bundle(name="x", metrics={...})`` overrides any :class:`BundleSpec` field.
     """
-    from chestlens.models import BundleSpec, PreprocessSpec, create_model, save_bundle
+    from chestlens.models.bundle import save_bundle
+    from chestlens.models.factory import create_model
+    from chestlens.models.spec import BundleSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
     def make(folder: str = "bundle", **fields) -> Path:
         spec = BundleSpec(
@@ -109,8 +112,10 @@ def tiny_segmenter_bundle(tmp_path):
     Returns ``(folder, model)``; ``tiny_segmenter_bundle(task="lesions-xray", run_if_positive=[...])``
     overrides any :class:`BundleSpec` field.
     """
-    from chestlens.models import BundleSpec, PreprocessSpec, save_bundle
+    from chestlens.models.bundle import save_bundle
     from chestlens.models.segmentation import create_segmenter
+    from chestlens.models.spec import BundleSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
     def make(folder: str = "seg", **fields):
         spec = BundleSpec(

@@ -10,7 +10,7 @@ from PIL import Image
 
 from chestlens.data.records import DISPLAY_QUARTER_TURNS, Masks, Sample
 from chestlens.data.seg_tensors import segmented_images
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from chestlens.data.label_map import encode_target
 from chestlens.data.records import Masks
-from chestlens.data.seg_transforms import (
-    IGNORE_INDEX,
-    encode_target,
-    eval_transform,
-    make_sample,
-    train_transform,
-)
+from chestlens.data.seg_transforms import eval_transform, make_sample, train_transform
 from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
+from chestlens.preprocess.labels import IGNORE_INDEX
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,8 @@ from tests.data.test_source_common import MODULES  # every built-in source adapt
 
 from chestlens.data import tasks
 from chestlens.data.records import Masks, Sample
-from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.errors import ChestlensInputError
+from chestlens.preprocess.labels import IGNORE_INDEX
 
 
 def _sample(source: str, *findings: str, modality: str = "xray", **extra: str) -> Sample:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from timm.utils.model import freeze_batch_norm_2d
 
-from chestlens.models import create_model
+from chestlens.models.factory import create_model
 from chestlens.train import distributed
 from chestlens.train.checkpoint import load_checkpoint_state
 from chestlens.train.config import AugmentConfig, ClassifyConfig

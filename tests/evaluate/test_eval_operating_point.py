@@ -73,7 +73,7 @@ def test_decision_rule_flags_above_threshold_else_argmax_of_the_rest():
 
 
 def test_bundle_round_trip():
-    from chestlens.models.bundle import OperatingPoint as BundleOperatingPoint
+    from chestlens.models.spec import OperatingPoint as BundleOperatingPoint
 
     point = choose_threshold(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.3, 0.1]), 0.95)
     stored = point.to_bundle("COVID-19")

@@ -163,7 +163,8 @@ def test_multiclass_reports_add_the_merged_any_lesion_row(tmp_path):
 
     from chestlens.data.tensors import LabelledImages
     from chestlens.evaluate.seg_eval import ANY_LESION, evaluate_label_maps, seg_metrics_summary
-    from chestlens.models.bundle import BundleSpec, PreprocessSpec
+    from chestlens.models.spec import BundleSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
     spec = BundleSpec(
         name="t",

@@ -33,9 +33,11 @@ from chestlens.evaluate.shortcut_audit import (
 )
 from chestlens.evaluate.source_probe import SourceProbe
 from chestlens.evaluate.within_source import strata_of, within_source_report
-from chestlens.models.bundle import Bundle, PreprocessSpec, load_bundle, read_spec
+from chestlens.models.bundle import Bundle, load_bundle
 from chestlens.models.catalog import resolve_bundle
 from chestlens.models.inference import predict_logits
+from chestlens.models.spec import read_spec
+from chestlens.preprocess.spec import PreprocessSpec
 
 LABELS = ["COVID-19", "pneumonia", "normal"]
 

@@ -15,8 +15,8 @@ from chestlens.evaluate.bundle_eval import metrics_summary
 from chestlens.evaluate.model_card import render_model_card
 from chestlens.evaluate.results import POOLED_AUC_SCOPE
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, strata_of, within_source_report
-from chestlens.models.bundle import BundleSpec, read_spec
 from chestlens.models.catalog import resolve_bundle
+from chestlens.models.spec import BundleSpec, read_spec
 
 N_BOOT = 40
 

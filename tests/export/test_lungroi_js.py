@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from chestlens.data.lung_roi import crop_to_lungs, inside_mask, lung_box, mask_radius, nearest_resize
-from chestlens.models import PreprocessSpec
+from chestlens.data.lung_roi import crop_to_lungs
+from chestlens.preprocess.lung_roi import inside_mask, lung_box, mask_radius
+from chestlens.preprocess.resize import resize_nearest
+from chestlens.preprocess.spec import PreprocessSpec
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 SCRIPT = """
@@ -33,16 +35,16 @@ console.log(JSON.stringify({{ box, shape: [frame.rows, frame.cols], first: frame
 @pytest.fixture(scope="module")
 def lung_mask() -> np.ndarray:
     """The shipped lung segmenter's mask of the pip chest radiograph RG1 (64 x 64 grid, downsampled)."""
-    from chestlens.data.transforms import to_unit_range
     from chestlens.io import read_image
     from chestlens.io.samples import sample_path
     from chestlens.models.bundle import load_bundle
     from chestlens.models.inference import lung_masker
+    from chestlens.preprocess.units import to_unit_range
 
     lungs = load_bundle("lungs-segmenter")
     unit = to_unit_range(read_image(sample_path("RG1_UNCR.dcm")), lungs.spec.preprocess)
     mask = lung_masker(lungs.build_model(), lungs.spec.preprocess)([torch.from_numpy(unit.copy())[None]])[0]
-    return nearest_resize(mask, (64, 64))
+    return resize_nearest(mask, (64, 64))
 
 
 def test_lungroi_js_matches_python(lung_mask, tmp_path):
@@ -69,6 +71,6 @@ def test_lungroi_js_matches_python(lung_mask, tmp_path):
     unit = torch.arange(rows * cols, dtype=torch.float32).reshape(1, rows, cols)
     cropped, cropped_lungs = crop_to_lungs(unit, lung_mask, spec)
     assert out["shape"] == list(cropped.shape[1:]) and out["first"] == float(cropped[0, 0, 0])
-    grid = nearest_resize(cropped_lungs, (48, 48))
+    grid = resize_nearest(cropped_lungs, (48, 48))
     assert out["grid"] == grid.astype(int).ravel().tolist()
     assert out["inside"] == inside_mask(cropped_lungs, spec).astype(int).ravel().tolist()

@@ -22,7 +22,7 @@ from chestlens.export.browser import (
     wait_for,
 )
 from chestlens.export.verify import ort_session, unit_image
-from chestlens.models.bundle import read_spec
+from chestlens.models.spec import read_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 

@@ -12,7 +12,8 @@ import pytest
 from chestlens.export.bundle_export import export_bundle
 from chestlens.export.images import sample_set
 from chestlens.export.verify import FP32_TOLERANCE, ort_session
-from chestlens.models.bundle import load_bundle, read_spec
+from chestlens.models.bundle import load_bundle
+from chestlens.models.spec import read_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -73,7 +74,7 @@ def test_web_build_exports_the_shipped_models(web_build):
 def test_lung_field_classifier_exports_with_the_same_crop_and_mask(
     tiny_classifier_bundle, xray_units, tmp_path, roi
 ):
-    from chestlens.models import PreprocessSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
     preprocess = PreprocessSpec(input_size=64, mean=[0.5], std=[0.5], lung_roi=roi, lung_margin=0.08)
     bundle = load_bundle(tiny_classifier_bundle(preprocess=preprocess))
@@ -87,7 +88,7 @@ def test_lung_field_classifier_exports_with_the_same_crop_and_mask(
 def test_clahe_classifier_export_is_refused_in_one_line(tiny_classifier_bundle, tmp_path):
     from chestlens.errors import ChestlensInputError
     from chestlens.export.onnx_export import export_fp32
-    from chestlens.models import PreprocessSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
     preprocess = PreprocessSpec(input_size=32, mean=[0.5], std=[0.5], equalise="clahe")
     bundle = load_bundle(tiny_classifier_bundle(preprocess=preprocess))

@@ -7,8 +7,11 @@ import json
 import pytest
 import torch
 
-from chestlens.models import BundleSpec, PreprocessSpec, create_model, list_models, load_bundle, save_bundle
-from chestlens.models.registry import get_model_config
+from chestlens.models.bundle import load_bundle, save_bundle
+from chestlens.models.factory import create_model
+from chestlens.models.registry import get_model_config, list_models
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 LABELS = ["COVID-19", "pneumonia", "normal"]
 

@@ -12,13 +12,15 @@ from chestlens.data.instances import instances_from_detections, instances_from_m
 from chestlens.data.records import Masks
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.detection import evaluate_detections
-from chestlens.models import BundleSpec, PreprocessSpec, load_bundle, save_bundle
+from chestlens.models.bundle import load_bundle, save_bundle
 from chestlens.models.detection import (
     create_detector,
     detections_with_features,
     get_detector_config,
     list_detectors,
 )
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

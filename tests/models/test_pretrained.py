@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from chestlens import ChestlensInputError
-from chestlens.models import create_model
 from chestlens.models.bundle import load_bundle
+from chestlens.models.factory import create_model
 from chestlens.models.pretrained import load_checkpoint, resolve_weights
 
 # ImageNet classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat; 287: lynx.

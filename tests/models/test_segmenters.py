@@ -8,7 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from chestlens.errors import ChestlensInputError
-from chestlens.models import create_model, load_bundle
+from chestlens.models.bundle import load_bundle
+from chestlens.models.factory import create_model
 from chestlens.models.pretrained import resolve_weights
 from chestlens.models.segmentation import create_segmenter, output_channels
 

@@ -12,18 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from chestlens.cli import app
-from chestlens.data.lung_roi import (
-    MASK_FILL,
-    classifier_frame,
-    lung_box,
-    lung_roi_input,
-    lung_roi_with_mask,
-    paste_fraction,
-)
+from chestlens.data.lung_roi import lung_roi_input, lung_roi_with_mask
 from chestlens.data.records import Sample
 from chestlens.data.splits import SplitMeta, SplitRow, SplitTable
-from chestlens.models.bundle import PreprocessSpec
 from chestlens.models.factory import create_model
+from chestlens.preprocess.lung_roi import MASK_FILL, classifier_frame, lung_box, paste_fraction
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.classify import cap_per_source, leave_sources_out
 from chestlens.train.crossval import assign_folds, fold_roles
 from chestlens.train.loop import SourceAdversarialNet, _ReverseGradient, source_balanced_weights
@@ -252,12 +246,13 @@ def test_the_recipe_with_the_best_out_of_fold_within_source_auc_is_chosen(tmp_pa
 def test_evaluate_and_screen_a_lung_field_classifier_through_the_same_preprocessing(
     tiny_classifier_bundle, shared_data: Path, tmp_path: Path
 ):
-    from chestlens.data.transforms import normalise, to_unit_range
+    from chestlens.data.transforms import normalise
     from chestlens.evaluate.calibration import apply_temperature
     from chestlens.io import read_image
     from chestlens.io.samples import sample_path
     from chestlens.models.bundle import load_bundle
     from chestlens.pipeline.screener import Screener
+    from chestlens.preprocess.units import to_unit_range
 
     preprocess = PreprocessSpec(input_size=64, mean=[0.5], std=[0.5], lung_roi="mask", lung_margin=0.08)
     folder = tiny_classifier_bundle(preprocess=preprocess)

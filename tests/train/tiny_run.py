@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 from chestlens.data.tensors import LabelledImages
-from chestlens.models import PreprocessSpec, create_model
+from chestlens.models.factory import create_model
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import dataset as dataset_module
 from chestlens.train.config import ClassifyConfig
 from chestlens.train.loop import train_classifier

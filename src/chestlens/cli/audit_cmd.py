@@ -44,8 +44,9 @@ def audit(
     from chestlens.evaluate.bundle_eval import evaluation_items
     from chestlens.evaluate.model_card import write_model_card
     from chestlens.evaluate.shortcut_audit import audit_classifier, audit_markdown
-    from chestlens.models.bundle import BUNDLE_JSON, load_bundle
+    from chestlens.models.bundle import load_bundle
     from chestlens.models.catalog import resolve_bundle
+    from chestlens.models.spec import BUNDLE_JSON
 
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")

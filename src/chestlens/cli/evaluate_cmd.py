@@ -47,7 +47,7 @@ def evaluate(
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.errors import ChestlensInputError
     from chestlens.evaluate.bundle_eval import evaluate_samples
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
 
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")

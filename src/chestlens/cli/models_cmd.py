@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _row(path: Path) -> dict[str, Any]:
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
 
     spec = read_spec(path)
     test = spec.metrics.get("test") or {}

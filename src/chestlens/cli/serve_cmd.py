@@ -79,7 +79,7 @@ def serve(
     """Serve the screening API under /api/v1 and the browser page at / (research use only)."""
     import uvicorn
 
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
     from chestlens.serve.middleware import configure_logging
     from chestlens.serve.settings import API_KEYS_ENV, MB, SETTINGS_ENV, ServeSettings, api_keys_from_env
 

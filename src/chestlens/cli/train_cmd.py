@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from chestlens.models.bundle import BundleSpec
+    from chestlens.models.spec import BundleSpec
     from chestlens.train.config import Config
 
 train_app = typer.Typer(help="Train models on data in the supported layouts.", no_args_is_help=True)
@@ -84,7 +84,7 @@ def _train(
     Under torchrun every process trains; rank 0 alone writes, prints and returns the spec, the others
     return None.
     """
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
     from chestlens.train import distributed
     from chestlens.train.config import load_config
 
@@ -221,7 +221,7 @@ def select(
     ] = None,
 ) -> None:
     """Pick the candidate with the best VALIDATION score (e.g. among input sizes); write it and its card."""
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
     from chestlens.train.select import select_on_validation
 
     chosen = select_on_validation(candidates, out, metric=metric, reproduce=reproduce, compare=compare or [])

@@ -1,7 +1,7 @@
 """Decoded images with their segmentation label maps, cached at the network input size.
 
 Images go through exactly the inference steps (:func:`chestlens.data.tensors.decode_images`: read,
-CT window from the :class:`~chestlens.models.bundle.PreprocessSpec` for Hounsfield-unit input, stretch
+CT window from the :class:`~chestlens.preprocess.spec.PreprocessSpec` for Hounsfield-unit input, stretch
 resize, bilinear with antialiasing); pictures already in display range (radiographs, Inf-Net's JPEG CT
 crops, ``pixel_unit == "unit"``) are not windowed. Label maps (:func:`chestlens.data.tasks.target_label_map`)
 are stretched to the same grid with centre-aligned nearest neighbour, so classes and the ignore label
@@ -22,7 +22,7 @@ from chestlens.data.seg_transforms import resize_label_map
 from chestlens.data.tasks import target_label_map
 from chestlens.data.tensors import LabelledImages, decode_images
 from chestlens.errors import ChestlensInputError
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 
 def _label_map(sample: Sample, target: str, size: int) -> torch.Tensor:
@@ -40,7 +40,7 @@ def segmented_images(
 ) -> LabelledImages:
     """Decode ``(sample, split label, patient group)`` items and their ``target`` label maps into
     :class:`~chestlens.data.tensors.LabelledImages` with uint8 ``(N, S, S)`` targets (0 background,
-    ``k`` the k-th class, :data:`~chestlens.data.seg_transforms.IGNORE_INDEX` not scored)."""
+    ``k`` the k-th class, :data:`~chestlens.preprocess.labels.IGNORE_INDEX` not scored)."""
     size = spec.input_size
     targets = [_label_map(sample, target, size) for sample, _, _ in items]
     images = decode_images([Path(sample.path) for sample, _, _ in items], spec)

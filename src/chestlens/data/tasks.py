@@ -54,10 +54,11 @@ from typing import Literal
 
 import numpy as np
 
+from chestlens.data.label_map import encode_target
 from chestlens.data.records import Masks, Modality, Sample
-from chestlens.data.seg_transforms import BACKGROUND, SegMode, encode_target
 from chestlens.data.sources import generalblockchain, infnet, v7_lungs
 from chestlens.errors import ChestlensInputError
+from chestlens.preprocess.labels import BACKGROUND, SegMode
 
 Diagnosis = Literal["COVID-19", "pneumonia", "normal"]
 
@@ -345,7 +346,7 @@ def target_mask(target: str, masks: Masks) -> np.ndarray | None:
 
 def target_label_map(target: str, masks: Masks) -> np.ndarray:
     """The target's ``uint8`` label map on the mask grid (conventions of
-    :func:`chestlens.data.seg_transforms.encode_target`, :data:`~chestlens.data.seg_transforms.IGNORE_INDEX`
+    :func:`chestlens.data.label_map.encode_target`, :data:`~chestlens.preprocess.labels.IGNORE_INDEX`
     where ``masks.ignore`` is set).
 
     Binary: 1 on the union of the target's layers present. Multiclass: ``k`` on ``classes[k - 1]``; a

@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chestlens.data.lung_roi import lung_roi_with_mask, needs_lungs
+from chestlens.data.lung_roi import lung_roi_with_mask
 from chestlens.data.records import Sample
-from chestlens.data.transforms import resize_unit, to_unit_range
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.data.transforms import resize_unit
+from chestlens.preprocess.lung_roi import needs_lungs
+from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.preprocess.units import to_unit_range
 from chestlens.workers import MIN_ITEMS_FOR_POOL, process_pool
 
 #: Lung masks of grey ``[0, 1]`` images ``(1, H, W)``: bool ``(h, w)`` each, on the segmenter's grid.

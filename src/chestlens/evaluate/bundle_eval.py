@@ -25,8 +25,9 @@ from chestlens.evaluate.plots import save_figures
 from chestlens.evaluate.report import write_report
 from chestlens.evaluate.results import ClassificationReport
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, headline_score
-from chestlens.models.bundle import BundleSpec, load_bundle
+from chestlens.models.bundle import load_bundle
 from chestlens.models.inference import masker_for, predict_logits
+from chestlens.models.spec import BundleSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,8 @@ from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import audit_markdown
 from chestlens.evaluate.tables import markdown_table, recipe_markdown, within_source_markdown
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
-from chestlens.models.bundle import BundleSpec
 from chestlens.models.registry import get_model_config
+from chestlens.models.spec import BundleSpec
 
 MODEL_CARD = "MODEL_CARD.md"
 
@@ -565,7 +565,7 @@ def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
     The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
     model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
     """
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
 
     spec = read_spec(bundle_dir)
     confounders = spec.training.get("data", {}).get("confounder_warnings", [])

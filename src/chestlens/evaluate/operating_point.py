@@ -56,7 +56,7 @@ class OperatingPoint(BaseModel):
 
     def to_bundle(self, label: str) -> Any:
         """This point as a ``chestlens.models.bundle.OperatingPoint`` to store in ``BundleSpec``."""
-        from chestlens.models.bundle import OperatingPoint as BundleOperatingPoint
+        from chestlens.models.spec import OperatingPoint as BundleOperatingPoint
 
         return BundleOperatingPoint(**self.to_threshold(label).model_dump())
 

@@ -20,7 +20,6 @@ import torch
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.records import Sample
 from chestlens.data.seg_tensors import segmented_images
-from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.tensors import LabelledImages
 from chestlens.evaluate.bundle_eval import triple
 from chestlens.evaluate.plots import dice_histogram_figure, save_png, worst_cases_figure
@@ -32,8 +31,11 @@ from chestlens.evaluate.segmentation import (
     score_image,
     summarise_segmentation,
 )
-from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
+from chestlens.models.bundle import Bundle
 from chestlens.models.inference import iter_logits
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.labels import IGNORE_INDEX
+from chestlens.preprocess.spec import PreprocessSpec
 
 #: The row of a multi-class report that scores all foreground classes merged (binary infection Dice).
 ANY_LESION = "any_lesion"
@@ -178,7 +180,7 @@ def lung_field_baseline(images: torch.Tensor, *, lungs: str) -> np.ndarray:
     ``(N, 1, S, S)``."""
     from chestlens.data.transforms import resize_unit
     from chestlens.models.bundle import load_bundle
-    from chestlens.pipeline.measure import resize_nearest
+    from chestlens.preprocess.resize import resize_nearest
 
     lung_bundle = load_bundle(lungs)
     pre = lung_bundle.spec.preprocess

@@ -47,11 +47,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from chestlens import RESEARCH_USE_DISCLAIMER
-from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import Estimate, Statistic, bootstrap, estimate, patient_codes
 from chestlens.evaluate.classification import MIN_PATIENTS
 from chestlens.evaluate.results import BootstrapInfo
+from chestlens.preprocess.labels import IGNORE_INDEX
 
 EmptyCase = Literal["true_negative", "false_positive", "false_negative", "true_positive"]
 EMPTY_MASK_POLICY = (

@@ -42,9 +42,11 @@ from chestlens.evaluate.results import POOLED_AUC_SCOPE
 from chestlens.evaluate.source_probe import SourceProbe, pooled_features, source_probe
 from chestlens.evaluate.tables import markdown_table
 from chestlens.evaluate.within_source import WithinSourceAUC, strata_of, within_source_report
-from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
+from chestlens.models.bundle import Bundle
 from chestlens.models.inference import lung_masker, predict_logits
 from chestlens.models.registry import get_model_config
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 VARIANTS = ("full image", "lungs masked out", "lungs only")
 #: The lung mask is dilated by this fraction of the image side before masking (covers the lung borders).

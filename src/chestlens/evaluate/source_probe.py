@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from chestlens.data.transforms import normalise
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 #: Cross-validation folds of the probe (fewer when a source has fewer patient groups).
 PROBE_FOLDS = 5

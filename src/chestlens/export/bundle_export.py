@@ -15,7 +15,6 @@ from typing import Any
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
-from chestlens.data.lung_roi import MASK_FILL, mask_radius
 from chestlens.export.graphs import INPUT_NAME, input_names, output_names
 from chestlens.export.onnx_export import (
     DEFAULT_OPSET,
@@ -26,7 +25,9 @@ from chestlens.export.onnx_export import (
     quantize_int8,
 )
 from chestlens.export.verify import VerificationSet, check_fp32, check_variant, with_lungs
-from chestlens.models.bundle import Bundle, BundleSpec, load_bundle
+from chestlens.models.bundle import Bundle, load_bundle
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.lung_roi import MASK_FILL, mask_radius
 
 SIDECAR_FORMAT = "chestlens-onnx"
 SIDECAR_VERSION = 1

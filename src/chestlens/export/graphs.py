@@ -1,7 +1,7 @@
 """The torch modules that become the ONNX graphs: preprocessing, network and outputs in one graph.
 
 Every exported graph takes the same input, ``image``: grey pixels in ``[0, 1]``, float32
-``(N, 1, H, W)`` of ANY height and width (what :func:`chestlens.data.transforms.to_unit_range` gives,
+``(N, 1, H, W)`` of ANY height and width (what :func:`chestlens.preprocess.units.to_unit_range` gives,
 i.e. after decoding, DICOM VOI / CT windowing and MONOCHROME1 inversion). The graph then does the
 bundle's :func:`chestlens.data.transforms.normalise` (antialiased bilinear resize, mean/std, channel
 expansion): the resize is an ONNX ``Resize`` with ``antialias=1``, so Python, ONNX Runtime and the
@@ -29,10 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chestlens.data.lung_roi import MASK_FILL, crop_to_lungs, inside_mask
+from chestlens.data.lung_roi import crop_to_lungs
 from chestlens.data.transforms import normalise, resize_unit
 from chestlens.errors import ChestlensInputError
-from chestlens.models.bundle import Bundle, PreprocessSpec
+from chestlens.models.bundle import Bundle
+from chestlens.preprocess.lung_roi import MASK_FILL, inside_mask
+from chestlens.preprocess.spec import PreprocessSpec
 
 #: Input and output names of the exported graphs (the browser reads them by name).
 INPUT_NAME = "image"

@@ -8,7 +8,7 @@ import numpy as np
 
 from chestlens.errors import ChestlensInputError
 from chestlens.export.verify import VerificationSet, unit_image
-from chestlens.models.bundle import BundleSpec
+from chestlens.models.spec import BundleSpec
 
 
 def test_split_set(

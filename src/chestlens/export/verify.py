@@ -22,13 +22,16 @@ import numpy as np
 import torch
 
 from chestlens.data.lung_roi import lung_roi_input
-from chestlens.data.transforms import normalise, to_unit_range
+from chestlens.data.transforms import normalise
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.metrics import binary_auc
 from chestlens.export.graphs import INPUT_NAME, graph_feeds
 from chestlens.io import read_image
-from chestlens.models.bundle import Bundle, BundleSpec, PreprocessSpec
+from chestlens.models.bundle import Bundle
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.preprocess.units import to_unit_range
 
 FP32_TOLERANCE = 1e-4
 MAX_AUC_DROP = 0.005

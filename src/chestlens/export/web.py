@@ -26,11 +26,12 @@ from pathlib import Path
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
-from chestlens.data.lung_roi import needs_lungs
 from chestlens.errors import ChestlensInputError
 from chestlens.export.bundle_export import ExportReport, export_bundle
 from chestlens.export.images import sample_set
-from chestlens.models.bundle import load_bundle, read_spec
+from chestlens.models.bundle import load_bundle
+from chestlens.models.spec import read_spec
+from chestlens.preprocess.lung_roi import needs_lungs
 
 #: The PWA source folder of a source checkout (not shipped inside the wheel).
 WEB_SOURCE = Path(__file__).resolve().parents[3] / "web"

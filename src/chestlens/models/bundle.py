@@ -6,9 +6,11 @@ On disk a bundle is a folder::
       bundle.json          # BundleSpec: architecture, labels, preprocessing, calibration, thresholds,
                            # training summary, metrics, versions (validated with pydantic)
       weights.safetensors  # the state dict (fp32 or fp16), never a pickle
+      model.onnx           # the inference graph, preprocessing included (chestlens.runtime)
 
-Preprocessing lives only in ``bundle.json`` (:class:`PreprocessSpec`), so every consumer applies the
-same steps (see :func:`chestlens.data.transforms.preprocess`).
+``bundle.json`` is read without PyTorch (:mod:`chestlens.models.spec`); this module loads and saves the
+weights. Preprocessing lives only in ``bundle.json``
+(:class:`~chestlens.preprocess.spec.PreprocessSpec`), so every consumer applies the same steps.
 """
 
 from __future__ import annotations
@@ -20,83 +22,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chestlens.errors import ChestlensInputError
-
-BUNDLE_JSON = "bundle.json"
-WEIGHTS_FILE = "weights.safetensors"
-FORMAT_VERSION = 1
-
-
-class PreprocessSpec(BaseModel):
-    """How an image becomes network input. Shapes: input ``(in_chans, input_size, input_size)``.
-
-    Steps, in order: CT pixels (HU) are windowed to ``[0, 1]`` with ``ct_window`` (centre, width in HU);
-    radiograph pixels are already in ``[0, 1]`` (see :mod:`chestlens.io.image`); the image is resized to
-    ``input_size`` x ``input_size`` (``resize="stretch"``: aspect ratio not kept, bilinear with
-    antialiasing); then ``(x - mean) / std`` per channel.
-
-    Radiograph classifiers may read the lung fields only (:mod:`chestlens.data.lung_roi`): ``lung_roi``
-    ``"crop"`` crops to the lungs' bounding box widened by ``lung_margin`` before the resize, ``"mask"``
-    also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
-    input grid. Their defaults leave the image as it is.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    input_size: int = Field(gt=0)
-    in_chans: Literal[1, 3] = 1
-    mean: list[float]
-    std: list[float]
-    resize: Literal["stretch"] = "stretch"
-    ct_window: tuple[float, float] | None = (-600.0, 1500.0)
-    lung_roi: Literal["none", "crop", "mask"] = "none"
-    lung_margin: float = Field(0.08, ge=0.0, le=0.5)
-    equalise: Literal["none", "clahe"] = "none"
-
-
-class OperatingPoint(BaseModel):
-    """A decision threshold on one class's calibrated probability, chosen on validation data."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    label: str
-    threshold: float = Field(ge=0.0, le=1.0)
-    criterion: str  # e.g. "sensitivity>=0.95 on validation"
-    validation_sensitivity: float | None = None
-    validation_specificity: float | None = None
-
-
-class BundleSpec(BaseModel):
-    """Everything about a model except its weights (``bundle.json``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: Literal["chestlens-bundle"] = "chestlens-bundle"
-    format_version: int = FORMAT_VERSION
-    name: str
-    version: str
-    kind: Literal["classifier", "segmenter", "detector"]
-    task: str
-    architecture: str
-    architecture_kwargs: dict[str, Any] = Field(default_factory=dict)
-    labels: list[str]
-    preprocess: PreprocessSpec
-    temperature: float = Field(default=1.0, gt=0.0)
-    operating_points: list[OperatingPoint] = Field(default_factory=list)
-    # Segmenters in the screening pipeline: run only when the classifier's decision is positive for one
-    # of these labels (empty: always run).
-    run_if_positive: list[str] = Field(default_factory=list)
-    training: dict[str, Any] = Field(default_factory=dict)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    weights_sha256: str = ""
-    weights_dtype: Literal["float32", "float16"] = "float32"
-    created_utc: str = ""
-    chestlens_version: str = ""
+from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, BundleSpec, read_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,22 +121,6 @@ def save_bundle(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
-
-
-def read_spec(path: str | Path) -> BundleSpec:
-    """Read and validate ``bundle.json`` of a bundle folder (a path or a bundled model name)."""
-    from chestlens.models.catalog import resolve_bundle
-
-    path = resolve_bundle(path)
-    spec_file = path / BUNDLE_JSON
-    if not spec_file.is_file():
-        raise ChestlensInputError(path, f"not a chestlens bundle (no {BUNDLE_JSON})")
-    try:
-        return BundleSpec.model_validate_json(spec_file.read_text())
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ChestlensInputError(spec_file, f"invalid bundle spec at {where}: {first['msg']}") from error
 
 
 def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:

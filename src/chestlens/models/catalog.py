@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
-from chestlens.models.bundle import BUNDLE_JSON
+from chestlens.models.spec import BUNDLE_JSON
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundles"
 DEFAULT_CLASSIFIER = "xray3-screener"
@@ -49,7 +49,7 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
 def bundled_lesion_segmenters() -> list[str]:
     """Names of the shipped lesion segmenters (segmenter bundles of any task but ``lungs``), the
     screening pipeline's default lesion models."""
-    from chestlens.models.bundle import read_spec
+    from chestlens.models.spec import read_spec
 
     specs = {name: read_spec(BUNDLED_DIR / name) for name in bundled_names()}
     return [name for name, spec in specs.items() if spec.kind == "segmenter" and spec.task != "lungs"]

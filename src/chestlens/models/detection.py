@@ -56,7 +56,7 @@ from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from chestlens.models.segmentation import get_encoder, load_encoder_weights, trained_encoder
 
 if TYPE_CHECKING:
-    from chestlens.models.bundle import BundleSpec
+    from chestlens.models.spec import BundleSpec
 
 BACKGROUND = "background"
 FPN_CHANNELS = 256  # torchvision's FPN width

@@ -9,7 +9,8 @@ import torch
 
 from chestlens.data.tensors import LungMasker
 from chestlens.data.transforms import normalise
-from chestlens.models.bundle import BundleSpec, PreprocessSpec
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 
 @torch.no_grad()
@@ -69,8 +70,8 @@ def lung_masker(
 def masker_for(spec: BundleSpec) -> LungMasker | None:
     """The lung masker a lung-field classifier needs (None for any other bundle): the lung segmenter
     its training used (``training.config.lungs``), else the bundled ``lungs-segmenter``."""
-    from chestlens.data.lung_roi import needs_lungs
     from chestlens.models.bundle import load_bundle
+    from chestlens.preprocess.lung_roi import needs_lungs
 
     if spec.kind != "classifier" or not needs_lungs(spec.preprocess):
         return None

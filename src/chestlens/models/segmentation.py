@@ -29,14 +29,15 @@ import timm
 import torch
 from timm.models import adapt_input_conv
 
-from chestlens.data.seg_transforms import BACKGROUND, SegMode
 from chestlens.errors import ChestlensInputError
 from chestlens.models.factory import DEFAULT
 from chestlens.models.pretrained import StateDict, resolve_weights
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_config
+from chestlens.preprocess.labels import BACKGROUND, SegMode
 
 if TYPE_CHECKING:
-    from chestlens.models.bundle import BundleSpec, PreprocessSpec
+    from chestlens.models.spec import BundleSpec
+    from chestlens.preprocess.spec import PreprocessSpec
 
 _Config = TypeVar("_Config")
 

@@ -70,7 +70,6 @@ from pydicom.uid import generate_uid
 import chestlens
 from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.pipeline.measure import resize_nearest
 from chestlens.pipeline.schema import (
     Classification,
     Explanation,
@@ -80,6 +79,7 @@ from chestlens.pipeline.schema import (
     ScreeningResult,
 )
 from chestlens.pipeline.screener import Screening
+from chestlens.preprocess.resize import resize_nearest
 
 MANUFACTURER = "chestlens"
 MODEL_NAME = "chestlens"

@@ -9,7 +9,8 @@ import torch
 
 from chestlens.data.transforms import normalise
 from chestlens.errors import ChestlensInputError
-from chestlens.models.bundle import Bundle, BundleSpec, load_bundle
+from chestlens.models.bundle import Bundle, load_bundle
+from chestlens.models.spec import BundleSpec
 from chestlens.pipeline.schema import ModelRef
 
 

@@ -8,8 +8,6 @@ spacing, volumes in mL (1 mL = 1000 mm³) for CT series.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from chestlens.io.image import ImageMeta
@@ -17,17 +15,6 @@ from chestlens.pipeline.schema import Lesion
 
 #: Connected regions smaller than this many mask pixels (at the network grid) are not reported.
 MIN_LESION_PIXELS = 16
-
-
-def resize_nearest(array: np.ndarray, grid: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour resize (pixel centres) of masks or label maps ``(..., H, W)`` to ``grid`` =
-    ``(h, w)``; the dtype is kept (bool masks stay bool, uint8 label maps stay uint8)."""
-    grid = (int(grid[0]), int(grid[1]))
-    if array.shape[-2:] == grid:
-        return array
-    flat = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(-1, 1, *array.shape[-2:])
-    resized = F.interpolate(flat, size=grid, mode="nearest-exact")[:, 0]
-    return resized.reshape(*array.shape[:-2], *grid).numpy().astype(array.dtype)
 
 
 def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:

@@ -20,8 +20,8 @@ from scipy import ndimage
 
 from chestlens.atomic import write_bytes_atomic
 from chestlens.io.preview import preview_array
-from chestlens.pipeline.measure import resize_nearest
 from chestlens.pipeline.screener import Screening
+from chestlens.preprocess.resize import resize_nearest
 
 DISPLAY_SIDE = 512
 MIN_DISPLAY_SIDE = 384  # small images (e.g. a 128 px CT slice) are enlarged to this

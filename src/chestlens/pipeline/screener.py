@@ -11,7 +11,7 @@ The chain, per image (radiographs are batched through each model stage):
    them, and lesion segmentation when a lesion bundle is loaded and its ``run_if_positive`` gate opens;
 5. a :class:`~chestlens.pipeline.schema.ScreeningResult` (research use only, never a diagnosis).
 
-Every model is a bundle, so preprocessing is the bundle's (:class:`~chestlens.models.bundle.PreprocessSpec`).
+Every model is a bundle, so preprocessing is the bundle's (:class:`~chestlens.preprocess.spec.PreprocessSpec`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ import numpy as np
 import torch
 
 from chestlens import __version__
-from chestlens.data.lung_roi import classifier_frame, lung_roi_with_mask, needs_lungs, paste_fraction
+from chestlens.data.lung_roi import lung_roi_with_mask
 from chestlens.data.tasks import get_labelling
-from chestlens.data.transforms import to_unit_range, window_hu
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.io import MedicalImage, read_image
-from chestlens.models.bundle import read_spec
 from chestlens.models.catalog import DEFAULT_CLASSIFIER, DEFAULT_LUNGS, bundled_lesion_segmenters
 from chestlens.models.registry import get_model_config
+from chestlens.models.spec import read_spec
 from chestlens.pipeline import gate
 from chestlens.pipeline.cam import CamMethod, energy_inside, logits_and_cams
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
@@ -43,7 +42,6 @@ from chestlens.pipeline.measure import (
     area_mm2,
     lesion_instances,
     lungs_with_lesions,
-    resize_nearest,
     slice_lesion_scores,
     volume_ml,
 )
@@ -60,6 +58,9 @@ from chestlens.pipeline.schema import (
     LungMeasurement,
     ScreeningResult,
 )
+from chestlens.preprocess.lung_roi import classifier_frame, needs_lungs, paste_fraction
+from chestlens.preprocess.resize import resize_nearest
+from chestlens.preprocess.units import to_unit_range, window_hu
 from chestlens.train.engine import resolve_device
 
 Source = str | Path | bytes | MedicalImage

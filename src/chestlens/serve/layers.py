@@ -20,7 +20,6 @@ from PIL import Image
 
 from chestlens.io.image import ImageMeta, MedicalImage
 from chestlens.io.preview import preview_array
-from chestlens.pipeline.measure import resize_nearest
 from chestlens.pipeline.overlay import (
     DISPLAY_SIDE,
     HEATMAP_ALPHA,
@@ -35,6 +34,7 @@ from chestlens.pipeline.overlay import (
 )
 from chestlens.pipeline.schema import ScreeningResult
 from chestlens.pipeline.screener import Screening
+from chestlens.preprocess.resize import resize_nearest
 
 #: The stored arrays of a 2-D screening (not a picture: never served).
 SOURCE = "source.npz"

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from chestlens.models.bundle import OperatingPoint
+from chestlens.models.spec import OperatingPoint
 from chestlens.pipeline.schema import ScreeningResult
 from chestlens.serve.layers import SOURCE
 from chestlens.serve.store import StoredJob, StoredScreening

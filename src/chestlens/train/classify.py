@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from chestlens.data.lung_roi import needs_lungs
 from chestlens.data.records import Sample
 from chestlens.data.registry import load_samples
 from chestlens.data.splits import SPLITS, SplitTable
@@ -34,10 +33,13 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bundle_eval import Predictions, evaluate_predictions, metrics_summary, predict
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.operating_point import choose_threshold
-from chestlens.models.bundle import BundleSpec, PreprocessSpec, load_bundle
+from chestlens.models.bundle import load_bundle
 from chestlens.models.factory import create_model
 from chestlens.models.inference import lung_masker
 from chestlens.models.registry import get_model_config
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.lung_roi import needs_lungs
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import ClassifyConfig
 from chestlens.train.engine import resolve_device

@@ -12,9 +12,9 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from chestlens.data.seg_transforms import SegMode
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.errors import ChestlensInputError
+from chestlens.preprocess.labels import SegMode
 
 
 class AugmentConfig(BaseModel):

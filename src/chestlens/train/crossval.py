@@ -42,9 +42,10 @@ from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.shortcut_audit import cam_energy_in_lungs, images_with_lungs, masked_variants
 from chestlens.evaluate.source_probe import pooled_features, source_probe
 from chestlens.evaluate.within_source import strata_of, within_source_report
-from chestlens.models.bundle import Bundle, PreprocessSpec, load_bundle
+from chestlens.models.bundle import Bundle, load_bundle
 from chestlens.models.factory import create_model
 from chestlens.models.inference import predict_logits
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.classify import (
     CLASSIFICATION_SOURCES,
     classification_samples,

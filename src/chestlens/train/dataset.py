@@ -12,7 +12,7 @@ from torchvision.transforms import v2
 from chestlens.data.seg_transforms import make_sample, train_transform
 from chestlens.data.tensors import LabelledImages
 from chestlens.data.transforms import normalise
-from chestlens.models.bundle import PreprocessSpec
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import AugmentConfig
 
 

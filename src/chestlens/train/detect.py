@@ -36,16 +36,17 @@ from chestlens.data.instances import (
     instances_from_masks,
 )
 from chestlens.data.records import Masks
-from chestlens.data.seg_transforms import IGNORE_INDEX
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.detection import DetectionReport, evaluate_detections
 from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
-from chestlens.models.bundle import BundleSpec, PreprocessSpec, read_spec
 from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
+from chestlens.models.spec import BundleSpec, read_spec
+from chestlens.preprocess.labels import IGNORE_INDEX
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset

@@ -36,7 +36,7 @@ from chestlens.data.registry import load_samples
 from chestlens.data.root import data_root
 from chestlens.data.sources.covid_ct_md import SOURCE as CT_MD
 from chestlens.data.sources.covid_ct_md import slice_labels
-from chestlens.data.transforms import resize_unit, window_hu
+from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.ct_series import SeriesSliceReport, compare_slices, slice_report_markdown
 from chestlens.evaluate.metrics import binary_auc
@@ -44,6 +44,7 @@ from chestlens.io import read_image
 from chestlens.models.bundle import load_bundle
 from chestlens.models.detection import detections_with_features
 from chestlens.models.regional import RegionalClassifier, RegionInputs, region_inputs
+from chestlens.preprocess.units import window_hu
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ from chestlens.data.summary import summarize
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.model_card import write_model_card
 from chestlens.evaluate.page import REPORT_JSON
-from chestlens.models.bundle import BundleSpec, save_bundle
+from chestlens.models.bundle import save_bundle
+from chestlens.models.spec import BundleSpec
 from chestlens.train.config import TrainConfig
 from chestlens.train.engine import TrainOutcome
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chestlens.data.seg_transforms import IGNORE_INDEX
+from chestlens.preprocess.labels import IGNORE_INDEX
 
 #: Additive smoothing of the soft Dice ratio (numerator and denominator), in pixels.
 DICE_EPS = 1.0

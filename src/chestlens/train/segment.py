@@ -39,9 +39,10 @@ from chestlens.evaluate.seg_eval import (
     seg_metrics_summary,
 )
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
-from chestlens.models.bundle import BundleSpec, PreprocessSpec
 from chestlens.models.inference import iter_logits
 from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.dataset import SegmentationDataset

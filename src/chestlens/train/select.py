@@ -16,7 +16,7 @@ from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.model_card import recipe_row, write_model_card
 from chestlens.evaluate.report import ReportDocument
-from chestlens.models.bundle import BUNDLE_JSON, WEIGHTS_FILE, read_spec
+from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, read_spec
 
 #: Where ``chestlens train classify`` writes the test report, relative to the bundle folder.
 TEST_REPORT_JSON = Path("..") / "test-report" / "report.json"

@@ -1,0 +1,35 @@
+"""The preprocessing record of a bundle: how an image becomes network input (``bundle.json``'s
+``preprocess``). Every runtime (PyTorch, ONNX Runtime, the browser) reads this one record."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PreprocessSpec(BaseModel):
+    """How an image becomes network input. Shapes: input ``(in_chans, input_size, input_size)``.
+
+    Steps, in order: CT pixels (HU) are windowed to ``[0, 1]`` with ``ct_window`` (centre, width in HU);
+    radiograph pixels are already in ``[0, 1]`` (see :mod:`chestlens.io.image`); the image is resized to
+    ``input_size`` x ``input_size`` (``resize="stretch"``: aspect ratio not kept, bilinear with
+    antialiasing); then ``(x - mean) / std`` per channel.
+
+    Radiograph classifiers may read the lung fields only (:mod:`chestlens.preprocess.lung_roi`): ``lung_roi``
+    ``"crop"`` crops to the lungs' bounding box widened by ``lung_margin`` before the resize, ``"mask"``
+    also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
+    input grid. Their defaults leave the image as it is.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_size: int = Field(gt=0)
+    in_chans: Literal[1, 3] = 1
+    mean: list[float]
+    std: list[float]
+    resize: Literal["stretch"] = "stretch"
+    ct_window: tuple[float, float] | None = (-600.0, 1500.0)
+    lung_roi: Literal["none", "crop", "mask"] = "none"
+    lung_margin: float = Field(0.08, ge=0.0, le=0.5)
+    equalise: Literal["none", "clahe"] = "none"
