@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from chestlens.pipeline.loaded import load_for_inference
 from common import json_main
 from torch.utils.flop_counter import FlopCounterMode
 
-from chestlens.pipeline.loaded import load_for_inference
-from chestlens.train.engine import resolve_device
+from chestlens.models.device import resolve_device
 
 
 def _sync(device: torch.device) -> None:

@@ -35,12 +35,12 @@ from PIL import Image
 
 from chestlens.data.root import data_root
 from chestlens.export.browser import INSTALLED, READY, ServerThread, open_browser, screen_file, wait_for
-from chestlens.export.graphs import export_graph
 from chestlens.export.offline import default_web_dir, mount_offline
 from chestlens.export.verify import ms_per_image, ort_session, unit_image
 from chestlens.io import read_image
 from chestlens.io.samples import sample_path
 from chestlens.models.bundle import load_bundle
+from chestlens.models.graphs import build_graph
 
 THREADS = (1, 2)
 
@@ -117,7 +117,7 @@ def python_runs(folder: Path, images: dict[str, Path], repeats: int) -> dict[str
     index = json.loads((folder / "models.json").read_text())
     onnx = folder / index["models"]["classifier"]["onnx"]
     bundle = load_bundle(json.loads((folder / index["models"]["classifier"]["sidecar"]).read_text())["name"])
-    graph = export_graph(bundle)
+    graph = build_graph(bundle)
     units = {name: unit_image(path, bundle.spec) for name, path in images.items()}
     before = torch.get_num_threads()
     out: dict[str, Any] = {"onnxruntime": {}, "pytorch_eager": {}}

@@ -26,12 +26,13 @@ from common import json_main, shared_radiographs
 
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
+from chestlens.models.device import resolve_device
 from chestlens.models.factory import create_model
 from chestlens.models.segmentation import create_segmenter, output_channels
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import ClassifyConfig, SegmentConfig, TrainConfig, load_config
 from chestlens.train.dataset import AugmentedDataset, SegmentationDataset, build_augmentation
-from chestlens.train.engine import optimiser_step, resolve_device
+from chestlens.train.engine import optimiser_step
 from chestlens.train.loop import _set_trainable
 from chestlens.train.seg_losses import make_loss
 

@@ -117,3 +117,28 @@ def web(
     typer.echo(f"built {folder} (build {built.build_id}, {size / 1e6:.1f} MB)")
     typer.echo("serve it from any static host, or run `chestlens serve` and open /offline/")
     typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+@export_app.command("graph")
+def graph(
+    bundle: Annotated[Path, typer.Argument(help="Classifier or segmenter bundle folder.")],
+    root: Annotated[Path | None, typer.Option("--root", help="Data root (default $CHESTLENS_DATA).")] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of images to verify on instead of the data root.")
+    ] = None,
+    n_images: Annotated[int, typer.Option("--n-images", help="Images of the data root to verify on.")] = 16,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18).")] = 18,
+) -> None:
+    """Add the inference graph (model.onnx) to BUNDLE, verified against PyTorch on real images, so that
+    ONNX Runtime (the default runtime) can screen with it."""
+    from chestlens.export.bundle_graph import add_graph
+    from chestlens.export.images import folder_units, sample_set
+    from chestlens.models.spec import read_spec
+
+    spec = read_spec(bundle)
+    check = folder_units(images, spec) if images else sample_set(spec, _data_root(root), n_images)
+    record = add_graph(bundle, check, opset=opset)
+    typer.echo(
+        f"{bundle}/{record.file}: max |p_onnx - p_torch| = {record.max_abs_diff_probabilities:.2e} over "
+        f"{record.parity_n_images} images ({record.parity_images})"
+    )

@@ -1,6 +1,6 @@
 """Offline mode: verified ONNX exports of bundles and the installable in-browser screener (PWA).
 
-* :mod:`chestlens.export.graphs`: preprocessing + network + outputs as one torch module per bundle;
+* the graphs themselves (preprocessing + network + outputs) are :mod:`chestlens.models.graphs`;
 * :mod:`chestlens.export.onnx_export`: fp32 / fp16 / int8 ``.onnx`` files;
 * :mod:`chestlens.export.verify`, :mod:`chestlens.export.images`: checks against PyTorch on real images;
 * :mod:`chestlens.export.bundle_export`: export + verification + JSON sidecar (``chestlens export onnx``);

@@ -15,7 +15,6 @@ from typing import Any
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
-from chestlens.export.graphs import INPUT_NAME, input_names, output_names
 from chestlens.export.onnx_export import (
     DEFAULT_OPSET,
     ExportedModel,
@@ -27,6 +26,7 @@ from chestlens.export.onnx_export import (
 from chestlens.export.verify import VerificationSet, check_fp32, check_variant, with_lungs
 from chestlens.models.bundle import Bundle, load_bundle
 from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.graph_io import INPUT_NAME, input_names, output_names
 from chestlens.preprocess.lung_roi import MASK_FILL, mask_radius
 
 SIDECAR_FORMAT = "chestlens-onnx"

@@ -28,8 +28,9 @@ import torch
 
 from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.export.graphs import LUNGS_INPUT, export_graph, input_names, output_names
 from chestlens.models.bundle import Bundle
+from chestlens.models.graphs import build_graph
+from chestlens.preprocess.graph_io import LUNGS_INPUT, input_names, output_names
 
 DEFAULT_OPSET = 18  # Resize with antialias needs opset >= 18
 #: Image size used to trace the graph; any size works at run time (dynamic height and width).
@@ -56,13 +57,13 @@ def model_file(out: Path, name: str, variant: str) -> Path:
 
 
 def export_fp32(bundle: Bundle, path: Path, *, opset: int = DEFAULT_OPSET) -> ExportedModel:
-    """Export the bundle's graph (:func:`chestlens.export.graphs.export_graph`) with the dynamo
+    """Export the bundle's graph (:func:`chestlens.models.graphs.build_graph`) with the dynamo
     exporter into one self-contained file; batch, height and width are dynamic."""
     from torch.export import Dim
 
     if opset < DEFAULT_OPSET:
         raise ChestlensInputError(None, f"--opset must be >= {DEFAULT_OPSET} (antialiased Resize)")
-    graph = export_graph(bundle)
+    graph = build_graph(bundle)
     names = input_names(bundle.spec.preprocess)
     batch = Dim("batch", max=64)
     examples: tuple[torch.Tensor, ...] = (torch.rand(*TRACE_SIZE),)

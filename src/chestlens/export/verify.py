@@ -26,10 +26,10 @@ from chestlens.data.transforms import normalise
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.metrics import binary_auc
-from chestlens.export.graphs import INPUT_NAME, graph_feeds
 from chestlens.io import read_image
 from chestlens.models.bundle import Bundle
 from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.preprocess.units import to_unit_range
 
@@ -54,7 +54,7 @@ class VerificationSet:
     lungs: list[np.ndarray] = field(default_factory=list)
 
     def feeds(self, preprocess: PreprocessSpec) -> list[dict[str, np.ndarray]]:
-        """The graph's inputs for every image (:func:`chestlens.export.graphs.graph_feeds`)."""
+        """The graph's inputs for every image (:func:`chestlens.preprocess.graph_io.graph_feeds`)."""
         masks = self.lungs or [None] * len(self.units)
         return [graph_feeds(preprocess, u, m) for u, m in zip(self.units, masks, strict=True)]
 
@@ -71,8 +71,12 @@ def with_lungs(data: VerificationSet, spec: BundleSpec) -> VerificationSet:
 
 
 def unit_image(path: Path, spec: BundleSpec) -> np.ndarray:
-    """Read an image file into the graphs' input: ``(1, 1, H, W)`` float32 in ``[0, 1]``."""
-    return np.ascontiguousarray(to_unit_range(read_image(path), spec.preprocess))[None, None]
+    """Read an image file (or a CT series: its middle slice) into the graphs' input: ``(1, 1, H, W)``
+    float32 in ``[0, 1]``."""
+    image = read_image(path)
+    if image.is_volume:
+        image = replace(image, pixels=image.pixels[len(image.pixels) // 2])
+    return np.ascontiguousarray(to_unit_range(image, spec.preprocess))[None, None]
 
 
 def ort_session(path: Path, threads: int = 2) -> Any:

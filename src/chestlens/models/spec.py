@@ -33,6 +33,20 @@ class OperatingPoint(BaseModel):
     validation_specificity: float | None = None
 
 
+class GraphRecord(BaseModel):
+    """The bundle's ONNX graph (``model.onnx``) and its parity check against PyTorch at export time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = GRAPH_FILE
+    sha256: str
+    opset: int = Field(gt=0)
+    parity_images: str  # which real images the check used
+    parity_n_images: int = Field(ge=1)
+    max_abs_diff_probabilities: float = Field(ge=0.0)
+    tolerance: float = Field(gt=0.0)
+
+
 class BundleSpec(BaseModel):
     """Everything about a model except its weights (``bundle.json``)."""
 
@@ -57,6 +71,7 @@ class BundleSpec(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
     weights_dtype: Literal["float32", "float16"] = "float32"
+    graph: GraphRecord | None = None  # None: no model.onnx (ONNX Runtime cannot run this bundle yet)
     created_utc: str = ""
     chestlens_version: str = ""
 

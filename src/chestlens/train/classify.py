@@ -34,6 +34,7 @@ from chestlens.evaluate.bundle_eval import Predictions, evaluate_predictions, me
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.operating_point import choose_threshold
 from chestlens.models.bundle import load_bundle
+from chestlens.models.device import resolve_device
 from chestlens.models.factory import create_model
 from chestlens.models.inference import lung_masker
 from chestlens.models.registry import get_model_config
@@ -42,7 +43,6 @@ from chestlens.preprocess.lung_roi import needs_lungs
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import ClassifyConfig
-from chestlens.train.engine import resolve_device
 from chestlens.train.fp16 import fp16_check
 from chestlens.train.loop import macro_auc, train_classifier
 from chestlens.train.run import (

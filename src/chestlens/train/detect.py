@@ -44,13 +44,14 @@ from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
+from chestlens.models.device import resolve_device
 from chestlens.models.spec import BundleSpec, read_spec
 from chestlens.preprocess.labels import IGNORE_INDEX
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
-from chestlens.train.engine import resolve_device, shuffled_loader, train_model
+from chestlens.train.engine import shuffled_loader, train_model
 from chestlens.train.fp16 import SCORE_TOLERANCE
 from chestlens.train.run import BUNDLE_DIR, finish_run, split_table, start_run, training_summary
 from chestlens.train.segment import decoded_splits, masked_samples

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from chestlens.models.device import resolve_device
 from chestlens.train import distributed
 from chestlens.train.checkpoint import load_checkpoint_state, save_checkpoint
 from chestlens.train.config import TrainConfig
@@ -77,13 +78,6 @@ class TrainOutcome:
     best_score: float
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; anything else as torch spells it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

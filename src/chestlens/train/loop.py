@@ -19,12 +19,13 @@ from chestlens.evaluate.within_source import (
     strata_of,
     within_source_value,
 )
+from chestlens.models.device import resolve_device
 from chestlens.models.inference import predict_logits
 from chestlens.models.registry import get_model_config
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import ClassifyConfig
 from chestlens.train.dataset import AugmentedDataset, build_augmentation
-from chestlens.train.engine import TrainOutcome, resolve_device, shuffled_loader, train_model
+from chestlens.train.engine import TrainOutcome, shuffled_loader, train_model
 
 
 def macro_auc(targets: np.ndarray, probs: np.ndarray) -> float:

@@ -39,6 +39,7 @@ from chestlens.evaluate.seg_eval import (
     seg_metrics_summary,
 )
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
+from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
 from chestlens.models.segmentation import create_segmenter, get_encoder, output_channels
 from chestlens.models.spec import BundleSpec
@@ -46,7 +47,7 @@ from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.dataset import SegmentationDataset
-from chestlens.train.engine import resolve_device, shuffled_loader, train_model
+from chestlens.train.engine import shuffled_loader, train_model
 from chestlens.train.fp16 import fp16_check
 from chestlens.train.run import (
     BUNDLE_DIR,

@@ -1,17 +1,19 @@
-"""The torch modules that become the ONNX graphs: preprocessing, network and outputs in one graph.
+"""The inference graphs as PyTorch modules: preprocessing, network and outputs in one graph, exported
+as the bundle's ``model.onnx`` and run by either runtime (:mod:`chestlens.runtime`).
 
 Every exported graph takes the same input, ``image``: grey pixels in ``[0, 1]``, float32
 ``(N, 1, H, W)`` of ANY height and width (what :func:`chestlens.preprocess.units.to_unit_range` gives,
 i.e. after decoding, DICOM VOI / CT windowing and MONOCHROME1 inversion). The graph then does the
 bundle's :func:`chestlens.data.transforms.normalise` (antialiased bilinear resize, mean/std, channel
-expansion): the resize is an ONNX ``Resize`` with ``antialias=1``, so Python, ONNX Runtime and the
+expansion): the resize is an ONNX ``Resize`` with ``antialias=1``, so PyTorch, ONNX Runtime and the
 browser resize with the same code and preprocessing is defined once.
 
 A classifier that reads the lung fields (:mod:`chestlens.data.lung_roi`) is fed the image already
-cropped to its frame (the lungs' box; :func:`graph_feeds` and the browser crop alike); with
-``lung_roi="mask"`` it takes a second input, ``lungs``: float32 ``(N, 1, S, S)``, 1 inside the dilated
-lung fields on the network grid, and the graph blanks the rest after its resize, as the PyTorch path
-does. CLAHE (``equalise``) has no graph implementation: such bundles are refused.
+cropped to its frame (the lungs' box; :func:`chestlens.preprocess.graph_io.graph_feeds` and the
+browser crop alike); with ``lung_roi="mask"`` it takes a second input, ``lungs``: float32
+``(N, 1, S, S)``, 1 inside the dilated lung fields on the network grid, and the graph blanks the rest
+after its resize, as the PyTorch path does. CLAHE (``equalise``) has no graph implementation: such
+bundles are refused.
 
 Outputs:
 
@@ -25,22 +27,14 @@ Outputs:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chestlens.data.lung_roi import crop_to_lungs
 from chestlens.data.transforms import normalise, resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import Bundle
-from chestlens.preprocess.lung_roi import MASK_FILL, inside_mask
+from chestlens.preprocess.lung_roi import MASK_FILL
 from chestlens.preprocess.spec import PreprocessSpec
-
-#: Input and output names of the exported graphs (the browser reads them by name).
-INPUT_NAME = "image"
-LUNGS_INPUT = "lungs"
-CLASSIFIER_OUTPUTS = ("logits", "probabilities", "cam")
-SEGMENTER_OUTPUTS = ("probabilities",)
 
 
 class ClassifierGraph(torch.nn.Module):
@@ -56,13 +50,17 @@ class ClassifierGraph(torch.nn.Module):
         self.network, self.head = network, head
         self.preprocess, self.temperature = preprocess, temperature
 
-    def forward(
-        self, image: torch.Tensor, lungs: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def network_input(self, image: torch.Tensor, lungs: torch.Tensor | None = None) -> torch.Tensor:
+        """The graph's preprocessing: resize, lung mask (if given), normalise: ``(N, in_chans, S, S)``."""
         unit = resize_unit(image, self.preprocess.input_size)
         if lungs is not None:
             unit = torch.where(lungs > 0.5, unit, torch.full_like(unit, MASK_FILL))
-        x = normalise(unit, self.preprocess)
+        return normalise(unit, self.preprocess)
+
+    def forward(
+        self, image: torch.Tensor, lungs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.network_input(image, lungs)
         features = self.network.forward_features(x)
         logits = self.network.forward_head(features)
         cam = torch.relu(torch.einsum("nchw,kc->nkhw", features, self.head.weight))
@@ -86,28 +84,7 @@ class SegmenterGraph(torch.nn.Module):
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
 
 
-def input_names(preprocess: PreprocessSpec) -> tuple[str, ...]:
-    """The graph's inputs: ``image``, and ``lungs`` for a classifier that masks outside the lungs."""
-    return (INPUT_NAME, LUNGS_INPUT) if preprocess.lung_roi == "mask" else (INPUT_NAME,)
-
-
-def graph_feeds(
-    preprocess: PreprocessSpec, unit: np.ndarray, lungs: np.ndarray | None
-) -> dict[str, np.ndarray]:
-    """The inputs of a graph for one unit image ``(1, 1, H, W)``, given its lung mask on the lung
-    segmenter's grid (needed by lung-field classifiers, else ignored): the image cropped to the
-    classifier's frame and, for ``lung_roi="mask"``, the dilated lungs on the network grid."""
-    cropped, cropped_lungs = crop_to_lungs(torch.from_numpy(unit[0]), lungs, preprocess)
-    feeds = {INPUT_NAME: np.ascontiguousarray(cropped.numpy()[None], dtype=np.float32)}
-    if LUNGS_INPUT in input_names(preprocess):
-        inside = inside_mask(cropped_lungs, preprocess)
-        size = preprocess.input_size
-        grid = np.ones((size, size), dtype=bool) if inside is None else inside
-        feeds[LUNGS_INPUT] = grid[None, None].astype(np.float32)
-    return feeds
-
-
-def export_graph(bundle: Bundle) -> torch.nn.Module:
+def build_graph(bundle: Bundle) -> torch.nn.Module:
     """The graph module of a classifier or segmenter bundle, in eval mode on the CPU."""
     spec = bundle.spec
     if spec.preprocess.equalise != "none":
@@ -123,8 +100,3 @@ def export_graph(bundle: Bundle) -> torch.nn.Module:
     raise ChestlensInputError(
         bundle.path, f"ONNX export supports classifiers and segmenters, not {spec.kind}"
     )
-
-
-def output_names(kind: str) -> tuple[str, ...]:
-    """The graph's output names for a bundle kind."""
-    return CLASSIFIER_OUTPUTS if kind == "classifier" else SEGMENTER_OUTPUTS
