@@ -141,7 +141,8 @@ def cam_energy_in_lungs(
     """Share of each image's top-class Grad-CAM mass inside its lung mask, ``(N,)``; ``model`` is the
     classifier's built module."""
     from chestlens.data.transforms import normalise
-    from chestlens.pipeline.cam import energy_inside, logits_and_cams
+    from chestlens.explain.energy import energy_inside
+    from chestlens.explain.gradients import logits_and_cams
 
     layer = get_model_config(classifier.spec.architecture).cam_layer
     shares = []

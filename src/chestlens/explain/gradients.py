@@ -1,4 +1,5 @@
-"""Class-activation maps with pytorch-grad-cam, computed in the same pass as the classification.
+"""Gradient-based class-activation maps (pytorch-grad-cam), PyTorch runtime only, computed in the same
+pass as the classification.
 
 One forward with gradients gives both the logits (for the probabilities) and the CAM of the top class,
 so explaining costs one backward pass, not a second forward.
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
 
-CamMethod = Literal["gradcam", "gradcam++", "hirescam"]
+GradientCamMethod = Literal["gradcam", "gradcam++", "hirescam"]
 
 CAM_METHODS: dict[str, type[GradCAM]] = {
     "gradcam": GradCAM,
@@ -33,7 +34,7 @@ class CamOutput:
 
 
 def logits_and_cams(
-    model: torch.nn.Module, x: torch.Tensor, layer: str, method: CamMethod = "gradcam"
+    model: torch.nn.Module, x: torch.Tensor, layer: str, method: GradientCamMethod = "gradcam"
 ) -> CamOutput:
     """Classify a normalised batch ``x`` ``(N, C_in, S, S)`` and explain each image's top class.
 
@@ -69,9 +70,3 @@ def _gradients_from(model: torch.nn.Module, layer: torch.nn.Module) -> Iterator[
     finally:
         for param, flag in flags.items():
             param.requires_grad_(flag)
-
-
-def energy_inside(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
-    """Share of the heatmap's total mass inside ``mask`` (both ``(S, S)``, same grid); None if all zero."""
-    total = float(heatmap.sum())
-    return None if total <= 0 else float(heatmap[mask].sum() / total)
