@@ -17,7 +17,7 @@ from chestlens.pipeline.screener import Screener
 
 @pytest.fixture(scope="module")
 def screener() -> Screener:
-    return Screener(device="cpu")
+    return Screener()  # ONNX Runtime, the default
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,16 @@ def test_chest_radiograph_gets_a_full_result(chest):
 
 
 def test_probabilities_equal_the_bundle_path(chest, pip_dicom):
-    """The pipeline's preprocessing is the bundle's: same numbers as evaluation would compute."""
+    """The pipeline's preprocessing is the bundle's: the numbers evaluation computes from the full
+    image, up to the working image (downsampled once to 512 px, then resized by the graph; measured
+    on this 3.6 MP radiograph: 2.7e-3)."""
     bundle = chestlens.load("xray3-screener")
     model = bundle.build_model()
     x = preprocess(read_image(pip_dicom("RG1_UNCR.dcm")), bundle.spec.preprocess)[None]
     with torch.no_grad():
         expected = apply_temperature(model(x).numpy(), bundle.spec.temperature)[0]
     got = np.array(list(chest.result.classification.probabilities.values()))
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(got, expected, atol=5e-3)
 
 
 def test_heatmap_and_masks_have_documented_shapes(chest):
@@ -76,9 +78,9 @@ def test_ct_slice_gets_lungs_from_hounsfield_units(screener, pip_dicom):
     assert any("CT classifier" in note for note in result.notes)
 
 
-@pytest.mark.parametrize("method", ["gradcam++", "hirescam"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "hirescam"])
 def test_cam_methods_are_selectable(pip_dicom, method):
-    screening = Screener(device="cpu", cam=method).screen(pip_dicom("RG1_UNCR.dcm"))
+    screening = Screener(runtime="torch", device="cpu", cam=method).screen(pip_dicom("RG1_UNCR.dcm"))
     assert screening.result.explanation.method == method
     assert screening.heatmap.shape == (192, 192)
 
@@ -97,7 +99,7 @@ def test_batch_equals_single_and_keeps_failures_in_place(screener, chest, pip_di
 
 def test_lesion_segmenter_runs_and_measures(tiny_segmenter_bundle, pip_dicom):
     bundle, _ = tiny_segmenter_bundle(task="lesions-xray")
-    screener = Screener(lesions=[str(bundle)], device="cpu", cam=None)
+    screener = Screener(lesions=[str(bundle)], runtime="torch", device="cpu", cam=None)
     screening = screener.screen(pip_dicom("RG1_UNCR.dcm"))
     lesions = screening.result.lesions
     assert lesions.ran and lesions.model.name == "tiny-lesions"
@@ -113,7 +115,9 @@ def test_lesion_segmenter_runs_and_measures(tiny_segmenter_bundle, pip_dicom):
 
 def test_lesion_segmenter_is_gated_by_the_decision(tiny_segmenter_bundle, pip_dicom):
     bundle, _ = tiny_segmenter_bundle(task="lesions-xray", run_if_positive=["COVID-19"])
-    screening = Screener(lesions=[str(bundle)], device="cpu", cam=None).screen(pip_dicom("RG1_UNCR.dcm"))
+    screening = Screener(lesions=[str(bundle)], runtime="torch", device="cpu", cam=None).screen(
+        pip_dicom("RG1_UNCR.dcm")
+    )
     covid = next(d for d in screening.result.classification.decisions if d.label == "COVID-19")
     assert screening.result.lesions.ran == covid.positive
     if not covid.positive:
@@ -123,7 +127,9 @@ def test_lesion_segmenter_is_gated_by_the_decision(tiny_segmenter_bundle, pip_di
 
 @pytest.mark.slow
 def test_compiled_models_equal_eager(chest, pip_dicom):
-    compiled = Screener(device="cpu", cam=None, compile=True).screen(pip_dicom("RG1_UNCR.dcm"))
+    compiled = Screener(runtime="torch", device="cpu", cam=None, compile=True).screen(
+        pip_dicom("RG1_UNCR.dcm")
+    )
     eager = chest.result.classification.probabilities
     assert compiled.result.classification.probabilities == pytest.approx(eager, abs=1e-4)
     assert compiled.result.lungs.area_fraction == pytest.approx(chest.result.lungs.area_fraction, abs=1e-3)

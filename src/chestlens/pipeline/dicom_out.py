@@ -27,7 +27,7 @@ Structured Report (Comprehensive SR, TID 1500 "Imaging Measurement Report", prel
   ``1``), and for a decision at an operating point DCM 122411 "Threshold Value" plus a qualitative
   evaluation ``<class> = Present | Absent`` (SCT 52101004 / 272519000); the classifier bundle as
   algorithm identification (name, version, weights SHA-256, temperature);
-* Grad-CAM (when its lung share is known): finding = the target class, private ``99CHESTLENS
+* the heatmap (when its lung share is known): finding = the target class, private ``99CHESTLENS
   CAMLUNGENERGY`` (share of the heatmap inside the lung mask, UCUM ``1``), finding site lung;
 * lungs: finding SCT 39607008 "Lung", SCT 42798000 "Area" (UCUM ``mm2``), SCT 118565006 "Volume"
   (UCUM ``ml``), private ``LUNGAREAFRACTION`` (share of the image);

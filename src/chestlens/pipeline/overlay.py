@@ -74,7 +74,9 @@ def _panels(screening: Screening, grey: np.ndarray) -> list[tuple[str, np.ndarra
         panel = ((1 - weight) * base + weight * coloured).astype(np.uint8)
         if lungs is not None:
             panel[_contour(lungs)] = LUNG_COLOUR
-        panels.append((f"Grad-CAM: {screening.result.explanation.target_label}", panel))
+        explanation = screening.result.explanation
+        method = "CAM" if explanation.method == "cam" else explanation.method
+        panels.append((f"{method}: {explanation.target_label}", panel))
     if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
         panel = base.copy()
         labels = resize_nearest(screening.lesion_map, size)

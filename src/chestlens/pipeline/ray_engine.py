@@ -39,8 +39,9 @@ class ScreenerOptions:
     """
 
     models: tuple[str, ...] = ()
+    runtime: str = "onnx"
     device: str = "auto"
-    cam: str | None = "gradcam"
+    cam: str | None = "cam"
     compile: bool = False
 
     def build(self):
@@ -48,7 +49,12 @@ class ScreenerOptions:
         from chestlens.models.catalog import default_models
         from chestlens.pipeline.screener import Screener
 
-        kwargs: dict[str, Any] = {"device": self.device, "cam": self.cam, "compile": self.compile}
+        kwargs: dict[str, Any] = {
+            "runtime": self.runtime,
+            "device": self.device,
+            "cam": self.cam,
+            "compile": self.compile,
+        }
         return Screener.from_models(self.models or default_models(), **kwargs)
 
 

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 
-SCHEMA_VERSION = "1.1"  # 1.1: CT series slice scores, series score and total lung involvement
+SCHEMA_VERSION = "1.2"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
+# CT classification (slice indices and probabilities of a series), the "cam" heatmap method
 
 
 class _Strict(BaseModel):
@@ -80,12 +81,16 @@ class Classification(_Strict):
     top_label: str
     temperature: float
     decisions: list[Decision] = Field(default_factory=list)
+    # CT series only: the classified slices (volume order) and their probabilities (label order); the
+    # series probabilities above are their mean.
+    slice_indices: list[int] | None = None
+    slice_probabilities: list[list[float]] | None = None
 
 
 class Explanation(_Strict):
     """Class-activation map for the top label (the map itself is an overlay image, not in the JSON)."""
 
-    method: Literal["gradcam", "gradcam++", "hirescam"]
+    method: Literal["cam", "gradcam", "gradcam++", "hirescam"]  # cam: the graph's class-activation map
     target_label: str
     layer: str
     energy_in_lungs: float | None  # share of the heatmap's total mass inside the lung mask
@@ -137,6 +142,7 @@ class ScreeningResult(_Strict):
     schema_version: str = SCHEMA_VERSION
     chestlens_version: str
     disclaimer: str = RESEARCH_USE_DISCLAIMER
+    runtime: Literal["onnx", "torch"] | None = None  # which runtime ran the model graphs
     input: InputInfo
     gate: GateVerdict
     classification: Classification | None = None

@@ -185,7 +185,7 @@ async def get_job(request: Request, job_id: ID) -> JobOut:
 async def models(request: Request) -> list[ModelOut]:
     """The loaded models with their model cards."""
     engine, _ = service_of(request).require_ready()
-    return [_model_out(model.bundle.spec, model.bundle.path) for model in engine.screener.models]
+    return [_model_out(model.spec, model.path) for model in engine.screener.models]
 
 
 def _model_out(spec, path) -> ModelOut:
