@@ -29,6 +29,10 @@ from chestlens.cli import (
 from chestlens.cli.help_types import use_plain_type_names
 
 EXIT_BAD_INPUT = 2
+#: Top-level modules of the ``[train]`` extra: a command that imports one of them needs that extra.
+TRAIN_EXTRA_MODULES = frozenset(
+    {"torch", "torchvision", "timm", "segmentation_models_pytorch", "pytorch_grad_cam", "safetensors", "onnx"}
+)
 
 use_plain_type_names()
 
@@ -72,6 +76,16 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="chestlens")
     except ChestlensInputError as error:
         print(f"chestlens: error: {error}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        command = " ".join(a for a in (argv or sys.argv[1:])[:2] if not a.startswith("-"))
+        print(
+            f"chestlens: error: chestlens {command} needs PyTorch ({error.name} is not installed): "
+            "install it with pip install 'chestlens[train]'",
+            file=sys.stderr,
+        )
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("chestlens: interrupted", file=sys.stderr)

@@ -26,7 +26,12 @@ def check_device(name: str) -> str:
         raise _unknown_device(name)
     if kind != "cuda":
         return name
-    import torch
+    try:
+        import torch
+    except ImportError as error:
+        from chestlens.runtime.base import missing_extra
+
+        raise missing_extra(f"--device {name}") from error
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
@@ -42,5 +47,42 @@ Device = Annotated[
         "--device",
         callback=check_device,
         help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N.",
+    ),
+]
+
+
+def check_runtime(name: str) -> str:
+    """``name`` when it is a runtime (``onnx`` or ``torch``); ``torch`` also needs PyTorch installed."""
+    if name not in ("onnx", "torch"):
+        raise ChestlensInputError(None, f"--runtime {name}: unknown runtime; use onnx or torch")
+    if name == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError as error:
+            from chestlens.runtime.base import missing_extra
+
+            raise missing_extra("--runtime torch") from error
+    return name
+
+
+RuntimeOption = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        callback=check_runtime,
+        help="onnx (ONNX Runtime, the default; needs no PyTorch) or torch (the same graphs in PyTorch; "
+        "needs chestlens[train]).",
+    ),
+]
+
+#: Heatmap choices of ``--cam`` (``none``: no heatmap).
+CAM_CHOICES = ("cam", "gradcam", "gradcam++", "hirescam", "none")
+
+Cam = Annotated[
+    str,
+    typer.Option(
+        "--cam",
+        help="Heatmap: cam (class-activation map, any runtime), gradcam, gradcam++, hirescam "
+        "(--runtime torch) or none.",
     ),
 ]

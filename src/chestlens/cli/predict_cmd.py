@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device
+from chestlens.cli.options import CAM_CHOICES, Cam, Device, RuntimeOption
 from chestlens.errors import ChestlensInputError
 
 EXIT_SOME_FAILED = 2
@@ -139,10 +139,14 @@ def predict(
         typer.Option("--models", help="Comma-separated bundles (names or folders); default: bundled."),
     ] = None,
     device: Device = "auto",
-    cam: Annotated[str, typer.Option("--cam", help="gradcam, gradcam++, hirescam or none.")] = "gradcam",
+    runtime: RuntimeOption = "onnx",
+    cam: Cam = "cam",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per model batch.")] = 8,
     compile_models: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the models (faster batches after a slow start).")
+        bool,
+        typer.Option(
+            "--compile", help="--runtime torch: torch.compile the models (slow start, faster batches)."
+        ),
     ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, table or counts; errors still print.")
@@ -157,8 +161,8 @@ def predict(
     actors: Annotated[int, typer.Option("--actors", min=1, help="Ray: screener actors (model copies).")] = 2,
     actor_gpus: Annotated[float, typer.Option("--actor-gpus", min=0, help="Ray: GPUs per actor.")] = 0.0,
 ) -> None:
-    """Screen chest X-rays and CT (research use only): quality gate, probabilities, decision, Grad-CAM,
-    lung and lesion measurements."""
+    """Screen chest X-rays and CT (research use only): quality gate, probabilities, decision, heatmap,
+    lung and lesion measurements. Models run on ONNX Runtime unless --runtime torch."""
     from rich.console import Console
     from tqdm import tqdm
 
@@ -177,8 +181,8 @@ def predict(
     )
     from chestlens.pipeline.screener import Screener
 
-    if cam not in ("gradcam", "gradcam++", "hirescam", "none"):
-        raise typer.BadParameter(f"unknown CAM method {cam!r}", param_hint="--cam")
+    if cam not in CAM_CHOICES:
+        raise typer.BadParameter(f"unknown heatmap {cam!r}; use {', '.join(CAM_CHOICES)}", param_hint="--cam")
     if engine not in ("serial", "ray"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
     if engine == "ray" and (out is None or overlays is not None or dicom_out is not None):
@@ -193,7 +197,12 @@ def predict(
         log.repair()
         done = log.done_keys()
     todo = [p for p in inputs.items if keys[p] not in done]
-    options = {"device": device, "cam": None if cam == "none" else cam, "compile": compile_models}
+    options = {
+        "runtime": runtime,
+        "device": device,
+        "cam": None if cam == "none" else cam,
+        "compile": compile_models,
+    }
     console = Console(stderr=True)
     if not quiet:
         console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
