@@ -42,8 +42,9 @@ def test_openapi_declares_the_key_when_keys_are_set(tmp_path):
     scheme = schema["components"]["securitySchemes"]["APIKey"]
     assert scheme["type"] == "apiKey" and scheme["in"] == "header" and scheme["name"] == "X-API-Key"
     operations = _operations(schema)
-    api = {name: op for name, op in operations.items() if name.split()[1].startswith("/api/v1/")}
-    assert len(api) >= 6 and "POST /api/v1/screenings" in api
+    keyed = ("/api/v1/", "/dicomweb/")
+    api = {name: op for name, op in operations.items() if name.split()[1].startswith(keyed)}
+    assert len(api) >= 8 and {"POST /api/v1/screenings", "POST /dicomweb/studies"} <= set(api)
     for name, operation in api.items():
         assert operation.get("security") == [SCHEME], name
         assert "401" in operation["responses"], name
@@ -100,3 +101,13 @@ def test_an_upload_without_a_key_is_refused_unread(tmp_path):
             headers={"Content-Type": "multipart/form-data; boundary=b", "X-API-Key": KEY},
         )
         assert keyed_response.status_code != 401
+
+
+def test_dicomweb_stow_needs_the_key_too(tmp_path):
+    """docs/pacs.md: the API key and body size limits of the service apply to STOW-RS."""
+    headers = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
+    with _service(tmp_path, frozenset({KEY})) as keyed:
+        for path in ("/dicomweb/studies", "/dicomweb/studies/1.2.3"):
+            assert_problem(keyed.post(path, content=b"--b--\r\n", headers=headers), 401, "X-API-Key")
+            keyed_response = keyed.post(path, content=b"--b--\r\n", headers={**headers, "X-API-Key": KEY})
+            assert keyed_response.status_code != 401

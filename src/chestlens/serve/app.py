@@ -2,7 +2,7 @@
 
 Mounted: the API (:mod:`chestlens.serve.api`), the page at ``/`` and its assets at ``/static``
 (:mod:`chestlens.serve.page`; nothing comes from a CDN), the OpenAPI schema at ``/api/v1/openapi.json``.
-With API keys configured the API router (``/api/v1``) carries the key dependency
+With API keys configured the API routers (``/api/v1``, DICOMweb) carry the key dependency
 (:mod:`chestlens.serve.security`). No debug mode, no interactive docs (they would load scripts from a
 CDN), CORS only for the origins configured. Other parts add their mounts to the returned app (e.g. the
 offline page at ``/offline/``).
@@ -21,7 +21,7 @@ from chestlens.export.offline import mount_offline
 from chestlens.serve import api, page, stow
 from chestlens.serve.middleware import GuardMiddleware
 from chestlens.serve.problems import install_problem_handlers
-from chestlens.serve.security import require_api_key
+from chestlens.serve.security import UNAUTHORIZED, require_api_key
 from chestlens.serve.service import Service
 from chestlens.serve.settings import ServeSettings
 
@@ -56,10 +56,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = Service(settings)
     install_problem_handlers(app)
-    keyed = [Depends(require_api_key)] if settings.api_keys else []
+    keyed = bool(settings.api_keys)  # without keys the API is open and its OpenAPI document says so
+    dependencies, responses = ([Depends(require_api_key)], UNAUTHORIZED) if keyed else ([], {})
     app.include_router(api.health_router)
-    app.include_router(api.router, dependencies=keyed)
-    app.include_router(stow.router)  # DICOMweb STOW-RS at /dicomweb/studies
+    app.include_router(api.router, dependencies=dependencies, responses=responses)
+    # DICOMweb STOW-RS at /dicomweb/studies
+    app.include_router(stow.router, dependencies=dependencies, responses=responses)
     page.mount_page(app)
     mount_offline(app)  # the offline screener (chestlens export web) at /offline/
     if settings.cors_origins:

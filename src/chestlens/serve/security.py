@@ -1,10 +1,11 @@
 """API keys: a FastAPI security dependency, so the OpenAPI document declares them.
 
 When keys are configured (:attr:`ServeSettings.api_keys <chestlens.serve.settings.ServeSettings>`),
-:func:`chestlens.serve.app.create_app` includes the API router (``/api/v1`` and its OpenAPI document)
-with ``dependencies=[Depends(require_api_key)]``: every operation then lists the
-``APIKey`` scheme (``X-API-Key`` header) under ``security``, and a request without a valid key answers
-401 with a problem document. Without keys the routers are included as they are and the API is open.
+:func:`chestlens.serve.app.create_app` includes the API routers (``/api/v1`` with its OpenAPI document,
+and DICOMweb STOW-RS at ``/dicomweb``) with ``dependencies=[Depends(require_api_key)]``: every operation
+then lists the ``APIKey`` scheme (``X-API-Key`` header) under ``security`` and its 401 response, and a
+request without a valid key answers 401 with a problem document. Without keys the routers are included
+as they are and the API is open.
 ``/healthz``, ``/readyz``, the page and its assets never need a key. CORS preflights (``OPTIONS``) are
 answered by the CORS middleware before any route, so they need no key either. The key guards the
 operations, not the URL space: a path under ``/api/`` that is no route answers 404 (a wrong method 405)
@@ -25,7 +26,7 @@ from fastapi import Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 
-from chestlens.serve.problems import ProblemError
+from chestlens.serve.problems import Problem, ProblemError
 
 API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(
@@ -34,6 +35,11 @@ api_key_header = APIKeyHeader(
     description="One of the keys the server was started with (CHESTLENS_API_KEYS or --api-key-file).",
     auto_error=False,  # the 401 is ours: a problem document, not FastAPI's {"detail": ...}
 )
+
+#: The 401 as the routers document it when keys are set.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "content": {"application/problem+json": {}}, "description": "no valid API key"}
+}
 
 
 def key_accepted(given: str | None, keys: frozenset[str]) -> bool:
