@@ -1,7 +1,9 @@
 """``chestlens serve``: the screening web service and page (FastAPI + uvicorn).
 
 API keys are never taken on the command line (visible to every user in ``ps``): set
-``CHESTLENS_API_KEYS`` (comma-separated) or give ``--api-key-file`` (one key a line).
+``CHESTLENS_API_KEYS`` (comma-separated) or give ``--api-key-file`` (one key a line). Every other setting
+can also come from a ``CHESTLENS_SERVE_*`` variable (see :mod:`chestlens.serve.settings`); an option
+given on the command line wins over it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(
+    ctx: typer.Context,
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback by default).")
     ] = "127.0.0.1",
@@ -83,21 +86,26 @@ def serve(
     from chestlens.serve.middleware import configure_logging
     from chestlens.serve.settings import API_KEYS_ENV, MB, SETTINGS_ENV, ServeSettings, api_keys_from_env
 
-    settings = ServeSettings(
-        data_dir=data_dir,
-        database_url=database,
-        max_upload_bytes=round(max_upload_mb * MB),
-        max_batch=max_batch,
-        batch_wait_ms=batch_wait_ms,
-        queue_size=queue_size,
-        api_keys=api_keys_from_env() | (_keys_from_file(api_key_file) if api_key_file else frozenset()),
-        cors_origins=tuple(cors_origin or ()),
-        device=device,
-    )
-    if models:
-        settings = settings.replace(models=tuple(m.strip() for m in models.split(",") if m.strip()))
-    if max_pixels:
-        settings = settings.replace(max_pixels=max_pixels)
+    def given(option: str) -> bool:  # on the command line, not a default (CHESTLENS_SERVE_* apply then)
+        source = ctx.get_parameter_source(option)  # click's enum, or the one of typer's own copy of click
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    options = {
+        "data_dir": ("data_dir", data_dir),
+        "database": ("database_url", database),
+        "max_upload_mb": ("max_upload_bytes", round(max_upload_mb * MB)),
+        "max_batch": ("max_batch", max_batch),
+        "batch_wait_ms": ("batch_wait_ms", batch_wait_ms),
+        "queue_size": ("queue_size", queue_size),
+        "cors_origin": ("cors_origins", tuple(cors_origin or ())),
+        "device": ("device", device),
+        "models": ("models", models),  # comma-separated, like CHESTLENS_SERVE_MODELS
+        "max_pixels": ("max_pixels", max_pixels),
+    }
+    values = {field: value for option, (field, value) in options.items() if given(option) and value != ""}
+    if api_key_file:
+        values["api_keys"] = api_keys_from_env() | _keys_from_file(api_key_file)
+    settings = ServeSettings.load(**values)  # a bad value: one line, exit code 2
     for name in settings.models:
         read_spec(name)  # a wrong --models fails here, in one line, before the server starts
     if not settings.api_keys and not _is_loopback(host):

@@ -1,4 +1,5 @@
-"""Routes under ``/api/v1`` plus ``/healthz`` and ``/readyz``.
+"""Routes under ``/api/v1`` (:data:`router`, with the OpenAPI document) plus ``/healthz`` and ``/readyz``
+(:data:`health_router`, never behind an API key).
 
 ``POST /api/v1/screenings`` (multipart field ``file``): one image answers 200 with the stored result;
 a zip of a DICOM series, or several DICOM files, answers 202 with a job to poll at ``/api/v1/jobs/{id}``.
@@ -30,6 +31,7 @@ from chestlens.serve.schemas import (
     screening_out,
     worklist_item,
 )
+from chestlens.serve.security import KeyFirstRoute
 from chestlens.serve.service import Service
 from chestlens.serve.store import Store, new_id
 from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported
@@ -43,25 +45,32 @@ ERRORS = {
     for code in (400, 401, 404, 413, 415, 422, 503)
 }
 
-router = APIRouter()
+health_router = APIRouter()
+router = APIRouter(route_class=KeyFirstRoute)  # create_app adds the API key dependency when keys are set
 
 
 def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
-@router.get("/healthz", response_model=Health, tags=["health"])
+@health_router.get("/healthz", response_model=Health, tags=["health"])
 async def healthz() -> Health:
     """The process is up (models may still be loading)."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses=ERRORS, tags=["health"])
+@health_router.get("/readyz", response_model=Health, responses=ERRORS, tags=["health"])
 async def readyz(request: Request) -> Health:
     """Ready to screen: models loaded and interrupted jobs recovered; 503 before that."""
     service = service_of(request)
     service.require_ready()
     return Health(status="ready", models=list(service.settings.models))
+
+
+@router.get(f"{API}/openapi.json", include_in_schema=False)
+async def openapi(request: Request) -> JSONResponse:
+    """The OpenAPI document (served here rather than by FastAPI, so the API key applies to it too)."""
+    return JSONResponse(request.app.openapi())
 
 
 @router.post(

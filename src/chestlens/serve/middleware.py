@@ -1,18 +1,17 @@
-"""One ASGI middleware for every request: request id, size limit, API keys, security headers, a log line.
+"""One ASGI middleware for every request: request id, size limit, security headers, a log line.
 
 * Request id: the client's ``X-Request-ID`` when it is 1-64 characters of ``[A-Za-z0-9-]``, else a new
   random one; echoed in the response header and in problem bodies, and in the log line.
 * Size limit: a ``Content-Length`` over the limit is refused before reading (413); a chunked body is
   counted as it streams and the response is replaced by a 413 once it goes over.
-* API keys: when keys are configured, every ``/api/`` request needs ``X-API-Key`` (401 otherwise),
-  except CORS preflights (``OPTIONS``), which carry no custom headers.
+* API keys are not checked here but by a dependency of the API routes (:mod:`chestlens.serve.security`),
+  so the OpenAPI document declares them.
 * Log line (JSON, logger ``chestlens.serve``): method, path, status, milliseconds, request id; never a
   query string, a file name or anything from an image.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import re
@@ -61,10 +60,10 @@ def _problem_message(
 
 
 class GuardMiddleware:
-    """See the module docstring. ``api_keys`` empty: the API is open."""
+    """See the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, api_keys: frozenset[str]) -> None:
-        self.app, self.max_body, self.api_keys = app, max_body_bytes, api_keys
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app, self.max_body = app, max_body_bytes
 
     def _refusal(self, scope: Scope, request_id: str) -> tuple[Message, Message] | None:
         headers = dict(scope.get("headers") or [])
@@ -77,12 +76,6 @@ class GuardMiddleware:
                 f"the request body of {int(length):,} bytes exceeds the limit of {self.max_body:,} bytes",
                 request_id,
             )
-        if self.api_keys and scope["path"].startswith("/api/") and scope.get("method") != "OPTIONS":
-            given = headers.get(b"x-api-key", b"").decode("latin-1")
-            if not any(hmac.compare_digest(given, key) for key in self.api_keys):
-                return _problem_message(
-                    401, "unauthorized", "API key required", "send a valid X-API-Key header", request_id
-                )
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

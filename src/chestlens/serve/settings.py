@@ -1,4 +1,12 @@
-"""Configuration of ``chestlens serve``: one frozen dataclass for :func:`chestlens.serve.app.create_app`.
+"""Configuration of ``chestlens serve``: one frozen pydantic-settings model for
+:func:`chestlens.serve.app.create_app`.
+
+Every field can come from the environment: ``CHESTLENS_SERVE_<FIELD>`` (``CHESTLENS_SERVE_MAX_BATCH=4``;
+lists comma-separated: ``CHESTLENS_SERVE_MODELS=xray3-screener,ct-lesions``), except the API keys, which
+are read from :data:`API_KEYS_ENV` only (comma-separated). Values given to the constructor (the CLI's
+options) win over the environment, which wins over the defaults. A bad value raises
+:class:`pydantic.ValidationError`; :meth:`ServeSettings.load` turns it into a one-line
+:class:`~chestlens.errors.ChestlensInputError` that names the variable.
 
 With ``--workers N`` uvicorn imports the app in N processes, so the settings travel as JSON in the
 environment variable :data:`SETTINGS_ENV` (:meth:`ServeSettings.to_env` / :meth:`ServeSettings.from_env`).
@@ -6,23 +14,37 @@ environment variable :data:`SETTINGS_ENV` (:meth:`ServeSettings.to_env` / :meth:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+import re
+from collections.abc import Collection
 from pathlib import Path
+from typing import Annotated, Any
 
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from chestlens.errors import ChestlensInputError
 from chestlens.io.limits import DEFAULT_MAX_PIXELS
 from chestlens.models.catalog import default_models
 
+ENV_PREFIX = "CHESTLENS_SERVE_"
 SETTINGS_ENV = "CHESTLENS_SERVE_SETTINGS"
 API_KEYS_ENV = "CHESTLENS_API_KEYS"
 DEFAULT_DATA_DIR = Path("chestlens-serve")
 MB = 1024 * 1024
+#: Fields whose values are never quoted in an error message.
+_SECRET = frozenset({"api_keys"})
 
 
-@dataclass(frozen=True, slots=True)
-class ServeSettings:
+def _split(value: Any) -> Any:
+    """``"a, b,"`` -> ``["a", "b"]`` (blank entries ignored); anything else as it is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class ServeSettings(BaseSettings):
     """Everything the service needs to know.
 
     Attributes:
@@ -39,26 +61,56 @@ class ServeSettings:
         queue_size: requests waiting for the models before new ones answer 503 with Retry-After.
         retry_after_s: the Retry-After value of that 503 (seconds).
         api_keys: accepted ``X-API-Key`` values; empty: the API is open (bind to loopback then).
+            From the environment: :data:`API_KEYS_ENV`, never ``CHESTLENS_SERVE_API_KEYS``.
         cors_origins: origins allowed by CORS; empty (default): CORS headers are never sent.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         history_limit: most results the worklist lists.
     """
 
-    models: tuple[str, ...] = field(default_factory=default_models)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        env_ignore_empty=True,  # CHESTLENS_SERVE_MAX_BATCH= (empty) means unset
+        populate_by_name=True,  # api_keys= as well as its environment variable's name
+    )
+
+    models: Annotated[tuple[str, ...], NoDecode] = Field(default_factory=default_models)
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None
-    max_upload_bytes: int = 100 * MB
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_series_bytes: int = 1024 * MB
-    max_series_files: int = 2000
-    max_batch: int = 8
-    batch_wait_ms: float = 5.0
-    queue_size: int = 64
-    retry_after_s: int = 2
-    api_keys: frozenset[str] = field(default_factory=frozenset)
-    cors_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = Field(100 * MB, ge=1)
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
+    max_series_bytes: int = Field(1024 * MB, ge=1)
+    max_series_files: int = Field(2000, ge=1)
+    max_batch: int = Field(8, ge=1)
+    batch_wait_ms: float = Field(5.0, ge=0.0)
+    queue_size: int = Field(64, ge=1)
+    retry_after_s: int = Field(2, ge=0)
+    api_keys: Annotated[frozenset[str], NoDecode] = Field(
+        default_factory=frozenset, validation_alias=API_KEYS_ENV, repr=False
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     device: str = "auto"
-    history_limit: int = 200
+    history_limit: int = Field(200, ge=1)
+
+    def __init__(self, **values: Any) -> None:
+        # api_keys= goes in under its alias (the variable's name) so that it wins over the environment in
+        # every pydantic-settings version: 2.7 kept both keys, and extra="forbid" refused the name
+        if "api_keys" in values:
+            values[API_KEYS_ENV] = values.pop("api_keys")
+        super().__init__(**values)
+
+    @field_validator("models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        if re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", value) is None:
+            raise ValueError("use auto, cpu, cuda or cuda:N")
+        return value
 
     @property
     def url(self) -> str:
@@ -66,28 +118,61 @@ class ServeSettings:
         return self.database_url or f"sqlite:///{(Path(self.data_dir) / 'chestlens.sqlite3').resolve()}"
 
     def replace(self, **changes: object) -> ServeSettings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        """A validated copy with ``changes`` (the environment is not read again)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    @classmethod
+    def load(cls, **values: Any) -> ServeSettings:
+        """``ServeSettings(**values)`` with the environment; a bad value raises a one-line
+        :class:`~chestlens.errors.ChestlensInputError` naming the setting or variable, never a traceback."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            raise ChestlensInputError(None, settings_problem(error, given=values)) from None
+        except SettingsError as error:
+            raise ChestlensInputError(None, f"invalid serve settings: {error}") from None
 
     def to_env(self) -> str:
         """JSON for :data:`SETTINGS_ENV` (API keys excluded: they stay in :data:`API_KEYS_ENV`)."""
-        values = dataclasses.asdict(self)
-        values.update(data_dir=str(self.data_dir), models=list(self.models), api_keys=[])
-        values["cors_origins"] = list(self.cors_origins)
-        return json.dumps(values)
+        return self.model_dump_json(exclude={"api_keys"})
 
     @classmethod
     def from_env(cls) -> ServeSettings:
-        """Settings from :data:`SETTINGS_ENV` (defaults when unset) plus keys from :data:`API_KEYS_ENV`."""
-        values = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
-        if "data_dir" in values:
-            values["data_dir"] = Path(values["data_dir"])
-        for name in ("models", "cors_origins"):
-            if name in values:
-                values[name] = tuple(values[name])
-        values["api_keys"] = api_keys_from_env()
-        return cls(**values)
+        """Settings from :data:`SETTINGS_ENV` plus keys from :data:`API_KEYS_ENV`; the fields that JSON
+        does not name come from ``CHESTLENS_SERVE_*`` or the defaults."""
+        try:
+            values = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, dict):
+            raise ChestlensInputError(None, f"{SETTINGS_ENV} is not a JSON object of serve settings")
+        return cls.load(**values)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a field: ``max_batch`` -> ``CHESTLENS_SERVE_MAX_BATCH``."""
+    return API_KEYS_ENV if field in _SECRET else f"{ENV_PREFIX}{field.upper()}"
+
+
+def settings_problem(error: ValidationError, given: Collection[str] = ()) -> str:
+    """One line for a :class:`ValidationError` of :class:`ServeSettings`.
+
+    A field in ``given`` (a constructor argument) is named as such; any other came from the
+    environment and is named by its variable. Values are quoted (shortened), API keys never.
+    """
+    parts = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else "settings"
+        field = "api_keys" if field == API_KEYS_ENV else field
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {field!r}")
+            continue
+        where = field if field in given else env_name(field)
+        value = "" if field in _SECRET else f"={repr(item.get('input'))[:60]}"
+        parts.append(f"{where}{value}: {item['msg']}")
+    return "invalid serve settings: " + "; ".join(parts)
 
 
 def api_keys_from_env() -> frozenset[str]:
     """Comma-separated keys in :data:`API_KEYS_ENV` (blank entries ignored)."""
-    return frozenset(k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+    return frozenset(_split(os.environ.get(API_KEYS_ENV, "")))

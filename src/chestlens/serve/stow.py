@@ -29,6 +29,7 @@ from chestlens.serve.engine import Engine, QueueFullError
 from chestlens.serve.jobs import save_screening
 from chestlens.serve.problems import ProblemError
 from chestlens.serve.schemas import API
+from chestlens.serve.security import KeyFirstRoute
 from chestlens.serve.service import Service
 from chestlens.serve.store import new_id
 from chestlens.serve.uploads import decode_image, unsupported
@@ -42,7 +43,7 @@ DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 STUDY_UID = Annotated[str, Path(pattern=r"^[0-9.]{1,64}$", description="Study Instance UID")]
 
-router = APIRouter(tags=["dicomweb"])
+router = APIRouter(tags=["dicomweb"], route_class=KeyFirstRoute)  # keyed by create_app when keys are set
 
 
 @dataclass(slots=True)
