@@ -18,6 +18,8 @@ from chestlens.cli import EXIT_BAD_INPUT, main
 from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image
 
+pytestmark = pytest.mark.inference
+
 
 def _cut(source: Path, size: int, target: Path) -> Path:
     target.write_bytes(source.read_bytes()[:size])

@@ -11,6 +11,8 @@ from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image, read_series
 from chestlens.io.deid import DEFAULT_SALT, SALT_ENV, salted_key
 
+pytestmark = pytest.mark.inference
+
 NAME, PATIENT_ID, BIRTH_DATE = "Doe^Jane^Q", "PID-7731-XK", "19700412"
 SECRETS = ("Doe", "Jane", PATIENT_ID, "7731", BIRTH_DATE, "1970-04-12")
 

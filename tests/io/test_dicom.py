@@ -8,6 +8,8 @@ import pytest
 
 from chestlens.io import read_image
 
+pytestmark = pytest.mark.inference
+
 
 def _region(pixels: np.ndarray, rows: tuple[float, float], cols: tuple[float, float]) -> float:
     """Mean of a region given as fractions of the image height and width."""

@@ -13,6 +13,8 @@ import pytest
 from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image
 
+pytestmark = pytest.mark.inference
+
 FIRST, LAST = 50, 90  # a block of 40 real CT slices with lungs, heart and spine
 
 

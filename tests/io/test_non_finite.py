@@ -16,6 +16,8 @@ from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image
 from chestlens.io.finite import MAX_NON_FINITE_FRACTION
 
+pytestmark = pytest.mark.inference
+
 NAN_COLUMNS = slice(100, 110)
 
 

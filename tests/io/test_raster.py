@@ -12,6 +12,8 @@ from PIL import Image
 from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image
 
+pytestmark = pytest.mark.inference
+
 
 def _save(image: Image.Image, path: Path, **options) -> Path:
     image.save(path, **options)

@@ -14,6 +14,8 @@ import pytest
 from chestlens.errors import ChestlensInputError
 from chestlens.io import read_image, read_series, scan_series
 
+pytestmark = pytest.mark.inference
+
 
 def _copy(files, folder: Path) -> Path:
     folder.mkdir()

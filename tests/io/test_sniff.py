@@ -14,6 +14,8 @@ from PIL import Image
 from chestlens.errors import ChestlensInputError
 from chestlens.io import sniff_format
 
+pytestmark = pytest.mark.inference
+
 
 def _picture_bytes(fmt: str) -> bytes:
     buffer = io.BytesIO()

@@ -7,6 +7,8 @@ import pytest
 
 from chestlens.io import WINDOWS, apply_window, lung_window, mediastinum_window
 
+pytestmark = pytest.mark.inference
+
 
 def test_presets_are_the_documented_values():
     assert WINDOWS["lung"] == (-600.0, 1500.0)

@@ -12,7 +12,7 @@ from serve_helpers import upload
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.pipeline.schema import ScreeningResult
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.inference, pytest.mark.shared_data]
 
 
 def test_health_ready_and_openapi(client):

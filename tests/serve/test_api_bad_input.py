@@ -13,6 +13,8 @@ from tests.io.test_bad_input import BAD_INPUTS
 
 from chestlens.serve.settings import ServeSettings
 
+pytestmark = pytest.mark.inference
+
 #: Foundation cases that are about paths, not bytes: an upload cannot be missing or a folder.
 PATH_ONLY = {"missing file", "folder without DICOM"}
 #: Cases refused before decoding: bytes of no supported format are an unsupported media type.

@@ -9,7 +9,7 @@ from serve_helpers import assert_problem, serving, upload
 
 from chestlens.serve.settings import ServeSettings
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.inference, pytest.mark.shared_data]
 CLIENTS = 8
 
 

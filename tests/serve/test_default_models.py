@@ -11,6 +11,8 @@ from chestlens.models.catalog import bundled_lesion_segmenters, default_models
 from chestlens.pipeline.screener import Screener
 from chestlens.serve.settings import ServeSettings
 
+pytestmark = pytest.mark.inference
+
 
 def _names(screener: Screener) -> set[str]:
     return {model.spec.name for model in screener.models}

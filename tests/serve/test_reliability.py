@@ -27,13 +27,13 @@ from tests.io.test_non_finite import NAN_COLUMNS, nan_slope_radiograph
 from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
 from chestlens.io.deid import DEFAULT_SALT, SALT_ENV, salted_key
+from chestlens.io.salt import SALT_FILE
 from chestlens.pipeline.screener import Screening
 from chestlens.serve.engine import Engine
-from chestlens.serve.salt import SALT_FILE
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.uploads import SPOOL
 
-pytestmark = pytest.mark.shared_data
+pytestmark = [pytest.mark.inference, pytest.mark.shared_data]
 BURST = 6
 PATIENT_FOLDER = "PATIENT-123456"  # a zip member name holding a patient id
 

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from serve_helpers import wait_ready
 
 from chestlens.io.deid import DEFAULT_SALT, SALT_ENV, id_salt
+from chestlens.io.salt import SALT_FILE
 from chestlens.serve.app import create_app
-from chestlens.serve.salt import SALT_FILE
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store, new_id
 from chestlens.serve.uploads import SPOOL, SPOOL_GRACE_S

@@ -13,7 +13,7 @@
   so a PACS forwarding a whole study (including chestlens' own results) sees no errors.
 
 File and folder names, logs and the audit log use salted keys (:mod:`chestlens.io.deid`) with the
-listener's installation salt (:func:`chestlens.serve.salt.choose_salt` on the state folder).
+listener's installation salt (:func:`chestlens.io.salt.choose_salt` on the state folder).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from chestlens.dicomnet.outbox import Outbox
 from chestlens.dicomnet.screening import INCOMING_DIR, ScreeningWorker, is_ct_slice
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.io.deid import use_installation_salt
+from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
-from chestlens.serve.salt import choose_salt
 
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700

@@ -9,7 +9,7 @@ The salt, in order of precedence:
 
 1. the environment variable ``CHESTLENS_ID_SALT`` (a configured salt);
 2. the installation salt a long-running process set with :func:`use_installation_salt`:
-   ``chestlens serve`` keeps a random secret one with its data (:mod:`chestlens.serve.salt`);
+   ``chestlens serve`` keeps a random secret one with its data (:mod:`chestlens.io.salt`);
 3. the public default :data:`DEFAULT_SALT`. With it the keys are only pseudonymous (a known id can
    be hashed and compared, and short ids can be found by trying them all), so set your own secret
    salt before sharing keys outside your site.

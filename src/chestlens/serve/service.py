@@ -1,6 +1,6 @@
 """The running service: settings, store, models (loaded in the background), batcher and job runner.
 
-Start-up, in order: the private data folder; the salt for patient keys (:mod:`chestlens.serve.salt`,
+Start-up, in order: the private data folder; the salt for patient keys (:mod:`chestlens.io.salt`,
 logged by origin, never by value); the store; orphan spool folders removed
 (:func:`chestlens.serve.uploads.remove_orphan_spools`); then the models load in the background.
 """
@@ -12,11 +12,11 @@ import logging
 from pathlib import Path
 
 from chestlens.io.deid import use_installation_salt
+from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
 from chestlens.serve.engine import Engine
 from chestlens.serve.jobs import JobRunner
 from chestlens.serve.problems import ProblemError
-from chestlens.serve.salt import choose_salt
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store
 from chestlens.serve.uploads import remove_orphan_spools
@@ -61,7 +61,7 @@ class Service:
         settings = self.settings
         try:
             screener = await asyncio.to_thread(
-                Screener.from_models, list(settings.models), device=settings.device
+                Screener.from_models, list(settings.models), runtime=settings.runtime, device=settings.device
             )
         except Exception as error:
             self.load_error = str(error)

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
@@ -63,7 +63,8 @@ class ServeSettings(BaseSettings):
         api_keys: accepted ``X-API-Key`` values; empty: the API is open (bind to loopback then).
             From the environment: :data:`API_KEYS_ENV`, never ``CHESTLENS_SERVE_API_KEYS``.
         cors_origins: origins allowed by CORS; empty (default): CORS headers are never sent.
-        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        runtime: ``onnx`` (ONNX Runtime, default) or ``torch`` (needs the ``[train]`` extra).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``cuda`` with the ``torch`` runtime).
         history_limit: most results the worklist lists.
     """
 
@@ -90,6 +91,7 @@ class ServeSettings(BaseSettings):
         default_factory=frozenset, validation_alias=API_KEYS_ENV, repr=False
     )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    runtime: Literal["onnx", "torch"] = "onnx"
     device: str = "auto"
     history_limit: int = Field(200, ge=1)
 

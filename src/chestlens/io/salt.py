@@ -1,4 +1,5 @@
-"""The service's secret salt for patient, study and series keys (:mod:`chestlens.io.deid`).
+"""The installation's secret salt for patient, study and series keys (:mod:`chestlens.io.deid`), used by
+`chestlens serve` and `chestlens listen`.
 
 With the public default salt a ``patient_key`` can be reversed by hashing every candidate id (a 6-digit
 PatientID takes seconds), so the service never uses it. At start-up it takes, in this order:
