@@ -52,6 +52,17 @@ def trained(shared_data: Path, tmp_path_factory) -> tuple[Path, Path]:
     return work / "run" / "bundle", splits
 
 
+def test_training_writes_a_verified_graph_that_onnx_runtime_screens_with(trained, pip_dicom):
+    from chestlens.pipeline.screener import Screener
+
+    bundle, _ = trained
+    spec = json.loads((bundle / "bundle.json").read_text())
+    assert (bundle / "model.onnx").is_file()
+    assert spec["graph"]["max_abs_diff_probabilities"] <= spec["graph"]["tolerance"]
+    result = Screener(classifier=str(bundle), lesions=[]).screen(pip_dicom("RG1_UNCR.dcm")).result
+    assert result.runtime == "onnx" and list(result.classification.probabilities) == spec["labels"]
+
+
 def test_training_writes_bundle_reports_and_card(trained):
     bundle, _ = trained
     spec = json.loads((bundle / "bundle.json").read_text())

@@ -174,6 +174,7 @@ def _tiny_run(shared_data: Path, tmp_path: Path, out: str) -> list[str]:
         "epochs=1",
         "batch_size=8",
         "max_steps_per_epoch=1",
+        "graph=false",
         f"splits={splits}",
         f"data_root={shared_data}",
         f"out={tmp_path / out}",

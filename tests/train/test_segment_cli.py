@@ -26,7 +26,7 @@ from chestlens.train.checkpoint import load_checkpoint_state
 pytestmark = pytest.mark.usefixtures("one_thread")
 runner = CliRunner()
 LUNGS = get_segmentation_target("lungs")
-TINY = ["input_size=32", "epochs=1", "batch_size=2", "max_steps_per_epoch=2"]
+TINY = ["input_size=32", "epochs=1", "batch_size=2", "max_steps_per_epoch=2", "graph=false"]
 
 
 def _train(settings: list[str], *extra: str):

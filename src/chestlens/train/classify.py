@@ -240,7 +240,14 @@ def run_classification(
 
     has_test = len(data["test"]) > 0
     return finish_run(
-        bundle_spec, outcome.best_state, out, evaluate, fp16=fp16, has_test=has_test, reproduce=reproduce
+        bundle_spec,
+        outcome.best_state,
+        out,
+        evaluate,
+        fp16=fp16,
+        has_test=has_test,
+        reproduce=reproduce,
+        graph_images=data["val"].images.numpy() if cfg.graph else None,
     )
 
 

@@ -63,6 +63,7 @@ class TrainConfig(BaseModel):
     out: str
     max_steps_per_epoch: int | None = None  # for smoke tests only
     fp16_bundle: bool = True  # store fp16 weights when that changes nothing measurable on validation
+    graph: bool = True  # write the verified ONNX graph (model.onnx) into the bundle: the default runtime
 
 
 class ClassifyConfig(TrainConfig):

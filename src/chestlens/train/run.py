@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from chestlens.data.hashing import default_cache_path
@@ -135,6 +136,7 @@ def finish_run(
     fp16: dict[str, Any] | None,
     has_test: bool,
     reproduce: str | None,
+    graph_images: np.ndarray | None = None,
 ) -> Path:
     """Evaluate on validation, then once on test, write the bundle (fp16 weights when ``fp16`` found them
     lossless) and, with a test split, its model card. Returns the bundle folder.
@@ -144,6 +146,10 @@ def finish_run(
             ``"validation"``) and ``"test"``; writes that split's report.
         fp16: the fp16 check (:func:`chestlens.train.fp16.fp16_check`), or None when not tried.
         reproduce: the command line that reproduces this run, for the model card.
+        graph_images: validation images ``(N, 1, S, S)`` in ``[0, 1]`` on which the bundle's ONNX graph
+            is verified before it is written (:func:`chestlens.export.bundle_graph.add_graph`); None
+            writes no graph (``graph: false``). A graph that cannot be exported or verified is logged
+            and left out: the bundle still runs with ``--runtime torch``.
     """
     spec.training["fp16_check"] = fp16
     if reproduce:
@@ -152,6 +158,27 @@ def finish_run(
     test = evaluate("test", "test", out / TEST_REPORT_DIR) if has_test else None
     spec.metrics.update({"validation": validation, "test": test})
     bundle = save_bundle(spec, state, out / BUNDLE_DIR, fp16=bool(fp16 and fp16["lossless"]))
+    if graph_images is not None:
+        _write_graph(bundle, graph_images)
     if test is not None:
         write_model_card(bundle, out / TEST_REPORT_DIR / REPORT_JSON)
     return bundle
+
+
+#: Validation images the bundle's graph is verified on.
+GRAPH_CHECK_IMAGES = 16
+
+
+def _write_graph(bundle: Path, images: np.ndarray) -> None:
+    """Add the verified ONNX graph to ``bundle``; on failure log why and leave the bundle without it."""
+    from chestlens.export.bundle_graph import add_graph
+    from chestlens.export.verify import VerificationSet
+
+    units = [image[None].astype(np.float32) for image in images[:GRAPH_CHECK_IMAGES]]
+    check = VerificationSet(units, None, f"{len(units)} validation images at the input size")
+    try:
+        record = add_graph(bundle, check)
+    except ChestlensInputError as error:
+        log.warning("no ONNX graph in %s (screen it with --runtime torch): %s", bundle, error.reason)
+        return
+    log.info("ONNX graph written: max |p_onnx - p_torch| %.2e", record.max_abs_diff_probabilities)
