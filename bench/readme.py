@@ -73,12 +73,12 @@ def _training(section: dict[str, Any]) -> list[str]:
 
 def _latency(section: dict[str, Any]) -> list[str]:
     stages = section["stages"]
-    header = ["input", *stages, "anchor xrv DenseNet-121 224", "ratio"]
+    header = ["runtime: input", *stages, "anchor xrv DenseNet-121 224", "anchor / ours"]
     rows = []
-    for name, values in section["latency"].items():
-        anchor = section["anchor"][name]["median_ms"]
+    for key, values in section["latency"].items():
+        anchor = section["anchor"][key.split(": ", 1)[-1]]["median_ms"]
         cells = [f"{values[s]['median_ms']:.0f} / {values[s]['p90_ms']:.0f}" for s in stages]
-        rows.append([name, *cells, f"{anchor:.0f}", f"{values['total']['median_ms'] / anchor:.2f}"])
+        rows.append([key, *cells, f"{anchor:.0f}", f"{anchor / values['total']['median_ms']:.2f}x"])
     title = f"**Screening latency per stage**, ms (median / p90 of {section['repeats']} runs, batch 1):"
     return [title, "", *_table(header, rows)]
 

@@ -70,21 +70,25 @@ def latency(quick: bool, repeats: int) -> dict[str, Any]:
             "RG1 PNG 2.1 MP": pipeline_latency.two_megapixel_png(Path(tmp)),
             "RG1 DICOM 3.6 MP": sample_path("RG1_UNCR.dcm"),
         }
-        screener, plain = Screener(device="cpu"), Screener(device="cpu", cam=None)
         n = 4 if quick else 48
-        return {
+        report: dict[str, Any] = {
             "repeats": repeats,
             "stages": list(pipeline_latency.STAGES),
-            "latency": {k: pipeline_latency.time_screener(screener, p, repeats) for k, p in inputs.items()},
+            "latency": {},
             "anchor": {k: pipeline_latency.time_anchor(p, repeats) for k, p in inputs.items()},
-            "throughput": {
-                k: {
-                    "with Grad-CAM": pipeline_latency.throughput(screener, p, n, 8),
-                    "no CAM": pipeline_latency.throughput(plain, p, n, 8),
-                }
-                for k, p in inputs.items()
-            },
+            "throughput": {},
         }
+        for runtime in pipeline_latency.RUNTIMES:
+            screener = Screener(runtime=runtime, device="cpu")
+            plain = Screener(runtime=runtime, device="cpu", cam=None)
+            for name, path in inputs.items():
+                key = f"{runtime}: {name}"
+                report["latency"][key] = pipeline_latency.time_screener(screener, path, repeats)
+                report["throughput"][key] = {
+                    "with heatmap": pipeline_latency.throughput(screener, path, n, 8),
+                    "no heatmap": pipeline_latency.throughput(plain, path, n, 8),
+                }
+        return report
 
 
 def optional(module_name: str, quick: bool, extra: str = "") -> dict[str, Any]:

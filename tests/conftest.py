@@ -11,7 +11,6 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 
 from chestlens.data.root import DATA_ENV, REQUIRE_DATA_ENV, data_root
 
@@ -131,6 +130,8 @@ def tiny_segmenter_bundle(tmp_path):
                 **fields,
             }
         )
+        import torch
+
         torch.manual_seed(0)
         model = create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None).eval()
         return save_bundle(spec, model.state_dict(), tmp_path / folder), model

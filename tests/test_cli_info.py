@@ -10,6 +10,8 @@ import pytest
 from chestlens.cli import main
 from chestlens.io import scan_series
 
+pytestmark = pytest.mark.inference
+
 
 def _run(capsys, *args: str) -> str:
     with pytest.raises(SystemExit) as caught:

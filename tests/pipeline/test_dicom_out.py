@@ -34,6 +34,8 @@ from chestlens.pipeline.schema import (
     ScreeningResult,
 )
 
+pytestmark = pytest.mark.inference
+
 SAMPLES = ("RG1_UNCR.dcm", "CT_small.dcm")
 CLASS_CODES = {"COVID-19": "840539006", "pneumonia": "233604007", "normal": "17621005"}
 

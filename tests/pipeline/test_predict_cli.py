@@ -12,6 +12,8 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.cli import main
 from chestlens.pipeline.schema import ScreeningResult
 
+pytestmark = pytest.mark.inference
+
 
 def _run(capsys, *args: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as caught:

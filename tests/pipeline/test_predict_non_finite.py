@@ -12,6 +12,8 @@ from tests.io.test_non_finite import float_dicom_with_nan_columns, nan_slope_rad
 
 from chestlens.cli import main
 
+pytestmark = pytest.mark.inference
+
 
 def test_predict_folder_fails_the_nan_file_alone_and_resumes(pip_dicom, tmp_path, capsys):
     folder, out = tmp_path / "in", tmp_path / "out"

@@ -11,6 +11,8 @@ import pytest
 
 from chestlens.pipeline.readahead import read_ahead
 
+pytestmark = pytest.mark.inference
+
 
 class CountingSource:
     """An endless input stream that counts how many items were taken from it."""

@@ -9,6 +9,8 @@ import sys
 
 BLOCK_TORCH = """
 import importlib.abc, sys
+
+pytestmark = pytest.mark.inference
 class NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device
+from chestlens.cli.options import Device, RuntimeOption
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +23,7 @@ def evaluate_series(
         "chestlens-series"
     ),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Block-bootstrap resamples.")] = 1000,
+    runtime: RuntimeOption = "onnx",
     device: Device = "auto",
 ) -> None:
     """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved and
@@ -39,13 +40,15 @@ def evaluate_series(
     from chestlens.pipeline.overlay import save_overlays
     from chestlens.pipeline.screener import Screener
 
-    screener = Screener(classifier=None, lungs=None, lesions=[lesions], device=device, cam=None)
+    screener = Screener(
+        classifier=None, lungs=None, lesions=[lesions], runtime=runtime, device=device, cam=None
+    )
     screening = screener.screen(series)
     result = screening.result
     summary = result.lesions
     if not screening.image.is_volume or summary is None or summary.slice_scores is None:
         reason = (
-            "; ".join(result.notes + [c.reason for c in result.gate.checks if not c.passed]) or "no lesions"
+            "; ".join(result.notes + [c.detail for c in result.gate.checks if not c.passed]) or "no lesions"
         )
         raise ChestlensInputError(series, f"not screened as a CT series with lesions: {reason}")
     write_text_atomic(out / "result.json", result.model_dump_json(indent=2) + "\n")

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device
+from chestlens.cli.options import Device, RuntimeOption
 from chestlens.errors import ChestlensInputError
 
 
@@ -76,6 +76,7 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
     ] = None,
+    runtime: RuntimeOption = "onnx",
     device: Device = "auto",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -98,6 +99,7 @@ def serve(
         "batch_wait_ms": ("batch_wait_ms", batch_wait_ms),
         "queue_size": ("queue_size", queue_size),
         "cors_origin": ("cors_origins", tuple(cors_origin or ())),
+        "runtime": ("runtime", runtime),
         "device": ("device", device),
         "models": ("models", models),  # comma-separated, like CHESTLENS_SERVE_MODELS
         "max_pixels": ("max_pixels", max_pixels),
