@@ -558,9 +558,9 @@ def render_detection_card(
     return "\n".join(lines)
 
 
-def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
-    """Render the card of ``bundle_dir`` from its ``bundle.json`` and a test ``report.json`` (classifier,
-    segmenter or detector); write it atomically as ``bundle_dir/MODEL_CARD.md``.
+def model_card_text(bundle_dir: Path, report_json: Path) -> str:
+    """The card of ``bundle_dir`` rendered from its ``bundle.json`` and a test ``report.json`` (classifier,
+    segmenter or detector).
 
     The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
     model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
@@ -573,12 +573,15 @@ def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
     raw = Path(report_json).read_text()
     if spec.kind == "segmenter":
         document = SegmentationDocument.model_validate_json(raw)
-        text = render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
-    elif spec.kind == "detector":
+        return render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
+    if spec.kind == "detector":
         report = DetectionReport.model_validate_json(raw)
-        text = render_detection_card(spec, report, confounders=confounders, reproduce=reproduce)
-    else:
-        text = render_model_card(
-            spec, ReportDocument.model_validate_json(raw), confounders=confounders, reproduce=reproduce
-        )
-    return write_text_atomic(Path(bundle_dir) / MODEL_CARD, text)
+        return render_detection_card(spec, report, confounders=confounders, reproduce=reproduce)
+    return render_model_card(
+        spec, ReportDocument.model_validate_json(raw), confounders=confounders, reproduce=reproduce
+    )
+
+
+def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
+    """Write :func:`model_card_text` atomically as ``bundle_dir/MODEL_CARD.md``."""
+    return write_text_atomic(Path(bundle_dir) / MODEL_CARD, model_card_text(bundle_dir, report_json))
