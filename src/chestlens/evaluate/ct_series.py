@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
-from chestlens.evaluate.bundle_eval import format_estimate
+from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate, estimate_text
 from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
 
 #: Consecutive slices resampled together by the block bootstrap.
@@ -144,7 +143,7 @@ def slice_report_markdown(report: SeriesSliceReport) -> list[str]:
     """Markdown lines of a slice comparison."""
 
     def est(e: Estimate) -> str:
-        return format_estimate((e.value, e.low, e.high))
+        return estimate_text(e)
 
     c = report.confusion
     series = []

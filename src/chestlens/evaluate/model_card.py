@@ -40,7 +40,7 @@ XRAY3_TARGETS = {
 
 
 def _est(e: Estimate | None) -> str:
-    return "n/a" if e is None else estimate_text(e, reason=True)
+    return estimate_text(e, reason=True)
 
 
 def _class_rows(m: MetricSet) -> list[list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.within_source import VIEW_STRATIFIED_SOURCES, StratumAUC, WithinSourceAUC
 
 #: One sentence that says what a within-source AUC is, put before its tables.
@@ -106,14 +106,11 @@ def recipe_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The recipe comparison of cross-validated recipes (rows of :func:`chestlens.train.crossval.recipe_row`)
     as Markdown lines, with its footnote."""
 
-    def cell(estimate: Mapping[str, Any] | None) -> str:
-        return "n/a" if estimate is None else estimate_text(Estimate.model_validate(estimate))
-
     body = [
         [
             row["recipe"],
-            cell(row["within_source"].get("COVID-19 vs rest")),
-            cell(row["within_source"].get("pneumonia vs normal")),
+            estimate_text(row["within_source"].get("COVID-19 vs rest")),
+            estimate_text(row["within_source"].get("pneumonia vs normal")),
             f"{row['fold_score']['mean']:.3f} ± {row['fold_score']['sd']:.3f}",
             f"{row['pooled_macro_auc']:.3f}",
             f"{row['masked_out_macro_auc']:.3f}",

@@ -37,7 +37,7 @@ from chestlens.atomic import write_text_atomic
 from chestlens.data.splits import SPLITS, SplitTable
 from chestlens.data.tasks import get_task
 from chestlens.data.tensors import LabelledImages
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.shortcut_audit import cam_energy_in_lungs, images_with_lungs, masked_variants
 from chestlens.evaluate.source_probe import pooled_features, source_probe
@@ -281,10 +281,6 @@ def _write_outputs(
     write_text_atomic(out / CV_MARKDOWN, "\n".join(cv_markdown(report)) + "\n")
 
 
-def _estimate_text(estimate: dict[str, Any]) -> str:
-    return estimate_text(Estimate.model_validate(estimate))
-
-
 def cv_markdown(report: dict[str, Any]) -> list[str]:
     """The CV report as Markdown lines: within-source AUCs first, then the audit and pooled AUC."""
     full = report["views"]["full image"]
@@ -301,10 +297,10 @@ def cv_markdown(report: dict[str, Any]) -> list[str]:
     ]
     for row in full["within_source"]:
         per = "; ".join(
-            f"{s['stratum']} {_estimate_text(s['auc'])} ({s['n_positive']}+/{s['n_negative']}-)"
+            f"{s['stratum']} {estimate_text(s['auc'])} ({s['n_positive']}+/{s['n_negative']}-)"
             for s in row["strata"]
         )
-        lines.append(f"| {row['question']} | {_estimate_text(row['pooled'])} | {row['n_pairs']} | {per} |")
+        lines.append(f"| {row['question']} | {estimate_text(row['pooled'])} | {row['n_pairs']} | {per} |")
     spread = report["fold_spread"]
     lines += [
         "",
@@ -321,7 +317,7 @@ def cv_markdown(report: dict[str, Any]) -> list[str]:
         first = view["within_source"][0]
         lines.append(
             f"| {name} | {view['macro_auc_includes_between_source_pairs']:.3f} | "
-            f"{_estimate_text(first['pooled'])} |"
+            f"{estimate_text(first['pooled'])} |"
         )
     cam = report["cam_in_lungs"]
     lines += [
