@@ -1,7 +1,7 @@
 """Tables shared by the evaluation outputs (HTML report, model card, shortcut audit, terminal): Markdown
 tables, and the rows that present within-source AUCs (:mod:`chestlens.evaluate.within_source`).
 
-Cells are plain text; the HTML report escapes them (:func:`chestlens.evaluate.page.label_cell`).
+Cells are plain text; the HTML templates escape them (``label_cell`` of ``templates/_macros.html``).
 """
 
 from __future__ import annotations
