@@ -42,6 +42,7 @@ def environment() -> Environment:
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate import tables
     from chestlens.evaluate.bootstrap import estimate_text
+    from chestlens.evaluate.results import POOLED_AUC_SCOPE
 
     env = Environment(
         loader=PackageLoader("chestlens", "templates"),
@@ -62,6 +63,8 @@ def environment() -> Environment:
         not_measured=tables.NOT_MEASURED,
         within_source_rows=tables.within_source_rows,
         strata_rows=tables.strata_rows,
+        recipe_head=tables.RECIPE_HEAD,
+        pooled_auc_scope=POOLED_AUC_SCOPE,
         zip=zip,
     )
     return env

@@ -11,6 +11,7 @@ from typing import Any
 
 from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.within_source import VIEW_STRATIFIED_SOURCES, StratumAUC, WithinSourceAUC
+from chestlens.rendering import macro_lines
 
 #: One sentence that says what a within-source AUC is, put before its tables.
 WITHIN_SOURCE_INTRO = (
@@ -34,9 +35,7 @@ STRATA_HEAD = ("question", "source", "positives", "negatives", "AUC inside the s
 
 def markdown_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """Lines of a Markdown table (then one blank line)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return [*lines, ""]
+    return macro_lines("_macros.md", "md_table", head, rows)
 
 
 def within_source_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
@@ -64,16 +63,7 @@ def strata_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
 
 def within_source_markdown(results: Sequence[WithinSourceAUC]) -> list[str]:
     """Markdown lines: the definition, the per-question table, then the per-source AUCs it pools."""
-    if not results:
-        return [NOT_MEASURED, ""]
-    return [
-        WITHIN_SOURCE_INTRO,
-        "",
-        *markdown_table(WITHIN_SOURCE_HEAD, within_source_rows(results)),
-        "Per-source AUCs pooled above:",
-        "",
-        *markdown_table(STRATA_HEAD, strata_rows(results)),
-    ]
+    return macro_lines("_macros.md", "within_source", results)
 
 
 def _stratum_text(s: StratumAUC) -> str:
@@ -105,25 +95,4 @@ RECIPE_HEAD = (
 def recipe_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The recipe comparison of cross-validated recipes (rows of :func:`chestlens.train.crossval.recipe_row`)
     as Markdown lines, with its footnote."""
-
-    body = [
-        [
-            row["recipe"],
-            estimate_text(row["within_source"].get("COVID-19 vs rest")),
-            estimate_text(row["within_source"].get("pneumonia vs normal")),
-            f"{row['fold_score']['mean']:.3f} ± {row['fold_score']['sd']:.3f}",
-            f"{row['pooled_macro_auc']:.3f}",
-            f"{row['masked_out_macro_auc']:.3f}",
-            f"{row['cam_in_lungs']:.2f}",
-            f"{row['source_probe_excess']:+.3f}",
-        ]
-        for row in rows
-    ]
-    return [
-        *markdown_table(RECIPE_HEAD, body),
-        "*includes between-source pairs. Within-source AUCs: out-of-fold predictions, 95% CI by bootstrap "
-        "over patients; per-fold score: mean within-source AUC of the two questions in each test fold; "
-        "source probe: grouped-CV accuracy of a linear probe predicting the source from the pooled "
-        "features, minus the majority-source rate.",
-        "",
-    ]
+    return macro_lines("_macros.md", "recipe_table", rows)
