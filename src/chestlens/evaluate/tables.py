@@ -1,12 +1,13 @@
-"""Tables shared by the evaluation outputs (HTML report, model card, shortcut audit, terminal): Markdown
-tables, and the rows that present within-source AUCs (:mod:`chestlens.evaluate.within_source`).
+"""What the evaluation outputs (HTML report, model card, shortcut audit, terminal) share about tables: the
+rows and headings that present within-source AUCs (:mod:`chestlens.evaluate.within_source`), laid out by
+the templates (``within_source`` of ``_macros.md``, ``report.html``), and the recipe comparison.
 
 Cells are plain text; the HTML templates escape them (``label_cell`` of ``templates/_macros.html``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chestlens.evaluate.bootstrap import estimate_text
@@ -33,11 +34,6 @@ NOT_MEASURED = "Not measured: the images' sources were not recorded."
 STRATA_HEAD = ("question", "source", "positives", "negatives", "AUC inside the source (95% CI)")
 
 
-def markdown_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    """Lines of a Markdown table (then one blank line)."""
-    return macro_lines("_macros.md", "md_table", head, rows)
-
-
 def within_source_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
     """One row per question under :data:`WITHIN_SOURCE_HEAD`."""
     return [
@@ -59,11 +55,6 @@ def strata_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
         for r in results
         for s in r.strata
     ]
-
-
-def within_source_markdown(results: Sequence[WithinSourceAUC]) -> list[str]:
-    """Markdown lines: the definition, the per-question table, then the per-source AUCs it pools."""
-    return macro_lines("_macros.md", "within_source", results)
 
 
 def _stratum_text(s: StratumAUC) -> str:
