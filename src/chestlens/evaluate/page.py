@@ -77,7 +77,7 @@ def relative_to(path: Path, folder: Path) -> str:
         return str(path)
 
 
-def run_settings(document: Document, bootstrap: BootstrapInfo) -> dict[str, str]:
+def _run_settings(document: Document, bootstrap: BootstrapInfo) -> dict[str, str]:
     """How the intervals were obtained, when and by which chestlens version (rows of the settings table)."""
     return {
         "bootstrap": f"{bootstrap.n_boot} resamples of {bootstrap.unit}s, {bootstrap.method} "
@@ -120,7 +120,7 @@ def page(
         disclaimer=document.disclaimer,
         document=document,
         warnings=metrics.warnings,
-        settings={**settings, **run_settings(document, metrics.bootstrap)},
+        settings={**settings, **_run_settings(document, metrics.bootstrap)},
         definitions=definitions,
         figures=figure_data(figures),
         **context,
