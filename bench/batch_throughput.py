@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from chestlens.pipeline.loaded import load_for_inference
+from chestlens.models.bundle import load_bundle
 from common import json_main
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -87,11 +87,11 @@ def onnx_session(module: torch.nn.Module, x: torch.Tensor, folder: Path):
 def run(quick: bool = False, batch: int = 8) -> dict[str, object]:
     device = resolve_device("auto")
     batches = 1 if quick else 8
-    classifier = load_for_inference("xray3-screener", "classifier", device)
-    lungs = load_for_inference("lungs-segmenter", "segmenter", device)
+    classifier, lungs = load_bundle("xray3-screener"), load_bundle("lungs-segmenter")
     size = classifier.spec.preprocess.input_size
     x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=torch.channels_last)
-    module = classifier.module.eval()
+    module = classifier.build_model().to(device).to(memory_format=torch.channels_last).eval()
+    lung_module = lungs.build_model().to(device).eval()
 
     import torchxrayvision as xrv
 
@@ -101,7 +101,7 @@ def run(quick: bool = False, batch: int = 8) -> dict[str, object]:
     lung_x = torch.randn(1, 1, lung_size, lung_size, device=device)
     flops = {
         "xray3-screener": flops_per_image(module, x[:1]),
-        "lungs-segmenter": flops_per_image(lungs.module, lung_x),
+        "lungs-segmenter": flops_per_image(lung_module, lung_x),
         "anchor xrv DenseNet-121 224": flops_per_image(anchor, anchor_x[:1]),
     }
     with torch.no_grad():

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chestlens.atomic import write_text_atomic
+from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.bundle_eval import evaluate_samples
 from chestlens.evaluate.model_card import write_model_card
 from chestlens.evaluate.shortcut_audit import audit_classifier
@@ -53,18 +54,6 @@ def figures(bundle: str, splits: Path, split: str, n_boot: int) -> dict[str, Any
     }
 
 
-def _text(estimate: dict[str, Any] | list | None) -> str:
-    if estimate is None:
-        return "n/a"
-    if isinstance(estimate, list):
-        value, low, high = estimate
-    else:
-        value, low, high = estimate.get("value"), estimate.get("low"), estimate.get("high")
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" if low is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def rows(old: dict[str, Any], new: dict[str, Any], split: str) -> list[list[str]]:
     """``[figure, previous, this version]`` rows."""
 
@@ -83,17 +72,21 @@ def rows(old: dict[str, Any], new: dict[str, Any], split: str) -> list[list[str]
         out.append(
             [
                 f"{split}: {question}, within-source",
-                _text(old["within"].get(question)),
-                _text(new["within"].get(question)),
+                estimate_text(old["within"].get(question)),
+                estimate_text(new["within"].get(question)),
             ]
         )
     out += [
         [
             f"{split}: pooled macro AUC (includes between-source pairs)",
-            _text(old["macro"]),
-            _text(new["macro"]),
+            estimate_text(old["macro"]),
+            estimate_text(new["macro"]),
         ],
-        [f"{split}: lungs masked out, macro AUC", _text(old["masked_out"]), _text(new["masked_out"])],
+        [
+            f"{split}: lungs masked out, macro AUC",
+            estimate_text(old["masked_out"]),
+            estimate_text(new["masked_out"]),
+        ],
         [f"{split}: Grad-CAM mass in the lungs, mean", f"{old['cam']:.2f}", f"{new['cam']:.2f}"],
         [f"{split}: source probe, accuracy above majority", probe(old), probe(new)],
     ]

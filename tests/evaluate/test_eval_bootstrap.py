@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from chestlens.evaluate import evaluate_classifier
-from chestlens.evaluate.bootstrap import estimate, patient_codes, resample_weights
+from chestlens.evaluate.bootstrap import Estimate, estimate, estimate_text, patient_codes, resample_weights
 from chestlens.evaluate.metrics import TiedScores, weighted_auc_ap
 
 
@@ -104,3 +104,14 @@ def test_bootstrap_of_500_images_is_fast(synthetic):
     start = time.perf_counter()
     evaluate_classifier(p.y, p.probs, p.labels, p.patients, n_boot=1000)
     assert time.perf_counter() - start < 10.0  # ~0.3 s on one core; generous for a shared CI machine
+
+
+def test_one_estimate_text_for_estimates_their_dumps_triples_and_missing_metrics():
+    e = Estimate(value=0.9124, low=0.87, high=0.95)
+    undefined = Estimate(value=None, reason="no image of class X")
+    assert estimate_text(e) == estimate_text(e.model_dump()) == estimate_text([0.9124, 0.87, 0.95])
+    assert estimate_text(e) == "0.912 [0.870, 0.950]"
+    assert estimate_text((0.5, None, None)) == "0.500"
+    assert estimate_text(undefined) == estimate_text([None, None, None]) == estimate_text(None) == "n/a"
+    assert estimate_text(undefined, reason=True) == "n/a (no image of class X)"
+    assert estimate_text(undefined.model_dump(mode="json"), reason=True) == "n/a (no image of class X)"

@@ -18,6 +18,7 @@ from chestlens.evaluate import (
     save_figures,
     write_report,
 )
+from chestlens.evaluate.report import render_html
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -72,3 +73,11 @@ def test_json_round_trips(written):
     assert document.disclaimer == RESEARCH_USE_DISCLAIMER and document.title == "Test evaluation"
     assert document.model == {"bundle": "/models/x", "homepage": "https://example.org", "epochs": 3}
     assert document.figures["roc"] == "figures/roc.png" and (out / document.figures["roc"]).is_file()
+
+
+def test_every_text_of_the_page_is_escaped_like_html_escape(written):
+    _, _, paths, _ = written
+    document = ReportDocument.model_validate_json(paths["json"].read_text())
+    nasty = "<script>alert('x')</script> & \"quoted\""
+    page = render_html(document.model_copy(update={"title": nasty, "data": {nasty: nasty}}), {})
+    assert page.count(html.escape(nasty)) == 4 and "<script" not in page  # title, heading, key and value

@@ -69,7 +69,7 @@ def evaluate(
 
 def _echo_classifier(summary: dict[str, Any]) -> None:
     """Within-source AUCs first (each question, the per-source AUCs it pools), then the pooled numbers."""
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.evaluate.tables import NOT_MEASURED, within_source_text
     from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 
@@ -78,22 +78,22 @@ def _echo_classifier(summary: dict[str, Any]) -> None:
     typer.echo("within-source AUC (pairs of images from the same source only):")
     for line in [within_source_text(r) for r in within] or [NOT_MEASURED]:
         typer.echo(f"  {line}")
-    pooled = format_estimate(summary["macro_auc"])
+    pooled = estimate_text(summary["macro_auc"])
     typer.echo(f"pooled over sources ({summary['pooled_auc_scope']}): macro AUC {pooled}")
     for name, numbers in summary["per_class"].items():
         typer.echo(
-            f"  {name}: AUC {format_estimate(numbers['auc'])}, "
-            f"sensitivity {format_estimate(numbers['sensitivity'])}"
-            f", specificity {format_estimate(numbers['specificity'])}"
+            f"  {name}: AUC {estimate_text(numbers['auc'])}, "
+            f"sensitivity {estimate_text(numbers['sensitivity'])}"
+            f", specificity {estimate_text(numbers['specificity'])}"
         )
 
 
 def _echo_segmenter(summary: dict[str, Any]) -> None:
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
 
     typer.echo(f"{summary['n_images']} images (95% CI over patients)")
     for name, numbers in summary["per_class"].items():
         typer.echo(
-            f"  {name}: Dice {format_estimate(numbers['dice'])}, IoU {format_estimate(numbers['iou'])}, "
-            f"Dice over all images {format_estimate(numbers['dice_all_images'])}"
+            f"  {name}: Dice {estimate_text(numbers['dice'])}, IoU {estimate_text(numbers['iou'])}, "
+            f"Dice over all images {estimate_text(numbers['dice_all_images'])}"
         )

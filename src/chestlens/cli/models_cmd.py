@@ -41,7 +41,7 @@ def models(
     from rich.table import Table
 
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.models.catalog import BUNDLED_DIR, bundled_names
 
     rows = [_row(BUNDLED_DIR / name) for name in bundled_names()] + [_row(p) for p in paths or []]
@@ -61,7 +61,7 @@ def models(
     ):
         table.add_column(column)
     for row in rows:
-        auc = format_estimate(row["test_macro_auc"]) if row["test_macro_auc"] else "n/a"
+        auc = estimate_text(row["test_macro_auc"] or None)
         table.add_row(
             row["name"],
             row["version"],

@@ -34,7 +34,7 @@ def evaluate_series(
     from chestlens.atomic import write_text_atomic
     from chestlens.data.sources.covid_ct_md import slice_labels
     from chestlens.errors import ChestlensInputError
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.evaluate.ct_series import compare_slices, slice_report_markdown
     from chestlens.evaluate.plots import save_png, slice_profile_figure
     from chestlens.pipeline.overlay import save_overlays
@@ -79,7 +79,7 @@ def evaluate_series(
     write_text_atomic(out / "slice-report.json", report.model_dump_json(indent=2) + "\n")
     lines = slice_report_markdown(report)
     write_text_atomic(out / "slice-report.md", "\n".join(lines) + "\n")
-    title = f"{series.name}: slice AUC {format_estimate((report.auc.value, report.auc.low, report.auc.high))}"
+    title = f"{series.name}: slice AUC {estimate_text(report.auc)}"
     save_png(slice_profile_figure(summary.slice_scores, labels, title), out / "slice-profile.png")
     typer.echo("\n".join(lines[4:]))
     typer.echo(RESEARCH_USE_DISCLAIMER)

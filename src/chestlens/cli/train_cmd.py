@@ -150,7 +150,7 @@ def classify(
 ) -> None:
     """Train a classifier on a patient-level split; writes OUT/bundle, OUT/test-report and curves."""
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.classify import run_classification
     from chestlens.train.config import ClassifyConfig
 
@@ -169,7 +169,7 @@ def classify(
     for split in ("validation", "test"):
         numbers = spec.metrics.get(split)
         if numbers:
-            typer.echo(f"{split} macro AUC (95% CI over patients): {format_estimate(numbers['macro_auc'])}")
+            typer.echo(f"{split} macro AUC (95% CI over patients): {estimate_text(numbers['macro_auc'])}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
 
@@ -185,7 +185,7 @@ def segment(
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
     patient-level split; writes OUT/bundle, OUT/test-report and curves."""
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
 
@@ -196,7 +196,7 @@ def segment(
         return
     for split in ("validation", "test"):
         for label, numbers in (spec.metrics.get(split) or {}).get("per_class", {}).items():
-            typer.echo(f"{split} {label} Dice (95% CI over patients): {format_estimate(numbers['dice'])}")
+            typer.echo(f"{split} {label} Dice (95% CI over patients): {estimate_text(numbers['dice'])}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
 
@@ -237,14 +237,14 @@ def detect(
     """Train a Mask R-CNN lesion detector (instances = connected components of the lesion masks) on a
     patient-level split; writes OUT/bundle (kind detector), COCO AP reports and the model card."""
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.detect import DetectConfig, run_detection
 
     spec = _train("detect", DetectConfig, run_detection, config, overrides, resume, quiet)
     for split in ("validation", "test"):
         segm = (spec.metrics.get(split) or {}).get("segm") if spec else None
         if segm:
-            ap50 = format_estimate((segm["ap50"]["value"], segm["ap50"]["low"], segm["ap50"]["high"]))
+            ap50 = estimate_text(segm["ap50"])
             typer.echo(f"{split} mask AP@0.5 (mean over classes, 95% CI over patients): {ap50}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
@@ -254,7 +254,7 @@ def regional(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over a frozen detector's
     regions on COVID-CT-MD slice labels; writes OUT/regional.safetensors and OUT/report.json/.md."""
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bundle_eval import format_estimate
+    from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import load_config
     from chestlens.train.regional import RegionalConfig, run_regional
 
@@ -263,5 +263,5 @@ def regional(config: ConfigFile = None, overrides: Overrides = None) -> None:
     typer.echo(f"split: {result['split']}")
     for name, report in result["test"].items():
         auc = report["auc"]
-        typer.echo(f"test slice AUC, {name}: {format_estimate((auc['value'], auc['low'], auc['high']))}")
+        typer.echo(f"test slice AUC, {name}: {estimate_text(auc)}")
     typer.echo(RESEARCH_USE_DISCLAIMER)

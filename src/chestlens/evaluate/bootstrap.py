@@ -15,7 +15,8 @@ are skipped and counted in :attr:`Estimate.n_skipped`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -100,9 +101,24 @@ def estimate(
     )
 
 
-def estimate_text(e: Estimate, *, reason: bool = False) -> str:
-    """``"0.912 [0.870, 0.950]"`` (value and interval, 3 decimals), ``"0.912"`` without an interval, and
-    ``"n/a"`` when undefined (``"n/a (why)"`` with ``reason`` and a reason recorded)."""
+#: What :func:`estimate_text` formats: an :class:`Estimate`, its JSON dump, a bundle's ``[value, low, high]``
+#: triple (:func:`chestlens.evaluate.bundle_eval.triple`), or ``None`` for a metric that was not measured.
+EstimateLike = Estimate | Mapping[str, Any] | Sequence[float | None] | None
+
+
+def estimate_text(e: EstimateLike, *, reason: bool = False) -> str:
+    """The one text of an estimate in every output (HTML reports, model cards, terminal, figure legends).
+
+    ``"0.912 [0.870, 0.950]"`` (value and interval, 3 decimals), ``"0.912"`` without an interval, and
+    ``"n/a"`` when undefined or not measured (``"n/a (why)"`` with ``reason`` and a reason recorded).
+    """
+    if e is None:
+        return "n/a"
+    if isinstance(e, Mapping):
+        e = Estimate.model_validate(e)
+    elif not isinstance(e, Estimate):
+        value, low, high = e
+        e = Estimate(value=value, low=low, high=high)
     if e.value is None:
         return f"n/a ({e.reason})" if reason and e.reason else "n/a"
     if e.low is None or e.high is None:

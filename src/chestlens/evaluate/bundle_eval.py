@@ -17,7 +17,7 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.records import Sample
 from chestlens.data.tensors import LabelledImages, labelled_images
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.classification import evaluate_classifier
 from chestlens.evaluate.operating_point import DecisionRule
@@ -139,12 +139,6 @@ def metrics_summary(report: ClassificationReport, labels: Sequence[str]) -> dict
         "warnings": list(report.warnings),
     }
     return summary
-
-
-def format_estimate(triple: Sequence[float | None]) -> str:
-    """``"0.912 [0.870, 0.950]"`` for a (value, low, high) triple; ``"n/a"`` when undefined."""
-    value, low, high = triple
-    return estimate_text(Estimate(value=value, low=low, high=high))
 
 
 def _items_from_folder(data: Path, task_name: str) -> list[tuple[Sample, str, str]]:

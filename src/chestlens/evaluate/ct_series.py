@@ -24,8 +24,8 @@ from pydantic import BaseModel, ConfigDict
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
-from chestlens.evaluate.bundle_eval import format_estimate
 from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
+from chestlens.rendering import render
 
 #: Consecutive slices resampled together by the block bootstrap.
 BLOCK_SLICES = 10
@@ -141,31 +141,5 @@ def compare_slices(
 
 
 def slice_report_markdown(report: SeriesSliceReport) -> list[str]:
-    """Markdown lines of a slice comparison."""
-
-    def est(e: Estimate) -> str:
-        return format_estimate((e.value, e.low, e.high))
-
-    c = report.confusion
-    series = []
-    if report.lung_fraction_total is not None:  # a whole series measured by the pipeline
-        volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in report.volume_ml_by_label.items()) or "n/a"
-        series = [
-            f"- Series: score {report.series_score:.3f}; lungs involved "
-            f"{100 * report.lung_fraction_total:.1f}%; lesion volume {volumes}."
-        ]
-    return [
-        f"# {report.series}: slice predictions vs slice labels",
-        "",
-        f"> **{report.disclaimer}**",
-        "",
-        f"- {report.n_slices} slices, {report.n_labelled_positive} labelled infected, "
-        f"{report.n_predicted_positive} predicted ({report.decision_rule}).",
-        f"- Slice AUC {est(report.auc)}.",
-        f"- Slices TN {c['tn']} / FP {c['fp']} / FN {c['fn']} / TP {c['tp']}: sensitivity "
-        f"{est(report.sensitivity)}, specificity {est(report.specificity)}, PPV {est(report.ppv)}, "
-        f"NPV {est(report.npv)}.",
-        *series,
-        f"- 95% CIs: block bootstrap over {report.block_slices}-slice blocks ({report.n_boot} resamples); "
-        "they describe this one series, not other patients.",
-    ]
+    """Markdown lines of a slice comparison (template ``slice_report.md``)."""
+    return render("slice_report.md", report=report).split("\n")

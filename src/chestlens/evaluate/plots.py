@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from chestlens.atomic import write_bytes_atomic
-from chestlens.evaluate.bootstrap import Estimate
+from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.results import CalibrationSummary, ClassificationReport, MetricSet
 
 FIGURE_NAMES = ("roc", "pr", "confusion_matrix", "reliability")
@@ -33,14 +33,6 @@ def _figure(
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.subplots(nrows, ncols, squeeze=False, **kwargs)
-
-
-def _fmt(e: Estimate) -> str:
-    if e.value is None:
-        return "undefined"
-    if e.low is None or e.high is None:
-        return f"{e.value:.3f}"
-    return f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
 
 def roc_figure(y_true: np.ndarray, probs: np.ndarray, metrics: MetricSet, labels: Sequence[str]) -> Figure:
@@ -58,11 +50,11 @@ def roc_figure(y_true: np.ndarray, probs: np.ndarray, metrics: MetricSet, labels
             continue
         fpr, tpr, _ = roc_curve(positive, probs[:, c])
         curves.append((fpr, tpr))
-        ax.plot(fpr, tpr, lw=1.5, label=f"{label}: AUC {_fmt(metrics.per_class[c].auc)}")
+        ax.plot(fpr, tpr, lw=1.5, label=f"{label}: AUC {estimate_text(metrics.per_class[c].auc)}")
     if len(curves) > 1:
         grid = np.unique(np.concatenate([fpr for fpr, _ in curves]))
         mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr in curves], axis=0)
-        ax.plot(grid, mean_tpr, "k--", lw=2, label=f"macro: AUC {_fmt(metrics.macro_auc)}")
+        ax.plot(grid, mean_tpr, "k--", lw=2, label=f"macro: AUC {estimate_text(metrics.macro_auc)}")
     ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls=":")
     ax.set(
         xlabel="1 - specificity (FPR)", ylabel="sensitivity (TPR)", title="ROC, one-vs-rest", aspect="equal"
@@ -82,7 +74,7 @@ def pr_figure(y_true: np.ndarray, probs: np.ndarray, metrics: MetricSet, labels:
             continue
         precision, recall, _ = precision_recall_curve(positive, probs[:, c])
         (line,) = ax.step(recall, precision, where="post", lw=1.5)
-        line.set_label(f"{label}: AP {_fmt(metrics.per_class[c].average_precision)}")
+        line.set_label(f"{label}: AP {estimate_text(metrics.per_class[c].average_precision)}")
         ax.axhline(positive.mean(), color=line.get_color(), lw=0.8, ls=":")
     ax.set(xlabel="recall (sensitivity)", ylabel="precision (PPV)", title="Precision-recall, one-vs-rest")
     ax.set(xlim=(0, 1), ylim=(0, 1.01))
@@ -137,7 +129,9 @@ def reliability_figure(calibration: CalibrationSummary) -> Figure:
     )
     top.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     top.set(
-        ylabel="accuracy of the top class", ylim=(0, 1), title=f"Reliability, ECE {_fmt(calibration.ece)}"
+        ylabel="accuracy of the top class",
+        ylim=(0, 1),
+        title=f"Reliability, ECE {estimate_text(calibration.ece)}",
     )
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(

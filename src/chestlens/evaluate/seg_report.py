@@ -12,17 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from chestlens.evaluate.page import (
-    Document,
-    document_fields,
-    escape,
-    estimate_cell,
-    figures_html,
-    label_cell,
-    page,
-    table,
-    write_document,
-)
+from chestlens.evaluate.page import Document, document_fields, page, write_document
 from chestlens.evaluate.segmentation import SegmentationReport
 
 DEFINITIONS = {
@@ -37,17 +27,6 @@ DEFINITIONS = {
     "negative (prediction empty), true positive (both non-empty)",
     "CI": "percentile interval of a bootstrap over patients (a patient's images are resampled together)",
 }
-_CLASS_HEAD = (
-    "class",
-    "images",
-    "TN / FP / FN / TP",
-    "Dice",
-    "IoU",
-    "sensitivity",
-    "precision",
-    "Dice, all images",
-    "pooled Dice",
-)
 
 
 class ImageScore(BaseModel):
@@ -70,42 +49,12 @@ class SegmentationDocument(Document):
     per_image: list[ImageScore]
 
 
-def _class_table(report: SegmentationReport) -> str:
-    rows = (
-        [
-            label_cell(m.label),
-            f"<td>{m.n_images}</td>",
-            f"<td>{m.cases.true_negative} / {m.cases.false_positive} / {m.cases.false_negative} / "
-            f"{m.cases.true_positive}</td>",
-            *(
-                estimate_cell(getattr(m, name))
-                for name in ("dice", "iou", "sensitivity", "precision", "dice_all_images", "pooled_dice")
-            ),
-        ]
-        for m in report.per_class
-    )
-    return table(_CLASS_HEAD, rows)
-
-
-def _sources_html(per_source: Mapping[str, SegmentationReport]) -> str:
-    return "".join(
-        f"<h3>Source: {escape(name)} ({r.n_images} images, {r.n_patients} patients)</h3>{_class_table(r)}"
-        for name, r in per_source.items()
-    )
-
-
 def render_segmentation_html(document: SegmentationDocument, figures: Mapping[str, Path]) -> str:
-    """The self-contained HTML page of ``document``; ``figures`` PNG files are embedded as data URIs."""
+    """The self-contained HTML page of ``document`` (template ``seg_report.html``); ``figures`` PNG files
+    are embedded as data URIs."""
     r = document.metrics
-    sections = [
-        f"<h2>Overall ({r.n_images} images, {r.n_patients} patients)</h2>",
-        _class_table(r),
-        f'<h2>Figures</h2><div class="figs">{figures_html(figures)}</div>',
-        "<h2>Per data source</h2>",
-        _sources_html(document.per_source),
-    ]
     settings = {"decision rule": document.decision, "empty-mask policy": r.empty_mask_policy}
-    return page(document, r, settings, sections, DEFINITIONS)
+    return page("seg_report.html", document, r, settings, DEFINITIONS, figures, r=r)
 
 
 def write_segmentation_report(

@@ -34,19 +34,18 @@ from scipy import ndimage
 
 from chestlens.data.records import Sample
 from chestlens.data.tensors import CachedLungMasker, LabelledImages, decode_with_lungs
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.classification import evaluate_classifier
 from chestlens.evaluate.operating_point import DecisionRule
-from chestlens.evaluate.results import POOLED_AUC_SCOPE
 from chestlens.evaluate.source_probe import SourceProbe, pooled_features, source_probe
-from chestlens.evaluate.tables import markdown_table
 from chestlens.evaluate.within_source import WithinSourceAUC, strata_of, within_source_report
 from chestlens.models.bundle import Bundle
 from chestlens.models.inference import lung_masker, predict_logits
 from chestlens.models.registry import get_model_config
 from chestlens.models.spec import BundleSpec
 from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.rendering import macro_lines
 
 VARIANTS = ("full image", "lungs masked out", "lungs only")
 #: The lung mask is dilated by this fraction of the image side before masking (covers the lung borders).
@@ -95,6 +94,10 @@ class ShortcutAudit(_Model):
     n_patients: int
     dilation_fraction: float
     lung_segmenter: str
+
+    def within_source_by_view(self) -> dict[str, dict[str, Estimate]]:
+        """``{view: {question: pooled within-source AUC}}`` (empty questions in audits made before them)."""
+        return {name: {r.question: r.pooled for r in v.within_source} for name, v in self.variants.items()}
 
 
 def images_with_lungs(
@@ -236,89 +239,8 @@ def audit_classifier(
     return audit.model_dump(mode="json")
 
 
-def _within_by_view(audit: ShortcutAudit) -> list[str]:
-    """Markdown lines: within-source AUC of each question (rows) on each view (columns)."""
-    views = {name: {r.question: r.pooled for r in v.within_source} for name, v in audit.variants.items()}
-    questions = list(next(iter(views.values())))
-    if not questions:
-        return [
-            "Not measured by this audit (made before within-source AUCs); run `chestlens audit` again.",
-            "",
-        ]
-    rows = [[q, *[estimate_text(by_question[q]) for by_question in views.values()]] for q in questions]
-    return markdown_table(["question", *views], rows)
-
-
-def _probe_lines(probe: SourceProbe | None) -> list[str]:
-    """Markdown lines on the source probe of the full images' features."""
-    if probe is None:
-        return ["Not measured by this audit (made before the source probe); run `chestlens audit` again.", ""]
-    if probe.accuracy is None:
-        return [f"Not measurable: {probe.reason}.", ""]
-    return [
-        f"A linear probe (logistic regression, {probe.folds}-fold patient-grouped cross-validation) reads "
-        f"the source of the {probe.n_images} full images from the classifier's pooled features with "
-        f"accuracy {probe.accuracy:.3f}, against {probe.majority_rate:.3f} by always guessing the commonest "
-        f"of the {probe.n_sources} sources: {probe.excess:+.3f}. Features that carry little beyond the "
-        "class mix stay near the majority rate.",
-        "",
-    ]
-
-
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
-
-
-def _cam_lines(cam: CamInLungs) -> list[str]:
-    """Markdown lines on the Grad-CAM mass inside the lungs, overall and per true class."""
-    below = "n/a" if cam.share_of_images_below_half is None else f"{cam.share_of_images_below_half:.0%}"
-    return [
-        f"Top-class Grad-CAM mass inside the lung fields: mean {_share(cam.mean)}, median "
-        f"{_share(cam.median)}; {below} of images have less than half of it inside the lungs.",
-        "",
-        *markdown_table(
-            ["true class", "mean CAM mass inside the lungs"],
-            [[label, _share(value)] for label, value in cam.mean_by_true_class.items()],
-        ),
-    ]
-
-
 def audit_markdown(audit: Mapping[str, Any]) -> list[str]:
     """The audit (a :class:`ShortcutAudit` dump, also one made before the within-source AUCs and the
-    source probe) as a model-card section (markdown lines): within-source AUCs by view first, then the
-    source probe, the pooled AUCs by view and the CAM mass in the lungs."""
-    result = ShortcutAudit.model_validate(audit)
-    labels = list(next(iter(result.variants.values())).per_class_auc)
-    pooled = [
-        [
-            name,
-            estimate_text(v.macro_auc),
-            *[estimate_text(v.per_class_auc[label]) for label in labels],
-            estimate_text(v.accuracy),
-        ]
-        for name, v in result.variants.items()
-    ]
-    return [
-        "## Shortcut audit (test split, 95% CI by bootstrap over patients)",
-        "",
-        f"{result.n_images} images, {result.n_patients} patient groups; lung fields from "
-        f"`{result.lung_segmenter}`, dilated by {result.dilation_fraction:.0%} of the image side, "
-        "filled with the image's mean grey.",
-        "",
-        "### Within-source AUC by view (pairs of images from the same source only)",
-        "",
-        *_within_by_view(result),
-        "### Source probe on the classifier's features (full images)",
-        "",
-        *_probe_lines(result.source_probe),
-        f"### Pooled AUC by view ({POOLED_AUC_SCOPE})",
-        "",
-        *markdown_table(["view", "macro AUC", *[f"{label} AUC" for label in labels], "accuracy"], pooled),
-        "### Grad-CAM mass in the lungs",
-        "",
-        *_cam_lines(result.cam_in_lungs),
-        "Reading: a within-source AUC well above 0.5 with the lungs masked out means the model separates "
-        "the classes from outside the lungs even inside one source (a shortcut: markers, borders, patient "
-        "size); a pooled AUC far above the within-source one means it gains from telling sources apart.",
-        "",
-    ]
+    source probe) as a model-card section (markdown lines, template ``shortcut_audit.md``): within-source
+    AUCs by view first, then the source probe, the pooled AUCs by view and the CAM mass in the lungs."""
+    return macro_lines("shortcut_audit.md", "audit", ShortcutAudit.model_validate(audit))

@@ -1,16 +1,18 @@
-"""Tables shared by the evaluation outputs (HTML report, model card, shortcut audit, terminal): Markdown
-tables, and the rows that present within-source AUCs (:mod:`chestlens.evaluate.within_source`).
+"""What the evaluation outputs (HTML report, model card, shortcut audit, terminal) share about tables: the
+rows and headings that present within-source AUCs (:mod:`chestlens.evaluate.within_source`), laid out by
+the templates (``within_source`` of ``_macros.md``, ``report.html``), and the recipe comparison.
 
-Cells are plain text; the HTML report escapes them (:func:`chestlens.evaluate.page.label_cell`).
+Cells are plain text; the HTML templates escape them (``label_cell`` of ``templates/_macros.html``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.bootstrap import estimate_text
 from chestlens.evaluate.within_source import VIEW_STRATIFIED_SOURCES, StratumAUC, WithinSourceAUC
+from chestlens.rendering import macro_lines
 
 #: One sentence that says what a within-source AUC is, put before its tables.
 WITHIN_SOURCE_INTRO = (
@@ -30,13 +32,6 @@ WITHIN_SOURCE_HEAD = (
 #: Said instead of the tables when the images' sources are unknown.
 NOT_MEASURED = "Not measured: the images' sources were not recorded."
 STRATA_HEAD = ("question", "source", "positives", "negatives", "AUC inside the source (95% CI)")
-
-
-def markdown_table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    """Lines of a Markdown table (then one blank line)."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return [*lines, ""]
 
 
 def within_source_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
@@ -59,20 +54,6 @@ def strata_rows(results: Sequence[WithinSourceAUC]) -> list[list[str]]:
         [r.question, s.stratum, str(s.n_positive), str(s.n_negative), estimate_text(s.auc, reason=True)]
         for r in results
         for s in r.strata
-    ]
-
-
-def within_source_markdown(results: Sequence[WithinSourceAUC]) -> list[str]:
-    """Markdown lines: the definition, the per-question table, then the per-source AUCs it pools."""
-    if not results:
-        return [NOT_MEASURED, ""]
-    return [
-        WITHIN_SOURCE_INTRO,
-        "",
-        *markdown_table(WITHIN_SOURCE_HEAD, within_source_rows(results)),
-        "Per-source AUCs pooled above:",
-        "",
-        *markdown_table(STRATA_HEAD, strata_rows(results)),
     ]
 
 
@@ -105,28 +86,4 @@ RECIPE_HEAD = (
 def recipe_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """The recipe comparison of cross-validated recipes (rows of :func:`chestlens.train.crossval.recipe_row`)
     as Markdown lines, with its footnote."""
-
-    def cell(estimate: Mapping[str, Any] | None) -> str:
-        return "n/a" if estimate is None else estimate_text(Estimate.model_validate(estimate))
-
-    body = [
-        [
-            row["recipe"],
-            cell(row["within_source"].get("COVID-19 vs rest")),
-            cell(row["within_source"].get("pneumonia vs normal")),
-            f"{row['fold_score']['mean']:.3f} ± {row['fold_score']['sd']:.3f}",
-            f"{row['pooled_macro_auc']:.3f}",
-            f"{row['masked_out_macro_auc']:.3f}",
-            f"{row['cam_in_lungs']:.2f}",
-            f"{row['source_probe_excess']:+.3f}",
-        ]
-        for row in rows
-    ]
-    return [
-        *markdown_table(RECIPE_HEAD, body),
-        "*includes between-source pairs. Within-source AUCs: out-of-fold predictions, 95% CI by bootstrap "
-        "over patients; per-fold score: mean within-source AUC of the two questions in each test fold; "
-        "source probe: grouped-CV accuracy of a linear probe predicting the source from the pooled "
-        "features, minus the majority-source rate.",
-        "",
-    ]
+    return macro_lines("_macros.md", "recipe_table", rows)

@@ -37,7 +37,6 @@ from chestlens.atomic import write_text_atomic
 from chestlens.data.splits import SPLITS, SplitTable
 from chestlens.data.tasks import get_task
 from chestlens.data.tensors import LabelledImages
-from chestlens.evaluate.bootstrap import Estimate, estimate_text
 from chestlens.evaluate.calibration import apply_temperature, fit_temperature
 from chestlens.evaluate.shortcut_audit import cam_energy_in_lungs, images_with_lungs, masked_variants
 from chestlens.evaluate.source_probe import pooled_features, source_probe
@@ -46,6 +45,7 @@ from chestlens.models.bundle import Bundle, load_bundle
 from chestlens.models.factory import create_model
 from chestlens.models.inference import predict_logits
 from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.rendering import render
 from chestlens.train.classify import (
     CLASSIFICATION_SOURCES,
     classification_samples,
@@ -282,59 +282,10 @@ def _write_outputs(
     write_text_atomic(out / CV_MARKDOWN, "\n".join(cv_markdown(report)) + "\n")
 
 
-def _estimate_text(estimate: dict[str, Any]) -> str:
-    return estimate_text(Estimate.model_validate(estimate))
-
-
 def cv_markdown(report: dict[str, Any]) -> list[str]:
-    """The CV report as Markdown lines: within-source AUCs first, then the audit and pooled AUC."""
-    full = report["views"]["full image"]
-    lines = [
-        f"# Cross-validation: {report['recipe']['name']} ({report['folds']} patient-grouped folds)",
-        "",
-        f"{report['n_images']} images, {report['n_patient_groups']} patient groups; every image tested once "
-        "by a model that never saw its patient. 95% CIs by bootstrap over patients.",
-        "",
-        "## Within-source AUC (out-of-fold)",
-        "",
-        "| question | within-source AUC | pairs | per source |",
-        "|---|---|---|---|",
-    ]
-    for row in full["within_source"]:
-        per = "; ".join(
-            f"{s['stratum']} {_estimate_text(s['auc'])} ({s['n_positive']}+/{s['n_negative']}-)"
-            for s in row["strata"]
-        )
-        lines.append(f"| {row['question']} | {_estimate_text(row['pooled'])} | {row['n_pairs']} | {per} |")
-    spread = report["fold_spread"]
-    lines += [
-        "",
-        f"Per-fold selection score (mean within-source AUC of the headline questions): "
-        f"{spread['test_within_source_score']['mean']:.3f} ± {spread['test_within_source_score']['sd']:.3f}; "
-        f"per-fold macro AUC {spread['test_macro_auc']['mean']:.3f} ± {spread['test_macro_auc']['sd']:.3f}.",
-        "",
-        "## Shortcut audit (out-of-fold)",
-        "",
-        "| view | macro AUC (includes between-source pairs) | COVID-19 vs rest, within-source |",
-        "|---|---|---|",
-    ]
-    for name, view in report["views"].items():
-        first = view["within_source"][0]
-        lines.append(
-            f"| {name} | {view['macro_auc_includes_between_source_pairs']:.3f} | "
-            f"{_estimate_text(first['pooled'])} |"
-        )
-    cam = report["cam_in_lungs"]
-    lines += [
-        "",
-        f"Grad-CAM mass inside the lungs: mean {cam['mean']:.2f}; by true class "
-        + ", ".join(f"{k} {v:.2f}" for k, v in cam["mean_by_true_class"].items())
-        + ".",
-        f"Source probe on the fold models' features: accuracy above the majority rate by "
-        f"{report['source_probe_excess']['mean']:.3f} on average over folds.",
-        "",
-    ]
-    return lines
+    """The CV report as Markdown lines (template ``cv_report.md``): within-source AUCs first, then the
+    audit and pooled AUC."""
+    return render("cv_report.md", report=report).split("\n")
 
 
 def recipe_row(report: dict[str, Any]) -> dict[str, Any]:

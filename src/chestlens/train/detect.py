@@ -40,7 +40,6 @@ from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.detection import DetectionReport, evaluate_detections
-from chestlens.evaluate.model_card import detection_results
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
@@ -48,6 +47,7 @@ from chestlens.models.device import resolve_device
 from chestlens.models.spec import BundleSpec, read_spec
 from chestlens.preprocess.labels import IGNORE_INDEX
 from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.rendering import render
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
@@ -273,8 +273,7 @@ class DetectionTask:
 
 
 def _report_markdown(spec: BundleSpec, report: DetectionReport, split: str) -> str:
-    title = [f"# {spec.name} {spec.version}: {split} split", "", f"> **{report.disclaimer}**", ""]
-    return "\n".join([*title, *detection_results(report)])
+    return render("detection_report.md", spec=spec, report=report, split=split)
 
 
 def _summary(report: DetectionReport) -> dict[str, Any]:
