@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from chestlens.models.bundle import load_bundle
 from common import json_main
 from torch.utils.flop_counter import FlopCounterMode
 
+from chestlens.models.bundle import load_bundle
 from chestlens.models.device import resolve_device
 
 
