@@ -12,7 +12,7 @@ from chestlens.io import read_image
 from chestlens.models.catalog import BUNDLED_DIR, bundled_names
 
 NAME = "xray3-screener"
-MAX_BUNDLE_BYTES = 12_000_000
+MAX_BUNDLE_BYTES = 22_000_000  # fp16 weights (6.9 MB) + the fp32 ONNX graph (13.7 MB) + JSON and card
 
 
 def test_default_screener_is_bundled_and_small():

@@ -24,6 +24,7 @@ def test_series_report_matches_the_result_and_the_labels(source_dir, tiny_segmen
     bundle, _ = tiny_segmenter_bundle()
     out = tmp_path / "out"
     args = ["evaluate-series", str(series), "--lesions", str(bundle), "--out", str(out), "--n-boot", "50"]
+    args += ["--runtime", "torch"]
     code, stdout, stderr = _run(capsys, *args, "--device", "cpu")
     assert code in (0, None), stderr
     assert RESEARCH_USE_DISCLAIMER in stdout
@@ -44,7 +45,13 @@ def test_a_single_image_is_refused_with_a_reason(
     bundle, _ = tiny_segmenter_bundle()
     monkeypatch.chdir(tmp_path)
     code, _, stderr = _run(
-        capsys, "evaluate-series", str(pip_dicom("CT_small.dcm")), "--lesions", str(bundle)
+        capsys,
+        "evaluate-series",
+        str(pip_dicom("CT_small.dcm")),
+        "--lesions",
+        str(bundle),
+        "--runtime",
+        "torch",
     )
     assert code == 2 and "CT_small.dcm" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "chestlens-series").exists()
