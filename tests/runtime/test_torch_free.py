@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 
-BLOCK_TORCH = """
-import importlib.abc, sys
+import pytest
 
 pytestmark = pytest.mark.inference
+
+BLOCK_TORCH = """
+import importlib.abc, sys
 class NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):
@@ -62,3 +64,16 @@ def test_torch_runtime_without_torch_says_which_extra(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "pip install 'chestlens[train]'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_training_commands_without_torch_name_the_extra(tmp_path):
+    code = BLOCK_TORCH + (
+        "import sys\nfrom chestlens.cli import main\n"
+        f"sys.argv = ['chestlens', 'train', 'classify', '--config', '{tmp_path / 'none.yaml'}']\nmain()"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "chestlens: error: chestlens train classify needs PyTorch (torch is not installed): "
+        "install it with pip install 'chestlens[train]'"
+    )

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
             raise
-        command = " ".join(a for a in (argv or sys.argv[1:])[:2] if not a.startswith("-"))
+        command = _command_name(argv or sys.argv[1:])
         print(
             f"chestlens: error: chestlens {command} needs PyTorch ({error.name} is not installed): "
             "install it with pip install 'chestlens[train]'",
@@ -90,3 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("chestlens: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _command_name(args: list[str]) -> str:
+    """``predict`` or ``train classify``: the (sub)command the arguments name."""
+    words = [a for a in args if not a.startswith("-")][:2]
+    groups = {group.name for group in app.registered_groups}
+    return " ".join(words if words and words[0] in groups else words[:1])
