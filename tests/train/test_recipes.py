@@ -253,6 +253,7 @@ def test_evaluate_and_screen_a_lung_field_classifier_through_the_same_preprocess
     from chestlens.io.samples import sample_path
     from chestlens.models.bundle import load_bundle
     from chestlens.pipeline.screener import Screener
+    from chestlens.preprocess.resize import working_image
     from chestlens.preprocess.units import to_unit_range
 
     preprocess = PreprocessSpec(input_size=64, mean=[0.5], std=[0.5], lung_roi="mask", lung_margin=0.08)
@@ -264,13 +265,14 @@ def test_evaluate_and_screen_a_lung_field_classifier_through_the_same_preprocess
     assert result.exit_code == 0, (result.output, result.exception)
     assert "actualmed / PA" in result.output  # within-source AUC, split by view
 
-    screener = Screener(classifier=str(folder), lesions=[])
+    # the tiny bundle has no ONNX graph: the torch runtime runs the same graph module
+    screener = Screener(classifier=str(folder), lesions=[], runtime="torch", device="cpu")
     path = sample_path("RG1_UNCR.dcm")
     screening = screener.screen(path)
     bundle = load_bundle(folder)
-    unit = torch.from_numpy(to_unit_range(read_image(path), screener.lungs.spec.preprocess).copy())[None]
-    lungs = screener.lungs.module(screener.lungs.inputs([unit])).float()
-    mask = (torch.sigmoid(lungs[0, 0]) >= 0.5).numpy()
+    whole = to_unit_range(read_image(path), screener.lungs.spec.preprocess)
+    unit = torch.from_numpy(working_image(whole, screener.working_side))[None]
+    mask = screening.lung_mask
     x = lung_roi_input(unit, mask, preprocess)
     with torch.no_grad():
         logits = bundle.build_model()(normalise(x, preprocess)[None]).numpy()
