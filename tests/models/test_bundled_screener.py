@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import chestlens
@@ -57,6 +58,7 @@ def test_all_shipped_weights_stay_under_the_limit():
     assert total < SHIPPED_WEIGHTS_LIMIT
 
 
+@pytest.mark.slow
 def test_bundled_ct_lesion_segmenter_runs_by_default_on_a_ct_series(offline, source_dir):
     """The default Screener loads the shipped CT lesion bundle and measures a real labelled series."""
     from chestlens.pipeline.screener import Screener
