@@ -22,7 +22,6 @@ from chestlens.dicomnet.outbox import Outbox
 from chestlens.dicomnet.scp import CANNOT_UNDERSTAND
 from chestlens.dicomnet.settings import Destination
 
-pytestmark = pytest.mark.slow
 RESULT_TIMEOUT_S = 180
 
 
@@ -37,6 +36,7 @@ def receiver():
     peer.stop()
 
 
+@pytest.mark.slow
 def test_radiograph_sr_and_seg_come_back_with_the_screeners_probabilities(
     start_listener, receiver, screener, pip_dicom, tmp_path
 ):
@@ -107,6 +107,7 @@ def test_a_structured_report_is_accepted_and_ignored(start_listener, receiver, t
     assert not _events(listener, "received") and Outbox(tmp_path).items() == []
 
 
+@pytest.mark.slow
 def test_malformed_image_is_refused_and_the_listener_keeps_serving(
     start_listener, receiver, pip_dicom, tmp_path
 ):
@@ -126,6 +127,7 @@ def test_malformed_image_is_refused_and_the_listener_keeps_serving(
     assert receiver.by_modality("SR")[0].StudyInstanceUID == ct.StudyInstanceUID
 
 
+@pytest.mark.slow
 def test_results_wait_for_a_down_destination_and_arrive_once_after_restart(
     start_listener, pip_dicom, tmp_path
 ):
@@ -157,6 +159,7 @@ def test_results_wait_for_a_down_destination_and_arrive_once_after_restart(
     assert "pending=0 delivered=2 failed=0" in status.output
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_a_ct_series_is_screened_once_after_it_settles(
     start_listener, receiver, screener, source_dir, tmp_path
@@ -202,6 +205,7 @@ def test_images_received_but_not_screened_are_screened_at_the_next_start(
     assert not unscreened.exists() and not unscreened.parent.exists()  # screened inputs are removed
 
 
+@pytest.mark.slow
 def test_an_image_sent_twice_gets_two_results_each_delivered_once(start_listener, pip_dicom, tmp_path):
     port = free_port()  # the destination is down while both results wait in the outbox
     listener = start_listener(tmp_path, (Destination("PACS", "127.0.0.1", port),))

@@ -9,6 +9,7 @@ import pytest
 from chestlens.cli import main
 
 
+@pytest.mark.slow
 def test_lung_field_baseline_on_the_real_x_ray_lesion_masks(
     source_dir, tiny_segmenter_bundle, tmp_path, capsys
 ):

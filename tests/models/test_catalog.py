@@ -6,7 +6,13 @@ import pytest
 
 import chestlens
 from chestlens import ChestlensInputError
-from chestlens.models.catalog import bundled_names, resolve_bundle
+from chestlens.models.catalog import (
+    BUNDLED_DIR,
+    DEFAULT_CLASSIFIER,
+    DEFAULT_LUNGS,
+    bundled_names,
+    resolve_bundle,
+)
 
 
 def test_folder_path_resolves(tiny_classifier_bundle):
@@ -23,7 +29,11 @@ def test_unknown_name_lists_the_bundled_models():
 def test_bundled_names_are_loadable_as_str_or_path():
     from pathlib import Path
 
-    for name in bundled_names():
+    names = bundled_names()
+    # a missing or emptied bundles folder must fail here, not loop over nothing
+    assert BUNDLED_DIR.is_dir(), f"no bundles folder at {BUNDLED_DIR}"
+    assert {DEFAULT_CLASSIFIER, DEFAULT_LUNGS} <= set(names), names
+    for name in names:
         assert chestlens.load(name).spec.name == name
         assert resolve_bundle(Path(name)) == resolve_bundle(name)  # the CLI passes Paths
 

@@ -19,6 +19,7 @@ def _run(capsys, *args: str) -> tuple[int, str, str]:
     return caught.value.code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_series_report_matches_the_result_and_the_labels(source_dir, tiny_segmenter_bundle, tmp_path, capsys):
     series = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
     bundle, _ = tiny_segmenter_bundle()

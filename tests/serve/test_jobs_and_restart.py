@@ -19,7 +19,7 @@ from chestlens.serve.store import Store, new_id
 from chestlens.serve.uploads import SPOOL, spool_series
 
 pytestmark = pytest.mark.shared_data
-SERIES_SLICES = 12
+SERIES_SLICES = 4  # enough for a volume job; each slice costs about a second on a 2-core CPU
 
 
 @pytest.fixture(scope="module")

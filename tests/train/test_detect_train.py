@@ -67,6 +67,7 @@ def test_packed_detector_returns_a_finite_scalar_loss_with_gradients():
     assert detector.roi_heads.mask_predictor.mask_fcn_logits.weight.grad is not None
 
 
+@pytest.mark.slow  # a Mask R-CNN trained, validated, tested and fp16-checked: ~30 s on 2 cores
 def test_run_detection_writes_a_detector_bundle_with_ap_reports(tmp_path):
     _infnet_layout(tmp_path / "data")
     cfg = DetectConfig(
@@ -78,6 +79,10 @@ def test_run_detection_writes_a_detector_bundle_with_ap_reports(tmp_path):
         batch_size=2,
         epochs=1,
         max_steps_per_epoch=2,
+        # few RoIs, proposals and detections: a CPU step and the AP evaluation stay quick
+        box_batch_size_per_image=32,
+        rpn_post_nms_top_n_train=100,
+        detections_per_image=10,
         split_fractions=(0.6, 0.2, 0.2),
         out=str(tmp_path / "run"),
     )

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from chestlens.train.checkpoint import load_checkpoint_state
 
+pytestmark = pytest.mark.slow  # four training subprocesses; a fast resume test is in test_segment_cli
 SCRIPT = Path(__file__).with_name("tiny_run.py")
 
 
