@@ -24,6 +24,13 @@ from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
 
+#: File name suffixes (lower case) that list a folder's images. Only for choosing which files of a folder
+#: to look at: the format itself is always sniffed from the bytes.
+PICTURE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+NIFTI_SUFFIXES = frozenset({".nii", ".gz"})
+IMAGE_SUFFIXES = PICTURE_SUFFIXES | DICOM_SUFFIXES | NIFTI_SUFFIXES
+
 #: Bytes of header read for sniffing (enough for a NIfTI-2 header and the DICOM preamble).
 SNIFF_BYTES = 1024
 

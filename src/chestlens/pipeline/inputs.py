@@ -15,11 +15,8 @@ from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
 from chestlens.io.series import visible_files
-from chestlens.io.sniff import dicom_kind
+from chestlens.io.sniff import IMAGE_SUFFIXES, dicom_kind
 
-IMAGE_SUFFIXES = frozenset(
-    {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".nii", ".gz"}
-)
 SERIES_MODALITIES = frozenset({"CT"})
 
 

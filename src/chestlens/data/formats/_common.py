@@ -13,8 +13,10 @@ from pydicom.errors import InvalidDicomError
 
 from chestlens.data.fields import parse_age, parse_sex
 from chestlens.errors import ChestlensInputError
+from chestlens.io.sniff import DICOM_SUFFIXES, PICTURE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
+#: one image per file: pictures and DICOM (not NIfTI volumes)
+IMAGE_SUFFIXES = PICTURE_SUFFIXES | DICOM_SUFFIXES
 
 _HEADER_TAGS = ["PatientID", "PatientAge", "PatientSex", "ViewPosition", "Rows", "Columns"]
 

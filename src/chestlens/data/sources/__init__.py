@@ -30,8 +30,6 @@ from PIL import Image
 
 from chestlens.errors import ChestlensInputError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-
 
 def read_table(path: Path, required: Iterable[str], encoding: str = "utf-8-sig") -> pd.DataFrame:
     """Read a metadata CSV with every value as a string (blank cells are ``""``, never NaN).

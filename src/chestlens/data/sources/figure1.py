@@ -32,8 +32,9 @@ from pathlib import Path
 from chestlens.data.fields import parse_age, parse_sex
 from chestlens.data.records import Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import IMAGE_SUFFIXES, csv_header, read_table, sample_uid
+from chestlens.data.sources import csv_header, read_table, sample_uid
 from chestlens.errors import ChestlensInputError
+from chestlens.io.sniff import PICTURE_SUFFIXES
 
 SOURCE = "figure1"
 FOLDER = "figure1-covid-chestxray-dataset"
@@ -70,7 +71,7 @@ def _images(folder: Path) -> dict[str, Path]:
     """File stem -> image path in ``images/`` (the first in name order where stems repeat)."""
     index: dict[str, Path] = {}
     for path in sorted((folder / "images").iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in PICTURE_SUFFIXES:
             index.setdefault(path.stem, path)
     return index
 

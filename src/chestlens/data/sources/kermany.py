@@ -22,7 +22,8 @@ from pathlib import Path
 
 from chestlens.data.records import Sample
 from chestlens.data.registry import SourceAdapter, register
-from chestlens.data.sources import IMAGE_SUFFIXES, sample_uid
+from chestlens.data.sources import sample_uid
+from chestlens.io.sniff import PICTURE_SUFFIXES
 
 SOURCE = "kermany"
 FOLDER = "kermany-chest-xray"
@@ -68,7 +69,7 @@ def load(folder: Path) -> list[Sample]:
             if not class_dir.is_dir():
                 continue
             for path in sorted(class_dir.iterdir()):
-                if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+                if path.name.startswith(".") or path.suffix.lower() not in PICTURE_SUFFIXES:
                     continue
                 samples.append(
                     Sample(
