@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chestlens.data.records import Modality, Sample
 from chestlens.errors import ChestlensInputError
+from chestlens.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class SourceAdapter:
     generic: bool = False
 
 
-_REGISTRY: dict[str, SourceAdapter] = {}
+_REGISTRY: Registry[SourceAdapter] = Registry("data source")
 
 # Modules that register the built-in adapters when imported.
 _BUILTIN_MODULES = (
@@ -68,12 +69,7 @@ _BUILTIN_MODULES = (
 _loaded = False
 
 
-def register(adapter: SourceAdapter) -> SourceAdapter:
-    """Add an adapter; names must be unique."""
-    if adapter.name in _REGISTRY and _REGISTRY[adapter.name] is not adapter:
-        raise ValueError(f"a source adapter named {adapter.name!r} is already registered")
-    _REGISTRY[adapter.name] = adapter
-    return adapter
+register = _REGISTRY.register  # add an adapter; names must be unique
 
 
 def _ensure_builtins() -> None:
@@ -87,16 +83,13 @@ def _ensure_builtins() -> None:
 def adapters() -> list[SourceAdapter]:
     """All registered adapters, in registration order."""
     _ensure_builtins()
-    return list(_REGISTRY.values())
+    return _REGISTRY.values()
 
 
 def get_adapter(name: str) -> SourceAdapter:
+    """The adapter named ``name`` (a one-line error listing the known names otherwise)."""
     _ensure_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise ChestlensInputError(None, f"unknown data source {name!r}; known: {known}") from None
+    return _REGISTRY.get(name)
 
 
 def find_sources(root: Path, names: Iterable[str] | None = None) -> list[tuple[SourceAdapter, Path]]:

@@ -54,6 +54,7 @@ from chestlens.models.catalog import is_bundle
 from chestlens.models.pretrained import StateDict, load_checkpoint
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from chestlens.models.segmentation import get_encoder, load_encoder_weights, trained_encoder
+from chestlens.registry import Registry
 
 if TYPE_CHECKING:
     from chestlens.models.spec import BundleSpec
@@ -125,9 +126,9 @@ def _resnet(
     )
 
 
-DETECTORS: dict[str, DetectorConfig] = {
-    cfg.name: cfg
-    for cfg in (
+DETECTORS: Registry[DetectorConfig] = Registry(
+    "detector",
+    (
         _resnet("resnet18", 256, (128, 128), "Mask R-CNN, ResNet-18-FPN, light heads: the CPU default"),
         _resnet(
             "resnet34", 256, (128, 128), "Mask R-CNN, ResNet-34-FPN, light heads (box 256-d, mask 2x128)"
@@ -169,8 +170,8 @@ DETECTORS: dict[str, DetectorConfig] = {
                 ("blocks.5.", "blocks.6."),
             ),
         ),
-    )
-}
+    ),
+)
 
 
 class TimmFPNBackbone(nn.Module):
@@ -192,17 +193,8 @@ class TimmFPNBackbone(nn.Module):
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
 
 
-def get_detector_config(name: str) -> DetectorConfig:
-    """Look up a detector by registry name."""
-    try:
-        return DETECTORS[name]
-    except KeyError:
-        known = ", ".join(sorted(DETECTORS))
-        raise ChestlensInputError(None, f"unknown detector {name!r}; known: {known}") from None
-
-
-def list_detectors() -> list[str]:
-    return sorted(DETECTORS)
+get_detector_config = DETECTORS.get  # look up a detector by registry name
+list_detectors = DETECTORS.names
 
 
 class MaskRCNNDetector(MaskRCNN):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chestlens.errors import ChestlensInputError
+from chestlens.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +50,9 @@ class ModelConfig:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-MODELS: dict[str, ModelConfig] = {
-    cfg.name: cfg
-    for cfg in (
+MODELS: Registry[ModelConfig] = Registry(
+    "model",
+    (
         ModelConfig(
             name="efficientnet_lite0",
             timm_name="tf_efficientnet_lite0",
@@ -98,18 +98,9 @@ MODELS: dict[str, ModelConfig] = {
             timm_kwargs={"mlp_ratio": 64 / 4096},
             head=("pre_logits.", "head.", "classifier."),  # timm and torchvision key layouts
         ),
-    )
-}
+    ),
+)
 
 
-def get_model_config(name: str) -> ModelConfig:
-    """Look up an architecture by registry name."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        known = ", ".join(sorted(MODELS))
-        raise ChestlensInputError(None, f"unknown model {name!r}; known: {known}") from None
-
-
-def list_models() -> list[str]:
-    return sorted(MODELS)
+get_model_config = MODELS.get  # look up a classifier architecture by registry name
+list_models = MODELS.names

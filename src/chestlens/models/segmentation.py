@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import segmentation_models_pytorch as smp
 import timm
@@ -34,12 +34,11 @@ from chestlens.models.factory import DEFAULT
 from chestlens.models.pretrained import StateDict, resolve_weights
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_config
 from chestlens.preprocess.labels import BACKGROUND, SegMode
+from chestlens.registry import Registry
 
 if TYPE_CHECKING:
     from chestlens.models.spec import BundleSpec
     from chestlens.preprocess.spec import PreprocessSpec
-
-_Config = TypeVar("_Config")
 
 
 class _InputSizeCheck:
@@ -106,54 +105,33 @@ def _from_classifier(name: str) -> EncoderConfig:
     return EncoderConfig(name, cfg.timm_name, cfg.mean, cfg.std, cfg.pretrained)
 
 
-ARCHITECTURES: dict[str, SegmenterConfig] = {
-    cfg.name: cfg
-    for cfg in (
+ARCHITECTURES: Registry[SegmenterConfig] = Registry(
+    "segmenter architecture",
+    (
         SegmenterConfig("unet", Unet, "U-Net (smp Unet): one decoder path, skip connections per scale"),
         SegmenterConfig(
             "unetplusplus",
             UnetPlusPlus,
             "UNet++ (smp UnetPlusPlus): nested dense skip paths; about 3x slower than U-Net to train on CPU",
         ),
-    )
-}
+    ),
+)
 
-ENCODERS: dict[str, EncoderConfig] = {
-    cfg.name: cfg
-    for cfg in (
+ENCODERS: Registry[EncoderConfig] = Registry(
+    "segmenter encoder",
+    (
         _from_classifier("efficientnet_lite0"),
         EncoderConfig("resnet18", "resnet18", IMAGENET_MEAN, IMAGENET_STD, None),
         EncoderConfig("resnet34", "resnet34", IMAGENET_MEAN, IMAGENET_STD, None),
         _from_classifier("resnet50"),
-    )
-}
+    ),
+)
 
 
-def _lookup(table: dict[str, _Config], name: str, what: str) -> _Config:
-    try:
-        return table[name]
-    except KeyError:
-        raise ChestlensInputError(
-            None, f"unknown {what} {name!r}; known: {', '.join(sorted(table))}"
-        ) from None
-
-
-def get_architecture(name: str) -> SegmenterConfig:
-    """Look up a decoder architecture (``unet``, ``unetplusplus``)."""
-    return _lookup(ARCHITECTURES, name, "segmenter architecture")
-
-
-def get_encoder(name: str) -> EncoderConfig:
-    """Look up an encoder (``efficientnet_lite0``, ``resnet18``, ...)."""
-    return _lookup(ENCODERS, name, "segmenter encoder")
-
-
-def list_architectures() -> list[str]:
-    return sorted(ARCHITECTURES)
-
-
-def list_encoders() -> list[str]:
-    return sorted(ENCODERS)
+get_architecture = ARCHITECTURES.get  # a decoder architecture (``unet``, ``unetplusplus``)
+get_encoder = ENCODERS.get  # an encoder (``efficientnet_lite0``, ``resnet18``, ...)
+list_architectures = ARCHITECTURES.names
+list_encoders = ENCODERS.names
 
 
 def create_segmenter(
