@@ -73,11 +73,10 @@ def test_decision_rule_flags_above_threshold_else_argmax_of_the_rest():
 
 
 def test_bundle_round_trip():
-    from chestlens.models.spec import OperatingPoint as BundleOperatingPoint
+    from chestlens.models.spec import ClassThreshold
 
     point = choose_threshold(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.3, 0.1]), 0.95)
-    stored = point.to_bundle("COVID-19")
-    assert isinstance(stored, BundleOperatingPoint)
+    stored = ClassThreshold.model_validate_json(point.to_threshold("COVID-19").model_dump_json())
     assert stored.criterion == "sensitivity>=0.95 on validation" and stored.validation_sensitivity == 1.0
     rule = DecisionRule.from_operating_points([stored])
     assert rule.thresholds[0].threshold == 0.4 and rule.thresholds[0].validation_specificity == 1.0

@@ -7,7 +7,7 @@ probabilities, patient ids, sources). Typical flow::
     T = fit_temperature(val_logits, val_y)                       # validation only -> BundleSpec.temperature
     val_p = apply_temperature(val_logits, T)
     op = choose_threshold(val_y == covid, val_p[:, covid], 0.95)  # validation only
-    spec.operating_points = [op.to_bundle("COVID-19")]
+    spec.operating_points = [op.to_threshold("COVID-19")]
     rule = DecisionRule.from_operating_points(spec.operating_points)
     test_p = apply_temperature(test_logits, T)
     report = evaluate_classifier(test_y, test_p, labels, test_patients, test_sources,

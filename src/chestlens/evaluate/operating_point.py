@@ -2,7 +2,7 @@
 
 A threshold is chosen on VALIDATION data (:func:`choose_threshold`: the highest threshold whose
 sensitivity reaches the target, by default 0.95 for COVID-19), stored in the bundle
-(:meth:`OperatingPoint.to_bundle` -> ``BundleSpec.operating_points``) and applied unchanged at test
+(:meth:`OperatingPoint.to_threshold` -> ``BundleSpec.operating_points``) and applied unchanged at test
 through a :class:`DecisionRule`.
 
 Decision rule (exact). With ``thresholds = [(c_1, t_1), ..., (c_m, t_m)]`` (in priority order), an image
@@ -25,6 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import roc_curve
 
+from chestlens.models.spec import ClassThreshold
+
 DEFAULT_TARGET_SENSITIVITY = 0.95
 _EPS = 1e-12
 
@@ -45,7 +47,7 @@ class OperatingPoint(BaseModel):
     n_negative: int
 
     def to_threshold(self, label: str) -> ClassThreshold:
-        """This point as one entry of a :class:`DecisionRule` for class ``label``."""
+        """This point for class ``label``: an entry of a :class:`DecisionRule` and of ``BundleSpec``."""
         return ClassThreshold(
             label=label,
             threshold=self.threshold,
@@ -53,12 +55,6 @@ class OperatingPoint(BaseModel):
             validation_sensitivity=self.sensitivity,
             validation_specificity=self.specificity,
         )
-
-    def to_bundle(self, label: str) -> Any:
-        """This point as a ``chestlens.models.bundle.OperatingPoint`` to store in ``BundleSpec``."""
-        from chestlens.models.spec import OperatingPoint as BundleOperatingPoint
-
-        return BundleOperatingPoint(**self.to_threshold(label).model_dump())
 
 
 def _roc(
@@ -122,21 +118,6 @@ def choose_threshold_for_specificity(
         n_positive=n_pos,
         n_negative=n_neg,
     )
-
-
-class ClassThreshold(BaseModel):
-    """One entry of a decision rule: flag ``label`` when its calibrated probability is ``>= threshold``.
-
-    Same fields as ``chestlens.models.bundle.OperatingPoint``, so bundle entries convert one to one.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    label: str
-    threshold: float = Field(ge=0.0, le=1.0)
-    criterion: str = ""
-    validation_sensitivity: float | None = None
-    validation_specificity: float | None = None
 
 
 class DecisionRule(BaseModel):

@@ -21,14 +21,18 @@ GRAPH_FILE = "model.onnx"
 FORMAT_VERSION = 1
 
 
-class OperatingPoint(BaseModel):
-    """A decision threshold on one class's calibrated probability, chosen on validation data."""
+class ClassThreshold(BaseModel):
+    """A decision threshold on one class's calibrated probability, chosen on validation data.
+
+    Stored in ``BundleSpec.operating_points`` and applied, in order, by
+    ``chestlens.evaluate.DecisionRule``: flag ``label`` when its probability is ``>= threshold``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     label: str
     threshold: float = Field(ge=0.0, le=1.0)
-    criterion: str  # e.g. "sensitivity>=0.95 on validation"
+    criterion: str = ""  # e.g. "sensitivity>=0.95 on validation"
     validation_sensitivity: float | None = None
     validation_specificity: float | None = None
 
@@ -63,7 +67,7 @@ class BundleSpec(BaseModel):
     labels: list[str]
     preprocess: PreprocessSpec
     temperature: float = Field(default=1.0, gt=0.0)
-    operating_points: list[OperatingPoint] = Field(default_factory=list)
+    operating_points: list[ClassThreshold] = Field(default_factory=list)
     # Segmenters in the screening pipeline: run only when the classifier's decision is positive for one
     # of these labels (empty: always run).
     run_if_positive: list[str] = Field(default_factory=list)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from chestlens.models.spec import OperatingPoint
+from chestlens.models.spec import ClassThreshold
 from chestlens.pipeline.schema import ScreeningResult
 from chestlens.serve.layers import SOURCE
 from chestlens.serve.store import StoredJob, StoredScreening
@@ -63,7 +63,7 @@ class ModelOut(BaseModel):
     architecture: str
     labels: list[str]
     temperature: float
-    operating_points: list[OperatingPoint]
+    operating_points: list[ClassThreshold]
     weights_sha256: str
     model_card: str | None
 

@@ -227,7 +227,7 @@ def run_classification(
     bundle_spec = provisional.model_copy(
         update={
             "temperature": temperature,
-            "operating_points": [point.to_bundle(labels[0])],
+            "operating_points": [point.to_threshold(labels[0])],
             "training": training_summary(cfg, table, samples, outcome, started, device) | _recipe_grid(cfg),
         }
     )
