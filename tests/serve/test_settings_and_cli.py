@@ -140,9 +140,11 @@ def test_job_owners():
     [
         (["--models", "no-such-bundle"], "not a bundle folder nor a bundled model name"),
         (["--api-key-file", "/nonexistent/keys"], "cannot read the API key file"),
+        (["--host", "0.0.0.0"], "refusing to listen on 0.0.0.0 without API keys"),
     ],
 )
-def test_cli_refuses_bad_options_in_one_line(args, message, capsys):
+def test_cli_refuses_bad_options_in_one_line(args, message, capsys, monkeypatch):
+    monkeypatch.delenv("CHESTLENS_API_KEYS", raising=False)
     with pytest.raises(SystemExit) as caught:
         main(["serve", *args])
     assert caught.value.code == EXIT_BAD_INPUT

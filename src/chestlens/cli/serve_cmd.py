@@ -73,6 +73,13 @@ def serve(
     api_key_file: Annotated[
         Path | None, typer.Option("--api-key-file", help="Accepted X-API-Key values.")
     ] = None,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve an open API on a non-loopback address (refused without API keys otherwise).",
+        ),
+    ] = False,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
     ] = None,
@@ -111,10 +118,13 @@ def serve(
     for name in settings.models:
         read_spec(name)  # a wrong --models fails here, in one line, before the server starts
     if not settings.api_keys and not _is_loopback(host):
-        typer.echo(
-            f"chestlens: warning: listening on {host} without API keys; set {API_KEYS_ENV} or --api-key-file",
-            err=True,
-        )
+        if not allow_unauthenticated:
+            raise ChestlensInputError(
+                None,
+                f"refusing to listen on {host} without API keys: set {API_KEYS_ENV} or --api-key-file "
+                "(or --allow-unauthenticated for a trusted network)",
+            )
+        typer.echo(f"chestlens: warning: listening on {host} without API keys", err=True)
     configure_logging(log_level)
     options = {"host": host, "port": port, "log_config": None, "access_log": False, "server_header": False}
     if workers == 1:
