@@ -3,11 +3,13 @@
 
 ``POST /api/v1/screenings`` (multipart field ``file``): one image answers 200 with the stored result;
 a zip of a DICOM series, or several DICOM files, answers 202 with a job to poll at ``/api/v1/jobs/{id}``.
+``DELETE /api/v1/screenings/{id}`` removes a result with its overlays and job (204).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, File, Path, Query, Request, Response, UploadFile
@@ -45,6 +47,7 @@ ERRORS = {
     for code in (400, 401, 404, 413, 415, 422, 503)
 }
 
+log = logging.getLogger("chestlens.serve")
 health_router = APIRouter()
 router = APIRouter(route_class=KeyFirstRoute)  # create_app adds the API key dependency when keys are set
 
@@ -151,6 +154,16 @@ async def get_screening(request: Request, screening_id: ID) -> ScreeningOut:
     if stored is None:
         raise ProblemError(404, "not-found", "Not found", f"no screening {screening_id}")
     return screening_out(stored)
+
+
+@router.delete(f"{API}/screenings/{{screening_id}}", status_code=204, responses=ERRORS, tags=["screenings"])
+async def delete_screening(request: Request, screening_id: ID) -> Response:
+    """Delete a result and everything derived from it (overlays, its job); 404 when there is none."""
+    deleted = await asyncio.to_thread(service_of(request).require_store().delete_screening, screening_id)
+    if not deleted:
+        raise ProblemError(404, "not-found", "Not found", f"no screening {screening_id}")
+    log.info("screening deleted", extra={"event": "deleted", "screening_id": screening_id})
+    return Response(status_code=204)
 
 
 @router.get(

@@ -68,7 +68,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "X-Request-ID"],
         )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_upload_bytes)

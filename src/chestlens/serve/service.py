@@ -2,13 +2,15 @@
 
 Start-up, in order: the private data folder; the salt for patient keys (:mod:`chestlens.io.salt`,
 logged by origin, never by value); the store; orphan spool folders removed
-(:func:`chestlens.serve.uploads.remove_orphan_spools`); then the models load in the background.
+(:func:`chestlens.serve.uploads.remove_orphan_spools`); with ``retention_days`` set, results older than
+that are deleted now and every hour (:data:`RETENTION_CHECK_S`); then the models load in the background.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from chestlens.io.deid import use_installation_salt
@@ -18,10 +20,13 @@ from chestlens.serve.engine import Engine
 from chestlens.serve.jobs import JobRunner
 from chestlens.serve.problems import ProblemError
 from chestlens.serve.settings import ServeSettings
-from chestlens.serve.store import Store
+from chestlens.serve.store import Store, utcnow
 from chestlens.serve.uploads import remove_orphan_spools
 
 log = logging.getLogger("chestlens.serve")
+
+#: Seconds between two retention checks.
+RETENTION_CHECK_S = 3600.0
 
 
 class Service:
@@ -35,6 +40,7 @@ class Service:
         self.jobs: JobRunner | None = None
         self.load_error: str | None = None
         self._loading: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
@@ -48,7 +54,24 @@ class Service:
         log.info(f"patient, study and series keys: {choice.origin}", extra={"event": "salt"})
         self.store = await asyncio.to_thread(Store, self.settings.url)
         await asyncio.to_thread(self._clean_spool, self.store)
-        self._loading = asyncio.get_running_loop().create_task(self._load())
+        loop = asyncio.get_running_loop()
+        if self.settings.retention_days is not None:
+            self._retention = loop.create_task(self._keep_retention(self.store, self.settings.retention_days))
+        self._loading = loop.create_task(self._load())
+
+    @staticmethod
+    async def _keep_retention(store: Store, days: float) -> None:
+        """Delete results older than ``days`` now and every :data:`RETENTION_CHECK_S` seconds."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(store.delete_before, utcnow() - timedelta(days=days))
+            except Exception:  # a database hiccup must not end retention for good
+                log.exception("retention check failed", extra={"event": "retention_failed"})
+            else:
+                if removed:
+                    message = f"deleted {removed} screening(s) older than {days:g} days"
+                    log.info(message, extra={"event": "retention"})
+            await asyncio.sleep(RETENTION_CHECK_S)
 
     def _clean_spool(self, store: Store) -> None:
         """Remove spool folders left by a kill during an upload (none that a pending job needs)."""
@@ -84,9 +107,10 @@ class Service:
         )
 
     async def stop(self) -> None:
-        if self._loading is not None:
-            self._loading.cancel()
-            await asyncio.gather(self._loading, return_exceptions=True)
+        for task in (self._loading, self._retention):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.jobs is not None:
             await self.jobs.stop()
         if self.engine is not None:

@@ -66,6 +66,9 @@ class ServeSettings(BaseSettings):
         runtime: ``onnx`` (ONNX Runtime, default) or ``torch`` (needs the ``[train]`` extra).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``cuda`` with the ``torch`` runtime).
         history_limit: most results the worklist lists.
+        retention_days: screenings older than this (days) are deleted with everything derived from
+            them (overlays, job rows), checked at start-up and every hour; None (default): kept until
+            deleted (``DELETE /api/v1/screenings/{id}``).
     """
 
     model_config = SettingsConfigDict(
@@ -94,6 +97,7 @@ class ServeSettings(BaseSettings):
     runtime: Literal["onnx", "torch"] = "onnx"
     device: str = "auto"
     history_limit: int = Field(200, ge=1)
+    retention_days: float | None = Field(None, gt=0)
 
     def __init__(self, **values: Any) -> None:
         # api_keys= goes in under its alias (the variable's name) so that it wins over the environment in

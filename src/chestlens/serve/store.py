@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     select,
     update,
@@ -185,6 +186,33 @@ class Store:
                 .where(OverlayRow.screening_id == screening_id, OverlayRow.layer == layer)
                 .values(png=png)
             )
+
+    def delete_screening(self, screening_id: str) -> bool:
+        """Delete a screening, its layers and the job that made it, in one transaction.
+
+        Returns False when there was no such screening (nothing is deleted then).
+        """
+        with Session(self.engine) as session, session.begin():
+            return self._delete(session, [screening_id]) == 1
+
+    def delete_before(self, cutoff: datetime) -> int:
+        """Delete screenings created before ``cutoff`` (with layers and jobs) and jobs that ended before
+        it without a screening (failed ones); returns how many screenings went."""
+        with Session(self.engine) as session, session.begin():
+            ids = session.scalars(select(ScreeningRow.id).where(ScreeningRow.created_at < cutoff)).all()
+            removed = self._delete(session, list(ids))
+            session.execute(
+                delete(JobRow).where(JobRow.updated_at < cutoff, JobRow.status.not_in(JOB_ACTIVE))
+            )
+            return removed
+
+    @staticmethod
+    def _delete(session: Session, screening_ids: list[str]) -> int:
+        if not screening_ids:
+            return 0
+        session.execute(delete(OverlayRow).where(OverlayRow.screening_id.in_(screening_ids)))
+        session.execute(delete(JobRow).where(JobRow.screening_id.in_(screening_ids)))
+        return session.execute(delete(ScreeningRow).where(ScreeningRow.id.in_(screening_ids))).rowcount
 
     # ------------------------------------------------------------------ jobs
     def add_job(self, job_id: str, owner: str) -> StoredJob:
