@@ -16,6 +16,10 @@ from chestlens.pipeline.schema import Lesion
 #: Connected regions smaller than this many mask pixels (at the network grid) are not reported.
 MIN_LESION_PIXELS = 16
 
+#: How far (mm) outside the lung mask a lesion region may start and still count as a lung lesion: the
+#: Hounsfield-unit lung rule leaves out dense consolidation and the pleura at the lung border.
+LUNG_MARGIN_MM = 5.0
+
 
 def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
     """Area in mm² of one pixel of a ``grid`` = ``(height, width)`` mask stretched over the image."""
@@ -84,6 +88,44 @@ def lesion_instances(
             )
         lesions += sorted(found, key=lambda lesion: -lesion.area_pixels)
     return lesions
+
+
+def lesions_in_lungs(
+    label_map: np.ndarray, lungs: np.ndarray, meta: ImageMeta, margin_mm: float = LUNG_MARGIN_MM
+) -> tuple[np.ndarray, int]:
+    """Keep only the lesion regions that reach the lungs; a lung lesion outside them is not one.
+
+    A region is a connected component of ``label_map > 0`` (in 3-D for a series). It is kept when it
+    overlaps the lung mask grown by ``margin_mm`` within each slice (by 1 grid pixel at least; by 1% of
+    the grid without a pixel spacing), so consolidation at the lung border stays while "lesions" in the
+    chest wall, the paraspinal muscle, the neck or outside the body go.
+
+    Args:
+        label_map: ``(S, S)`` or ``(slices, S, S)`` uint8, 0 = background.
+        lungs: bool lung mask on the same grid.
+        meta: the image, for the pixel spacing (mm) of the grid.
+
+    Returns:
+        The label map with the other regions set to 0, and how many regions were removed.
+    """
+    volume = label_map.ndim == 3
+    maps, lung_grid = (label_map, lungs) if volume else (label_map[None], lungs[None])
+    grid = maps.shape[-2:]
+    if meta.pixel_spacing_mm is None:
+        radius = max(1, round(0.01 * max(grid)))
+    else:
+        row_mm, col_mm = meta.pixel_spacing_mm
+        grid_mm = min(meta.rows / grid[0] * row_mm, meta.cols / grid[1] * col_mm)  # one grid pixel
+        radius = max(1, round(margin_mm / grid_mm))
+    yy, xx = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    disk = (yy**2 + xx**2 <= radius**2)[None]  # grows within each slice only
+    reach = ndimage.binary_dilation(lung_grid, structure=disk)
+    regions, count = ndimage.label(maps > 0)
+    touching = np.unique(regions[reach & (regions > 0)])
+    kept = np.isin(regions, touching[touching > 0])
+    filtered = np.where(kept, maps, 0).astype(maps.dtype)
+    removed = count - int((touching > 0).sum())
+    return (filtered if volume else filtered[0]), removed
 
 
 def slice_lesion_scores(label_map: np.ndarray, probabilities: np.ndarray, lungs: np.ndarray) -> np.ndarray:

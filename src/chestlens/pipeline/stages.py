@@ -30,6 +30,7 @@ from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.measure import (
     area_mm2,
     lesion_instances,
+    lesions_in_lungs,
     lungs_with_lesions,
     slice_lesion_scores,
     volume_ml,
@@ -369,6 +370,11 @@ class SegmentLesions:
             if case.lung_mask is not None:
                 mask = case.lung_mask if case.lung_mask.ndim == 3 else case.lung_mask[None]
                 lungs = resize_nearest(mask, label_map.shape[-2:])
+                label_map, removed = lesions_in_lungs(label_map, lungs, case.image.meta)
+                if removed:
+                    case.notes.append(f"{removed} lesion region(s) outside the lungs removed")
+            else:
+                case.notes.append("no lung mask: lesion regions are not checked against the lungs")
             if not case.image.is_volume:
                 label_map, probabilities = label_map[0], probabilities[0]
                 lungs = None if lungs is None else lungs[0]
