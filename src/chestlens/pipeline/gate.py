@@ -16,9 +16,10 @@ is judged on its grey version by the lung-field check; colour DICOM is rejected 
 grey; colour DICOM is ultrasound, photographs and screen captures).
 
 Why two lungs are not required: frontal radiographs with a completely opacified hemithorax show one lung
-field (e.g. NIH ``00000506_013.png``); they are the images screening must not miss. Lateral views in
-pictures are therefore not detected from pixels (the 25 ieee8023 laterals pass); only the DICOM
-ViewPosition rejects them.
+field (e.g. NIH ``00000506_013.png``); they are the images screening must not miss. Lateral views are
+rejected by the DICOM ViewPosition where there is one, and from pixels by the ``view`` check
+(:mod:`chestlens.pipeline.view`: a logistic regression on the working image and the lung map, with its
+cross-validated figures), which the screener runs after :func:`check_lung_fields`.
 
 Calibration of :func:`check_lung_fields` (``lungs-segmenter`` 0.1.0, 256 px grid, mask = probability >=
 0.5), measured with ``bench/gate_false_rejections.py`` on the 1836 frontal radiographs of the six X-ray

@@ -44,6 +44,7 @@ from chestlens.pipeline.schema import (
     ModelRef,
     ScreeningResult,
 )
+from chestlens.pipeline.view import check_view
 from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.lung_roi import classifier_frame, crop_to_frame, paste_fraction
 from chestlens.preprocess.resize import resize_nearest, working_image
@@ -122,6 +123,7 @@ class FindLungs:
             probability = output["probabilities"][0, 0]
             with Timer("gate", [case]):
                 case.checks.append(gate.check_lung_fields(probability))
+                case.checks.append(check_view(case.work, probability))
             case.lung_mask = probability >= 0.5
             case.lungs = LungMeasurement(
                 model=model_ref(self.segmenter),

@@ -1,0 +1,122 @@
+"""Frontal or lateral? The gate's view check for radiographs without DICOM tags.
+
+Pictures (PNG, JPEG) carry no ViewPosition, and a lateral chest radiograph passes every lung-field
+plausibility statistic (:mod:`chestlens.pipeline.gate`). This check scores the view from what the
+screener already computed for the gate: the working image and the lung segmenter's probability map.
+
+Features (:func:`view_features`, 122 values): the working image and the lung probability map on a
+coarse 6 x 6 grid (two lung fields side by side, or one overlapped field in front of the spine), the
+column and row brightness profiles and their left-right asymmetry, the left half's share of the lung map
+and the aspect ratio. A logistic regression on them (:class:`ViewModel`, ``view_model.json`` next to
+this module, plain numbers: no pickle) gives P(lateral); above the stored threshold the check
+fails with the reason "lateral view".
+
+The model, its threshold and its cross-validated figures come from ``bench/view_check.py`` (frontal and
+lateral films of the shared data, patient-grouped folds repeated with 5 seeds; the threshold is the
+highest out-of-fold score of any frontal film in any repeat, so that no frontal film is rejected out of
+fold).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from chestlens.pipeline.schema import GateCheck
+
+#: The stored model (written by ``bench/view_check.py``).
+VIEW_MODEL = Path(__file__).with_name("view_model.json")
+#: Side (pixels) of the thumbnails the features are taken from.
+THUMBNAIL = 64
+#: Side of the coarse image and lung-map grids, and length of each profile.
+FEATURE_GRID = 6
+PROFILE = 16
+#: Length of the feature vector.
+N_FEATURES = 2 * FEATURE_GRID**2 + 3 * PROFILE + 2
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-6)
+
+
+def view_features(work: np.ndarray, lung_probability: np.ndarray) -> np.ndarray:
+    """The view features of one radiograph.
+
+    Args:
+        work: the working image ``(H, W)``, float32 in ``[0, 1]`` (the screener's ``prepare`` stage).
+        lung_probability: the lung segmenter's ``(S, S)`` probabilities for that image.
+
+    Returns:
+        ``(N_FEATURES,)`` float64: the image on a ``FEATURE_GRID`` grid (standardised), the lung map on
+        that grid, the column and row brightness profiles and the left-right asymmetry of the column
+        profile (``PROFILE`` values each, standardised), the left half's share of the lung map, and
+        log(H / W). Every shrink is by area averaging, from ``THUMBNAIL``-pixel thumbnails.
+    """
+    import cv2
+
+    def shrink(array: np.ndarray, width: int, height: int, mode: int = cv2.INTER_AREA) -> np.ndarray:
+        return cv2.resize(np.asarray(array, np.float32), (width, height), interpolation=mode)
+
+    image = shrink(work, THUMBNAIL, THUMBNAIL)
+    lungs = shrink(lung_probability, THUMBNAIL, THUMBNAIL)
+    columns, rows = _standardised(image.mean(0)), _standardised(image.mean(1))
+    asymmetry = np.abs(columns - columns[::-1])
+    profiles = [shrink(p[None], PROFILE, 1, cv2.INTER_LINEAR).ravel() for p in (columns, rows, asymmetry)]
+    per_column = lungs.sum(0)
+    left_share = per_column[: THUMBNAIL // 2].sum() / (per_column.sum() + 1e-6)
+    parts = [
+        _standardised(shrink(image, FEATURE_GRID, FEATURE_GRID).astype(np.float64)).ravel(),
+        shrink(lungs, FEATURE_GRID, FEATURE_GRID).ravel(),
+        *profiles,
+        [left_share, np.log(work.shape[0] / work.shape[1])],
+    ]
+    return np.concatenate([np.asarray(part, np.float64).ravel() for part in parts])
+
+
+@dataclass(frozen=True)
+class ViewModel:
+    """A standardised logistic regression: P(lateral) = sigmoid(w . (x - mean) / scale + b)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    description: str
+
+    def probability(self, features: np.ndarray) -> float:
+        z = float(((features - self.mean) / self.scale) @ self.weights + self.bias)
+        return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+
+    @classmethod
+    def read(cls, path: Path = VIEW_MODEL) -> ViewModel:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            mean=np.asarray(data["mean"], np.float64),
+            scale=np.asarray(data["scale"], np.float64),
+            weights=np.asarray(data["weights"], np.float64),
+            bias=float(data["bias"]),
+            threshold=float(data["threshold"]),
+            description=str(data["description"]),
+        )
+
+
+@cache
+def view_model() -> ViewModel:
+    """The shipped model, read once."""
+    return ViewModel.read()
+
+
+def check_view(work: np.ndarray, lung_probability: np.ndarray, model: ViewModel | None = None) -> GateCheck:
+    """``view`` check: fails for a lateral radiograph (P(lateral) above the model's threshold)."""
+    model = model or view_model()
+    p = model.probability(view_features(work, lung_probability))
+    if p > model.threshold:
+        threshold = model.threshold
+        detail = f"lateral view (P(lateral) {p:.3f} > {threshold:.3f}); only frontal views are screened"
+        return GateCheck(name="view", passed=False, detail=detail)
+    return GateCheck(name="view", passed=True, detail=f"frontal view (P(lateral) {p:.3f})")
