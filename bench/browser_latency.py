@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from chestlens.data.root import data_root
 from chestlens.export.browser import INSTALLED, READY, ServerThread, open_browser, screen_file, wait_for
 from chestlens.export.offline import default_web_dir, mount_offline
 from chestlens.export.verify import ms_per_image, ort_session, unit_image
@@ -62,10 +61,7 @@ def web_folder(given: Path | None, scratch: Path) -> Path:
     folder = given or default_web_dir()
     if (folder / "models.json").is_file():
         return folder
-    root = data_root()
-    if root is None:
-        raise SystemExit("no web build and no data root to verify a new one: run `chestlens export web`")
-    return build_web(scratch / "web", root=root, check_images=4).folder
+    return build_web(scratch / "web").folder
 
 
 def download_sizes(folder: Path) -> dict[str, int]:

@@ -12,15 +12,15 @@ from tests.serve.serve_helpers import require_or_skip
 
 
 @pytest.fixture(scope="session")
-def web_build(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``chestlens export web`` into a temporary folder (both bundled models, verified on real images)."""
+def web_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``chestlens export web`` into a temporary folder (the bundled models' own verified graphs)."""
     from chestlens.export.web import build_web
 
     if shutil.which("npm") is None:
         require_or_skip(
             "CHESTLENS_REQUIRE_BROWSER", "npm is needed to vendor onnxruntime-web (install Node.js)"
         )
-    return build_web(tmp_path_factory.mktemp("web") / "site", root=shared_data, check_images=8).folder
+    return build_web(tmp_path_factory.mktemp("web") / "site").folder
 
 
 @pytest.fixture

@@ -31,8 +31,11 @@ from chestlens.cli.help_types import use_plain_type_names
 EXIT_BAD_INPUT = 2
 #: Top-level modules of the ``[train]`` extra: a command that imports one of them needs that extra.
 TRAIN_EXTRA_MODULES = frozenset(
-    {"torch", "torchvision", "timm", "segmentation_models_pytorch", "pytorch_grad_cam", "safetensors", "onnx"}
-)
+    {
+        "torch", "torchvision", "timm", "segmentation_models_pytorch", "pytorch_grad_cam", "safetensors",
+        "tensorboard", "onnx", "onnxscript", "onnx_ir",
+    }
+)  # fmt: skip
 
 use_plain_type_names()
 

@@ -101,18 +101,22 @@ def web(
     lungs: Annotated[str, typer.Option("--lungs", help="Lung segmenter bundle ('' for none).")] = (
         "lungs-segmenter"
     ),
-    root: Annotated[Path | None, typer.Option("--root", help="Data root (default $CHESTLENS_DATA).")] = None,
 ) -> None:
     """Build the offline screener (PWA) as a static folder: serve it from any static host, or with
-    `chestlens serve` at /offline/. Needs npm (vendors onnxruntime-web by npm ci)."""
+    `chestlens serve` at /offline/. It runs each bundle's verified model.onnx; needs npm (vendors
+    onnxruntime-web by npm ci), not PyTorch."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.export.offline import default_web_dir
     from chestlens.export.web import build_web
 
     folder = out or folder or default_web_dir()
-    built = build_web(folder, classifier=classifier, lungs=lungs or None, root=_data_root(root))
-    for role, report in built.reports.items():
-        typer.echo(f"{role}: {report.bundle}: " + _summary("fp32", report.checks["fp32"]))
+    built = build_web(folder, classifier=classifier, lungs=lungs or None)
+    for role, (name, record) in built.graphs.items():
+        typer.echo(
+            f"{role}: {name}: model.onnx verified against PyTorch, max |p_onnx - p_torch| = "
+            f"{record.max_abs_diff_probabilities:.2e} on {record.parity_n_images} images "
+            f"({record.parity_images})"
+        )
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     typer.echo(f"built {folder} (build {built.build_id}, {size / 1e6:.1f} MB)")
     typer.echo("serve it from any static host, or run `chestlens serve` and open /offline/")

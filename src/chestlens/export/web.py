@@ -5,13 +5,15 @@ Layout of the built folder::
     index.html app.js dicom.js lungroi.js style.css icon.svg manifest.webmanifest
     sw.js                 # service worker; its cache name is the build id, so a new build replaces the old
     models.json           # build id, the models (onnx + sidecar), every file to cache for offline use
-    models/NAME.onnx      # verified fp32 exports with their JSON sidecars (chestlens.export.bundle_export)
-    models/NAME.json
+    models/NAME.onnx      # each bundle's own verified model.onnx, the graph every runtime runs
+    models/NAME.json      # its JSON sidecar (chestlens.export.sidecar)
     vendor/               # onnxruntime-web (wasm backend only) and dicom-parser,
                           # from `npm ci` of web/package-lock.json
 
 The page, the models and the runtimes are all same-origin files: nothing is fetched from a CDN and no
-image ever leaves the browser.
+image ever leaves the browser. The graphs are copied from the bundles, checked against the SHA-256 in
+``bundle.json``; their parity with PyTorch was verified when they were put into the bundle, and the
+sidecar carries that check. Building therefore needs neither PyTorch nor the data root.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from pathlib import Path
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.export.bundle_export import ExportReport, export_bundle
-from chestlens.export.images import sample_set
-from chestlens.models.bundle import load_bundle
-from chestlens.models.spec import read_spec
+from chestlens.export.sidecar import sidecar
+from chestlens.models.catalog import resolve_bundle
+from chestlens.models.spec import GraphRecord, read_spec
 from chestlens.preprocess.lung_roi import needs_lungs
+from chestlens.runtime.onnx import verified_graph
 
 #: The PWA source folder of a source checkout (not shipped inside the wheel).
 WEB_SOURCE = Path(__file__).resolve().parents[3] / "web"
@@ -47,8 +49,6 @@ APP_FILES = (
 SERVICE_WORKER = "sw.js"
 BUILD_PLACEHOLDER = "__CHESTLENS_BUILD__"
 #: node_modules path -> vendor/ name: the wasm-only onnxruntime-web build and dicom-parser.
-#: Images of the test split used to verify the exports of a web build.
-WEB_CHECK_IMAGES = 16
 VENDOR_FILES = {
     "onnxruntime-web/dist/ort.wasm.min.mjs": "ort.wasm.min.mjs",
     "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs": "ort-wasm-simd-threaded.mjs",
@@ -59,11 +59,11 @@ VENDOR_FILES = {
 
 @dataclass(frozen=True, slots=True)
 class WebBuild:
-    """A finished build: its folder, build id and the export reports of its models."""
+    """A finished build: its folder, build id and each model's graph record (role -> bundle name, record)."""
 
     folder: Path
     build_id: str
-    reports: dict[str, ExportReport]
+    graphs: dict[str, tuple[str, GraphRecord]]
 
 
 def vendor_modules(cache: Path | None = None) -> Path:
@@ -101,13 +101,11 @@ def build_web(
     *,
     classifier: str = "xray3-screener",
     lungs: str | None = "lungs-segmenter",
-    root: Path,
-    check_images: int = WEB_CHECK_IMAGES,
 ) -> WebBuild:
     """Build the static offline screener into ``out`` (replaced if it exists; see the module docstring).
 
     Args:
-        root: data root; the exports are verified against PyTorch on ``check_images`` real images.
+        classifier, lungs: bundles (names or folders) whose verified ``model.onnx`` the page runs.
     """
     missing = [name for name in (*APP_FILES, SERVICE_WORKER) if not (WEB_SOURCE / name).is_file()]
     if missing:
@@ -123,17 +121,27 @@ def build_web(
         shutil.copy2(WEB_SOURCE / name, staging / name)
     for source, name in VENDOR_FILES.items():
         shutil.copy2(modules / source, staging / "vendor" / name)
-    reports, models = {}, {}
+    graphs, models = {}, {}
     for role, name in (("classifier", classifier), ("lungs", lungs)):
         if name is None:
             continue
-        bundle = load_bundle(name)
-        check = sample_set(bundle.spec, root, check_images)
-        report = export_bundle(bundle, staging / "models", check)
-        if not report.passed:
-            raise ChestlensInputError(name, f"export failed verification: {report.checks['fp32']}")
-        onnx_path = report.files["fp32"]
-        reports[role] = report
+        path = resolve_bundle(name)
+        spec = read_spec(path)
+        onnx_path = staging / "models" / f"{spec.name}.onnx"
+        onnx_path.write_bytes(verified_graph(path, spec))
+        record = spec.graph
+        assert record is not None  # verified_graph refuses a bundle without one
+        check = {
+            "passed": True,
+            "max_abs_diff_probabilities": record.max_abs_diff_probabilities,
+            "tolerance": record.tolerance,
+            "n_images": record.parity_n_images,
+            "images": record.parity_images,
+            "checked": "when the graph was put into the bundle (chestlens export graph, or training)",
+        }
+        sidecar_text = json.dumps(sidecar(spec, onnx_path, "fp32", check), indent=2) + "\n"
+        write_text_atomic(onnx_path.with_suffix(".json"), sidecar_text)
+        graphs[role] = (spec.name, record)
         models[role] = {
             "onnx": f"models/{onnx_path.name}",
             "sidecar": f"models/{onnx_path.with_suffix('.json').name}",
@@ -156,4 +164,4 @@ def build_web(
     if out.exists():
         shutil.rmtree(out)
     staging.replace(out)
-    return WebBuild(out, build_id, reports)
+    return WebBuild(out, build_id, graphs)

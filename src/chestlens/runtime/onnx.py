@@ -39,6 +39,22 @@ def session(model: Path | bytes, threads: int = 0) -> Any:
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+def verified_graph(path: Path, spec: BundleSpec) -> bytes:
+    """The bytes of the bundle's ``model.onnx``, checked against the SHA-256 in ``bundle.json``; a bundle
+    without one gets a one-line error that says what to do."""
+    graph = path / GRAPH_FILE
+    if spec.graph is None or not graph.is_file():
+        raise ChestlensInputError(
+            path,
+            f"bundle has no {GRAPH_FILE}: add it with 'chestlens export graph {path}' "
+            "or screen with --runtime torch",
+        )
+    data = graph.read_bytes()
+    if hashlib.sha256(data).hexdigest() != spec.graph.sha256:
+        raise ChestlensInputError(graph, "graph does not match the checksum in bundle.json")
+    return data
+
+
 @dataclass(slots=True)
 class OnnxGraph:
     """A bundle's ``model.onnx`` in an ONNX Runtime session (see :class:`~chestlens.runtime.GraphRunner`)."""
@@ -52,20 +68,12 @@ class OnnxGraph:
     def load(cls, name_or_path: str, kind: str, *, threads: int = 0) -> OnnxGraph:
         """Load and check the graph; a bundle without one gets a one-line error that says what to do."""
         path, spec = checked_spec(name_or_path, kind)
-        graph = path / GRAPH_FILE
-        if spec.graph is None or not graph.is_file():
-            raise ChestlensInputError(
-                path,
-                f"bundle has no {GRAPH_FILE}: add it with 'chestlens export graph {path}' "
-                "or screen with --runtime torch",
-            )
-        data = graph.read_bytes()
-        if hashlib.sha256(data).hexdigest() != spec.graph.sha256:
-            raise ChestlensInputError(graph, "graph does not match the checksum in bundle.json")
+        data = verified_graph(path, spec)
         try:
             return cls(spec=spec, path=path, session=session(data, threads))
         except Exception as error:  # onnxruntime raises its own exception types
-            raise ChestlensInputError(graph, f"ONNX Runtime cannot load the graph: {error}") from error
+            message = f"ONNX Runtime cannot load the graph: {error}"
+            raise ChestlensInputError(path / GRAPH_FILE, message) from error
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self.session.get_outputs()]
