@@ -43,7 +43,7 @@ from chestlens.preprocess.lung_roi import needs_lungs
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import ClassifyConfig
-from chestlens.train.fp16 import fp16_check
+from chestlens.train.fp16 import fp16_check, use_stored_weights
 from chestlens.train.loop import macro_auc, train_classifier
 from chestlens.train.run import (
     BUNDLE_DIR,
@@ -233,6 +233,7 @@ def run_classification(
     )
     model.cpu()
     fp16 = _fp16_is_lossless(model, outcome.best_state, bundle_spec, data["val"]) if cfg.fp16_bundle else None
+    use_stored_weights(model, outcome.best_state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
         preds = val_preds if split == "val" else predict(model, bundle_spec, data[split])

@@ -52,7 +52,7 @@ from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import shuffled_loader, train_model
-from chestlens.train.fp16 import SCORE_TOLERANCE
+from chestlens.train.fp16 import SCORE_TOLERANCE, rounded_to_fp16, use_stored_weights
 from chestlens.train.run import BUNDLE_DIR, finish_run, split_table, start_run, training_summary
 from chestlens.train.segment import decoded_splits, masked_samples
 
@@ -302,7 +302,7 @@ def _fp16_check(
         report = detection_report(detector, val, classes, cfg, device, n_boot=0)
         return report.segm.ap50.value or 0.0, report.segm.map.value or 0.0
 
-    detector.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()})
+    detector.load_state_dict(rounded_to_fp16(state))
     half = scores()
     detector.load_state_dict(state)
     full = scores()
@@ -368,6 +368,7 @@ def run_detection(
 
     state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
     fp16 = _fp16_check(detector, state, data["val"], classes, cfg, device) if cfg.fp16_bundle else None
+    use_stored_weights(detector, state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
         report = detection_report(detector, data[split], classes, cfg, device, n_boot=N_BOOT)

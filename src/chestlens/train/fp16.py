@@ -12,6 +12,18 @@ import torch
 SCORE_TOLERANCE = 1e-3
 
 
+def rounded_to_fp16(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` as a bundle with fp16 weights gives it back: floating tensors rounded to fp16, as fp32."""
+    return {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def use_stored_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], fp16: dict | None) -> None:
+    """Load into ``model`` the weights the bundle will hold: ``state`` rounded to fp16 when the check found
+    fp16 storage lossless, else ``state``; the test figures then describe the shipped weights exactly
+    (``chestlens evaluate`` on the bundle reproduces them)."""
+    model.load_state_dict(rounded_to_fp16(state) if fp16 and fp16["lossless"] else state)
+
+
 def fp16_check(
     model: torch.nn.Module,
     state: dict[str, torch.Tensor],
@@ -34,8 +46,7 @@ def fp16_check(
         ``max_probability_change``, ``<score_name>_change``, ``decisions_changed`` and ``lossless``
         (score change below :data:`SCORE_TOLERANCE` and no more decisions changed than allowed).
     """
-    half = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(half)
+    model.load_state_dict(rounded_to_fp16(state))
     p16 = probabilities()
     model.load_state_dict(state)
     p32 = probabilities()

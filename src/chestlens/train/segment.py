@@ -48,7 +48,7 @@ from chestlens.train import distributed
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.dataset import SegmentationDataset
 from chestlens.train.engine import shuffled_loader, train_model
-from chestlens.train.fp16 import fp16_check
+from chestlens.train.fp16 import fp16_check, use_stored_weights
 from chestlens.train.run import (
     BUNDLE_DIR,
     check_not_empty,
@@ -236,6 +236,7 @@ def run_segmentation(
     fp16 = (
         _fp16_check(model, outcome.best_state, bundle_spec, data["val"], device) if cfg.fp16_bundle else None
     )
+    use_stored_weights(model, outcome.best_state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
         return _evaluate(bundle_spec, model, data[split], out_dir, name, device)
