@@ -80,6 +80,7 @@ def _result(source: Dataset) -> ScreeningResult:
                 Decision(label="COVID-19", threshold=0.41, positive=True, criterion="sensitivity >= 0.90"),
                 Decision(label="pneumonia", threshold=0.35, positive=False, criterion="sensitivity >= 0.90"),
             ],
+            meaning="What the COVID-19 output means: a test statement.",
         ),
         explanation=Explanation(
             method="gradcam", target_label="COVID-19", layer="blocks.6", energy_in_lungs=0.874
@@ -232,7 +233,7 @@ def test_sr_values_equal_the_result(sources, tmp_path, name):
         assert ggo[("SCT", "42798000")] == (pytest.approx(812.25), "mm2")
 
     texts = [item.TextValue for item in _items(sr.ContentSequence) if item.ValueType == "TEXT"]
-    assert result.disclaimer in texts
+    assert result.disclaimer in texts and result.classification.meaning in texts
     (procedure,) = [c for c in sr.ContentSequence if _concept(c) == ("DCM", "121058")]
     assert procedure.ConceptCodeSequence[0].CodeValue == (
         "169069000" if source.Modality == "CT" else "399208008"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 
@@ -10,6 +11,8 @@ from PIL import Image
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.cli import main
+from chestlens.models.meaning import output_meaning
+from chestlens.models.spec import read_spec
 from chestlens.pipeline.schema import ScreeningResult
 
 pytestmark = pytest.mark.inference
@@ -96,10 +99,14 @@ def test_demo_screens_the_pip_images(tmp_path, capsys):
     results = [ScreeningResult.model_validate(r) for r in json.loads((out_dir / "results.json").read_text())]
     chest, ct, leg = results
     assert chest.gate.accepted and chest.classification is not None and chest.explanation is not None
+    meaning = output_meaning(read_spec("xray3-screener"))
+    assert chest.classification.meaning == meaning and "inside one source" in meaning
+    assert " ".join(meaning.split()) in " ".join(stdout.split())  # under the table
     assert ct.gate.accepted and ct.gate.image_type == "chest_ct"
     assert not leg.gate.accepted and leg.classification is None
     page = (out_dir / "index.html").read_text()
     assert RESEARCH_USE_DISCLAIMER in page and page.count("data:image/png;base64,") == 3
+    assert html.escape(meaning) in page
     assert "REJECTED" in page
     with Image.open(out_dir / "RG1_UNCR.png") as overlay:
         assert overlay.mode == "RGB" and overlay.size[0] == 2 * 482  # image and heatmap panels, 512 px high

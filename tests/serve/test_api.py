@@ -33,6 +33,7 @@ def test_radiograph_answers_synchronously_with_the_pipeline_schema(client, radio
     result = ScreeningResult.model_validate(body["result"])
     assert result.gate.accepted and result.classification is not None
     assert abs(sum(result.classification.probabilities.values()) - 1) < 1e-6
+    assert "What the COVID-19 output means" in result.classification.meaning  # from the bundle
     assert result.disclaimer == RESEARCH_USE_DISCLAIMER
     assert result.input.source == f"upload-{body['id']}"  # the server's name, never the client's
     assert path.name not in response.text

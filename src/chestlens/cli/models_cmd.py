@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _row(path: Path) -> dict[str, Any]:
+    from chestlens.models.meaning import output_meaning
     from chestlens.models.spec import read_spec
 
     spec = read_spec(path)
@@ -28,6 +29,7 @@ def _row(path: Path) -> dict[str, Any]:
         "labels": spec.labels,
         "test_macro_auc": test.get("macro_auc"),
         "test_images": test.get("n_images"),
+        "meaning": output_meaning(spec),
         "path": str(path),
     }
 
@@ -74,4 +76,7 @@ def models(
         )
     console = Console()
     console.print(table)
+    for row in rows:
+        if row["meaning"]:
+            console.print(f"[bold]{row['name']}[/bold]: {row['meaning']}")
     console.print(RESEARCH_USE_DISCLAIMER)

@@ -65,9 +65,17 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
             row.get("heatmap_in_lungs", ""),
             row.get("total_ms", ""),
         )
+    captions = list(dict.fromkeys(m for m in map(_meaning, lines) if m))  # each bundle's statement once
     if len(lines) > TABLE_MAX_ROWS:
-        table.caption = f"first {TABLE_MAX_ROWS} of {len(lines)} inputs; see --json / --csv / --out"
+        captions.append(f"first {TABLE_MAX_ROWS} of {len(lines)} inputs; see --json / --csv / --out")
+    table.caption = "\n".join(captions) or None
     return table
+
+
+def _meaning(line: dict) -> str | None:
+    """The classification's one-line statement of what its headline output means (None without one)."""
+    classification = (line.get("result") or {}).get("classification") or {}
+    return classification.get("meaning")
 
 
 def _inputs_only(paths: list[Path]) -> list[Path]:

@@ -34,7 +34,8 @@ Structured Report (Comprehensive SR, TID 1500 "Imaging Measurement Report", prel
 * lesions (only when the lesion segmenter ran): one group per label, finding DCM 112120 "Ground glass
   opacity", SCT 95436008 "Lung consolidation", SCT 36118008 "Pneumothorax" or SCT 52988006 "Lesion",
   with area, volume and private ``LESIONLUNGFRAC`` (share of the lungs);
-* the research-use disclaimer: a TEXT item DCM 121106 "Comment" in the report's UMLS C0034375
+* the research-use disclaimer and what the headline output means (``classification.meaning``): TEXT
+  items DCM 121106 "Comment" in the report's UMLS C0034375
   "Qualitative Evaluations" container.
 
 Every group references the source image (DCM 121112 "Source of Measurement"), so the source is listed
@@ -193,7 +194,8 @@ def write_structured_report(result: ScreeningResult, source: Dataset, path: Path
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,
     )
-    report[0].ContentSequence.append(_disclaimer(result.disclaimer))
+    meaning = result.classification.meaning if result.classification is not None else None
+    report[0].ContentSequence.append(_comments([result.disclaimer, *([meaning] if meaning else [])]))
     sr = _build(
         where,
         lambda: hd.sr.ComprehensiveSR(
@@ -545,18 +547,16 @@ def _sizes(area_mm2: float | None, volume_ml: float | None) -> list[hd.sr.Measur
     return sizes
 
 
-def _disclaimer(text: str) -> hd.sr.ContainerContentItem:
-    """TID 1500 "Qualitative Evaluations" container holding the research-use disclaimer as a comment."""
+def _comments(texts: list[str]) -> hd.sr.ContainerContentItem:
+    """TID 1500 "Qualitative Evaluations" container holding ``texts`` as comments: the research-use
+    disclaimer, then what the headline output means (``classification.meaning``) where known."""
     container = hd.sr.ContainerContentItem(
         name=_QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
-    container.ContentSequence = hd.sr.ContentSequence(
-        [
-            hd.sr.TextContentItem(
-                name=codes.DCM.Comment, value=text, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-            )
-        ]
-    )
+    contains = hd.sr.RelationshipTypeValues.CONTAINS
+    comment = codes.DCM.Comment
+    items = [hd.sr.TextContentItem(name=comment, value=t, relationship_type=contains) for t in texts]
+    container.ContentSequence = hd.sr.ContentSequence(items)
     return container
 
 

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 
-SCHEMA_VERSION = "1.2"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
-# CT classification (slice indices and probabilities of a series), the "cam" heatmap method
+SCHEMA_VERSION = "1.3"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
+# CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
+# headline output means (classification.meaning)
 
 
 class _Strict(BaseModel):
@@ -85,6 +86,8 @@ class Classification(_Strict):
     # series probabilities above are their mean.
     slice_indices: list[int] | None = None
     slice_probabilities: list[list[float]] | None = None
+    # One line from the bundle's within-source figures (chestlens.models.meaning); None without them.
+    meaning: str | None = None
 
 
 class Explanation(_Strict):

@@ -23,6 +23,7 @@ import numpy as np
 from chestlens import __version__
 from chestlens.explain import HeatmapMethod
 from chestlens.explain.energy import energy_inside
+from chestlens.models.meaning import output_meaning
 from chestlens.models.registry import get_model_config
 from chestlens.pipeline import gate
 from chestlens.pipeline.case import Case, Screening, Timer, input_info
@@ -153,6 +154,7 @@ def _classification(graph: GraphRunner, probabilities: np.ndarray, **extra: obje
         probabilities=by_label,
         top_label=spec.labels[int(np.argmax(probabilities))],
         temperature=spec.temperature,
+        meaning=output_meaning(spec),
         decisions=[
             Decision(
                 label=op.label,

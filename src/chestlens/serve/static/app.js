@@ -138,7 +138,9 @@ async function show(screening) {
       body.appendChild(row);
     }
   }
-  $("probabilities").hidden = !classification;
+  $("classification").hidden = !classification; // a CT without a classifier: no empty heading
+  $("meaning").textContent = (classification && classification.meaning) || "";
+  $("meaning").hidden = !(classification && classification.meaning);
   const explanation = result.explanation;
   $("explanation").textContent = explanation
     ? `${explanation.method} for ${explanation.target_label}` +
