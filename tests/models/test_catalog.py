@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import chestlens
@@ -52,3 +54,23 @@ def test_models_command_lists_given_bundles(tiny_classifier_bundle):
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["listed"]["test_macro_auc"] == [0.9, 0.8, 0.95]
+
+
+def test_models_name_shows_the_card_and_segmenters_their_dice():
+    from typer.testing import CliRunner
+
+    from chestlens.cli import app
+
+    runner = CliRunner()
+    screener = runner.invoke(app, ["models", "xray3-screener"], env={"COLUMNS": "200"})
+    assert screener.exit_code == 0, screener.output
+    text = " ".join(screener.output.split())
+    assert "What the COVID-19 output means" in text and "macro AUC 0.974" in text
+    card = (resolve_bundle("xray3-screener") / "MODEL_CARD.md").read_text()
+    first_heading = next(line for line in card.splitlines() if line.startswith("# ")).lstrip("# ").strip()
+    assert first_heading in text  # the card, rendered in the terminal
+    lungs = runner.invoke(app, ["models", "lungs-segmenter", "--json"])
+    [row] = json.loads(lungs.stdout)
+    assert row["test_dice"]["lungs"][0] > 0.9 and row["meaning"] is None
+    listed = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
+    assert "Dice lungs 0.962" in " ".join(listed.output.split()) and "n/a" not in listed.output

@@ -1,4 +1,5 @@
-"""``chestlens models``: bundled and user bundles with their headline test metrics."""
+"""``chestlens models [NAME ...]``: bundled and user bundles with their headline test metrics; with one
+NAME, that bundle's model card too."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def _row(path: Path) -> dict[str, Any]:
 
     spec = read_spec(path)
     test = spec.metrics.get("test") or {}
+    per_class = test.get("per_class") or {}
+    dice = {label: scores["dice"] for label, scores in per_class.items() if "dice" in scores}
     return {
         "name": spec.name,
         "version": spec.version,
@@ -28,25 +31,41 @@ def _row(path: Path) -> dict[str, Any]:
         "input_size": spec.preprocess.input_size,
         "labels": spec.labels,
         "test_macro_auc": test.get("macro_auc"),
+        "test_dice": dice or None,
         "test_images": test.get("n_images"),
         "meaning": output_meaning(spec),
         "path": str(path),
     }
 
 
+def _headline(row: dict[str, Any]) -> str:
+    """The test figure of a row: macro AUC for classifiers, Dice per class for segmenters."""
+    from chestlens.evaluate.bootstrap import estimate_text
+
+    if row["test_dice"]:
+        figure = "Dice " + ", ".join(f"{k} {estimate_text(v)}" for k, v in row["test_dice"].items())
+    else:
+        figure = "macro AUC " + estimate_text(row["test_macro_auc"] or None)
+    return f"{figure} on {row['test_images']} images" if row["test_images"] else figure
+
+
 def models(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Extra bundle folders to list.")] = None,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Bundles to show (bundled names or folders); one: its model card too."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """List the bundled models (and any bundle folders given) with their test metrics."""
+    """List the bundled models (or the bundles named) with their test metrics; one NAME shows its card."""
     from rich.console import Console
+    from rich.markdown import Markdown
     from rich.table import Table
 
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.evaluate.bootstrap import estimate_text
-    from chestlens.models.catalog import BUNDLED_DIR, bundled_names
+    from chestlens.models.catalog import bundled_names, resolve_bundle
 
-    rows = [_row(BUNDLED_DIR / name) for name in bundled_names()] + [_row(p) for p in paths or []]
+    folders = [resolve_bundle(name) for name in names or bundled_names()]
+    rows = [_row(folder) for folder in folders]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -58,12 +77,11 @@ def models(
         "task",
         "architecture",
         "input",
-        "test macro AUC (95% CI)",
+        "test figure (95% CI)",
         "path",
     ):
         table.add_column(column)
     for row in rows:
-        auc = estimate_text(row["test_macro_auc"] or None)
         table.add_row(
             row["name"],
             row["version"],
@@ -71,7 +89,7 @@ def models(
             row["task"],
             row["architecture"],
             f"{row['input_size']} px",
-            f"{auc} on {row['test_images']} images" if row["test_images"] else auc,
+            _headline(row),
             row["path"],
         )
     console = Console()
@@ -79,4 +97,7 @@ def models(
     for row in rows:
         if row["meaning"]:
             console.print(f"[bold]{row['name']}[/bold]: {row['meaning']}")
+    card = folders[0] / "MODEL_CARD.md"
+    if names and len(folders) == 1 and card.is_file():
+        console.print(Markdown(card.read_text(encoding="utf-8")))
     console.print(RESEARCH_USE_DISCLAIMER)
