@@ -51,7 +51,8 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
     from chestlens.pipeline.batch import csv_row
 
     table = Table(title=f"{title} (research use only, not a diagnosis)", box=box.SIMPLE)
-    for column in ("file", "status", "top label", "probabilities", "decision", "CAM in lungs", "ms"):
+    columns = ("file", "status", "top label", "probabilities", "decision", "CAM in lungs", "lungs", "lesions")
+    for column in (*columns, "ms"):
         table.add_column(column)
     for line in lines[:TABLE_MAX_ROWS]:
         row = csv_row(line)
@@ -60,9 +61,11 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
             Path(row["source"]).name,
             row["status"],
             detail,
-            row.get("probabilities", "").replace(";", " "),
-            row.get("decisions", "").replace(";", " "),
+            _cells(row, "p_"),
+            _cells(row, "decision_"),
             row.get("heatmap_in_lungs", ""),
+            _lungs_cell(row),
+            _lesions_cell(row),
             row.get("total_ms", ""),
         )
     captions = list(dict.fromkeys(m for m in map(_meaning, lines) if m))  # each bundle's statement once
@@ -70,6 +73,32 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
         captions.append(f"first {TABLE_MAX_ROWS} of {len(lines)} inputs; see --json / --csv / --out")
     table.caption = "\n".join(captions) or None
     return table
+
+
+def _cells(row: dict[str, str], prefix: str, suffix: str = "", unit: str = "") -> str:
+    """``label=value`` for every column ``<prefix><label><suffix>`` of ``row``, one per line."""
+    return "\n".join(
+        f"{key[len(prefix) : len(key) - len(suffix)]}={value}{unit}"
+        for key, value in row.items()
+        if key.startswith(prefix) and key.endswith(suffix)
+    )
+
+
+def _lungs_cell(row: dict[str, str]) -> str:
+    """Lung volume (CT series) or area (radiograph with a pixel spacing)."""
+    if "lung_volume_ml" in row:
+        return f"{row['lung_volume_ml']} mL"
+    return f"{row['lung_area_mm2']} mm²" if "lung_area_mm2" in row else ""
+
+
+def _lesions_cell(row: dict[str, str]) -> str:
+    """Lesion volume (mL) or area (mm²) per class, the share of the lungs involved and the series score."""
+    parts = [_cells(row, "lesion_", "_ml", " mL") or _cells(row, "lesion_", "_mm2", " mm²")]
+    if "lung_involved" in row:
+        parts.append(f"lungs involved {float(row['lung_involved']):.1%}")
+    if "series_score" in row:
+        parts.append(f"series score {row['series_score']}")
+    return "\n".join(p for p in parts if p)
 
 
 def _meaning(line: dict) -> str | None:

@@ -81,22 +81,18 @@ def record(key: str, outcome: ScreeningResult | FailedInput) -> dict:
     return {"key": key, "status": status, "result": outcome.model_dump(mode="json")}
 
 
-CSV_COLUMNS = [
-    "source",
-    "status",
-    "reason",
-    "top_label",
-    "probabilities",
-    "decisions",
-    "heatmap_in_lungs",
-    "lung_area_mm2",
-    "lesion_area_mm2",
-    "total_ms",
-]
+#: Columns every CSV starts with; per-label columns follow, in the order the rows first name them.
+CSV_COLUMNS = ["source", "status", "reason", "top_label"]
 
 
 def csv_row(line: dict) -> dict[str, str]:
-    """A flat CSV row of a JSONL record."""
+    """A flat CSV row of a JSONL record: one value per column, never several packed in one cell.
+
+    Per label: ``p_<label>`` (calibrated probability) and ``decision_<label>`` (at its operating point);
+    ``heatmap_in_lungs``; radiographs ``lung_area_mm2`` and ``lesion_<label>_mm2``; CT series
+    ``lung_volume_ml``, ``lesion_<label>_ml``, ``lung_involved`` (share of the lungs, all lesion classes)
+    and ``series_score`` (the largest slice lesion score); ``total_ms``.
+    """
     if line["status"] == "failed":
         return {"source": line["failed"]["source"], "status": "failed", "reason": line["failed"]["error"]}
     result = ScreeningResult.model_validate(line["result"])
@@ -104,25 +100,39 @@ def csv_row(line: dict) -> dict[str, str]:
     if result.classification is not None:
         c = result.classification
         row["top_label"] = c.top_label
-        row["probabilities"] = ";".join(f"{k}={v:.4f}" for k, v in c.probabilities.items())
-        row["decisions"] = ";".join(
-            f"{d.label}={'positive' if d.positive else 'negative'}" for d in c.decisions
-        )
+        row.update({f"p_{label}": f"{p:.4f}" for label, p in c.probabilities.items()})
+        row.update({f"decision_{d.label}": "positive" if d.positive else "negative" for d in c.decisions})
     if result.explanation is not None and result.explanation.energy_in_lungs is not None:
         row["heatmap_in_lungs"] = f"{result.explanation.energy_in_lungs:.4f}"
-    if result.lungs is not None and result.lungs.area_mm2 is not None:
-        row["lung_area_mm2"] = f"{result.lungs.area_mm2:.0f}"
-    if result.lesions is not None and result.lesions.area_mm2_by_label:
-        row["lesion_area_mm2"] = ";".join(f"{k}={v:.0f}" for k, v in result.lesions.area_mm2_by_label.items())
+    lungs, lesions = result.lungs, result.lesions
+    if lungs is not None and lungs.area_mm2 is not None:
+        row["lung_area_mm2"] = f"{lungs.area_mm2:.0f}"
+    if lungs is not None and lungs.volume_ml is not None:
+        row["lung_volume_ml"] = f"{lungs.volume_ml:.0f}"
+    if lesions is not None:
+        row.update({f"lesion_{k}_mm2": f"{v:.0f}" for k, v in lesions.area_mm2_by_label.items()})
+        row.update({f"lesion_{k}_ml": f"{v:.1f}" for k, v in lesions.volume_ml_by_label.items()})
+        if lesions.lung_fraction_total is not None:
+            row["lung_involved"] = f"{lesions.lung_fraction_total:.4f}"
+        if lesions.series_score is not None:
+            row["series_score"] = f"{lesions.series_score:.4f}"
     row["total_ms"] = f"{result.timings_ms.get('total', 0):.1f}"
     return row
 
 
+def csv_columns(rows: list[dict[str, str]]) -> list[str]:
+    """:data:`CSV_COLUMNS`, then every other column of ``rows`` in first-seen order, ``total_ms`` last."""
+    columns = dict.fromkeys(CSV_COLUMNS)
+    for row in rows:
+        columns.update(dict.fromkeys(k for k in row if k != "total_ms"))
+    return [*columns, "total_ms"]
+
+
 def csv_text(lines: list[dict]) -> str:
     """CSV of JSONL records (header plus one row each)."""
+    rows = [csv_row(line) for line in lines]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, restval="")
+    writer = csv.DictWriter(buffer, fieldnames=csv_columns(rows), restval="")
     writer.writeheader()
-    for line in lines:
-        writer.writerow(csv_row(line))
+    writer.writerows(rows)
     return buffer.getvalue()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from chestlens.atomic import write_bytes_atomic
-from chestlens.pipeline.batch import CSV_COLUMNS, ResultLog, csv_row, record
+from chestlens.pipeline.batch import ResultLog, csv_columns, csv_row, record
 
 RESULTS_PARQUET = "results.parquet"
 
@@ -179,7 +179,7 @@ def write_parquet(lines: list[dict], path: Path) -> Path:
 
     rows = [csv_row(line) for line in lines]
     columns: dict[str, list[str]] = {"key": [line["key"] for line in lines]}
-    columns.update({name: [row.get(name, "") for row in rows] for name in CSV_COLUMNS})
+    columns.update({name: [row.get(name, "") for row in rows] for name in csv_columns(rows)})
     columns["record_json"] = [json.dumps(line, separators=(",", ":")) for line in lines]
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer)
