@@ -69,6 +69,7 @@ def _result(source: Dataset) -> ScreeningResult:
             rows=source.Rows,
             cols=source.Columns,
             pixel_spacing_mm=usable,
+            warnings=["2 pixel(s) were not finite and were masked"],
         ),
         gate=GateVerdict(accepted=True, image_type="chest_ct" if is_ct else "chest_radiograph", reason="ok"),
         classification=Classification(
@@ -234,6 +235,7 @@ def test_sr_values_equal_the_result(sources, tmp_path, name):
 
     texts = [item.TextValue for item in _items(sr.ContentSequence) if item.ValueType == "TEXT"]
     assert result.disclaimer in texts and result.classification.meaning in texts
+    assert "reader warning: 2 pixel(s) were not finite and were masked" in texts
     (procedure,) = [c for c in sr.ContentSequence if _concept(c) == ("DCM", "121058")]
     assert procedure.ConceptCodeSequence[0].CodeValue == (
         "169069000" if source.Modality == "CT" else "399208008"

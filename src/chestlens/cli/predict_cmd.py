@@ -57,9 +57,10 @@ def results_table(lines: list[dict], title: str = "chestlens predict"):
     for line in lines[:TABLE_MAX_ROWS]:
         row = csv_row(line)
         detail = row.get("top_label", "") if row["status"] == "screened" else row.get("reason", "")
+        warned = row.get("reader_warnings", "").count(" | ") + 1 if row.get("reader_warnings") else 0
         table.add_row(
             Path(row["source"]).name,
-            row["status"],
+            row["status"] + (f"\n{warned} reader warning(s)" if warned else ""),
             detail,
             _cells(row, "p_"),
             _cells(row, "decision_"),

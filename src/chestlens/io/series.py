@@ -37,6 +37,8 @@ from chestlens.io.image import ImageMeta, MedicalImage
 from chestlens.io.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_VOXELS, check_size
 
 #: A step larger than this times the median spacing means slices are missing.
+#: How a gap warning starts (``meta.warnings``): volumes measured across it are wrong.
+MISSING_SLICES = "missing slice(s)"
 GAP_FACTOR = 1.5
 #: Steps smaller than this (mm) are duplicate positions.
 DUPLICATE_MM = 1e-3
@@ -340,7 +342,7 @@ def _spacing_problems(positions: tuple[float, ...], problems: list[str]) -> floa
     for i in gaps[:5]:
         missing = round(steps[i] / median) - 1
         problems.append(
-            f"missing slice(s): gap of {steps[i]:.3g} mm between positions {positions[i]:g} and "
+            f"{MISSING_SLICES}: gap of {steps[i]:.3g} mm between positions {positions[i]:g} and "
             f"{positions[i + 1]:g} mm (spacing {median:.3g} mm, about {missing} slice(s) missing)"
         )
     if gaps.size > 5:

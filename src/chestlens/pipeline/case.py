@@ -136,4 +136,5 @@ def input_info(case: Case) -> InputInfo:
         n_slices=image.pixels.shape[0] if image.is_volume else 1,
         pixel_spacing_mm=meta.pixel_spacing_mm,
         patient_key=meta.patient_key,
+        warnings=list(meta.warnings),
     )

@@ -34,8 +34,8 @@ Structured Report (Comprehensive SR, TID 1500 "Imaging Measurement Report", prel
 * lesions (only when the lesion segmenter ran): one group per label, finding DCM 112120 "Ground glass
   opacity", SCT 95436008 "Lung consolidation", SCT 36118008 "Pneumothorax" or SCT 52988006 "Lesion",
   with area, volume and private ``LESIONLUNGFRAC`` (share of the lungs);
-* the research-use disclaimer and what the headline output means (``classification.meaning``): TEXT
-  items DCM 121106 "Comment" in the report's UMLS C0034375
+* the research-use disclaimer, what the headline output means (``classification.meaning``) and the
+  reader's warnings (``input.warnings``): TEXT items DCM 121106 "Comment" in the report's UMLS C0034375
   "Qualitative Evaluations" container.
 
 Every group references the source image (DCM 121112 "Source of Measurement"), so the source is listed
@@ -195,7 +195,9 @@ def write_structured_report(result: ScreeningResult, source: Dataset, path: Path
         title=codes.DCM.ImagingMeasurementReport,
     )
     meaning = result.classification.meaning if result.classification is not None else None
-    report[0].ContentSequence.append(_comments([result.disclaimer, *([meaning] if meaning else [])]))
+    warnings = [f"reader warning: {w}" for w in result.input.warnings]
+    texts = [result.disclaimer, *([meaning] if meaning else []), *warnings]
+    report[0].ContentSequence.append(_comments(texts))
     sr = _build(
         where,
         lambda: hd.sr.ComprehensiveSR(
@@ -549,7 +551,8 @@ def _sizes(area_mm2: float | None, volume_ml: float | None) -> list[hd.sr.Measur
 
 def _comments(texts: list[str]) -> hd.sr.ContainerContentItem:
     """TID 1500 "Qualitative Evaluations" container holding ``texts`` as comments: the research-use
-    disclaimer, then what the headline output means (``classification.meaning``) where known."""
+    disclaimer, what the headline output means (``classification.meaning``) where known, and the
+    reader's warnings (``input.warnings``)."""
     container = hd.sr.ContainerContentItem(
         name=_QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )

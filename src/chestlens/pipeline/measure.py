@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from chestlens.io.image import ImageMeta
+from chestlens.io.series import MISSING_SLICES
 from chestlens.pipeline.schema import Lesion
 
 #: Connected regions smaller than this many mask pixels (at the network grid) are not reported.
@@ -35,10 +36,16 @@ def area_mm2(mask: np.ndarray, meta: ImageMeta) -> float | None:
     return None if unit is None else float(mask.sum()) * unit
 
 
+def slice_gap(meta: ImageMeta) -> str | None:
+    """The reader's missing-slice warning of a series (:mod:`chestlens.io.series`), or None."""
+    return next((w for w in meta.warnings if w.startswith(MISSING_SLICES)), None)
+
+
 def volume_ml(mask: np.ndarray, meta: ImageMeta) -> float | None:
-    """Volume of a boolean mask ``(slices, H, W)`` in mL, or None without pixel and slice spacing."""
+    """Volume of a boolean mask ``(slices, H, W)`` in mL; None without pixel and slice spacing, and None
+    for a series with missing slices (:func:`slice_gap`: a volume across the gap would be wrong)."""
     unit = pixel_area_mm2(meta, mask.shape[-2:])
-    if unit is None or meta.slice_spacing_mm is None:
+    if unit is None or meta.slice_spacing_mm is None or slice_gap(meta) is not None:
         return None
     return float(mask.sum()) * unit * meta.slice_spacing_mm / 1000.0
 

@@ -17,7 +17,7 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 
 SCHEMA_VERSION = "1.3"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
 # CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
-# headline output means (classification.meaning)
+# headline output means (classification.meaning), the reader's warnings (input.warnings)
 
 
 class _Strict(BaseModel):
@@ -46,6 +46,9 @@ class InputInfo(_Strict):
     n_slices: int = 1
     pixel_spacing_mm: tuple[float, float] | None
     patient_key: str | None = None
+    # What the reader found wrong or changed (missing slices, ignored series, masked NaN pixels, the first
+    # page of a multi-page TIFF...), as chestlens.io reports it in ImageMeta.warnings.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class GateCheck(_Strict):

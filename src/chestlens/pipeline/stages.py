@@ -33,6 +33,7 @@ from chestlens.pipeline.measure import (
     lesion_instances,
     lesions_in_lungs,
     lungs_with_lesions,
+    slice_gap,
     slice_lesion_scores,
     volume_ml,
 )
@@ -143,6 +144,9 @@ class FindLungs:
                 area_fraction=float(case.lung_mask.mean()),
                 volume_ml=volume_ml(case.lung_mask, meta) if volume else None,
             )
+        gap = slice_gap(meta) if volume else None
+        if gap is not None:
+            case.notes.append(f"no lung or lesion volumes: the series has {gap}")
 
 
 # ---------------------------------------------------------------------------------------------- classify

@@ -181,7 +181,7 @@ async function show(screening) {
     .map((part) => part && part.model).filter(Boolean)
     .map((m) => `${m.name} ${m.version} (${m.kind}, sha256 ${m.weights_sha256.slice(0, 12)})`);
   fill($("models"), [...models, `chestlens ${result.chestlens_version}, result schema ${result.schema_version}`]);
-  fill($("notes"), result.notes);
+  fill($("notes"), [...result.input.warnings.map((w) => `reader warning: ${w}`), ...result.notes]);
   $("result").hidden = false;
   $("result").focus();
 }
