@@ -94,9 +94,13 @@ async def submit(
     parts = [await upload.read() for upload in file]
     if len(parts) == 1 and not is_zip(parts[0]):
         screening_id = new_id()
-        image = await asyncio.to_thread(decode_image, parts[0], f"upload-{screening_id}", service.settings)
         try:
-            screening = await engine.screen(image)
+            with engine.admit():  # before decoding: a full server decodes nothing
+                async with service.decode_slots:
+                    image = await asyncio.to_thread(
+                        decode_image, parts[0], f"upload-{screening_id}", service.settings
+                    )
+                screening = await engine.screen(image)
         except QueueFullError as error:
             raise ProblemError(
                 503,

@@ -1,7 +1,9 @@
 """Inference off the event loop with dynamic micro-batching and a bounded queue.
 
-Requests put decoded images on an :class:`asyncio.Queue` of ``queue_size``; when it is full the request
-is refused at once (:class:`QueueFullError`, answered 503 with Retry-After) instead of growing memory. One
+An upload is admitted before it is decoded (:meth:`Engine.admit`): at most ``queue_size`` images are
+admitted at once (being decoded, waiting or in the running batch), and one more is refused at once
+(answered 503 with Retry-After) without decoding it, so an overloaded server spends no memory or time
+on uploads it cannot screen. Admitted images wait on an :class:`asyncio.Queue` of the same size. One
 collector task takes the first waiting image, then whatever else arrives within ``batch_wait_ms`` (up
 to ``max_batch``), and runs the batch through ``Screener.iter_screen`` on the single model thread. While
 a batch runs, new requests pile up and form the next batch, so the batch size follows the load.
@@ -17,8 +19,9 @@ the exception is logged by type and stack) and the others their results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
@@ -52,7 +55,7 @@ class Engine:
         screener: the loaded models.
         max_batch: most images per batch (1: one request at a time, no batching).
         batch_wait_ms: extra wait for more requests after the first one, milliseconds.
-        queue_size: most images waiting; more answer :class:`QueueFullError`.
+        queue_size: most images admitted at once (:meth:`admit`); more answer :class:`QueueFullError`.
     """
 
     def __init__(self, screener: Screener, *, max_batch: int, batch_wait_ms: float, queue_size: int) -> None:
@@ -60,6 +63,7 @@ class Engine:
         self.max_batch = max(1, max_batch)
         self.wait_s = max(0.0, batch_wait_ms) / 1000.0
         self.queue: asyncio.Queue[_Request] = asyncio.Queue(maxsize=max(1, queue_size))
+        self.admitted = 0
         self.models = ThreadPoolExecutor(1, thread_name_prefix="chestlens-models")
         self.batches = 0
         self.images = 0
@@ -75,6 +79,18 @@ class Engine:
         while not self.queue.empty():
             self.queue.get_nowait().future.cancel()
         self.models.shutdown(wait=True, cancel_futures=True)
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold one of the ``queue_size`` places from before decoding until the result; a full engine
+        raises :class:`QueueFullError` at once (nothing is decoded then)."""
+        if self.admitted >= self.queue.maxsize:
+            raise QueueFullError
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
 
     async def screen(self, image: MedicalImage) -> Screening:
         """Screen one decoded image in the next batch; a full queue raises :class:`QueueFullError`."""

@@ -41,6 +41,8 @@ class Service:
         self.load_error: str | None = None
         self._loading: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
+        #: Uploads decoded at once (each decode holds a full-resolution image in memory).
+        self.decode_slots = asyncio.Semaphore(settings.decode_workers)
 
     @property
     def ready(self) -> bool:

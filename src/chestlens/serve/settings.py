@@ -58,7 +58,9 @@ class ServeSettings(BaseSettings):
         max_series_files: most files in a zipped series.
         max_batch: most images per model batch (micro-batching across concurrent requests).
         batch_wait_ms: how long the batcher waits for more requests after the first one (ms).
-        queue_size: requests waiting for the models before new ones answer 503 with Retry-After.
+        queue_size: images admitted at once (decoding, waiting or in the running batch); one more
+            answers 503 with Retry-After before it is decoded.
+        decode_workers: uploads decoded at once (each holds a full-resolution image in memory).
         retry_after_s: the Retry-After value of that 503 (seconds).
         api_keys: accepted ``X-API-Key`` values; empty: the API is open (bind to loopback then).
             From the environment: :data:`API_KEYS_ENV`, never ``CHESTLENS_SERVE_API_KEYS``.
@@ -89,6 +91,7 @@ class ServeSettings(BaseSettings):
     max_batch: int = Field(8, ge=1)
     batch_wait_ms: float = Field(5.0, ge=0.0)
     queue_size: int = Field(64, ge=1)
+    decode_workers: int = Field(2, ge=1)
     retry_after_s: int = Field(2, ge=0)
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         default_factory=frozenset, validation_alias=API_KEYS_ENV, repr=False
