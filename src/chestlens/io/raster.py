@@ -15,6 +15,11 @@ Conventions:
   background, as air in a radiograph.
 * Colour is converted to grey (BT.601); ``meta.is_colour`` tells whether the channels really differ.
 * Multi-page TIFFs: the first page is read and a warning recorded in ``meta.warnings``.
+* ``max_side``: a picture whose longer side is larger is shrunk by an integer factor while it is decoded
+  (JPEG: Pillow's DCT-scaled ``draft`` decoding) or right after, before any float copy
+  (``Image.reduce``, box averaging), and a warning says so. The screener reads with
+  :data:`READ_MAX_SIDE`: its models need 512 pixels, and a 97 KB PNG of 10000 x 10000 pixels then costs
+  tens of megabytes instead of almost a gigabyte.
 * Size: the header size is checked against ``max_pixels`` before decoding. Pillow's own
   decompression-bomb check also runs when the file is opened (its error is turned into
   :class:`ChestlensInputError`, its warning is silenced), so the effective limit is the smaller of
@@ -46,15 +51,23 @@ PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
     "bmp": ("BMP",),
 }
 _GREY_16 = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+#: The longer side above which the screener's reads shrink a picture (see the module docstring).
+READ_MAX_SIDE = 4096
 _FULL_16 = 65535.0
 
 
 def read_raster(
-    source: Path | bytes, fmt: str, *, where: str | None, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: Path | bytes,
+    fmt: str,
+    *,
+    where: str | None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
 ) -> MedicalImage:
     """Read a picture; ``fmt`` is the sniffed format (``png``, ``jpeg``, ``tiff``, ``bmp``).
 
-    Returns pixels ``(rows, cols)`` float32 in ``[0, 1]`` (see the module docstring).
+    Returns pixels ``(rows, cols)`` float32 in ``[0, 1]`` (see the module docstring); with ``max_side``,
+    shrunk by an integer factor so that the longer side is at most ``max_side``.
     """
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     with warnings.catch_warnings():
@@ -72,14 +85,21 @@ def read_raster(
         notes = []
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"{image.n_frames} frames/pages in the file; only the first was read")
+        original = f"{image.width} x {image.height}"
+        factor = 1 if max_side is None else -(-max(image.size) // max_side)  # ceiling division
         try:
+            if factor > 1 and fmt == "jpeg":
+                image.draft(image.mode, (image.width // factor, image.height // factor))  # DCT scaling
             image.load()
-            upright = ImageOps.exif_transpose(image)
+            upright = _shrunk(ImageOps.exif_transpose(image), max_side)
         except (OSError, ValueError, SyntaxError) as error:
             reason = f"{fmt.upper()} image data is truncated or corrupt ({error})"
             raise ChestlensInputError(where, reason) from error
         mode = image.mode
         grey = _to_unit_grey(upright, where)
+        size = f"{upright.width} x {upright.height}"
+        if factor > 1 and size != original:
+            notes.append(f"shrunk while reading from {original} to {size} pixels (limit {max_side})")
     meta = ImageMeta(
         source_path=where,
         format=cast(SourceFormat, fmt),
@@ -94,6 +114,25 @@ def read_raster(
         warnings=(*notes, *grey.warnings),
     )
     return MedicalImage(pixels=np.ascontiguousarray(grey.pixels, dtype=np.float32), meta=meta)
+
+
+def _shrunk(image: Image.Image, max_side: int | None) -> Image.Image:
+    """``image`` box-averaged by the integer factor that brings its longer side to ``max_side`` or less
+    (unchanged when it already fits)."""
+    if max_side is None or max(image.size) <= max_side:
+        return image
+    factor = -(-max(image.size) // max_side)
+    if image.mode in _GREY_16:  # Pillow's reduce() mishandles 16-bit grey: average the blocks in numpy
+        rows, cols = image.height // factor * factor, image.width // factor * factor
+        blocks = np.asarray(image, dtype=np.float32)[:rows, :cols]
+        means = blocks.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
+        return Image.fromarray(np.round(means).astype(np.uint16))
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not take: box resampling of a grey or RGBA copy
+        size = (max(1, image.width // factor), max(1, image.height // factor))
+        mode = "RGBA" if "A" in image.mode or image.mode == "P" else "L"
+        return image.convert(mode).resize(size, Image.Resampling.BOX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ def read_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_voxels: int = DEFAULT_MAX_VOXELS,
     name: str | None = None,
+    max_side: int | None = None,
 ) -> MedicalImage:
     """Read any supported image: DICOM file, DICOM series folder, PNG/JPEG/TIFF/BMP, NIfTI.
 
@@ -31,6 +32,8 @@ def read_image(
         max_pixels: refuse frames with more pixels than this (checked from the header).
         max_voxels: refuse multi-frame files, series and volumes with more voxels than this.
         name: label for error messages when ``source`` is bytes (e.g. the uploaded file name).
+        max_side: pictures (PNG, JPEG, TIFF, BMP) with a longer side above this are shrunk while they
+            are read (:mod:`chestlens.io.raster`); None reads them at full size.
 
     Returns:
         :class:`MedicalImage`; pixel units, ranges and shapes are documented in :mod:`chestlens.io.image`.
@@ -50,4 +53,4 @@ def read_image(
         return read_dicom(data, where=where, max_pixels=max_pixels, max_voxels=max_voxels)
     if fmt == "nifti":
         return read_nifti(data, where=where, max_pixels=max_pixels, max_voxels=max_voxels)
-    return read_raster(data, fmt, where=where, max_pixels=max_pixels)  # png, jpeg, tiff, bmp
+    return read_raster(data, fmt, where=where, max_pixels=max_pixels, max_side=max_side)  # png, jpeg...

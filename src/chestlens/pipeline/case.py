@@ -10,6 +10,7 @@ import numpy as np
 
 from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
+from chestlens.io.raster import READ_MAX_SIDE
 from chestlens.pipeline.schema import (
     Classification,
     Explanation,
@@ -110,7 +111,7 @@ def source_name(source: Source, name: str | None = None) -> str:
 def read_case(source: Source, name: str | None = None) -> Case:
     """Decode one input (timed); unreadable input raises :class:`~chestlens.errors.ChestlensInputError`."""
     start = time.perf_counter()
-    image = source if isinstance(source, MedicalImage) else read_image(source)
+    image = source if isinstance(source, MedicalImage) else read_image(source, max_side=READ_MAX_SIDE)
     return Case(source_name(source, name), image, {"read": (time.perf_counter() - start) * 1000.0})
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
+from chestlens.io.raster import READ_MAX_SIDE
 from chestlens.io.sniff import sniff_format
 from chestlens.serve.problems import ProblemError, log_failure
 from chestlens.serve.settings import ServeSettings
@@ -71,7 +72,7 @@ def decode_image(data: bytes, name: str, settings: ServeSettings) -> MedicalImag
     """
     check_image_bytes(data, name)
     try:
-        image = read_image(data, name=name, max_pixels=settings.max_pixels)
+        image = read_image(data, name=name, max_pixels=settings.max_pixels, max_side=READ_MAX_SIDE)
     except ChestlensInputError:
         raise
     except Exception as error:
