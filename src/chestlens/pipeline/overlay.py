@@ -9,9 +9,10 @@ carries the research-use line; rejected inputs carry the gate's reason instead o
 from __future__ import annotations
 
 import io
-import textwrap
+from functools import cache
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure  # pyplot-free: no GUI backend is ever selected
@@ -25,7 +26,10 @@ from chestlens.preprocess.resize import resize_nearest
 
 DISPLAY_SIDE = 512
 MIN_DISPLAY_SIDE = 384  # small images (e.g. a 128 px CT slice) are enlarged to this
-CHAR_WIDTH_PX = 6  # PIL's default font, for wrapping text to the picture width
+#: Text size (pixels) and line height of the captions, in matplotlib's DejaVu Sans (a core dependency,
+#: so every install renders the same glyphs: file names keep their dots, words their spaces).
+FONT_SIZE = 13
+LINE_HEIGHT = 17
 LUNG_COLOUR = (0, 220, 0)
 #: Lesion colours by label; the pneumothorax seed drew its masks in red.
 LESION_COLOURS = {
@@ -114,18 +118,37 @@ def _header(screening: Screening) -> list[str]:
             for d in result.classification.decisions
         )
         lines += [probs, decisions] if decisions else [probs]
+        if result.classification.meaning:
+            lines.append(result.classification.meaning)
     if result.explanation is not None and result.explanation.energy_in_lungs is not None:
         lines.append(f"heatmap inside the lungs: {result.explanation.energy_in_lungs:.0%}")
     return lines
 
 
+@cache
+def caption_font() -> ImageFont.FreeTypeFont:
+    """DejaVu Sans at :data:`FONT_SIZE` from matplotlib's own fonts."""
+    path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return ImageFont.truetype(str(path), FONT_SIZE)
+
+
+def wrap_to_width(text: str, font: ImageFont.FreeTypeFont, width: int) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` pixels (a longer word gets a line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
 def _compose(panels: list[tuple[str, np.ndarray]], header: list[str], legend, disclaimer: str) -> Image.Image:
-    font = ImageFont.load_default()
-    line = 14
+    font, line = caption_font(), LINE_HEIGHT
     height, width = panels[0][1].shape[:2]
-    columns = max(20, width * len(panels) // CHAR_WIDTH_PX - 2)
-    header = [wrapped for text in header for wrapped in textwrap.wrap(text, columns)]
-    footer = textwrap.wrap(disclaimer, columns)
+    text_width = width * len(panels) - 12
+    header = [wrapped for text in header for wrapped in wrap_to_width(text, font, text_width)]
+    footer = wrap_to_width(disclaimer, font, text_width)
     top = line * (len(header) + 1) + 8
     bottom = line * (len(footer) + 1) + 8
     canvas = Image.new("RGB", (width * len(panels), height + top + bottom), (20, 20, 20))
@@ -138,7 +161,7 @@ def _compose(panels: list[tuple[str, np.ndarray]], header: list[str], legend, di
     x = 6
     for label, colour in legend:
         draw.rectangle((x, height + top + 6, x + 10, height + top + 16), fill=colour)
-        draw.text((x + 14, height + top + 5), label, fill=(230, 230, 230), font=font)
+        draw.text((x + 14, height + top + 3), label, fill=(230, 230, 230), font=font)
         x += 24 + int(draw.textlength(label, font=font))
     for i, text in enumerate(footer):
         draw.text((6, height + top + line * (i + 1) + 8), text, fill=(255, 180, 180), font=font)
