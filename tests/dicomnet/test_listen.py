@@ -223,3 +223,27 @@ def test_an_image_sent_twice_gets_two_results_each_delivered_once(start_listener
         assert len(uids) == len(set(uids)) == 4 and pacs.modalities() == ["SEG", "SEG", "SR", "SR"]
     finally:
         pacs.stop()
+
+
+@pytest.mark.slow
+def test_results_go_to_every_destination(start_listener, pip_dicom, tmp_path):
+    """Two PACS configured: each gets its own SR and SEG of the study, delivered once each."""
+    first, second = Receiver(), Receiver()
+    try:
+        destinations = (
+            Destination("PACS_A", "127.0.0.1", first.port),
+            Destination("PACS_B", "127.0.0.1", second.port),
+        )
+        listener = start_listener(tmp_path, destinations)
+        source = pydicom.dcmread(pip_dicom("RG1_UNCR.dcm"))
+        assert send(listener.port, source) == 0x0000
+        for peer in (first, second):
+            wait_for(lambda peer=peer: peer.modalities() == ["SEG", "SR"], RESULT_TIMEOUT_S, "the SR and SEG")
+        sent = [(peer.by_modality("SR")[0], peer.by_modality("SEG")[0]) for peer in (first, second)]
+        assert sent[0][0].SOPInstanceUID == sent[1][0].SOPInstanceUID  # the same SR, twice delivered
+        assert all(item.StudyInstanceUID == source.StudyInstanceUID for pair in sent for item in pair)
+        items = Outbox(tmp_path).items()
+        assert len(items) == 4 and {item.status for item in items} == {"delivered"}
+    finally:
+        first.stop()
+        second.stop()
