@@ -117,3 +117,20 @@ def test_voxel_limit_from_the_header(tmp_path):
     path = _write(np.zeros((8, 8, 8)), np.eye(4), tmp_path / "cube.nii")
     with pytest.raises(ChestlensInputError, match=r"cube\.nii: .*limit of 100 voxels"):
         read_image(path, max_voxels=100)
+
+
+def test_default_voxel_limit_is_a_memory_budget(tmp_path):
+    """A 400 MB-claiming header in a file of a few hundred bytes is refused before any data is read."""
+    import nibabel as nib
+
+    from chestlens.io.limits import DEFAULT_DECODE_BUDGET, DEFAULT_MAX_VOXELS, PEAK_BYTES_PER_VOXEL
+
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.int16)
+    header.set_data_shape((1000, 1000, 400))  # 4e8 voxels: about 4.5 GiB to decode
+    path = tmp_path / "claims.nii"
+    path.write_bytes(header.binaryblock + b"\0" * 4)
+    assert DEFAULT_MAX_VOXELS * PEAK_BYTES_PER_VOXEL <= DEFAULT_DECODE_BUDGET
+    with pytest.raises(ChestlensInputError, match=r"claims\.nii: .*about 4\.5 GiB"):
+        read_image(path)
+    assert path.stat().st_size < 400
