@@ -27,6 +27,7 @@ from chestlens.cli import (
     train_cmd,
 )
 from chestlens.cli.help_types import use_plain_type_names
+from chestlens.io.redact import withhold_dicom_values
 
 EXIT_BAD_INPUT = 2
 #: Top-level modules of the ``[train]`` extra: a command that imports one of them needs that extra.
@@ -75,6 +76,7 @@ export_cmd.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``chestlens``)."""
+    withhold_dicom_values()
     try:
         app(args=argv, prog_name="chestlens")
     except ChestlensInputError as error:

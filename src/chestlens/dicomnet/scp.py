@@ -35,6 +35,7 @@ from chestlens.dicomnet.outbox import Outbox
 from chestlens.dicomnet.screening import INCOMING_DIR, ScreeningWorker, is_ct_slice
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.io.deid import use_installation_salt
+from chestlens.io.redact import withhold_dicom_values
 from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
 
@@ -100,6 +101,7 @@ class Listener:
 
     def start(self) -> None:
         """Start delivery, screening and the SCP (non-blocking)."""
+        withhold_dicom_values()
         self.deliverer.start()
         recovered = self.worker.recover()
         if recovered:

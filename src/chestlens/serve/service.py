@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from chestlens.io.deid import use_installation_salt
+from chestlens.io.redact import withhold_dicom_values
 from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
 from chestlens.serve.engine import Engine
@@ -50,6 +51,7 @@ class Service:
 
     async def start(self) -> None:
         """Open the data folder (salt, database, spool) and start loading the models."""
+        withhold_dicom_values()
         Path(self.settings.data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         choice = await asyncio.to_thread(choose_salt, self.settings.data_dir)
         use_installation_salt(choice.salt)
