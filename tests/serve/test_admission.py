@@ -33,3 +33,17 @@ def test_a_full_server_answers_503_without_decoding(tmp_path, pip_dicom, monkeyp
         assert service.engine.admitted == 0
         assert upload(client, data).status_code == 200 and len(decoded) == 1
         assert service.engine.admitted == 0  # the place is given back after the result
+
+
+def test_a_series_that_would_overfill_the_spool_is_refused_before_it_is_written(tmp_path, pip_dicom):
+    settings = ServeSettings(data_dir=tmp_path / "serve", device="cpu", max_spool_bytes=100_000)
+    data = pip_dicom("CT_small.dcm").read_bytes()  # about 39 KB: three of them are over the cap
+    files = [("file", (f"slice{i}.dcm", data, "application/dicom")) for i in range(3)]
+    with serving(settings) as client:
+        response = client.post("/api/v1/screenings", files=files)
+        assert_problem(response, 503, "spool is full")
+        assert response.headers["Retry-After"] == str(settings.retry_after_s)
+        spool = settings.data_dir / "spool"
+        assert not spool.exists() or not any(spool.iterdir())  # nothing was written
+        two = client.post("/api/v1/screenings", files=files[:2])
+        assert two.status_code == 202, two.text  # a series that fits is accepted as a job

@@ -56,6 +56,8 @@ class ServeSettings(BaseSettings):
         max_pixels: largest image frame accepted (pixels), checked from the header before decoding.
         max_series_bytes: largest total uncompressed size of a zipped series (bytes).
         max_series_files: most files in a zipped series.
+        max_spool_bytes: most bytes the series spool may hold for queued and running jobs; a series that
+            would go over answers 503 with Retry-After.
         max_batch: most images per model batch (micro-batching across concurrent requests).
         batch_wait_ms: how long the batcher waits for more requests after the first one (ms).
         queue_size: images admitted at once (decoding, waiting or in the running batch); one more
@@ -88,6 +90,7 @@ class ServeSettings(BaseSettings):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     max_series_bytes: int = Field(1024 * MB, ge=1)
     max_series_files: int = Field(2000, ge=1)
+    max_spool_bytes: int = Field(2 * 1024 * MB, ge=1)
     max_batch: int = Field(8, ge=1)
     batch_wait_ms: float = Field(5.0, ge=0.0)
     queue_size: int = Field(64, ge=1)

@@ -124,12 +124,19 @@ def _private_folder(folder: Path) -> Path:
     return folder
 
 
+def spool_bytes(settings: ServeSettings) -> int:
+    """Bytes the spool holds now (the series of queued and running jobs)."""
+    root = Path(settings.data_dir) / SPOOL
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+
+
 def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Path:
     """Write a series into its private spool folder under numbered names; returns the folder.
 
     ``parts``: either one zip file or several DICOM files. Members of a zip are read with size checks
     (total and count, against zip bombs); folder names inside the zip are ignored (no path traversal).
-    Raises :class:`ProblemError` (413/415/422) for what cannot be a series.
+    Raises :class:`ProblemError` (413/415/422) for what cannot be a series, and 503 (with Retry-After)
+    when the spool would hold more than ``max_spool_bytes``.
     """
     members = _zip_members(parts[0], settings) if len(parts) == 1 else parts
     if len(members) > settings.max_series_files:
@@ -138,6 +145,16 @@ def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Pa
             "too-many-files",
             "Too many files",
             f"{len(members)} files exceed the limit of {settings.max_series_files} per series",
+        )
+    incoming = sum(len(data) for data in members)
+    held = spool_bytes(settings)
+    if held + incoming > settings.max_spool_bytes:
+        raise ProblemError(
+            503,
+            "busy",
+            "Server busy",
+            "the series spool is full; retry after the given seconds",
+            {"Retry-After": str(settings.retry_after_s)},
         )
     folder = _private_folder(spool_folder(settings, job_id))
     try:
