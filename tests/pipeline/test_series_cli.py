@@ -9,6 +9,7 @@ import pytest
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.cli import main
 from chestlens.evaluate.ct_series import SeriesSliceReport
+from chestlens.pipeline.measure import MIN_LESION_ML
 from chestlens.pipeline.schema import ScreeningResult
 
 
@@ -33,6 +34,9 @@ def test_series_report_matches_the_result_and_the_labels(source_dir, tiny_segmen
     lesions = result.lesions
     assert len(lesions.slice_scores) == 148 and lesions.series_score == max(lesions.slice_scores)
     assert set(lesions.volume_ml_by_label) == {"ground_glass_opacity", "consolidation"}
+    for lesion in lesions.lesions:  # 3-D instances over the series, none under the minimum size
+        assert lesion.slices is not None and lesion.slices[0] <= lesion.slice_index <= lesion.slices[1]
+        assert lesion.volume_ml is not None and lesion.volume_ml >= MIN_LESION_ML
     report = SeriesSliceReport.model_validate(json.loads((out / "slice-report.json").read_text()))
     assert report.n_slices == 148 and report.n_labelled_positive == 80  # P001's slice labels
     assert report.n_predicted_positive == sum(s > 0 for s in lesions.slice_scores)

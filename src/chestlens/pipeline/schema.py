@@ -17,7 +17,8 @@ from chestlens import RESEARCH_USE_DISCLAIMER
 
 SCHEMA_VERSION = "1.3"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
 # CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
-# headline output means (classification.meaning), the reader's warnings (input.warnings)
+# headline output means (classification.meaning), the reader's warnings (input.warnings), CT series
+# lesions as 3-D instances (lesion slices, volume_ml)
 
 
 class _Strict(BaseModel):
@@ -119,7 +120,11 @@ class Lesion(_Strict):
     area_pixels: int
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels (exclusive end)
     score: float  # mean predicted probability inside the region
-    slice_index: int | None = None  # CT series
+    # CT series: a lesion is a 3-D connected region; slice_index is its largest cross-section, slices the
+    # first and last slice it spans (volume order), volume_ml its volume (None without slice spacing).
+    slice_index: int | None = None
+    slices: tuple[int, int] | None = None
+    volume_ml: float | None = None
 
 
 class LesionSummary(_Strict):

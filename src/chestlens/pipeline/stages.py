@@ -29,8 +29,11 @@ from chestlens.pipeline import gate
 from chestlens.pipeline.case import Case, Screening, Timer, input_info
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.measure import (
+    MIN_LESION_ML,
     area_mm2,
+    drop_small_lesions,
     lesion_instances,
+    lesion_instances_3d,
     lesions_in_lungs,
     lungs_with_lesions,
     slice_gap,
@@ -296,11 +299,10 @@ def lesion_summary(
     volume = label_map.ndim == 3
     maps = label_map if volume else label_map[None]
     probs = probabilities if volume else probabilities[None]
-    instances = []
-    for index, (slice_map, slice_probs) in enumerate(zip(maps, probs, strict=True)):
-        instances += lesion_instances(
-            slice_map, slice_probs, labels, meta, slice_index=index if volume else None
-        )
+    if volume:
+        instances = lesion_instances_3d(maps, probs, labels, meta)
+    else:
+        instances = lesion_instances(maps[0], probs[0], labels, meta)
     summary = LesionSummary(
         model=model_ref(graph), ran=True, gate=lesion_gate(graph, case) or "run", lesions=instances
     )
@@ -383,7 +385,11 @@ class SegmentLesions:
                     case.notes.append(f"{removed} lesion region(s) outside the lungs removed")
             else:
                 case.notes.append("no lung mask: lesion regions are not checked against the lungs")
-            if not case.image.is_volume:
+            if case.image.is_volume:
+                label_map, small = drop_small_lesions(label_map, case.image.meta)
+                if small:
+                    case.notes.append(f"{small} lesion region(s) under {MIN_LESION_ML} mL left out")
+            else:
                 label_map, probabilities = label_map[0], probabilities[0]
                 lungs = None if lungs is None else lungs[0]
             case.lesion_map = label_map

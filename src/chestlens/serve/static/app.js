@@ -173,7 +173,9 @@ async function show(screening) {
     cell(row, lesion.area_mm2 === null ? "—" : lesion.area_mm2.toFixed(0), "num");
     cell(row, String(lesion.area_pixels), "num");
     cell(row, lesion.score.toFixed(2), "num");
-    cell(row, lesion.slice_index === null ? "—" : String(lesion.slice_index), "num");
+    const volume = lesion.volume_ml === null || lesion.volume_ml === undefined ? "—" : lesion.volume_ml.toFixed(2);
+    cell(row, volume, "num");
+    cell(row, lesion.slices ? `${lesion.slices[0]}–${lesion.slices[1]} (largest ${lesion.slice_index})` : "—", "num");
     lesionBody.appendChild(row);
   }
   $("lesions").hidden = !(lesions && lesions.lesions.length);
