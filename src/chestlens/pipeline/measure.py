@@ -7,6 +7,8 @@ spacing, volumes in mL (1 mL = 1000 mm³) for CT series.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import ndimage
 
@@ -71,32 +73,40 @@ def lesion_instances(
     """
     scale_y, scale_x = meta.rows / label_map.shape[0], meta.cols / label_map.shape[1]
     unit = pixel_area_mm2(meta, label_map.shape)
-    lesions: list[Lesion] = []
+    lesions = []
+    for label, k, (y, x), region in _class_regions(label_map, labels):
+        pixels = int(region.sum())
+        if pixels < MIN_LESION_PIXELS:
+            continue
+        lesions.append(
+            Lesion(
+                label=label,
+                area_pixels=round(pixels * scale_y * scale_x),
+                area_mm2=None if unit is None else pixels * unit,
+                box=_box_in_image(y, x, scale_y, scale_x),
+                score=float(probabilities[k][y, x][region].mean()),
+            )
+        )
+    return sorted(lesions, key=lambda lesion: (labels.index(lesion.label), -lesion.area_pixels))
+
+
+def _class_regions(label_map: np.ndarray, labels: list[str]) -> Iterator[tuple[str, int, tuple, np.ndarray]]:
+    """``(label, k, box, region)`` for every connected region of every class of ``label_map`` (2-D or
+    3-D): ``box`` is the region's tuple of slices, ``region`` its bool mask inside the box."""
     for k, label in enumerate(labels, start=1):
         regions, _ = ndimage.label(label_map == k)
-        found = []
         for index, box in enumerate(ndimage.find_objects(regions), start=1):
-            region = regions[box] == index
-            pixels = int(region.sum())
-            if pixels < MIN_LESION_PIXELS:
-                continue
-            y, x = box
-            found.append(
-                Lesion(
-                    label=label,
-                    area_pixels=round(pixels * scale_y * scale_x),
-                    area_mm2=None if unit is None else pixels * unit,
-                    box=(
-                        int(x.start * scale_x),
-                        int(y.start * scale_y),
-                        int(np.ceil(x.stop * scale_x)),
-                        int(np.ceil(y.stop * scale_y)),
-                    ),
-                    score=float(probabilities[k][box][region].mean()),
-                )
-            )
-        lesions += sorted(found, key=lambda lesion: -lesion.area_pixels)
-    return lesions
+            yield label, k, box, regions[box] == index
+
+
+def _box_in_image(y: slice, x: slice, scale_y: float, scale_x: float) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` in image pixels (exclusive end) of a box on the network grid."""
+    return (
+        int(x.start * scale_x),
+        int(y.start * scale_y),
+        int(np.ceil(x.stop * scale_x)),
+        int(np.ceil(y.stop * scale_y)),
+    )
 
 
 def lesions_in_lungs(
@@ -170,34 +180,23 @@ def lesion_instances_3d(
     scale_y, scale_x = meta.rows / label_map.shape[1], meta.cols / label_map.shape[2]
     voxel = _voxel_ml(meta, label_map.shape[-2:])
     unit = pixel_area_mm2(meta, label_map.shape[-2:])
-    lesions: list[Lesion] = []
-    for k, label in enumerate(labels, start=1):
-        regions, _ = ndimage.label(label_map == k)
-        found = []
-        for index, box in enumerate(ndimage.find_objects(regions), start=1):
-            region = regions[box] == index
-            voxels = int(region.sum())
-            z, y, x = box
-            largest = z.start + int(region.sum(axis=(1, 2)).argmax())
-            found.append(
-                Lesion(
-                    label=label,
-                    area_pixels=round(int(region.sum(axis=(1, 2)).max()) * scale_y * scale_x),
-                    area_mm2=None if unit is None else float(region.sum(axis=(1, 2)).max()) * unit,
-                    box=(
-                        int(x.start * scale_x),
-                        int(y.start * scale_y),
-                        int(np.ceil(x.stop * scale_x)),
-                        int(np.ceil(y.stop * scale_y)),
-                    ),
-                    score=float(probabilities[z, k][:, y, x][region].mean()),
-                    slice_index=largest,
-                    slices=(z.start, z.stop - 1),
-                    volume_ml=None if voxel is None else voxels * voxel,
-                )
+    lesions = []
+    for label, k, (z, y, x), region in _class_regions(label_map, labels):
+        per_slice = region.sum(axis=(1, 2))
+        largest = int(per_slice.max())
+        lesions.append(
+            Lesion(
+                label=label,
+                area_pixels=round(largest * scale_y * scale_x),
+                area_mm2=None if unit is None else largest * unit,
+                box=_box_in_image(y, x, scale_y, scale_x),
+                score=float(probabilities[z, k][:, y, x][region].mean()),
+                slice_index=z.start + int(per_slice.argmax()),
+                slices=(z.start, z.stop - 1),
+                volume_ml=None if voxel is None else int(region.sum()) * voxel,
             )
-        lesions += sorted(found, key=lambda lesion: -(lesion.volume_ml or 0.0))
-    return lesions
+        )
+    return sorted(lesions, key=lambda lesion: (labels.index(lesion.label), -(lesion.volume_ml or 0.0)))
 
 
 def slice_lesion_scores(label_map: np.ndarray, probabilities: np.ndarray, lungs: np.ndarray) -> np.ndarray:
