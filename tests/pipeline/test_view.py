@@ -9,7 +9,15 @@ import pytest
 
 from chestlens.io.samples import sample_path
 from chestlens.pipeline.screener import Screener
-from chestlens.pipeline.view import N_FEATURES, VIEW_MODEL, ViewModel, check_view, view_features
+from chestlens.pipeline.view import (
+    GRADIENT_BINS,
+    GRADIENT_CELLS,
+    N_FEATURES,
+    VIEW_MODEL,
+    ViewModel,
+    check_view,
+    view_features,
+)
 
 
 def test_shipped_model_is_plain_numbers_with_its_cross_validation():
@@ -29,7 +37,10 @@ def test_features_and_check_on_synthetic_input():
     lungs = np.zeros((256, 256), np.float32)
     features = view_features(work, lungs)
     assert features.shape == (N_FEATURES,)
-    assert features[-1] == pytest.approx(np.log(300 / 240))
+    edges = GRADIENT_CELLS**2 * GRADIENT_BINS
+    assert features[-edges - 1] == pytest.approx(np.log(300 / 240))
+    shares = features[-edges:].reshape(GRADIENT_CELLS**2, GRADIENT_BINS)
+    assert np.allclose(shares.sum(axis=1), 1.0, atol=1e-4)  # each cell's orientations sum to 1
     n = features.size
     always = ViewModel(np.zeros(n), np.ones(n), np.zeros(n), bias=10.0, threshold=0.5, description="")
     never = ViewModel(np.zeros(n), np.ones(n), np.zeros(n), bias=-10.0, threshold=0.5, description="")

@@ -4,12 +4,12 @@ Pictures (PNG, JPEG) carry no ViewPosition, and a lateral chest radiograph passe
 plausibility statistic (:mod:`chestlens.pipeline.gate`). This check scores the view from what the
 screener already computed for the gate: the working image and the lung segmenter's probability map.
 
-Features (:func:`view_features`, 122 values): the working image and the lung probability map on a
-coarse 6 x 6 grid (two lung fields side by side, or one overlapped field in front of the spine), the
-column and row brightness profiles and their left-right asymmetry, the left half's share of the lung map
-and the aspect ratio. A logistic regression on them (:class:`ViewModel`, ``view_model.json`` next to
-this module, plain numbers: no pickle) gives P(lateral); above the stored threshold the check
-fails with the reason "lateral view".
+Features (:func:`view_features`, 154 values): the working image and the lung probability map on a coarse
+6 x 6 grid (two lung fields side by side, or one overlapped field in front of the spine), the column and
+row brightness profiles and their left-right asymmetry, the left half's share of the lung map, the
+aspect ratio, and edge-orientation histograms in 2 x 2 cells. A logistic regression on them
+(:class:`ViewModel`, ``view_model.json`` next to this module, plain numbers: no pickle) gives
+P(lateral); above the stored threshold the check fails with the reason "lateral view".
 
 The model, its threshold and its cross-validated figures come from ``bench/view_check.py`` (frontal and
 lateral films of the shared data, patient-grouped folds repeated with 5 seeds; the threshold is the
@@ -35,12 +35,37 @@ THUMBNAIL = 64
 #: Side of the coarse image and lung-map grids, and length of each profile.
 FEATURE_GRID = 6
 PROFILE = 16
+#: Edge-orientation histograms: the thumbnail split into GRADIENT_CELLS x GRADIENT_CELLS cells, each a
+#: histogram of GRADIENT_BINS orientations (0-180 degrees) weighted by gradient magnitude.
+GRADIENT_CELLS = 2
+GRADIENT_BINS = 8
 #: Length of the feature vector.
-N_FEATURES = 2 * FEATURE_GRID**2 + 3 * PROFILE + 2
+N_FEATURES = 2 * FEATURE_GRID**2 + 3 * PROFILE + 2 + GRADIENT_CELLS**2 * GRADIENT_BINS
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
     return (values - values.mean()) / (values.std() + 1e-6)
+
+
+def edge_orientations(thumbnail: np.ndarray) -> np.ndarray:
+    """Per cell, the share of gradient magnitude in each orientation bin (``GRADIENT_CELLS**2 *
+    GRADIENT_BINS`` values): a lateral film's spine, sternum and diaphragm run at other angles than a
+    frontal film's ribs and mediastinum."""
+    import cv2
+
+    gx = cv2.Sobel(thumbnail, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(thumbnail, cv2.CV_32F, 0, 1)
+    magnitude = np.hypot(gx, gy)
+    orientation = np.mod(np.arctan2(gy, gx), np.pi)
+    bins = np.minimum((orientation / np.pi * GRADIENT_BINS).astype(int), GRADIENT_BINS - 1)
+    side = thumbnail.shape[0] // GRADIENT_CELLS
+    histograms = []
+    for row in range(GRADIENT_CELLS):
+        for col in range(GRADIENT_CELLS):
+            cell = (slice(row * side, (row + 1) * side), slice(col * side, (col + 1) * side))
+            counts = np.bincount(bins[cell].ravel(), weights=magnitude[cell].ravel(), minlength=GRADIENT_BINS)
+            histograms.append(counts / (counts.sum() + 1e-6))
+    return np.concatenate(histograms)
 
 
 def view_features(work: np.ndarray, lung_probability: np.ndarray) -> np.ndarray:
@@ -53,8 +78,9 @@ def view_features(work: np.ndarray, lung_probability: np.ndarray) -> np.ndarray:
     Returns:
         ``(N_FEATURES,)`` float64: the image on a ``FEATURE_GRID`` grid (standardised), the lung map on
         that grid, the column and row brightness profiles and the left-right asymmetry of the column
-        profile (``PROFILE`` values each, standardised), the left half's share of the lung map, and
-        log(H / W). Every shrink is by area averaging, from ``THUMBNAIL``-pixel thumbnails.
+        profile (``PROFILE`` values each, standardised), the left half's share of the lung map,
+        log(H / W), and the edge-orientation histograms (:func:`edge_orientations`). Every shrink is by
+        area averaging, from ``THUMBNAIL``-pixel thumbnails.
     """
     import cv2
 
@@ -73,6 +99,7 @@ def view_features(work: np.ndarray, lung_probability: np.ndarray) -> np.ndarray:
         shrink(lungs, FEATURE_GRID, FEATURE_GRID).ravel(),
         *profiles,
         [left_share, np.log(work.shape[0] / work.shape[1])],
+        edge_orientations(image),
     ]
     return np.concatenate([np.asarray(part, np.float64).ravel() for part in parts])
 
