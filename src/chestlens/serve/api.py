@@ -21,7 +21,7 @@ from chestlens.pipeline.schema import ScreeningResult
 from chestlens.serve.engine import QueueFullError
 from chestlens.serve.jobs import save_screening
 from chestlens.serve.layers import NOT_DRAWN, SOURCE, draw_layer
-from chestlens.serve.problems import Problem, ProblemError
+from chestlens.serve.problems import Problem, ProblemError, busy
 from chestlens.serve.schemas import (
     API,
     Health,
@@ -102,13 +102,7 @@ async def submit(
                     )
                 screening = await engine.screen(image)
         except QueueFullError as error:
-            raise ProblemError(
-                503,
-                "busy",
-                "Server busy",
-                "the screening queue is full; retry after the given seconds",
-                {"Retry-After": str(service.settings.retry_after_s)},
-            ) from error
+            raise busy("the screening queue", service.settings.retry_after_s) from error
         store = service.require_store()
         await asyncio.to_thread(save_screening, store, screening, screening_id)
         return screening_out(await asyncio.to_thread(store.screening, screening_id))  # type: ignore[arg-type]

@@ -51,6 +51,17 @@ class ProblemError(Exception):
         self.headers = headers or {}
 
 
+def busy(what: str, retry_after_s: int) -> ProblemError:
+    """503 "Server busy" with ``Retry-After``: ``what`` (the screening queue, the series spool) is full."""
+    return ProblemError(
+        503,
+        "busy",
+        "Server busy",
+        f"{what} is full; retry after the given seconds",
+        {"Retry-After": str(retry_after_s)},
+    )
+
+
 def log_failure(what: str, error: BaseException, **extra: object) -> None:
     """Log an unexpected error by its type and stack only, never its message.
 

@@ -23,7 +23,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
 from chestlens.io.raster import READ_MAX_SIDE
 from chestlens.io.sniff import sniff_format
-from chestlens.serve.problems import ProblemError, log_failure
+from chestlens.serve.problems import ProblemError, busy, log_failure
 from chestlens.serve.settings import ServeSettings
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -149,13 +149,7 @@ def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Pa
     incoming = sum(len(data) for data in members)
     held = spool_bytes(settings)
     if held + incoming > settings.max_spool_bytes:
-        raise ProblemError(
-            503,
-            "busy",
-            "Server busy",
-            "the series spool is full; retry after the given seconds",
-            {"Retry-After": str(settings.retry_after_s)},
-        )
+        raise busy("the series spool", settings.retry_after_s)
     folder = _private_folder(spool_folder(settings, job_id))
     try:
         for index, data in enumerate(members):
