@@ -38,6 +38,7 @@ def test_gap_is_reported_and_no_volume_is_measured_across_it(gapped_series):
     assert "about 4 slice(s) missing" in gap
     assert result.lungs.volume_ml is None and result.lungs.area_fraction > 0
     assert result.lesions is None or result.lesions.volume_ml_by_label == {}
+    assert result.lesions is None or all(lesion.volume_ml is None for lesion in result.lesions.lesions)
     assert any("no lung or lesion volumes" in note for note in result.notes)
     [row] = csv.DictReader(io.StringIO(csv_text([record("gapped", result)])))
     assert row["reader_warnings"].startswith("missing slice(s)") and not row.get("lung_volume_ml")

@@ -47,13 +47,20 @@ def slice_gap(meta: ImageMeta) -> str | None:
     return next((w for w in meta.warnings if w.startswith(MISSING_SLICES)), None)
 
 
-def volume_ml(mask: np.ndarray, meta: ImageMeta) -> float | None:
-    """Volume of a boolean mask ``(slices, H, W)`` in mL; None without pixel and slice spacing, and None
-    for a series with missing slices (:func:`slice_gap`: a volume across the gap would be wrong)."""
-    unit = pixel_area_mm2(meta, mask.shape[-2:])
+def voxel_ml(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
+    """Volume (mL) of one voxel of a ``grid`` mask stack over the series; None without pixel and slice
+    spacing, and None for a series with missing slices (:func:`slice_gap`: a volume across the gap would
+    be wrong)."""
+    unit = pixel_area_mm2(meta, grid)
     if unit is None or meta.slice_spacing_mm is None or slice_gap(meta) is not None:
         return None
-    return float(mask.sum()) * unit * meta.slice_spacing_mm / 1000.0
+    return unit * meta.slice_spacing_mm / 1000.0
+
+
+def volume_ml(mask: np.ndarray, meta: ImageMeta) -> float | None:
+    """Volume of a boolean mask ``(slices, H, W)`` in mL, or None (see :func:`voxel_ml`)."""
+    voxel = voxel_ml(meta, mask.shape[-2:])
+    return None if voxel is None else float(mask.sum()) * voxel
 
 
 def lesion_instances(
@@ -147,16 +154,10 @@ def lesions_in_lungs(
     return (filtered if volume else filtered[0]), removed
 
 
-def _voxel_ml(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
-    """Volume of one voxel of a ``grid`` mask stack (mL), or None without pixel and slice spacing."""
-    unit = pixel_area_mm2(meta, grid)
-    return None if unit is None or meta.slice_spacing_mm is None else unit * meta.slice_spacing_mm / 1000.0
-
-
 def drop_small_lesions(label_map: np.ndarray, meta: ImageMeta) -> tuple[np.ndarray, int]:
     """A series' label map ``(slices, S, S)`` without the 3-D lesion regions under :data:`MIN_LESION_ML`
-    (under ``3 * MIN_LESION_PIXELS`` voxels without a slice spacing); returns it and how many went."""
-    voxel = _voxel_ml(meta, label_map.shape[-2:])
+    (under ``3 * MIN_LESION_PIXELS`` voxels without a usable voxel volume); returns it and how many went."""
+    voxel = voxel_ml(meta, label_map.shape[-2:])
     regions, count = ndimage.label(label_map > 0)
     if not count:
         return label_map, 0
@@ -178,7 +179,7 @@ def lesion_instances_3d(
         meta: the series, for volumes and for boxes in image pixels.
     """
     scale_y, scale_x = meta.rows / label_map.shape[1], meta.cols / label_map.shape[2]
-    voxel = _voxel_ml(meta, label_map.shape[-2:])
+    voxel = voxel_ml(meta, label_map.shape[-2:])
     unit = pixel_area_mm2(meta, label_map.shape[-2:])
     lesions = []
     for label, k, (z, y, x), region in _class_regions(label_map, labels):
