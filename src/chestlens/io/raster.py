@@ -86,7 +86,7 @@ def read_raster(
         if getattr(image, "n_frames", 1) > 1:
             notes.append(f"{image.n_frames} frames/pages in the file; only the first was read")
         original = f"{image.width} x {image.height}"
-        factor = 1 if max_side is None else -(-max(image.size) // max_side)  # ceiling division
+        factor = _reduction(image.size, max_side)
         try:
             if factor > 1 and fmt == "jpeg":
                 image.draft(image.mode, (image.width // factor, image.height // factor))  # DCT scaling
@@ -116,12 +116,17 @@ def read_raster(
     return MedicalImage(pixels=np.ascontiguousarray(grey.pixels, dtype=np.float32), meta=meta)
 
 
+def _reduction(size: tuple[int, int], max_side: int | None) -> int:
+    """The smallest integer factor that brings the longer side of ``size`` to ``max_side`` or less."""
+    return 1 if max_side is None else max(1, -(-max(size) // max_side))  # ceiling division
+
+
 def _shrunk(image: Image.Image, max_side: int | None) -> Image.Image:
     """``image`` box-averaged by the integer factor that brings its longer side to ``max_side`` or less
     (unchanged when it already fits)."""
-    if max_side is None or max(image.size) <= max_side:
+    factor = _reduction(image.size, max_side)
+    if factor == 1:
         return image
-    factor = -(-max(image.size) // max_side)
     if image.mode in _GREY_16:  # Pillow's reduce() mishandles 16-bit grey: average the blocks in numpy
         rows, cols = image.height // factor * factor, image.width // factor * factor
         blocks = np.asarray(image, dtype=np.float32)[:rows, :cols]
