@@ -19,7 +19,6 @@ With no threshold the rule is plain argmax. With one threshold (the usual case),
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,15 +132,9 @@ class DecisionRule(BaseModel):
         return cls()
 
     @classmethod
-    def from_operating_points(cls, points: Iterable[Any]) -> DecisionRule:
-        """From stored operating points (e.g. ``BundleSpec.operating_points``), in the same order."""
-        fields = ClassThreshold.model_fields
-        return cls(
-            thresholds=[
-                ClassThreshold(**{name: getattr(point, name) for name in fields if hasattr(point, name)})
-                for point in points
-            ]
-        )
+    def from_operating_points(cls, points: Iterable[ClassThreshold]) -> DecisionRule:
+        """From stored operating points (``BundleSpec.operating_points``), in the same order."""
+        return cls(thresholds=list(points))
 
     def class_indices(self, labels: Sequence[str]) -> list[int]:
         """Indices in ``labels`` of the thresholded classes; raises ``ValueError`` for unknown labels."""
