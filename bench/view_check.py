@@ -37,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from chestlens.data.registry import load_samples
 from chestlens.data.root import data_root
 from chestlens.io import read_image
+from chestlens.io.raster import READ_MAX_SIDE
 from chestlens.pipeline.screener import Screener
 from chestlens.pipeline.view import VIEW_MODEL, view_features
 from chestlens.preprocess.graph_io import INPUT_NAME
@@ -66,7 +67,8 @@ def features_of(films: list[tuple[str, str, Path, int]], screener: Screener) -> 
     """The view features of each film, computed as the screener's gate does."""
     rows = []
     for index, (_, _, path, _) in enumerate(films):
-        work = working_image(read_image(path).pixels.astype(np.float32, copy=False), screener.working_side)
+        image = read_image(path, max_side=READ_MAX_SIDE)  # as the screener reads (no shared film is larger)
+        work = working_image(image.pixels.astype(np.float32, copy=False), screener.working_side)
         lungs = screener.lungs.run({INPUT_NAME: work[None, None]})["probabilities"][0, 0]
         rows.append(view_features(work, lungs))
         if index % 200 == 0:
