@@ -8,7 +8,7 @@ known names, and ``names()`` is what the CLI's help and ``chestlens models`` pri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
 
 from chestlens.errors import ChestlensInputError
@@ -63,9 +63,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
