@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from dicomnet_helpers import ENV_DICOM, ENV_PORT, ENV_URL, orthanc_unavailable
 
 from chestlens.dicomnet.scp import Listener
 from chestlens.dicomnet.settings import Destination, ListenSettings
@@ -34,3 +37,19 @@ def start_listener(screener: Screener) -> Iterator[Callable[..., Listener]]:
     yield start
     for listener in started:
         listener.stop()
+
+
+@pytest.fixture
+def orthanc() -> httpx.Client:
+    """REST client of the test Orthanc."""
+    missing = [name for name in (ENV_URL, ENV_DICOM, ENV_PORT) if not os.environ.get(name)]
+    if missing:
+        orthanc_unavailable(f"no Orthanc configured ({', '.join(missing)} unset)")
+    # Orthanc closes idle keep-alive connections; a fresh connection per request avoids reusing one
+    client = httpx.Client(base_url=os.environ[ENV_URL], timeout=120, headers={"Connection": "close"})
+    try:
+        client.get("/system").raise_for_status()
+    except httpx.HTTPError as error:
+        orthanc_unavailable(f"Orthanc at {os.environ[ENV_URL]} does not answer ({error})")
+    yield client
+    client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import os
 import socket
 import threading
 import time
@@ -9,6 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import highdicom as hd
+import httpx
+import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pynetdicom import (
@@ -113,3 +118,26 @@ def sr_probabilities(sr: Dataset) -> dict[str, float]:
 
 def state_files(state_dir: Path, folder: str) -> list[Path]:
     return sorted((state_dir / folder).rglob("*.dcm"))
+
+
+ENV_URL = "CHESTLENS_ORTHANC_URL"
+ENV_DICOM = "CHESTLENS_ORTHANC_DICOM"
+ENV_PORT = "CHESTLENS_ORTHANC_LISTEN_PORT"
+
+
+def orthanc_unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true" or os.environ.get("CHESTLENS_REQUIRE_ORTHANC") == "1":
+        pytest.fail(f"{reason} (CI / CHESTLENS_REQUIRE_ORTHANC=1 make a missing Orthanc a failure)")
+    pytest.skip(
+        f"{reason}: start one with `source .ci/orthanc.sh` (Debian packages orthanc, orthanc-dicomweb)"
+    )
+
+
+def orthanc_instances(orthanc: httpx.Client, study: str) -> dict[str, pydicom.Dataset]:
+    """Modality -> data set of every instance of ``study`` in Orthanc (one per modality expected)."""
+    found = {}
+    for instance in orthanc.get(f"/studies/{study}/instances").json():
+        data = orthanc.get(f"/instances/{instance['ID']}/file").content
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        found[str(dataset.Modality)] = dataset
+    return found

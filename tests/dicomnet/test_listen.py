@@ -242,8 +242,9 @@ def test_results_go_to_every_destination(start_listener, pip_dicom, tmp_path):
         sent = [(peer.by_modality("SR")[0], peer.by_modality("SEG")[0]) for peer in (first, second)]
         assert sent[0][0].SOPInstanceUID == sent[1][0].SOPInstanceUID  # the same SR, twice delivered
         assert all(item.StudyInstanceUID == source.StudyInstanceUID for pair in sent for item in pair)
-        items = Outbox(tmp_path).items()
-        assert len(items) == 4 and {item.status for item in items} == {"delivered"}
+        # the outbox marks an item delivered after the peer has answered: wait for the marks
+        wait_for(lambda: {i.status for i in Outbox(tmp_path).items()} == {"delivered"}, 10, "delivered marks")
+        assert len(Outbox(tmp_path).items()) == 4
     finally:
         first.stop()
         second.stop()

@@ -9,55 +9,17 @@ skips; in CI (``CI=true`` or ``CHESTLENS_REQUIRE_ORTHANC=1``) it fails instead.
 
 from __future__ import annotations
 
-import io
 import os
 
 import highdicom as hd
 import httpx
 import pydicom
 import pytest
-from dicomnet_helpers import sr_probabilities, wait_for
+from dicomnet_helpers import ENV_DICOM, ENV_PORT, ENV_URL, orthanc_instances, sr_probabilities, wait_for
 
 from chestlens.dicomnet.settings import Destination
 
 pytestmark = pytest.mark.slow
-ENV_URL = "CHESTLENS_ORTHANC_URL"
-ENV_DICOM = "CHESTLENS_ORTHANC_DICOM"
-ENV_PORT = "CHESTLENS_ORTHANC_LISTEN_PORT"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true" or os.environ.get("CHESTLENS_REQUIRE_ORTHANC") == "1":
-        pytest.fail(f"{reason} (CI / CHESTLENS_REQUIRE_ORTHANC=1 make a missing Orthanc a failure)")
-    pytest.skip(
-        f"{reason}: start one with `source .ci/orthanc.sh` (Debian packages orthanc, orthanc-dicomweb)"
-    )
-
-
-@pytest.fixture
-def orthanc() -> httpx.Client:
-    """REST client of the test Orthanc."""
-    missing = [name for name in (ENV_URL, ENV_DICOM, ENV_PORT) if not os.environ.get(name)]
-    if missing:
-        _unavailable(f"no Orthanc configured ({', '.join(missing)} unset)")
-    # Orthanc closes idle keep-alive connections; a fresh connection per request avoids reusing one
-    client = httpx.Client(base_url=os.environ[ENV_URL], timeout=120, headers={"Connection": "close"})
-    try:
-        client.get("/system").raise_for_status()
-    except httpx.HTTPError as error:
-        _unavailable(f"Orthanc at {os.environ[ENV_URL]} does not answer ({error})")
-    yield client
-    client.close()
-
-
-def _instances(orthanc: httpx.Client, study: str) -> dict[str, pydicom.Dataset]:
-    """Modality -> data set of every instance of ``study`` in Orthanc (one per modality expected)."""
-    found = {}
-    for instance in orthanc.get(f"/studies/{study}/instances").json():
-        data = orthanc.get(f"/instances/{instance['ID']}/file").content
-        dataset = pydicom.dcmread(io.BytesIO(data))
-        found[str(dataset.Modality)] = dataset
-    return found
 
 
 @pytest.mark.parametrize("returned_by", ["c-store", "stow-rs"])
@@ -85,7 +47,7 @@ def test_orthanc_sends_a_radiograph_and_gets_the_sr_and_seg_in_the_same_study(
         lambda: len(orthanc.get(f"/studies/{study}/instances").json()) == 3, 180, "SR and SEG in Orthanc"
     )
 
-    instances = _instances(orthanc, study)
+    instances = orthanc_instances(orthanc, study)
     assert sorted(instances) == ["CR", "SEG", "SR"] or sorted(instances) == ["DX", "SEG", "SR"]
     source = pydicom.dcmread(path)
     assert sr_probabilities(instances["SR"]) == pytest.approx(
