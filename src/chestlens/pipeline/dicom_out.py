@@ -1,19 +1,21 @@
-"""DICOM out: a screening result as a DICOM Structured Report and its masks as a DICOM Segmentation.
+"""DICOM out: a screening result as a DICOM Structured Report, its masks as a DICOM Segmentation and,
+optionally, its overlay picture as a DICOM Secondary Capture image (:mod:`chestlens.pipeline.dicom_sc`).
 
-Both objects are built with highdicom from the *source* image's header, join the source's study (same
-Study Instance UID, patient and study modules copied so a PACS files them next to the image), start a
-new series each (a fresh Series Instance UID per call) and reference the source image by SOP Class and
+Every object is built with highdicom from the *source* image's header, joins the source's study (same
+Study Instance UID, patient and study modules copied so a PACS files them next to the image), starts a
+new series (a fresh Series Instance UID per call) and references the source image(s) by SOP Class and
 SOP Instance UID. Files are written atomically (:func:`chestlens.atomic.write_bytes_atomic`), Explicit
 VR Little Endian. Nothing is logged and no patient attribute reaches a message: highdicom validates
-the patient name, ID, birth date and sex with warnings that quote them, so it works on a copy with
-these blanked and they are copied verbatim from the source afterwards. Errors name the source's file
+the patient name, ID, birth date and sex (and, for the SC, the referring physician's name) with warnings
+that quote them, so it works on a copy with these blanked and they are copied verbatim from the source
+afterwards. Errors name the source's file
 (``source.filename``, ``None`` for a data set built in memory), not the output path.
 
 Equipment: Manufacturer :data:`MANUFACTURER` (``"chestlens"``), Manufacturer's Model Name
 ``"chestlens"``, Software Versions the chestlens version (the result's ``chestlens_version`` for the SR,
-``chestlens.__version__`` for the SEG), Device Serial Number :data:`DEVICE_SERIAL_NUMBER`. Series
-Numbers are :data:`SR_SERIES_NUMBER` and :data:`SEG_SERIES_NUMBER`; Series Descriptions say "research
-use only".
+``chestlens.__version__`` for the SEG and SC), Device Serial Number :data:`DEVICE_SERIAL_NUMBER`.
+Series Numbers are :data:`SR_SERIES_NUMBER`, :data:`SEG_SERIES_NUMBER` and
+:data:`~chestlens.pipeline.dicom_sc.SC_SERIES_NUMBER`; Series Descriptions say "research use only".
 
 Structured Report (Comprehensive SR, TID 1500 "Imaging Measurement Report", preliminary, unverified):
 
@@ -44,18 +46,32 @@ in the SR's Current Requested Procedure Evidence Sequence. Sections that are ``N
 Segmentation (binary, one segment per mask, algorithm type AUTOMATIC with the given algorithm name and
 version, family DCM 123110 "Artificial Intelligence"): lungs as SCT 91723000 "Anatomical Structure" /
 SCT 39607008 "Lung", lesions as SCT 49755003 "Morphologically Abnormal Structure" with the codes above
-(anatomic region lung). Empty masks keep their segment and an all-zero frame (``omit_empty_frames`` is
-off), so every label is present in the file. For a source without a Frame of Reference (projection
-radiographs) the SEG carries no Pixel Measures: its frame is the source image's pixel grid
-(Spatial Locations Preserved YES); highdicom 0.28.2 would otherwise write a Pixel Spacing without the
-Slice Thickness its own reader requires, and the Pixel Spacing of such files is often meaningless.
+(anatomic region lung). Every label keeps its segment (Segment Sequence) even when its mask is empty.
+
+* One image: one frame per segment, all-zero frames included (``omit_empty_frames`` off), so every
+  label also has a frame. For a source without a Frame of Reference (projection radiographs) the SEG
+  carries no Pixel Measures: its frame is the source image's pixel grid (Spatial Locations Preserved
+  YES); highdicom 0.28.2 would otherwise write a Pixel Spacing without the Slice Thickness its own
+  reader requires, and the Pixel Spacing of such files is often meaningless.
+* A series (single-frame slices of one series, e.g. a CT series): one multi-frame SEG over every slice.
+  Mask plane ``i`` is written against slice ``i`` of the series reader's order
+  (:mod:`chestlens.io.series`: by position along the slice normal, i.e. inferior to superior for axial
+  CT), and highdicom records per frame the slice it derives from (Derivation Image Sequence) and that
+  slice's Image Position (Patient) (Plane Position Sequence); every slice is listed in the Referenced
+  Series Sequence. Frames that are empty for a segment are omitted (``omit_empty_frames`` on): an
+  uncompressed binary frame of a 512 x 512 slice is 32 KiB, and most slices hold no lesion. COVID-CT-MD
+  P001 (148 slices; lungs on every slice, ground glass on 81, consolidation on 45) gives 274 frames,
+  8.7 MiB, instead of 444 frames, 14.1 MiB. A segment empty on every slice keeps its description but has
+  no frame; readers return all-zero masks for it.
+
+The Secondary Capture (optional) is described in :mod:`chestlens.pipeline.dicom_sc`.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -71,6 +87,8 @@ from pydicom.uid import generate_uid
 import chestlens
 from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
+from chestlens.io.series import scan_series, select_series
+from chestlens.pipeline.dicom_sc import overlay_picture, secondary_capture
 from chestlens.pipeline.schema import (
     Classification,
     Explanation,
@@ -113,7 +131,7 @@ _TYPE2_KEYWORDS = (
 )
 # highdicom validates these and may warn or log with their values: blanked while building, then copied
 # verbatim from the source.
-_IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
+_IDENTITY_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "ReferringPhysicianName")
 
 _UNITLESS = codes.UCUM.NoUnits
 _MM2 = codes.UCUM.SquareMillimeter
@@ -215,18 +233,21 @@ def write_structured_report(result: ScreeningResult, source: Dataset, path: Path
 
 def write_segmentation(
     masks: Mapping[str, np.ndarray],
-    source: Dataset,
+    source: Dataset | Sequence[Dataset],
     path: Path,
     *,
     algorithm_name: str,
     algorithm_version: str,
 ) -> Path:
-    """Write binary masks as a DICOM SEG of the source image, one segment per label in ``masks`` order.
+    """Write binary masks as a DICOM SEG of the source image or series, one segment per label in ``masks``
+    order (empty frames: see the module docstring).
 
     Args:
-        masks: label (e.g. ``"lungs"``, ``"ground_glass_opacity"``, ``"consolidation"``) -> bool array
-            ``(rows, cols)`` on the source image's pixel grid. Empty masks keep their segment.
-        source: the single-frame DICOM image the masks were computed on (header is enough).
+        masks: label (e.g. ``"lungs"``, ``"ground_glass_opacity"``, ``"consolidation"``) -> bool array on
+            the source's pixel grid: ``(rows, cols)`` for one image; ``(slices, rows, cols)`` for a series,
+            plane ``i`` on ``source[i]``. Empty masks keep their segment.
+        source: the single-frame DICOM image the masks were computed on, or the single-frame slices of one
+            series in the order of the masks' first axis (headers are enough).
         path: output file, replaced atomically.
         algorithm_name: recorded as the segments' algorithm (e.g. the segmenter bundle's name).
         algorithm_version: the algorithm's version.
@@ -235,35 +256,72 @@ def write_segmentation(
         ``path``.
 
     Raises:
-        ChestlensInputError: ``source`` is not a usable single-frame DICOM image.
-        ValueError: no masks, or a mask that is not a 2-D binary array of the source's shape.
+        ChestlensInputError: a source is not a usable single-frame DICOM image, or the slices are not one
+            series highdicom can derive from (different series or sizes, no positions...).
+        ValueError: no masks or no slices, or a mask that is not a binary array of the sources' shape.
     """
-    where = _where(source)
-    _check_source(source, where)
-    if int(source.get("NumberOfFrames") or 1) != 1:
-        raise ChestlensInputError(where, "DICOM SEG output supports single-frame source images only")
-    pixels = _mask_stack(masks, (int(source.Rows), int(source.Columns)))
-    header = _header(source)
-    if "FrameOfReferenceUID" not in header:
-        header.pop("PixelSpacing", None)  # see the module docstring
+    sources = [source] if isinstance(source, Dataset) else list(source)
+    if not sources:
+        raise ValueError("no source slices for a DICOM SEG")
+    for item in sources:
+        _check_source(item, _where(item))
+        if int(item.get("NumberOfFrames") or 1) != 1:
+            raise ChestlensInputError(
+                _where(item), "DICOM SEG output supports single-frame source images only"
+            )
+    grid = (int(sources[0].Rows), int(sources[0].Columns))
+    volume = not isinstance(source, Dataset)
+    pixels = _mask_stack(masks, (len(sources), *grid) if volume else grid)
+    headers = [_header(item) for item in sources]
+    if "FrameOfReferenceUID" not in headers[0]:
+        for header in headers:
+            header.pop("PixelSpacing", None)  # see the module docstring
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name, family=codes.DCM.ArtificialIntelligence, version=algorithm_version
     )
     descriptions = _segment_descriptions(masks, algorithm)
     seg = _build(
-        where,
+        _where(sources[0]),
         lambda: hd.seg.Segmentation(
-            source_images=[header],
+            source_images=headers,
             pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
             series_number=SEG_SERIES_NUMBER,
             **_new_instance(chestlens.__version__),
-            omit_empty_frames=False,
+            omit_empty_frames=volume,
             series_description=SEG_SERIES_DESCRIPTION,
         ),
     )
-    return _save(seg, source, path)
+    return _save(seg, sources[0], path)
+
+
+def write_secondary_capture(picture: np.ndarray, source: Dataset, path: Path) -> Path:
+    """Write ``picture`` as an RGB DICOM Secondary Capture image in the source image's study, referencing
+    the source (:func:`chestlens.pipeline.dicom_sc.secondary_capture`).
+
+    Args:
+        picture: uint8 RGB ``(height, width, 3)``, e.g. from
+            :func:`chestlens.pipeline.dicom_sc.overlay_picture`.
+        source: the DICOM image the picture shows (header is enough).
+        path: output file, replaced atomically.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ChestlensInputError: ``source`` is not a usable DICOM image.
+        ValueError: ``picture`` is not a uint8 RGB array.
+    """
+    if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
+        raise ValueError(
+            f"a secondary capture takes uint8 RGB (height, width, 3), not {picture.dtype} {picture.shape}"
+        )
+    where = _where(source)
+    _check_source(source, where)
+    header = _header(source)
+    sc = _build(where, lambda: secondary_capture(picture, header, **_new_instance(chestlens.__version__)))
+    return _save(sc, source, path)
 
 
 # --- the source ------------------------------------------------------------------------------------
@@ -566,19 +624,21 @@ def _comments(texts: list[str]) -> hd.sr.ContainerContentItem:
 # --- segmentation ----------------------------------------------------------------------------------
 
 
-def _mask_stack(masks: Mapping[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
-    """``(1, rows, cols, segments)`` uint8 of the masks in order, after checking shape and values."""
+def _mask_stack(masks: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """``(planes, rows, cols, segments)`` uint8 of the masks in order, after checking shape and values;
+    ``shape`` is ``(rows, cols)`` for one image (one plane) or ``(slices, rows, cols)`` for a series."""
     if not masks:
         raise ValueError("no masks to write as DICOM SEG")
     planes = []
     for label, mask in masks.items():
         array = np.asarray(mask)
         if array.shape != shape:
-            raise ValueError(f"mask {label!r} has shape {array.shape}, the source image is {shape}")
+            raise ValueError(f"mask {label!r} has shape {array.shape}, the source is {shape}")
         if array.dtype != bool and not np.isin(array, (0, 1)).all():
             raise ValueError(f"mask {label!r} is not binary (values other than 0 and 1)")
-        planes.append(array.astype(np.uint8, copy=False))
-    return np.stack(planes, axis=-1)[np.newaxis]
+        planes.append(array.view(np.uint8) if array.dtype == bool else array.astype(np.uint8, copy=False))
+    stacked = np.stack(planes, axis=-1)
+    return stacked if len(shape) == 3 else stacked[np.newaxis]
 
 
 def _segment_descriptions(
@@ -602,29 +662,81 @@ def _segment_descriptions(
     return descriptions
 
 
-def write_dicom_outputs(screening: Screening, source_path: Path, folder: Path, stem: str) -> list[Path]:
-    """For a screened single DICOM image: ``<stem>_sr.dcm`` (:func:`write_structured_report`) and, when
-    the screening has masks, ``<stem>_seg.dcm`` (:func:`write_segmentation`) with the lung and lesion
-    masks resized (nearest) to the source grid. Returns the written paths."""
-    source = pydicom.dcmread(source_path, stop_before_pixels=True)
-    written = [write_structured_report(screening.result, source, folder / f"{stem}_sr.dcm")]
-    grid = (int(source.Rows), int(source.Columns))
-    masks: dict[str, np.ndarray] = {}
-    if screening.lung_mask is not None and screening.lung_mask.ndim == 2:
-        masks["lungs"] = resize_nearest(screening.lung_mask, grid)
-    if screening.lesion_map is not None and screening.lesion_map.ndim == 2:
-        labels = resize_nearest(screening.lesion_map, grid)
-        for k, label in enumerate(screening.lesion_labels, start=1):
-            masks[label] = labels == k
+def write_dicom_outputs(
+    screening: Screening, source_path: Path, folder: Path, stem: str, *, secondary_capture: bool = False
+) -> list[Path]:
+    """Write the DICOM results of a screening of one DICOM image or one DICOM series into ``folder``.
+
+    * ``<stem>_sr.dcm``: :func:`write_structured_report`, referencing the image, or for a series its first
+      slice in the series reader's order;
+    * ``<stem>_seg.dcm``, when the screening has masks: :func:`write_segmentation` with the lung mask and
+      one mask per lesion label (``screening.lesion_labels``), resized (nearest) to the source grid; for
+      a series one multi-frame SEG over every slice. The 3-D masks of a multi-frame file get no SEG;
+    * ``<stem>_sc.dcm``, with ``secondary_capture``: :func:`write_secondary_capture` of the overlay
+      picture (:func:`chestlens.pipeline.dicom_sc.overlay_picture`; a series shows one slice).
+
+    Args:
+        screening: the screening of ``source_path``.
+        source_path: the screened DICOM file, or the screened DICOM series' folder (the folder that was
+            given to the screener; its slices are matched to the mask planes by the reader's sort).
+        folder: where the files are written (atomically).
+        stem: file name stem.
+        secondary_capture: also write the overlay as a Secondary Capture image.
+
+    Returns:
+        The written paths, in the order above.
+
+    Raises:
+        ChestlensInputError: the source is unusable, the result holds nothing to report, or the series
+            folder no longer holds exactly the slices that were screened.
+    """
+    path = Path(source_path)
+    series = path.is_dir()
+    files = _series_files(screening, path) if series else (path,)
+    sources = [pydicom.dcmread(file, stop_before_pixels=True) for file in files]
+    written = [write_structured_report(screening.result, sources[0], folder / f"{stem}_sr.dcm")]
+    masks = _masks_on_grid(screening, (int(sources[0].Rows), int(sources[0].Columns)), 3 if series else 2)
     if masks:
         model = screening.result.lungs.model if screening.result.lungs else None
         written.append(
             write_segmentation(
                 masks,
-                source,
+                sources if series else sources[0],
                 folder / f"{stem}_seg.dcm",
                 algorithm_name=model.name if model else "chestlens",
                 algorithm_version=model.version if model else "",
             )
         )
+    if secondary_capture:
+        picture, shown = overlay_picture(screening, sources)
+        written.append(write_secondary_capture(picture, shown, folder / f"{stem}_sc.dcm"))
     return written
+
+
+def _series_files(screening: Screening, folder: Path) -> tuple[Path, ...]:
+    """The screened series' slice files in the series reader's order (mask plane ``i`` is file ``i``):
+    the same scan and sort as :func:`chestlens.io.series.read_series`, checked against what was screened."""
+    meta = screening.image.meta
+    if meta.format != "dicom-series":
+        raise ChestlensInputError(str(folder), f"a folder was given but the screening is of {meta.format}")
+    info, _ = select_series(scan_series(folder), meta.series_key, str(folder))
+    if info.n_slices != meta.n_frames or info.positions_mm != meta.slice_positions_mm:
+        raise ChestlensInputError(
+            str(folder),
+            f"the series changed after it was screened: {meta.n_frames} slices screened, {info.n_slices} "
+            "there now",
+        )
+    return info.files
+
+
+def _masks_on_grid(screening: Screening, grid: tuple[int, int], ndim: int) -> dict[str, np.ndarray]:
+    """Lung and lesion masks of ``ndim`` dimensions (2: one image, 3: a series), resized (nearest) to the
+    source's ``grid`` = ``(rows, cols)``; label -> bool ``(rows, cols)`` or ``(slices, rows, cols)``."""
+    masks: dict[str, np.ndarray] = {}
+    if screening.lung_mask is not None and screening.lung_mask.ndim == ndim:
+        masks["lungs"] = resize_nearest(screening.lung_mask, grid)
+    if screening.lesion_map is not None and screening.lesion_map.ndim == ndim:
+        labels = resize_nearest(screening.lesion_map, grid)
+        for k, label in enumerate(screening.lesion_labels, start=1):
+            masks[label] = labels == k
+    return masks
