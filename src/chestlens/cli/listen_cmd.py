@@ -1,5 +1,6 @@
-"""``chestlens listen``: a DICOM C-STORE SCP that screens what a PACS or modality sends and returns the SR
-and SEG to configured destinations (:mod:`chestlens.dicomnet`); ``--status`` lists the outbox."""
+"""``chestlens listen``: a DICOM C-STORE SCP that screens what a PACS or modality sends and returns the SR,
+the SEG and optionally a secondary-capture overlay to configured destinations (:mod:`chestlens.dicomnet`);
+``--status`` lists the outbox."""
 
 from __future__ import annotations
 
@@ -60,12 +61,20 @@ def listen(
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Attempts before a delivery is marked failed.")
     ] = defaults.DEFAULT_MAX_ATTEMPTS,
+    secondary_capture: Annotated[
+        bool,
+        typer.Option(
+            "--secondary-capture",
+            help="Also return the overlay picture as an RGB DICOM secondary capture (research use caption), "
+            "for viewers that cannot show a SEG.",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Receive DICOM by C-STORE (C-ECHO answered), screen radiographs as they arrive and CT series once
-    quiet, and send each SR and SEG to every --destination, retried from a durable outbox. Research use
-    only: never a diagnosis."""
+    quiet, and send each SR and SEG (and with --secondary-capture the overlay as a DICOM secondary capture)
+    to every --destination, retried from a durable outbox. Research use only: never a diagnosis."""
     from chestlens.dicomnet.outbox import Outbox
 
     if status:
@@ -86,6 +95,7 @@ def listen(
         retry_base_s=retry_base,
         retry_max_s=max(retry_max, retry_base),
         max_attempts=max_attempts,
+        secondary_capture=secondary_capture,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO/DEBUG lines quote UIDs

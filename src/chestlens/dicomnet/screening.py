@@ -1,10 +1,12 @@
 """The listener's screening worker: radiographs at once, CT series once they have been quiet a while.
 
 One thread owns the :class:`~chestlens.pipeline.screener.Screener` (models are not shared between
-threads). Each screened image or series gets its DICOM SR (and SEG when there are 2-D masks) written by
-:func:`chestlens.pipeline.dicom_out.write_dicom_outputs` into ``<state_dir>/results/<key>/<run>/``, and every
+threads). Each screened image or series gets its DICOM SR, its SEG (when there are masks) and, with
+``secondary_capture``, its overlay as a Secondary Capture image, written by
+:func:`chestlens.pipeline.dicom_out.write_dicom_outputs` into ``<state_dir>/results/<key>/<run>/``; every
 written file is queued in the outbox for every destination. A CT series of several slices is screened as
-a volume; its SR references the first received slice and no SEG is written (3-D masks).
+a volume from its folder: its SR references the series' first slice in the reader's order (the most
+inferior), its SEG is one multi-frame SEG over every slice and its SC shows one representative slice.
 
 Received files wait in ``<state_dir>/incoming/<series key>/`` and are removed once screened (or refused
 by the quality gate), so the folder holds exactly the unscreened inputs: :meth:`ScreeningWorker.recover`
@@ -157,7 +159,13 @@ class ScreeningWorker:
         started = time.perf_counter()
         try:
             screening = self.screener.screen(source)
-            written = write_dicom_outputs(screening, files[0], self._folder(key), "result")
+            written = write_dicom_outputs(
+                screening,
+                source,
+                self._folder(key),
+                "result",
+                secondary_capture=self.settings.secondary_capture,
+            )
         except ChestlensInputError as error:
             self.audit.record("not_reported", key=key, files=len(files), reason=error.reason)
             _discard(files)

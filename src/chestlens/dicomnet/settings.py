@@ -63,11 +63,13 @@ class ListenSettings:
         host: address to listen on.
         port: DICOM port.
         allowed_callers: calling AE titles accepted at association; empty accepts any.
-        destinations: where every SR and SEG is sent (C-STORE or STOW-RS).
+        destinations: where every result (SR, SEG, SC) is sent (C-STORE or STOW-RS).
         settle_s: a CT series is screened once no slice of it arrived for this many seconds.
         retry_base_s: first retry delay of a failed delivery; it doubles per attempt ...
         retry_max_s: ... up to this.
         max_attempts: a delivery is marked failed after this many attempts.
+        secondary_capture: also return the overlay picture as an RGB DICOM Secondary Capture image, for
+            viewers that cannot show a SEG (see :mod:`chestlens.pipeline.dicom_sc`).
     """
 
     state_dir: Path
@@ -80,6 +82,7 @@ class ListenSettings:
     retry_base_s: float = DEFAULT_RETRY_BASE_S
     retry_max_s: float = DEFAULT_RETRY_MAX_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    secondary_capture: bool = False
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title)
