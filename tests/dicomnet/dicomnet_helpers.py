@@ -141,3 +141,10 @@ def orthanc_instances(orthanc: httpx.Client, study: str) -> dict[str, pydicom.Da
         dataset = pydicom.dcmread(io.BytesIO(data))
         found[str(dataset.Modality)] = dataset
     return found
+
+
+def browser_unavailable(reason: str) -> None:
+    """Skip without headless Chromium; fail instead in CI (``CI=true`` or ``CHESTLENS_REQUIRE_BROWSER=1``)."""
+    if os.environ.get("CI") == "true" or os.environ.get("CHESTLENS_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} (CI / CHESTLENS_REQUIRE_BROWSER=1 make a missing browser a failure)")
+    pytest.skip(f"{reason}: apt-get install chromium, pip install playwright")
