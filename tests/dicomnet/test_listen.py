@@ -176,7 +176,7 @@ def test_a_ct_series_is_screened_once_after_it_settles(
     assert [int(assoc.send_c_store(ds).Status) for ds in slices] == [0x0000] * len(slices)
     assoc.release()
 
-    wait_for(lambda: receiver.modalities() == ["SR"], RESULT_TIMEOUT_S, "the series' SR")
+    wait_for(lambda: receiver.modalities() == ["SEG", "SR"], RESULT_TIMEOUT_S, "the series' SR and SEG")
     (screened,) = _events(listener, "screened")
     assert screened["files"] == len(slices)
     subset = tmp_path / "subset"
