@@ -1,6 +1,7 @@
 """End to end with a real PACS: Orthanc (started by .ci/orthanc.sh) sends RG1_UNCR.dcm to
 ``chestlens listen``, which returns the SR and SEG into the same study in Orthanc, by C-STORE or by
-STOW-RS to Orthanc's DICOMweb plugin; and Orthanc pushes RG1 by STOW-RS to ``chestlens serve``.
+STOW-RS to Orthanc's DICOMweb plugin; Orthanc pushes RG1 by STOW-RS to ``chestlens serve``; and
+``chestlens predict dicomweb://...`` pulls a radiograph and a CT series from Orthanc (QIDO-RS, WADO-RS).
 
 Needs ``CHESTLENS_ORTHANC_URL`` (REST), ``CHESTLENS_ORTHANC_DICOM`` (``AE@HOST:PORT``) and
 ``CHESTLENS_ORTHANC_LISTEN_PORT`` (the port of Orthanc's ``chestlens`` modality). Without them the test
@@ -9,7 +10,13 @@ skips; in CI (``CI=true`` or ``CHESTLENS_REQUIRE_ORTHANC=1``) it fails instead.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import highdicom as hd
 import httpx
@@ -71,3 +78,70 @@ def test_orthanc_pushes_a_radiograph_to_chestlens_serve_by_stow_rs(orthanc, live
     sent.raise_for_status()
     (item,) = httpx.get(f"{base}/api/v1/screenings").json()
     assert item["image_type"] == "chest_radiograph" and item["status"] == "screened"
+
+
+def _store_fresh(orthanc: httpx.Client, datasets: list[pydicom.Dataset]) -> str:
+    """Store ``datasets`` (one study) in Orthanc after deleting what it holds of that study from earlier
+    runs; returns the Study Instance UID."""
+    study = str(datasets[0].StudyInstanceUID)
+    for found in orthanc.post("/tools/lookup", content=study).json():
+        if found["Type"] == "Study":
+            orthanc.delete(f"/studies/{found['ID']}").raise_for_status()
+    for dataset in datasets:
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        orthanc.post("/instances", content=buffer.getvalue()).raise_for_status()
+    return study
+
+
+@pytest.mark.shared_data
+def test_predict_pulls_a_radiograph_and_a_ct_series_from_orthanc_and_resumes(
+    orthanc, screener, pip_dicom, source_dir, tmp_path
+):
+    rg1 = pip_dicom("RG1_UNCR.dcm")
+    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
+    slices = sorted((pydicom.dcmread(p) for p in folder.glob("*.dcm")), key=lambda ds: ds.InstanceNumber)[
+        60:80
+    ]
+    studies = [_store_fresh(orthanc, [pydicom.dcmread(rg1)]), _store_fresh(orthanc, slices)]
+    address = os.environ[ENV_URL].replace("http://", "dicomweb://") + "/dicom-web"
+    command = [
+        sys.executable,
+        "-m",
+        "chestlens.cli",
+        "predict",
+        address,
+        "-o",
+        str(tmp_path / "out"),
+        "--json",
+    ]
+    command += [
+        "--study",
+        studies[0],
+        "--query",
+        "ModalitiesInStudy=CT",
+        "--query",
+        f"StudyInstanceUID={studies[1]}",
+    ]
+
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert first.returncode == 0, first.stderr
+    assert "2 study(ies); 21 instance(s) fetched, 0 already here" in first.stderr
+    results = {r["gate"]["image_type"]: r for r in json.loads(first.stdout)}
+    assert results["chest_radiograph"]["classification"]["probabilities"] == pytest.approx(
+        screener.screen(rg1).result.classification.probabilities, abs=1e-6
+    )
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    for ds in slices:
+        shutil.copyfile(ds.filename, subset / Path(ds.filename).name)
+    assert results["chest_ct"]["lungs"]["volume_ml"] == pytest.approx(
+        screener.screen(subset).result.lungs.volume_ml, rel=1e-6
+    )
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    assert again.returncode == 0, again.stderr
+    assert "0 instance(s) fetched, 21 already here" in again.stderr
+    assert "0 input(s) to screen, 2 already done" in again.stderr

@@ -137,6 +137,24 @@ def test_predict_writes_dicom_sr_and_seg_for_dicom_input(pip_dicom, tmp_path, ca
     assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lungs"]
     assert (seg.Rows, seg.Columns) == (source.Rows, source.Columns)
+    assert not list(out.glob("*_sc.dcm"))  # the secondary capture only when asked for
+
+
+def test_predict_writes_the_secondary_capture_when_asked(pip_dicom, capsys, tmp_path):
+    import pydicom
+
+    source = pip_dicom("RG1_UNCR.dcm")
+    code, _, stderr = _run(capsys, "predict", str(source), "--secondary-capture", "-q")
+    assert code == 2 and "--dicom-out" in stderr  # nowhere to write it
+
+    out = tmp_path / "dicom"
+    code, _, _ = _run(capsys, "predict", str(source), "--dicom-out", str(out), "--secondary-capture", "-q")
+
+    assert code == 0
+    (sc_path,) = out.glob("*_sc.dcm")
+    sc = pydicom.dcmread(sc_path)
+    assert sc.Modality == "OT" and sc.PhotometricInterpretation == "RGB"
+    assert sc.StudyInstanceUID == pydicom.dcmread(source, stop_before_pixels=True).StudyInstanceUID
 
 
 def test_predict_json_is_a_flag_like_every_command(pip_dicom, capsys):

@@ -4,6 +4,8 @@ Unreadable inputs are reported and skipped; the exit code is 2 when any input fa
 (a quality-gate rejection is a result, not a failure). With ``--out DIR`` a re-run skips what is done.
 ``--json`` prints the results as JSON on stdout instead of the table, as in every command (the old
 spelling ``--json -`` still works; write a file with ``--json > results.json``).
+A ``dicomweb://HOST/PATH`` input with ``--study UID`` or ``--query KEY=VALUE`` is pulled first (QIDO-RS,
+WADO-RS; :mod:`chestlens.dicomnet.pull`), into ``OUT/dicomweb`` so that a re-run resumes.
 ``--engine ray`` screens on a Ray cluster (:mod:`chestlens.pipeline.ray_engine`) into the same ``--out``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
@@ -108,13 +111,51 @@ def _meaning(line: dict) -> str | None:
     return classification.get("meaning")
 
 
-def _inputs_only(paths: list[Path]) -> list[Path]:
+def _inputs_only(paths: list[str]) -> list[str]:
     """``paths`` without ``-``: ``--json -`` was the old spelling of ``--json`` (JSON on stdout), so a
     lone ``-`` left after the ``--json`` flag is not an input."""
-    inputs = [path for path in paths if str(path) != "-"]
+    inputs = [path for path in paths if path != "-"]
     if not inputs:
         raise ChestlensInputError(None, "no input: give at least one image, folder, series or manifest")
     return inputs
+
+
+def _local_inputs(
+    paths: list[str], studies: list[str], query: list[str], out: Path | None, stack: ExitStack, quiet: bool
+) -> tuple[list[Path], int]:
+    """Local paths for ``paths``: ``dicomweb(s)://`` addresses are pulled first (:mod:`chestlens.dicomnet.
+    pull`) into ``OUT/dicomweb`` (resumable) or a temporary folder removed at exit. Returns the paths and
+    the number of instances that could not be pulled (each reported on stderr)."""
+    from chestlens.dicomnet.pull import DicomwebSource, parse_query, pull
+
+    local: list[Path] = []
+    failed = 0
+    sources = [(text, DicomwebSource.parse(text)) for text in paths]
+    if (studies or query) and not any(source for _, source in sources):
+        raise ChestlensInputError(None, "--study and --query select what to pull from a dicomweb:// input")
+    for text, source in sources:
+        if source is None:
+            local.append(Path(text))
+            continue
+        if out is not None:
+            folder = out / "dicomweb"
+        else:
+            from tempfile import TemporaryDirectory
+
+            folder = Path(stack.enter_context(TemporaryDirectory(prefix="chestlens-dicomweb-")))
+        from tqdm import tqdm
+
+        with tqdm(disable=quiet, unit="instance", desc="pulling") as bar:
+            report, folders = pull(
+                source, folder, studies=studies, query=parse_query(query), progress=bar.update
+            )
+        if not quiet:
+            typer.echo(report.summary(), err=True)
+        for key, reason in report.failed.items():
+            typer.echo(f"chestlens: error: {source.url}: instance {key}: {reason}", err=True)
+        failed += len(report.failed)
+        local += folders
+    return local, failed
 
 
 def _screen_serial(
@@ -124,6 +165,7 @@ def _screen_serial(
     log,
     overlays: Path | None,
     dicom_out: Path | None,
+    secondary_capture: bool,
     batch_size: int,
     advance,
 ) -> list[dict]:
@@ -143,7 +185,9 @@ def _screen_serial(
         if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
             from chestlens.pipeline.dicom_out import write_dicom_outputs
 
-            write_dicom_outputs(outcome, path, dicom_out, _stem(path, keys[path]))
+            stem = _stem(path, keys[path])
+
+            write_dicom_outputs(outcome, path, dicom_out, stem, secondary_capture=secondary_capture)
         new_lines.append(line)
         pending.append(line)
         if log is not None and len(pending) >= batch_size:
@@ -157,8 +201,12 @@ def _screen_serial(
 
 def predict(
     paths: Annotated[
-        list[Path],
-        typer.Argument(help="Image files, folders (recursive), DICOM series folders, CSV manifests (path)."),
+        list[str],
+        typer.Argument(
+            help="Image files, folders (recursive), DICOM series folders, CSV manifests (path), or a "
+            "DICOMweb service dicomweb://HOST[:PORT]/PATH (dicomwebs:// for HTTPS) with --study or --query.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path | None,
@@ -171,6 +219,30 @@ def predict(
     overlays: Annotated[Path | None, typer.Option("--overlays", help="Folder for overlay PNGs.")] = None,
     dicom_out: Annotated[
         Path | None, typer.Option("--dicom-out", help="For DICOM inputs: write a DICOM SR and SEG here.")
+    ] = None,
+    secondary_capture: Annotated[
+        bool,
+        typer.Option(
+            "--secondary-capture",
+            help="With --dicom-out: also write the overlay picture as a DICOM secondary capture, for "
+            "viewers that cannot show a SEG.",
+        ),
+    ] = False,
+    studies: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--study",
+            help="dicomweb:// input: a Study Instance UID to pull with WADO-RS (repeat for several).",
+        ),
+    ] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--query",
+            help="dicomweb:// input: a QIDO-RS study filter KEY=VALUE (repeat to combine), e.g. "
+            "ModalitiesInStudy=CR or StudyDate=20200101-20201231. A bearer token, if the server needs "
+            "one, comes from CHESTLENS_DICOMWEB_TOKEN.",
+        ),
     ] = None,
     models: Annotated[
         str | None,
@@ -223,43 +295,50 @@ def predict(
         raise typer.BadParameter(f"unknown heatmap {cam!r}; use {', '.join(CAM_CHOICES)}", param_hint="--cam")
     if engine not in ("serial", "ray"):
         raise typer.BadParameter(f"unknown engine {engine!r}", param_hint="--engine")
+    if secondary_capture and dicom_out is None:
+        raise typer.BadParameter("writes into --dicom-out: give it too", param_hint="--secondary-capture")
     if engine == "ray" and (out is None or overlays is not None or dicom_out is not None):
         raise typer.BadParameter("needs --out; writes no --overlays, --dicom-out", param_hint="--engine ray")
-    inputs = expand_inputs(_inputs_only(paths))
-    if not inputs.items:
-        raise ChestlensInputError(paths[0], f"no image files found ({inputs.not_images} other files)")
-    keys = {path: input_key(path) for path in inputs.items}
-    log = ResultLog(out) if out is not None else None
-    done: set[str] = set()
-    if log is not None:
-        log.repair()
-        done = log.done_keys()
-    todo = [p for p in inputs.items if keys[p] not in done]
-    options = {
-        "runtime": runtime,
-        "device": device,
-        "cam": None if cam == "none" else cam,
-        "compile": compile_models,
-    }
-    console = Console(stderr=True)
-    if not quiet:
-        console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
-        skipped = len(inputs.items) - len(todo)
-        console.print(
-            f"{len(todo)} input(s) to screen, {skipped} already done, {inputs.not_images} non-image file(s)"
-        )
-    bar = tqdm(total=len(todo), disable=quiet, unit="img", desc="screening")
-    new_lines: list[dict] = []
-    if engine == "ray":
-        names = tuple(models.split(",")) if models else ()
-        plan = RayPlan(address=ray_address, actors=actors, gpus_per_actor=actor_gpus)
-        todo_keys = [keys[p] for p in todo]
-        opts = ScreenerOptions(names, **options)
-        screen_on_ray(todo, todo_keys, log, opts, plan, batch_size=batch_size, on_chunk=bar.update)
-    elif todo:
-        screener = Screener.from_models(models.split(",") if models else default_models(), **options)
-        new_lines = _screen_serial(screener, todo, keys, log, overlays, dicom_out, batch_size, bar.update)
-    bar.close()
+    with ExitStack() as stack:
+        local, pull_failed = _local_inputs(_inputs_only(paths), studies or [], query or [], out, stack, quiet)
+        inputs = expand_inputs(local)
+        if not inputs.items:
+            raise ChestlensInputError(local[0], f"no image files found ({inputs.not_images} other files)")
+        keys = {path: input_key(path) for path in inputs.items}
+        log = ResultLog(out) if out is not None else None
+        done: set[str] = set()
+        if log is not None:
+            log.repair()
+            done = log.done_keys()
+        todo = [p for p in inputs.items if keys[p] not in done]
+        options = {
+            "runtime": runtime,
+            "device": device,
+            "cam": None if cam == "none" else cam,
+            "compile": compile_models,
+        }
+        console = Console(stderr=True)
+        if not quiet:
+            console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
+            skipped = len(inputs.items) - len(todo)
+            console.print(
+                f"{len(todo)} input(s) to screen, {skipped} already done, "
+                f"{inputs.not_images} non-image file(s)"
+            )
+        bar = tqdm(total=len(todo), disable=quiet, unit="img", desc="screening")
+        new_lines: list[dict] = []
+        if engine == "ray":
+            names = tuple(models.split(",")) if models else ()
+            plan = RayPlan(address=ray_address, actors=actors, gpus_per_actor=actor_gpus)
+            todo_keys = [keys[p] for p in todo]
+            opts = ScreenerOptions(names, **options)
+            screen_on_ray(todo, todo_keys, log, opts, plan, batch_size=batch_size, on_chunk=bar.update)
+        elif todo:
+            screener = Screener.from_models(models.split(",") if models else default_models(), **options)
+            new_lines = _screen_serial(
+                screener, todo, keys, log, overlays, dicom_out, secondary_capture, batch_size, bar.update
+            )
+        bar.close()
     lines = [*log.records()] if log is not None else new_lines
     lines = in_input_order(lines, [keys[p] for p in inputs.items])
     if log is not None:
@@ -280,5 +359,5 @@ def predict(
         console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
     for line in failed:
         typer.echo(f"chestlens: error: {line['failed']['source']}: {line['failed']['error']}", err=True)
-    if failed:
+    if failed or pull_failed:
         raise typer.Exit(EXIT_SOME_FAILED)

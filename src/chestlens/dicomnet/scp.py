@@ -35,6 +35,7 @@ from chestlens.dicomnet.outbox import Outbox
 from chestlens.dicomnet.screening import INCOMING_DIR, ScreeningWorker, is_ct_slice
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.io.deid import use_installation_salt
+from chestlens.io.dicom import is_image_sop_class
 from chestlens.io.redact import withhold_dicom_values
 from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
@@ -45,11 +46,6 @@ DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 UNDECODABLE = 0xC210
 _REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Rows", "Columns", "PixelData")
-
-
-def is_image_sop_class(sop_class_uid: str) -> bool:
-    """True for image storage SOP classes (CT, CR, DX, MR, secondary capture...), by their DICOM name."""
-    return "Image Storage" in UID(sop_class_uid).name
 
 
 def image_problem(dataset: Dataset) -> tuple[int, str] | None:

@@ -76,6 +76,11 @@ class GreyPresentation:
     window: tuple[float, float] | None
 
 
+def is_image_sop_class(sop_class_uid: str) -> bool:
+    """True for image storage SOP classes (CT, CR, DX, MR, secondary capture...), by their DICOM name."""
+    return "Image Storage" in UID(sop_class_uid).name
+
+
 def open_dicom(source: DicomSource, where: str | None, *, header_only: bool = False) -> Dataset:
     """Parse a DICOM file or its bytes.
 
