@@ -23,6 +23,7 @@ import httpx
 import pydicom
 import pytest
 from dicomnet_helpers import ENV_DICOM, ENV_PORT, ENV_URL, orthanc_instances, sr_probabilities, wait_for
+from pydicom.sr.codedict import codes
 
 from chestlens.dicomnet.settings import Destination
 
@@ -99,10 +100,7 @@ def test_predict_pulls_a_radiograph_and_a_ct_series_from_orthanc_and_resumes(
     orthanc, screener, pip_dicom, source_dir, tmp_path
 ):
     rg1 = pip_dicom("RG1_UNCR.dcm")
-    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
-    slices = sorted((pydicom.dcmread(p) for p in folder.glob("*.dcm")), key=lambda ds: ds.InstanceNumber)[
-        60:80
-    ]
+    slices = _p001_slices(source_dir)
     studies = [_store_fresh(orthanc, [pydicom.dcmread(rg1)]), _store_fresh(orthanc, slices)]
     address = os.environ[ENV_URL].replace("http://", "dicomweb://") + "/dicom-web"
     command = [
@@ -145,3 +143,53 @@ def test_predict_pulls_a_radiograph_and_a_ct_series_from_orthanc_and_resumes(
     assert again.returncode == 0, again.stderr
     assert "0 instance(s) fetched, 21 already here" in again.stderr
     assert "0 input(s) to screen, 2 already done" in again.stderr
+
+
+def _p001_slices(source_dir) -> list[pydicom.Dataset]:
+    """20 contiguous slices of COVID-CT-MD P001 (a real HU series), in Instance Number order."""
+    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
+    return sorted((pydicom.dcmread(p) for p in folder.glob("*.dcm")), key=lambda ds: ds.InstanceNumber)[60:80]
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("case", ["CT_small.dcm", "P001 series"])
+def test_orthanc_sends_ct_and_gets_the_sr_and_seg_in_the_same_study(
+    orthanc, start_listener, screener, pip_dicom, source_dir, tmp_path, case
+):
+    datasets = [pydicom.dcmread(pip_dicom(case))] if case.endswith(".dcm") else _p001_slices(source_dir)
+    study_uid = _store_fresh(orthanc, datasets)
+    (study,) = [found["ID"] for found in orthanc.post("/tools/lookup", content=study_uid).json()]
+    start_listener(
+        tmp_path / "state",
+        (Destination.parse(os.environ[ENV_DICOM]),),
+        port=int(os.environ[ENV_PORT]),
+        allowed_callers=("ORTHANC",),
+        settle_s=2.0,
+    )
+
+    orthanc.post(
+        "/modalities/chestlens/store", json={"Resources": [study], "Synchronous": True}
+    ).raise_for_status()
+    wait_for(
+        lambda: len(orthanc.get(f"/studies/{study}/instances").json()) == len(datasets) + 2,
+        300,
+        "the SR and SEG in Orthanc",
+    )
+
+    modalities = [i["MainDicomTags"].get("Modality") for i in orthanc.get(f"/studies/{study}/series").json()]
+    assert sorted(modalities) == ["CT", "SEG", "SR"]
+    results = {m: d for m, d in orthanc_instances(orthanc, study).items() if m in ("SR", "SEG")}
+    seg = hd.seg.Segmentation.from_dataset(results["SEG"])
+    assert {uid for _, _, uid in seg.get_source_image_uids()} == {str(ds.SOPInstanceUID) for ds in datasets}
+    if len(datasets) == 1:
+        expected, measured = screener.screen(pip_dicom(case)).result.lungs.area_mm2, codes.SCT.Area
+    else:
+        subset = tmp_path / "subset"
+        subset.mkdir()
+        for ds in datasets:
+            shutil.copyfile(ds.filename, subset / Path(ds.filename).name)
+        expected, measured = screener.screen(subset).result.lungs.volume_ml, codes.SCT.Volume
+    report = hd.sr.ComprehensiveSR.from_dataset(results["SR"]).content
+    (lungs,) = report.get_image_measurement_groups(finding_type=codes.SCT.Lung)
+    (value,) = lungs.get_measurements(name=measured)  # the slice's lung area (mm2) or the series' volume (mL)
+    assert float(value.value) == pytest.approx(expected, rel=1e-6)
