@@ -248,3 +248,38 @@ def test_results_go_to_every_destination(start_listener, pip_dicom, tmp_path):
     finally:
         first.stop()
         second.stop()
+
+
+def _ct_series(pip_dicom, count: int, images_in_acquisition: int | None) -> list[Dataset]:
+    """``count`` slices of one series made from CT_small.dcm (positions 5 mm apart)."""
+    series_uid, slices = generate_uid(), []
+    for number in range(count):
+        ds = pydicom.dcmread(pip_dicom("CT_small.dcm"))
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.InstanceNumber = series_uid, generate_uid(), number + 1
+        ds.ImagePositionPatient = [*list(ds.ImagePositionPatient)[:2], float(number * 5)]
+        if images_in_acquisition is not None:
+            ds.ImagesInAcquisition = images_in_acquisition
+        slices.append(ds)
+    return slices
+
+
+@pytest.mark.slow
+def test_a_ct_series_complete_by_count_is_screened_without_waiting_to_settle(
+    start_listener, receiver, pip_dicom, tmp_path
+):
+    """Slices that say how many they are (Images in Acquisition) are screened once all have come; a
+    series that does not say waits for the settle time (here far longer than the test)."""
+    listener = start_listener(tmp_path, (Destination("PACS", "127.0.0.1", receiver.port),), settle_s=600.0)
+    counted, silent = _ct_series(pip_dicom, 3, 3), _ct_series(pip_dicom, 3, None)
+    assoc = associate(listener.port, datasets=counted)
+    assert [int(assoc.send_c_store(ds).Status) for ds in [*silent, *counted]] == [0x0000] * 6
+    assoc.release()
+
+    wait_for(lambda: receiver.modalities() == ["SEG", "SR"], RESULT_TIMEOUT_S, "the counted series' results")
+    (screened,) = _events(listener, "screened")
+    assert screened["files"] == 3
+    (sr,) = receiver.by_modality("SR")
+    assert sr.SeriesInstanceUID != counted[0].SeriesInstanceUID
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.SeriesInstanceUID == counted[0].SeriesInstanceUID
+    assert listener.worker.pending() == 1  # the silent series still settles

@@ -32,7 +32,7 @@ from chestlens.atomic import write_bytes_atomic
 from chestlens.dicomnet.audit import AuditLog, dataset_keys, log
 from chestlens.dicomnet.delivery import Deliverer
 from chestlens.dicomnet.outbox import Outbox
-from chestlens.dicomnet.screening import INCOMING_DIR, ScreeningWorker, is_ct_slice
+from chestlens.dicomnet.screening import INCOMING_DIR, ScreeningWorker, expected_slices, is_ct_slice
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.io.deid import use_installation_salt
 from chestlens.io.dicom import is_image_sop_class
@@ -166,7 +166,7 @@ class Listener:
         series_key = keys["series_key"] or "series"
         instance_key = keys["instance_key"] or path.stem
         if is_ct_slice(dataset):
-            self.worker.add_slice(series_key, path)
+            self.worker.add_slice(series_key, path, expected_slices(dataset))
         else:
             self.worker.add_image(instance_key, path)
         self.audit.record("received", calling_ae=calling, sop_class=UID(sop_class).name, **keys)

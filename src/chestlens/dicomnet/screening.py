@@ -1,4 +1,4 @@
-"""The listener's screening worker: radiographs at once, CT series once they have been quiet a while.
+"""The listener's screening worker: radiographs at once, CT series once complete or quiet a while.
 
 One thread owns the :class:`~chestlens.pipeline.screener.Screener` (models are not shared between
 threads). Each screened image or series gets its DICOM SR, its SEG (when there are masks) and, with
@@ -42,6 +42,15 @@ TICK_S = 0.2
 def is_ct_slice(dataset: pydicom.Dataset) -> bool:
     """A single-frame CT image: grouped by series before screening."""
     return str(dataset.get("Modality", "")).upper() == "CT" and int(dataset.get("NumberOfFrames") or 1) == 1
+
+
+def expected_slices(dataset: pydicom.Dataset) -> int | None:
+    """The number of slices a CT series will have, when its slices say (Images in Acquisition,
+    (0020,1002)); None when they do not (many scanners leave it out: the settle time applies)."""
+    with contextlib.suppress(TypeError, ValueError):
+        count = int(dataset.get("ImagesInAcquisition") or 0)
+        return count if count > 1 else None
+    return None
 
 
 def _discard(files: list[Path]) -> None:
@@ -99,12 +108,17 @@ class ScreeningWorker:
         """Screen the image at ``path`` as soon as the worker is free."""
         self._jobs.put((key, [path]))
 
-    def add_slice(self, series_key: str, path: Path) -> None:
-        """Add a CT slice to its series; the series is screened after ``settle_s`` without new slices."""
+    def add_slice(self, series_key: str, path: Path, expected: int | None = None) -> None:
+        """Add a CT slice to its series. The series is screened after ``settle_s`` without new slices, or
+        at once when it is complete by count: ``expected`` slices (the slices' Images in Acquisition,
+        when the modality writes it) have arrived. An instance received again counts once."""
         with self._lock:
             series = self._series.setdefault(series_key, _Series([], 0.0))
-            series.files.append(path)
+            if path not in series.files:
+                series.files.append(path)
             series.last_arrival = time.monotonic()
+            if expected and len(series.files) >= expected:
+                self._jobs.put((series_key, self._series.pop(series_key).files))
 
     def recover(self) -> int:
         """Queue the received files left unscreened by the last stop (or a crash); returns their number.
@@ -116,8 +130,9 @@ class ScreeningWorker:
             path for path in (self.settings.state_dir / INCOMING_DIR).glob("*") if path.is_dir()
         ):
             for path in sorted(folder.glob("*.dcm")):  # temporary files of an interrupted write end in .tmp
-                if is_ct_slice(pydicom.dcmread(path, stop_before_pixels=True)):
-                    self.add_slice(folder.name, path)
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+                if is_ct_slice(header):
+                    self.add_slice(folder.name, path, expected_slices(header))
                 else:
                     self.add_image(path.stem, path)
                 count += 1

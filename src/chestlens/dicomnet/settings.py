@@ -64,7 +64,8 @@ class ListenSettings:
         port: DICOM port.
         allowed_callers: calling AE titles accepted at association; empty accepts any.
         destinations: where every result (SR, SEG, SC) is sent (C-STORE or STOW-RS).
-        settle_s: a CT series is screened once no slice of it arrived for this many seconds.
+        settle_s: a CT series is screened once no slice of it arrived for this many seconds (at once when
+            complete by count: :func:`chestlens.dicomnet.screening.expected_slices`).
         retry_base_s: first retry delay of a failed delivery; it doubles per attempt ...
         retry_max_s: ... up to this.
         max_attempts: a delivery is marked failed after this many attempts.
