@@ -141,8 +141,9 @@ def tiny_segmenter_bundle(tmp_path):
 
 @pytest.fixture(scope="session")
 def live_service(tmp_path_factory):
-    """Factory: ``live_service()`` runs ``chestlens serve`` (bundled models, CPU) in a uvicorn thread on a
-    free loopback port and returns its base URL once ready; all are stopped at the session's end."""
+    """Factory: ``live_service(**settings)`` runs ``chestlens serve`` (bundled models, CPU, ``settings``
+    overriding :class:`ServeSettings`) in a uvicorn thread on a free loopback port and returns its base
+    URL once ready; all are stopped at the session's end."""
     import threading
     import time
 
@@ -161,8 +162,9 @@ def live_service(tmp_path_factory):
         except httpx.TransportError:
             return False
 
-    def start() -> str:
-        settings = ServeSettings(data_dir=tmp_path_factory.mktemp("live-service"), device="cpu")
+    def start(**overrides: object) -> str:
+        defaults = {"data_dir": tmp_path_factory.mktemp("live-service"), "device": "cpu"}
+        settings = ServeSettings(**(defaults | overrides))
         port = free_port()
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")

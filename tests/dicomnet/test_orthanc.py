@@ -67,18 +67,33 @@ def test_orthanc_sends_a_radiograph_and_gets_the_sr_and_seg_in_the_same_study(
     assert seg.get_source_image_uids()[0][2] == source.SOPInstanceUID
 
 
-def test_orthanc_pushes_a_radiograph_to_chestlens_serve_by_stow_rs(orthanc, live_service, pip_dicom):
-    base = live_service()
-    upload = orthanc.post("/instances", content=pip_dicom("RG1_UNCR.dcm").read_bytes()).json()
+def test_stow_rs_both_ways_orthanc_to_chestlens_serve_and_the_sr_and_seg_back(
+    orthanc, live_service, pip_dicom
+):
+    """Orthanc pushes RG1 to ``chestlens serve`` by STOW-RS; serve returns the SR and SEG to Orthanc's
+    DICOMweb root by STOW-RS (``return_to``), into the same study."""
+    path = pip_dicom("RG1_UNCR.dcm")
+    study_uid = _store_fresh(orthanc, [pydicom.dcmread(path)])
+    (study,) = [found["ID"] for found in orthanc.post("/tools/lookup", content=study_uid).json()]
+    base = live_service(return_to=(f"{os.environ[ENV_URL]}/dicom-web",))
     orthanc.put("/dicom-web/servers/chestlens", json={"Url": f"{base}/dicomweb/"}).raise_for_status()
 
-    sent = orthanc.post(
-        "/dicom-web/servers/chestlens/stow", json={"Resources": [upload["ID"]], "Synchronous": True}
-    )
+    sent = orthanc.post("/dicom-web/servers/chestlens/stow", json={"Resources": [study], "Synchronous": True})
 
     sent.raise_for_status()
     (item,) = httpx.get(f"{base}/api/v1/screenings").json()
     assert item["image_type"] == "chest_radiograph" and item["status"] == "screened"
+    wait_for(
+        lambda: len(orthanc.get(f"/studies/{study}/instances").json()) == 3, 120, "SR and SEG in Orthanc"
+    )
+    instances = orthanc_instances(orthanc, study)
+    assert sorted(instances) in (["CR", "SEG", "SR"], ["DX", "SEG", "SR"])
+    stored = httpx.get(f"{base}/api/v1/screenings/{item['id']}").json()["result"]
+    assert sr_probabilities(instances["SR"]) == pytest.approx(
+        stored["classification"]["probabilities"], abs=1e-6
+    )
+    seg = hd.seg.Segmentation.from_dataset(instances["SEG"])
+    assert seg.get_source_image_uids()[0][2] == pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID
 
 
 def _store_fresh(orthanc: httpx.Client, datasets: list[pydicom.Dataset]) -> str:

@@ -83,6 +83,23 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
     ] = None,
+    return_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--return-to",
+            help="Send the SR and SEG of DICOM received by STOW-RS (and of DICOM series jobs) here: "
+            "AE@HOST:PORT (C-STORE) or a DICOMweb root URL (STOW-RS); repeatable. Default: keep them.",
+        ),
+    ] = None,
+    return_ae_title: Annotated[
+        str, typer.Option("--return-ae-title", help="Calling AE title of those C-STORE deliveries.")
+    ] = "CHESTLENS",
+    return_secondary_capture: Annotated[
+        bool,
+        typer.Option(
+            "--return-secondary-capture", help="Also return the overlay as a DICOM secondary capture."
+        ),
+    ] = False,
     runtime: RuntimeOption = "onnx",
     device: Device = "auto",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
@@ -110,6 +127,9 @@ def serve(
         "device": ("device", device),
         "models": ("models", models),  # comma-separated, like CHESTLENS_SERVE_MODELS
         "max_pixels": ("max_pixels", max_pixels),
+        "return_to": ("return_to", tuple(return_to or ())),
+        "return_ae_title": ("return_ae_title", return_ae_title),
+        "return_secondary_capture": ("return_secondary_capture", return_secondary_capture),
     }
     values = {field: value for option, (field, value) in options.items() if given(option) and value != ""}
     if api_key_file:

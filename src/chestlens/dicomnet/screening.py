@@ -19,7 +19,6 @@ import contextlib
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +27,13 @@ import pydicom
 
 from chestlens.dicomnet.audit import AuditLog, log
 from chestlens.dicomnet.outbox import Outbox
+from chestlens.dicomnet.returns import queue_results, results_folder
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.errors import ChestlensInputError
-from chestlens.io.deid import salted_key
 from chestlens.pipeline.dicom_out import write_dicom_outputs
 from chestlens.pipeline.screener import Screener
 
 INCOMING_DIR = "incoming"
-RESULTS_DIR = "results"
 TICK_S = 0.2
 
 
@@ -177,7 +175,7 @@ class ScreeningWorker:
             written = write_dicom_outputs(
                 screening,
                 source,
-                self._folder(key),
+                results_folder(self.settings.state_dir, key),
                 "result",
                 secondary_capture=self.settings.secondary_capture,
             )
@@ -201,26 +199,7 @@ class ScreeningWorker:
             results=len(written),
             probabilities=probabilities,
         )
-        for path in written:
-            self._queue(path)
+        queue_results(self.outbox, self.settings.destinations, written)
         self.on_queued()
         _discard(files)
         return written
-
-    def _folder(self, key: str) -> Path:
-        """A new folder per screening: an image sent twice gets new results, never overwritten ones that an
-        outbox item still points to."""
-        return self.settings.state_dir / RESULTS_DIR / key / uuid.uuid4().hex
-
-    def _queue(self, path: Path) -> None:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-        for destination in self.settings.destinations:
-            item = self.outbox.add(
-                path,
-                sop_instance_uid=str(header.SOPInstanceUID),
-                kind=str(header.Modality),
-                destination=str(destination),
-                instance_key=salted_key(header.SOPInstanceUID),
-                study_key=salted_key(header.StudyInstanceUID),
-            )
-            log.info("queued %s %s for %s", item.kind, item.id, destination)

@@ -15,6 +15,8 @@ import os
 import shutil
 import socket
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
 from chestlens.pipeline.screener import Screening
@@ -66,8 +68,15 @@ def save_screening(store: Store, screening: Screening, screening_id: str) -> Non
 class JobRunner:
     """Runs series jobs one at a time (a CT series is the largest thing the server holds in memory)."""
 
-    def __init__(self, settings: ServeSettings, store: Store, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        store: Store,
+        engine: Engine,
+        return_results: Callable[[Screening, Path, str], None] | None = None,
+    ) -> None:
         self.settings, self.store, self.engine = settings, store, engine
+        self.return_results = return_results
         self.owner = owner_token()
         self._one_at_a_time = asyncio.Semaphore(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,6 +139,8 @@ class JobRunner:
                 await self._progress(job_id, "drawing overlays", 0.8)
                 screening_id = new_id()
                 await asyncio.to_thread(save_screening, self.store, screening, screening_id)
+                if self.return_results is not None:  # before the spool (the slices) is removed
+                    await asyncio.to_thread(self.return_results, screening, folder, screening_id)
                 await asyncio.to_thread(
                     self.store.update_job,
                     job_id,

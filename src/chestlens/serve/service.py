@@ -3,7 +3,9 @@
 Start-up, in order: the private data folder; the salt for patient keys (:mod:`chestlens.io.salt`,
 logged by origin, never by value); the store; orphan spool folders removed
 (:func:`chestlens.serve.uploads.remove_orphan_spools`); with ``retention_days`` set, results older than
-that are deleted now and every hour (:data:`RETENTION_CHECK_S`); then the models load in the background.
+that are deleted now and every hour (:data:`RETENTION_CHECK_S`); with ``return_to`` set, the delivery of
+DICOM results (:class:`chestlens.dicomnet.returns.ResultReturn`, in ``<data_dir>/dicom-return``; pending
+deliveries resume); then the models load in the background.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chestlens.io.deid import use_installation_salt
 from chestlens.io.redact import withhold_dicom_values
@@ -19,15 +22,21 @@ from chestlens.io.salt import choose_salt
 from chestlens.pipeline.screener import Screener
 from chestlens.serve.engine import Engine
 from chestlens.serve.jobs import JobRunner
-from chestlens.serve.problems import ProblemError
+from chestlens.serve.problems import ProblemError, log_failure
 from chestlens.serve.settings import ServeSettings
 from chestlens.serve.store import Store, utcnow
 from chestlens.serve.uploads import remove_orphan_spools
+
+if TYPE_CHECKING:
+    from chestlens.dicomnet.returns import ResultReturn
+    from chestlens.pipeline.case import Screening
 
 log = logging.getLogger("chestlens.serve")
 
 #: Seconds between two retention checks.
 RETENTION_CHECK_S = 3600.0
+#: Folder of the DICOM results outbox under ``data_dir``.
+RETURN_DIR = "dicom-return"
 
 
 class Service:
@@ -39,6 +48,7 @@ class Service:
         self.store: Store | None = None
         self.engine: Engine | None = None
         self.jobs: JobRunner | None = None
+        self.returns: ResultReturn | None = None
         self.load_error: str | None = None
         self._loading: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
@@ -61,7 +71,40 @@ class Service:
         loop = asyncio.get_running_loop()
         if self.settings.retention_days is not None:
             self._retention = loop.create_task(self._keep_retention(self.store, self.settings.retention_days))
+        if self.settings.return_to:
+            self.returns = await asyncio.to_thread(self._start_returns)
         self._loading = loop.create_task(self._load())
+
+    def _start_returns(self) -> ResultReturn:
+        """The outbox and delivery thread for DICOM results (``return_to``)."""
+        from chestlens.dicomnet.returns import ResultReturn
+        from chestlens.dicomnet.settings import Destination, ListenSettings
+
+        settings = ListenSettings(
+            state_dir=Path(self.settings.data_dir) / RETURN_DIR,
+            ae_title=self.settings.return_ae_title,
+            destinations=tuple(Destination.parse(d) for d in self.settings.return_to),
+            secondary_capture=self.settings.return_secondary_capture,
+        )
+        returns = ResultReturn(settings)
+        returns.start()
+        return returns
+
+    def return_results(self, screening: Screening, source: Path | bytes, screening_id: str) -> None:
+        """Queue the DICOM results of ``screening`` (of a DICOM file's bytes or a series folder) for the
+        ``return_to`` destinations; nothing without them. A failure is logged (by type) and never fails
+        the screening, which is stored already."""
+        if self.returns is None:
+            return
+        try:
+            if isinstance(source, bytes):
+                self.returns.submit_bytes(screening, source, screening_id)
+            else:
+                self.returns.submit(screening, source, screening_id)
+        except Exception as error:
+            log_failure(
+                "returning DICOM results failed", error, screening_id=screening_id, event="return_failed"
+            )
 
     @staticmethod
     async def _keep_retention(store: Store, days: float) -> None:
@@ -102,7 +145,7 @@ class Service:
         )
         engine.start()
         self.engine = engine
-        jobs = JobRunner(settings, self.store, engine)  # type: ignore[arg-type]
+        jobs = JobRunner(settings, self.store, engine, self.return_results)  # type: ignore[arg-type]
         resumed, failed = await jobs.recover()
         self.jobs = jobs
         log.info(
@@ -119,6 +162,8 @@ class Service:
             await self.jobs.stop()
         if self.engine is not None:
             await self.engine.stop()
+        if self.returns is not None:
+            await asyncio.to_thread(self.returns.stop)
         if self.store is not None:
             self.store.close()
         use_installation_salt(None)

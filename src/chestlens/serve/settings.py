@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from chestlens.dicomnet.settings import DEFAULT_AE_TITLE, Destination, check_ae_title
 from chestlens.errors import ChestlensInputError
 from chestlens.io.limits import DEFAULT_MAX_PIXELS
 from chestlens.models.catalog import default_models
@@ -73,6 +74,12 @@ class ServeSettings(BaseSettings):
         retention_days: screenings older than this (days) are deleted with everything derived from
             them (overlays, job rows), checked at start-up and every hour; None (default): kept until
             deleted (``DELETE /api/v1/screenings/{id}``).
+        return_to: destinations (``AE@HOST:PORT`` for C-STORE, an ``http(s)://`` DICOMweb root for
+            STOW-RS) that get the SR and SEG of every DICOM received by STOW-RS (and of DICOM series
+            jobs), in the source study, through the durable outbox of ``chestlens listen``
+            (``<data_dir>/dicom-return``); empty (default): results stay in the service.
+        return_ae_title: the calling AE title of those C-STORE deliveries.
+        return_secondary_capture: also return the overlay as a DICOM Secondary Capture image.
     """
 
     model_config = SettingsConfigDict(
@@ -104,6 +111,9 @@ class ServeSettings(BaseSettings):
     device: str = "auto"
     history_limit: int = Field(200, ge=1)
     retention_days: float | None = Field(None, gt=0)
+    return_to: Annotated[tuple[str, ...], NoDecode] = ()
+    return_ae_title: str = DEFAULT_AE_TITLE
+    return_secondary_capture: bool = False
 
     def __init__(self, **values: Any) -> None:
         # api_keys= goes in under its alias (the variable's name) so that it wins over the environment in
@@ -112,10 +122,29 @@ class ServeSettings(BaseSettings):
             values[API_KEYS_ENV] = values.pop("api_keys")
         super().__init__(**values)
 
-    @field_validator("models", "api_keys", "cors_origins", mode="before")
+    @field_validator("models", "api_keys", "cors_origins", "return_to", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("return_to")
+    @classmethod
+    def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for destination in value:
+            try:
+                Destination.parse(destination)
+            except ChestlensInputError as error:
+                raise ValueError(error.reason) from None
+        return value
+
+    @field_validator("return_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        try:
+            check_ae_title(value)
+        except ChestlensInputError as error:
+            raise ValueError(error.reason) from None
+        return value
 
     @field_validator("device")
     @classmethod

@@ -173,6 +173,7 @@ async def _screen_one(
         outcome.fail(dataset, OUT_OF_RESOURCES)
         return
     await asyncio.to_thread(save_screening, service.require_store(), screening, screening_id)
+    await asyncio.to_thread(service.return_results, screening, data, screening_id)
     outcome.refer(dataset)
     outcome.links.append(f"{API}/screenings/{screening_id}")
 
