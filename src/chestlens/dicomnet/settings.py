@@ -10,6 +10,7 @@ from chestlens.errors import ChestlensInputError
 
 DEFAULT_AE_TITLE = "CHESTLENS"
 DEFAULT_PORT = 11112
+DEFAULT_MAX_ASSOCIATIONS = 32
 DEFAULT_SETTLE_S = 10.0
 DEFAULT_RETRY_BASE_S = 5.0
 DEFAULT_RETRY_MAX_S = 300.0
@@ -71,6 +72,8 @@ class ListenSettings:
         max_attempts: a delivery is marked failed after this many attempts.
         secondary_capture: also return the overlay picture as an RGB DICOM Secondary Capture image, for
             viewers that cannot show a SEG (see :mod:`chestlens.pipeline.dicom_sc`).
+        max_associations: associations served at once; one more is rejected (transient, "local limit
+            exceeded"), so the sender retries, and the audit log says why.
     """
 
     state_dir: Path
@@ -84,6 +87,7 @@ class ListenSettings:
     retry_max_s: float = DEFAULT_RETRY_MAX_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     secondary_capture: bool = False
+    max_associations: int = DEFAULT_MAX_ASSOCIATIONS
 
     def __post_init__(self) -> None:
         check_ae_title(self.ae_title)
@@ -93,8 +97,8 @@ class ListenSettings:
             raise ChestlensInputError(None, f"invalid port {self.port}")
         if self.settle_s < 0 or self.retry_base_s <= 0 or self.retry_max_s < self.retry_base_s:
             raise ChestlensInputError(None, "settle time >= 0 and 0 < retry base <= retry max are required")
-        if self.max_attempts < 1:
-            raise ChestlensInputError(None, "max attempts must be at least 1")
+        if self.max_attempts < 1 or self.max_associations < 1:
+            raise ChestlensInputError(None, "max attempts and max associations must be at least 1")
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after ``attempts`` failed attempts: exponential backoff, capped."""
