@@ -208,3 +208,46 @@ def test_orthanc_sends_ct_and_gets_the_sr_and_seg_in_the_same_study(
     (lungs,) = report.get_image_measurement_groups(finding_type=codes.SCT.Lung)
     (value,) = lungs.get_measurements(name=measured)  # the slice's lung area (mm2) or the series' volume (mL)
     assert float(value.value) == pytest.approx(expected, rel=1e-6)
+
+
+def test_orthanc_not_on_the_allow_list_is_refused_and_its_sr_is_ignored_once_allowed(
+    orthanc, start_listener, pip_dicom, tmp_path
+):
+    """A listener that does not allow ORTHANC refuses it at association (Orthanc's job fails); one that
+    does accepts an SR from it and ignores it (success, no screening, nothing queued)."""
+    study_uid = _store_fresh(orthanc, [pydicom.dcmread(pip_dicom("RG1_UNCR.dcm"))])
+    (study,) = [found["ID"] for found in orthanc.post("/tools/lookup", content=study_uid).json()]
+    port = int(os.environ[ENV_PORT])
+    closed = start_listener(tmp_path / "closed", port=port, allowed_callers=("MODALITY",))
+
+    refused = orthanc.post("/modalities/chestlens/store", json={"Resources": [study], "Synchronous": True})
+
+    assert refused.status_code >= 400
+    (rejected,) = [e for e in closed.audit.entries() if e["event"] == "association_rejected"]
+    assert (rejected["calling_ae"], rejected["reason"]) == ("ORTHANC", "calling AE title not allowed")
+    closed.stop()
+
+    sr = orthanc.post("/instances", content=_report_bytes(study_uid)).json()
+    listener = start_listener(tmp_path / "open", port=port, allowed_callers=("ORTHANC",))
+    orthanc.post(
+        "/modalities/chestlens/store", json={"Resources": [sr["ID"]], "Synchronous": True}
+    ).raise_for_status()
+    (ignored,) = [e for e in listener.audit.entries() if e["event"] == "ignored"]
+    assert ignored["sop_class"] == "Comprehensive SR Storage"
+    assert not [e for e in listener.audit.entries() if e["event"] in ("received", "screened")]
+
+
+def _report_bytes(study_uid: str) -> bytes:
+    """A minimal Comprehensive SR in ``study_uid`` (as another system might have stored it), as a file."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, generate_uid
+
+    sr = Dataset()
+    sr.file_meta = FileMetaDataset()
+    sr.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sr.SOPClassUID, sr.SOPInstanceUID = ComprehensiveSRStorage, generate_uid()
+    sr.StudyInstanceUID, sr.SeriesInstanceUID, sr.Modality = study_uid, generate_uid(), "SR"
+    sr.PatientID = "ORTHANC-SR-TEST"
+    buffer = io.BytesIO()
+    sr.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
