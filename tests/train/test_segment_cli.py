@@ -192,3 +192,29 @@ def test_pneumothorax_from_siim_rle_trains_and_evaluates(tmp_path, monkeypatch):
     assert result.exit_code == 0, (result.output, result.exception)
     cases = json.loads(result.stdout)["summary"]["per_class"]["pneumothorax"]["cases"]
     assert cases["true_negative"] + cases["false_positive"] == 3  # the three -1 images have empty masks
+
+
+def test_segment_folds_tests_every_image_once_out_of_fold(lungs, tmp_path):
+    """``train segment --folds 2``: each image of the 8 patients is tested once by the fold model that
+    never saw its patient; per-class CV figures with patient-bootstrap CIs; no bundle."""
+    _, _, settings = lungs
+    settings = [*[s for s in settings if not s.startswith("out=")], f"out={tmp_path / 'cv'}"]
+    result = _train(settings, "--folds", "2")
+
+    report = json.loads((tmp_path / "cv" / "seg-cv-report.json").read_text())
+    assert (report["folds"], report["n_images"], report["n_patients"]) == (2, 8, 8)
+    lungs_row = report["classes"]["lungs"]
+    assert 0 <= lungs_row["oof_mean_dice"]["value"] <= 1
+    assert (
+        lungs_row["oof_mean_dice"]["low"]
+        <= lungs_row["oof_mean_dice"]["value"]
+        <= lungs_row["oof_mean_dice"]["high"]
+    )
+    assert sum(fold["n_test"] for fold in report["per_fold"]) == 8
+    rows = list(csv.DictReader((tmp_path / "cv" / "oof-dice.csv").open()))
+    assert len({row["uid"] for row in rows}) == 8 and {row["fold"] for row in rows} == {"0", "1"}
+    for fold in ("0", "1"):  # a fold's patients are never in the other fold
+        assert not {r["patient_id"] for r in rows if r["fold"] == fold} & {
+            r["patient_id"] for r in rows if r["fold"] != fold
+        }
+    assert "out-of-fold mean Dice" in result.output and not (tmp_path / "cv" / "bundle").exists()

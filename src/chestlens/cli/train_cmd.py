@@ -111,7 +111,7 @@ Folds = Annotated[
         "--folds",
         min=0,
         help="Patient-grouped K-fold cross-validation of the recipe instead of one split: every image is "
-        "tested once by a model that never saw its patient; writes OUT/cv-report.md|json, no bundle.",
+        "tested once by a model that never saw its patient; writes a CV report under OUT, no bundle.",
     ),
 ]
 LeaveOut = Annotated[
@@ -123,17 +123,32 @@ LeaveOut = Annotated[
 ]
 
 
-def _cross_validate(config: Path | None, overrides: list[str], folds: int, quiet: bool) -> None:
-    """``train classify --folds K``: print the CV report's Markdown and where it was written."""
+def _cross_validate(command: str, config: Path | None, overrides: list[str], folds: int, quiet: bool) -> None:
+    """``train classify|segment --folds K``: run the CV, print its report's Markdown and where it was
+    written."""
     from chestlens import RESEARCH_USE_DISCLAIMER
-    from chestlens.train.config import ClassifyConfig, load_config
-    from chestlens.train.crossval import CV_MARKDOWN, cross_validate_classifier, cv_markdown
+    from chestlens.train.config import ClassifyConfig, SegmentConfig, load_config
 
-    cfg = load_config(ClassifyConfig, config, overrides)
+    if folds == 1:
+        raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--folds")
+    if command == "classify":
+        from chestlens.train.crossval import CV_MARKDOWN, cross_validate_classifier, cv_markdown
+
+        schema, run_cv, markdown, name = ClassifyConfig, cross_validate_classifier, cv_markdown, CV_MARKDOWN
+    else:
+        from chestlens.train.seg_crossval import SEG_CV_MARKDOWN, cross_validate_segmenter, seg_cv_markdown
+
+        schema, run_cv, markdown, name = (
+            SegmentConfig,
+            cross_validate_segmenter,
+            seg_cv_markdown,
+            SEG_CV_MARKDOWN,
+        )
+    cfg = load_config(schema, config, overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    report = cross_validate_classifier(cfg, folds, progress=not quiet)
-    typer.echo("\n".join(cv_markdown(report)))
-    typer.echo(f"report: {Path(cfg.out) / CV_MARKDOWN}")
+    report = run_cv(cfg, folds, progress=not quiet)
+    typer.echo("\n".join(markdown(report)))
+    typer.echo(f"report: {Path(cfg.out) / name}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
 
@@ -156,10 +171,8 @@ def classify(
 
     if leave_out:
         overrides = [*(overrides or []), f"leave_out=[{','.join(leave_out)}]"]
-    if folds == 1:
-        raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--folds")
     if folds:
-        _cross_validate(config, overrides or [], folds, quiet)
+        _cross_validate("classify", config, overrides or [], folds, quiet)
         return
     spec = _train(
         "classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc, max_restarts
@@ -181,13 +194,19 @@ def segment(
     quiet: Quiet = False,
     nproc: Processes = 1,
     max_restarts: MaxRestarts = 0,
+    folds: Folds = 0,
 ) -> None:
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
-    patient-level split; writes OUT/bundle, OUT/test-report and curves."""
+    patient-level split; writes OUT/bundle, OUT/test-report and curves. With --folds K: patient-grouped
+    cross-validation of the recipe instead (OUT/seg-cv-report.md|json, OUT/oof-dice.csv, no bundle)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
+
+    if folds:
+        _cross_validate("segment", config, overrides or [], folds, quiet)
+        return
 
     spec = _train(
         "segment", SegmentConfig, run_segmentation, config, overrides, resume, quiet, nproc, max_restarts

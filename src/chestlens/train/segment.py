@@ -188,6 +188,39 @@ def decoded_splits(
     return data
 
 
+def segmenter_spec(cfg: SegmentConfig, target: SegmentationTarget) -> BundleSpec:
+    """The bundle spec of ``cfg``'s recipe for ``target``: grey input at ``cfg.input_size``, normalised with
+    the encoder's mean and standard deviation (averaged over its RGB channels)."""
+    encoder = get_encoder(cfg.encoder)
+    spec = PreprocessSpec(
+        input_size=cfg.input_size,
+        in_chans=1,
+        mean=[float(np.mean(encoder.mean))],
+        std=[float(np.mean(encoder.std))],
+    )
+    return BundleSpec(
+        name=cfg.name,
+        version=cfg.version,
+        kind="segmenter",
+        task=target.name,
+        architecture=cfg.arch,
+        architecture_kwargs={"encoder": cfg.encoder, "mode": target.mode},
+        labels=target.labels,
+        preprocess=spec,
+    )
+
+
+def new_segmenter(cfg: SegmentConfig, target: SegmentationTarget) -> torch.nn.Module:
+    """An untrained segmenter of ``cfg``'s architecture and encoder, one grey input channel."""
+    return create_segmenter(
+        cfg.arch,
+        cfg.encoder,
+        output_channels(target.mode, target.labels),
+        in_chans=1,
+        encoder_weights=cfg.encoder_weights,
+    )
+
+
 def run_segmentation(
     cfg: SegmentConfig, *, resume: bool = False, progress: bool = True, reproduce: str | None = None
 ) -> Path:
@@ -199,32 +232,10 @@ def run_segmentation(
     started, out, root = start_run(cfg)
     target, samples = masked_samples(cfg, root)
     table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
-    encoder = get_encoder(cfg.encoder)
-    spec = PreprocessSpec(
-        input_size=cfg.input_size,
-        in_chans=1,
-        mean=[float(np.mean(encoder.mean))],
-        std=[float(np.mean(encoder.std))],
-    )
+    bundle_spec = segmenter_spec(cfg, target)
+    spec = bundle_spec.preprocess
     data = decoded_splits(cfg, out, table, samples, target.name, spec)
-    labels = target.labels
-    model = create_segmenter(
-        cfg.arch,
-        cfg.encoder,
-        output_channels(target.mode, labels),
-        in_chans=1,
-        encoder_weights=cfg.encoder_weights,
-    )
-    bundle_spec = BundleSpec(
-        name=cfg.name,
-        version=cfg.version,
-        kind="segmenter",
-        task=target.name,
-        architecture=cfg.arch,
-        architecture_kwargs={"encoder": cfg.encoder, "mode": target.mode},
-        labels=labels,
-        preprocess=spec,
-    )
+    model = new_segmenter(cfg, target)
     task = SegmentationTask(cfg, spec, foreground_labels(bundle_spec), data["train"], data["val"])
     outcome = train_model(model, cfg, task, out, resume=resume, progress=progress)
     if not distributed.placement().is_main:
