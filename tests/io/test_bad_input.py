@@ -123,7 +123,10 @@ def test_cli_exits_2_with_one_line(bad_input, capsys):
 
 def test_bytes_errors_use_the_given_name(pip_dicom):
     truncated = pip_dicom("CT_small.dcm").read_bytes()[:20000]
-    with pytest.raises(ChestlensInputError, match=r"^upload\.dcm: DICOM file is truncated$"):
+    with pytest.raises(
+        ChestlensInputError,
+        match=r"^upload\.dcm: truncated DICOM: the file ends at byte 20,000, inside the pixel data$",
+    ):
         read_image(truncated, name="upload.dcm")
     with pytest.raises(ChestlensInputError, match=r"^file is empty$"):
         read_image(b"")

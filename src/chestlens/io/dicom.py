@@ -3,7 +3,8 @@
 Pipeline for one file:
 
 1. Parse (``DICM`` preamble, or a headerless data set read with ``force=True`` only when the first
-   bytes look like a DICOM element). A file that ends early is reported as truncated.
+   bytes look like a DICOM element). A file that ends early (inside its preamble, its file meta
+   information, a data element or the pixel data) is reported as ``truncated DICOM: <where>``.
 2. Refuse, before decoding: no pixel data (SR, RT plan...), a transfer syntax pydicom has no
    decoder for, a frame or file over the pixel limits.
 3. Decode with ``pydicom`` (``Dataset.pixel_array``; YBR colour is converted to RGB by pydicom).
@@ -48,6 +49,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, apply_windowing, get_decoder
+from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from chestlens.errors import ChestlensInputError
@@ -60,8 +62,13 @@ from chestlens.io.sniff import NOT_RECOGNISED, SNIFF_BYTES, dicom_kind
 
 HU_MODALITIES = frozenset({"CT"})
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = frozenset(Tag(keyword) for keyword in _PIXEL_KEYWORDS)
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _MAX_DETAIL_CHARS = 160
+#: Part 10 file meta information starts after the preamble and ``DICM``; its group length element
+#: (0002,0000) takes 12 bytes (explicit VR little endian) and gives the length of the rest of the group.
+_META_START = 132
+_GROUP_LENGTH_ELEMENT_BYTES = 12
 _PARSE_ERRORS = (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError)
 
 DicomSource = Path | bytes
@@ -93,9 +100,11 @@ def open_dicom(source: DicomSource, where: str | None, *, header_only: bool = Fa
         ChestlensInputError: not DICOM, unreadable or truncated.
     """
     head = source[:SNIFF_BYTES] if isinstance(source, bytes) else _read_head(source, where)
-    kind = dicom_kind(head)
+    kind = dicom_kind(head, name=where)
     if kind is None:
         raise ChestlensInputError(where, f"not a DICOM file: {NOT_RECOGNISED}")
+    if kind == "cut-preamble":
+        raise _truncated(where, f"the file ends at byte {len(head)}, inside the 128-byte preamble (no DICM)")
     target = io.BytesIO(source) if isinstance(source, bytes) else source
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -105,12 +114,32 @@ def open_dicom(source: DicomSource, where: str | None, *, header_only: bool = Fa
             # pydicom's parse messages can quote element values, so only the error type is reported.
             raise ChestlensInputError(where, f"not a readable DICOM file ({type(error).__name__})") from error
     if any("End of file" in str(w.message) for w in caught) or _last_element_is_short(ds):
-        raise ChestlensInputError(where, "DICOM file is truncated")
+        inside = "the pixel data" if _PIXEL_TAGS & set(ds.keys()) else "a data element"
+        raise _truncated(where, f"the file ends at byte {_size_of(source):,}, inside {inside}")
+    if len(ds) == 0 and kind == "part10":
+        raise _truncated(where, _empty_part10_reason(ds, _size_of(source)))
     if len(ds) == 0:
         raise ChestlensInputError(where, "not a readable DICOM file (no data elements)")
     _ensure_transfer_syntax(ds)
     _convert_uids(ds)
     return ds
+
+
+def _truncated(where: str | None, detail: str) -> ChestlensInputError:
+    """The one message shape for a DICOM file that ends early: ``truncated DICOM: <detail>``."""
+    return ChestlensInputError(where, f"truncated DICOM: {detail}")
+
+
+def _size_of(source: DicomSource) -> int:
+    return len(source) if isinstance(source, bytes) else source.stat().st_size
+
+
+def _empty_part10_reason(ds: Dataset, size: int) -> str:
+    """Where a Part 10 file with no data set ends: inside its file meta information, or right after it."""
+    group_length = header_int(ds.file_meta, "FileMetaInformationGroupLength")  # None when cut inside it
+    if group_length is None or size < _META_START + _GROUP_LENGTH_ELEMENT_BYTES + group_length:
+        return f"the file ends at byte {size:,}, inside the file meta information"
+    return f"the file ends at byte {size:,}, before the first data element after the file meta information"
 
 
 def _convert_uids(ds: Dataset) -> None:
@@ -193,9 +222,8 @@ def check_decodable(
     if not any(keyword in ds for keyword in _PIXEL_KEYWORDS):
         sop = sop_class_text(ds)
         if "Rows" in ds or sop.split(" (")[0].endswith("Image Storage"):
-            raise ChestlensInputError(
-                where,
-                f"DICOM has no pixel data although it is an image ({sop}): the file is probably truncated",
+            raise _truncated(
+                where, f"no pixel data although it is an image ({sop}); the file probably ends early"
             )
         raise ChestlensInputError(where, f"DICOM has no pixel data ({sop})")
     tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", ""))
@@ -227,7 +255,7 @@ def decode_pixels(ds: Dataset, where: str | None) -> np.ndarray:
             return ds.pixel_array
         except ValueError as error:
             if "less than expected" in str(error):
-                raise ChestlensInputError(where, "DICOM pixel data is truncated") from error
+                raise _truncated(where, "the pixel data is shorter than the header's image size") from error
             raise _decode_error(where, tsyntax, error) from error
         except Exception as error:  # decoder plugins raise RuntimeError, NotImplementedError, OSError...
             raise _decode_error(where, tsyntax, error) from error

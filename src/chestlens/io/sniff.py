@@ -9,6 +9,10 @@ Recognised (checked in this order):
   gzip-compressed (the decompressed header is checked).
 * DICOM without preamble or file meta (old ACR-NEMA style dumps): the first element is a group
   0x0002 or 0x0008 tag followed by an explicit VR or a plausible implicit length.
+* A DICOM file cut inside its preamble: the one case where the name counts. A file named ``.dcm`` or
+  ``.dicom`` that ends before byte 132 (so it cannot hold the ``DICM`` magic) and whose bytes could be
+  a preamble (zeros, or the TIFF header of a dual-personality file, then the start of ``DICM``) is
+  ``"dicom"``, so the DICOM reader reports it as a truncated DICOM rather than a broken TIFF.
 
 A folder is ``"dicom-series"``.
 """
@@ -33,8 +37,12 @@ IMAGE_SUFFIXES = PICTURE_SUFFIXES | DICOM_SUFFIXES | NIFTI_SUFFIXES
 
 #: Bytes of header read for sniffing (enough for a NIfTI-2 header and the DICOM preamble).
 SNIFF_BYTES = 1024
+#: DICOM Part 10: a 128-byte preamble, then the magic ``DICM``.
+DICOM_PREAMBLE_BYTES = 128
+DICOM_MAGIC = b"DICM"
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _DICOM_VRS = frozenset(
     b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV"
     b" TM UC UI UL UN UR US UT UV".split()
@@ -81,21 +89,45 @@ def sniff_format(source: str | PathLike[str] | bytes, *, name: str | None = None
     return _format_of(head, gunzipped, where)
 
 
-def dicom_kind(head: bytes) -> str | None:
-    """``"part10"`` (preamble + ``DICM``), ``"raw"`` (headerless data set) or None (not DICOM)."""
-    if head[128:132] == b"DICM":
+def dicom_kind(head: bytes, *, name: str | None = None) -> str | None:
+    """What kind of DICOM ``head`` (the first bytes of a file) starts, or None (not DICOM).
+
+    ``"part10"`` (preamble + ``DICM``), ``"raw"`` (headerless data set), or ``"cut-preamble"``: a file
+    named ``name`` (``.dcm``/``.dicom``) whose bytes end inside the preamble (see the module docstring).
+    ``head`` must hold the whole file when it is shorter than :data:`SNIFF_BYTES`.
+    """
+    if head[DICOM_PREAMBLE_BYTES : DICOM_PREAMBLE_BYTES + 4] == DICOM_MAGIC:
         return "part10"
+    if name is not None and is_cut_preamble(head, name):
+        return "cut-preamble"
     return "raw" if _looks_like_headerless_dicom(head) else None
 
 
+def is_cut_preamble(data: bytes, name: str) -> bool:
+    """True when ``data`` (a whole file) is a DICOM file named ``name`` cut before its ``DICM`` magic.
+
+    Only for DICOM names (:data:`DICOM_SUFFIXES`) and files shorter than the preamble and the magic; the
+    bytes must look like a preamble: all zeros, or a TIFF header (dual-personality files such as
+    pydicom's RG1_UNCR.dcm and CT_small.dcm), followed by the beginning of ``DICM`` if they reach it.
+    """
+    if not data or len(data) >= DICOM_PREAMBLE_BYTES + len(DICOM_MAGIC):
+        return False
+    if Path(name).suffix.lower() not in DICOM_SUFFIXES:
+        return False
+    preamble, magic = data[:DICOM_PREAMBLE_BYTES], data[DICOM_PREAMBLE_BYTES:]
+    if not DICOM_MAGIC.startswith(magic):
+        return False
+    return not preamble.strip(b"\x00") or preamble[:4] in _TIFF_MAGICS
+
+
 def _format_of(head: bytes, gunzipped: bytes | None, where: str | None) -> str:
-    if head[128:132] == b"DICM":
+    if dicom_kind(head, name=where) in ("part10", "cut-preamble"):
         return "dicom"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if head[:4] in _TIFF_MAGICS:
         return "tiff"
     if _is_bmp(head):
         return "bmp"
