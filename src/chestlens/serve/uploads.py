@@ -11,12 +11,14 @@ quotes a zip member name.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import re
 import shutil
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from chestlens.errors import ChestlensInputError
@@ -34,6 +36,8 @@ SPOOL = "spool"
 SPOOL_NAME = re.compile(r"[0-9a-f]{32}")
 #: A spool folder written to this recently (seconds) may be an upload another worker is still spooling.
 SPOOL_GRACE_S = 60.0
+#: A zip member is copied to the spool in chunks of this size (the only member bytes held in memory).
+SPOOL_CHUNK_BYTES = 1024 * 1024
 SUPPORTED = "PNG, JPEG, TIFF, BMP, DICOM, NIfTI, or a zip of a DICOM series"
 
 
@@ -133,41 +137,75 @@ def spool_bytes(settings: ServeSettings) -> int:
 def spool_series(parts: list[bytes], settings: ServeSettings, job_id: str) -> Path:
     """Write a series into its private spool folder under numbered names; returns the folder.
 
-    ``parts``: either one zip file or several DICOM files. Members of a zip are read with size checks
-    (total and count, against zip bombs); folder names inside the zip are ignored (no path traversal).
-    Raises :class:`ProblemError` (413/415/422) for what cannot be a series, and 503 (with Retry-After)
-    when the spool would hold more than ``max_spool_bytes``.
+    ``parts``: either one zip file or several DICOM files. A zip's members are streamed to their spool
+    files in chunks of :data:`SPOOL_CHUNK_BYTES`, never held in memory whole: peak memory is the upload
+    plus one chunk, whatever the series' size. Before anything is written the zip is checked from its
+    directory (encryption, file count, declared total size, against zip bombs); while writing, a running
+    byte budget (``max_series_bytes``) stops at the limit without reading the rest. Folder names inside
+    the zip are ignored (no path traversal). Raises :class:`ProblemError` (413/415/422) for what cannot
+    be a series, and 503 (with Retry-After) when the spool would hold more than ``max_spool_bytes``.
     """
-    members = _zip_members(parts[0], settings) if len(parts) == 1 else parts
-    if len(members) > settings.max_series_files:
+    if len(parts) == 1:
+        with _open_zip(parts[0]) as archive:
+            infos = _checked_infos(archive, settings)
+            folder = _reserve(settings, job_id, sum(i.file_size for i in infos))
+            budget = _Budget(settings.max_series_bytes)
+            with _removed_on_error(folder):
+                for index, info in enumerate(infos):
+                    _stream_member(archive, info, folder / _spool_name(index), budget)
+        return folder
+    if len(parts) > settings.max_series_files:
         raise ProblemError(
             413,
             "too-many-files",
             "Too many files",
-            f"{len(members)} files exceed the limit of {settings.max_series_files} per series",
+            f"{len(parts)} files exceed the limit of {settings.max_series_files} per series",
         )
-    incoming = sum(len(data) for data in members)
-    held = spool_bytes(settings)
-    if held + incoming > settings.max_spool_bytes:
-        raise busy("the series spool", settings.retry_after_s)
-    folder = _private_folder(spool_folder(settings, job_id))
-    try:
-        for index, data in enumerate(members):
-            (folder / f"{index:05d}.dcm").write_bytes(data)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    folder = _reserve(settings, job_id, sum(len(data) for data in parts))
+    with _removed_on_error(folder):
+        for index, data in enumerate(parts):
+            (folder / _spool_name(index)).write_bytes(data)
     return folder
 
 
-def _zip_members(data: bytes, settings: ServeSettings) -> list[bytes]:
-    """The files of a zip (hidden files and folders skipped), checked against the series limits.
+def _reserve(settings: ServeSettings, job_id: str, incoming: int) -> Path:
+    """The job's new private spool folder; 503 (nothing written) when ``incoming`` bytes would overfill
+    the spool."""
+    if spool_bytes(settings) + incoming > settings.max_spool_bytes:
+        raise busy("the series spool", settings.retry_after_s)
+    return _private_folder(spool_folder(settings, job_id))
 
-    Any failure is a 4xx problem. Neither the detail nor the log ever quotes a member name (names can
-    hold patient ids): zipfile's messages do, so only the kind of error is reported.
+
+@contextlib.contextmanager
+def _removed_on_error(folder: Path) -> Iterator[None]:
+    """Delete ``folder`` when the block fails: a half-written series is never left in the spool."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _spool_name(index: int) -> str:
+    return f"{index:05d}.dcm"
+
+
+def _open_zip(data: bytes) -> zipfile.ZipFile:
+    """The zip's directory (members are not read yet); any failure is a 422 problem."""
+    with _zip_errors():
+        return zipfile.ZipFile(io.BytesIO(data))
+
+
+@contextlib.contextmanager
+def _zip_errors() -> Iterator[None]:
+    """Turn anything zipfile or a decompressor raises while *reading* the client's zip into a 422.
+
+    Neither the detail nor the log ever quotes a member name (names can hold patient ids): zipfile's
+    messages do, so only the kind of error is reported. Writing to the spool is not wrapped: a full disk
+    is the server's problem, not the client's.
     """
     try:
-        members = _checked_members(zipfile.ZipFile(io.BytesIO(data)), settings)
+        yield
     except ProblemError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as error:
@@ -175,18 +213,18 @@ def _zip_members(data: bytes, settings: ServeSettings) -> list[bytes]:
     except Exception as error:  # anything else zipfile or a decompressor raises: still the client's zip
         log_failure("reading a zip upload failed", error, event="unreadable_zip")
         raise _bad_zip(f"the zip cannot be read ({type(error).__name__})") from error
-    if not members:
-        raise ProblemError(422, "empty-series", "The series is empty", "the zip holds no files")
-    return members
 
 
-def _checked_members(archive: zipfile.ZipFile, settings: ServeSettings) -> list[bytes]:
-    """Refuse encrypted zips and zips over the series limits, then read the members."""
+def _checked_infos(archive: zipfile.ZipFile, settings: ServeSettings) -> list[zipfile.ZipInfo]:
+    """The zip's files (hidden files and folders skipped), checked from its directory alone: no member
+    is encrypted, and their count and declared total size are within the series limits."""
     infos = [
         i
         for i in archive.infolist()
         if not i.is_dir() and not any(p.startswith((".", "__MACOSX")) for p in Path(i.filename).parts)
     ]
+    if not infos:
+        raise ProblemError(422, "empty-series", "The series is empty", "the zip holds no files")
     if any(i.flag_bits & ZIP_ENCRYPTED for i in infos):
         raise _bad_zip("the zip is encrypted (password-protected); upload it without a password")
     if len(infos) > settings.max_series_files:
@@ -198,28 +236,46 @@ def _checked_members(archive: zipfile.ZipFile, settings: ServeSettings) -> list[
         )
     total = sum(i.file_size for i in infos)
     if total > settings.max_series_bytes:
-        raise ProblemError(
-            413,
-            "series-too-large",
-            "Series too large",
-            f"the zip unpacks to {total:,} bytes, more than the limit of {settings.max_series_bytes:,}",
+        raise _too_large(
+            f"the zip unpacks to {total:,} bytes, more than the limit of {settings.max_series_bytes:,}"
         )
-    return [_read_member(archive, info, settings) for info in infos]
+    return infos
 
 
 def _bad_zip(detail: str) -> ProblemError:
     return ProblemError(422, "bad-zip", "The zip cannot be read", detail)
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, settings: ServeSettings) -> bytes:
-    """One member, read no further than its declared size allows (a lying header cannot inflate it)."""
-    with archive.open(info) as stream:
-        data = stream.read(settings.max_series_bytes + 1)
-    if len(data) > settings.max_series_bytes:
-        raise ProblemError(
-            413, "series-too-large", "Series too large", "a zip member exceeds the series limit"
-        )
-    return data
+def _too_large(detail: str) -> ProblemError:
+    return ProblemError(413, "series-too-large", "Series too large", detail)
+
+
+@dataclasses.dataclass
+class _Budget:
+    """The bytes a series may still unpack to: every chunk is counted before it is written."""
+
+    left: int
+
+    def take(self, size: int) -> None:
+        """Count ``size`` more bytes; 413 when they go over (the rest of the zip is never read)."""
+        self.left -= size
+        if self.left < 0:
+            raise _too_large("the zip unpacks to more than the series limit")
+
+
+def _stream_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: _Budget) -> None:
+    """Copy one member to ``target`` chunk by chunk, within ``budget`` (a lying header cannot inflate
+    it: zipfile stops at the declared size and checks the CRC)."""
+    with _zip_errors():
+        stream = archive.open(info)
+    with stream, target.open("xb") as out:
+        while True:
+            with _zip_errors():
+                chunk = stream.read(SPOOL_CHUNK_BYTES)
+            if not chunk:
+                return
+            budget.take(len(chunk))
+            out.write(chunk)
 
 
 def read_spooled_series(folder: Path, name: str, settings: ServeSettings) -> MedicalImage:
