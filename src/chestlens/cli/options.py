@@ -86,3 +86,8 @@ Cam = Annotated[
         "(--runtime torch) or none.",
     ),
 ]
+
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar, table or counts; errors still print."),
+]

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import CAM_CHOICES, Cam, Device, RuntimeOption
+from chestlens.cli.options import CAM_CHOICES, Cam, Device, Quiet, RuntimeOption
 from chestlens.errors import ChestlensInputError
 
 EXIT_SOME_FAILED = 2
@@ -258,9 +258,7 @@ def predict(
             "--compile", help="--runtime torch: torch.compile the models (slow start, faster batches)."
         ),
     ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar, table or counts; errors still print.")
-    ] = False,
+    quiet: Quiet = False,
     engine: Annotated[
         str, typer.Option("--engine", help="serial (this process) or ray (Ray Data actors; needs --out).")
     ] = "serial",
@@ -278,6 +276,7 @@ def predict(
 
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
+    from chestlens.cli.progress import SliceBar
     from chestlens.models.catalog import default_models
     from chestlens.pipeline.batch import RESULTS_CSV, ResultLog, csv_text, input_key
     from chestlens.pipeline.inputs import expand_inputs
@@ -334,10 +333,12 @@ def predict(
             opts = ScreenerOptions(names, **options)
             screen_on_ray(todo, todo_keys, log, opts, plan, batch_size=batch_size, on_chunk=bar.update)
         elif todo:
-            screener = Screener.from_models(models.split(",") if models else default_models(), **options)
-            new_lines = _screen_serial(
-                screener, todo, keys, log, overlays, dicom_out, secondary_capture, batch_size, bar.update
-            )
+            names = models.split(",") if models else default_models()
+            with SliceBar(disable=quiet) as slices:
+                screener = Screener.from_models(names, **options, progress=slices)
+                new_lines = _screen_serial(
+                    screener, todo, keys, log, overlays, dicom_out, secondary_capture, batch_size, bar.update
+                )
         bar.close()
     lines = [*log.records()] if log is not None else new_lines
     lines = in_input_order(lines, [keys[p] for p in inputs.items])

@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device, RuntimeOption
+from chestlens.cli.options import Device, Quiet, RuntimeOption
 
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate-series")(evaluate_series)
+
+
+def _silent(text: str) -> None:
+    """``typer.echo`` under ``-q``: prints nothing (errors are raised, never echoed)."""
 
 
 def evaluate_series(
@@ -25,6 +29,7 @@ def evaluate_series(
     n_boot: Annotated[int, typer.Option("--n-boot", help="Block-bootstrap resamples.")] = 1000,
     runtime: RuntimeOption = "onnx",
     device: Device = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved and
     a series score; with COVID-CT-MD slice labels found for the series, the slice-level AUC, sensitivity
@@ -32,6 +37,7 @@ def evaluate_series(
     and slice-report.json/.md with a slice profile PNG."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
+    from chestlens.cli.progress import SliceBar
     from chestlens.data.sources.covid_ct_md import slice_labels
     from chestlens.errors import ChestlensInputError
     from chestlens.evaluate.bootstrap import estimate_text
@@ -40,10 +46,18 @@ def evaluate_series(
     from chestlens.pipeline.overlay import save_overlays
     from chestlens.pipeline.screener import Screener
 
-    screener = Screener(
-        classifier=None, lungs=None, lesions=[lesions], runtime=runtime, device=device, cam=None
-    )
-    screening = screener.screen(series)
+    echo = _silent if quiet else typer.echo
+    with SliceBar(disable=quiet) as slices:
+        screener = Screener(
+            classifier=None,
+            lungs=None,
+            lesions=[lesions],
+            runtime=runtime,
+            device=device,
+            cam=None,
+            progress=slices,
+        )
+        screening = screener.screen(series)
     result = screening.result
     summary = result.lesions
     if not screening.image.is_volume or summary is None or summary.slice_scores is None:
@@ -54,17 +68,17 @@ def evaluate_series(
     write_text_atomic(out / "result.json", result.model_dump_json(indent=2) + "\n")
     save_overlays(screening, out, "series")
     volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in summary.volume_ml_by_label.items())
-    typer.echo(f"{series.name}: {len(summary.slice_scores)} slices; lesion volume {volumes or 'n/a'}")
+    echo(f"{series.name}: {len(summary.slice_scores)} slices; lesion volume {volumes or 'n/a'}")
     involved = summary.lung_fraction_total
-    typer.echo(
+    echo(
         f"lungs involved: {'n/a' if involved is None else f'{100 * involved:.1f}%'}; "
         f"series score {summary.series_score}"
     )
     try:
         labels = [label.infected for label in slice_labels(series)]
     except ChestlensInputError as error:
-        typer.echo(f"no slice labels to compare with: {error.reason}")
-        typer.echo(RESEARCH_USE_DISCLAIMER)
+        echo(f"no slice labels to compare with: {error.reason}")
+        echo(RESEARCH_USE_DISCLAIMER)
         return
     report = compare_slices(
         series.name,
@@ -81,5 +95,5 @@ def evaluate_series(
     write_text_atomic(out / "slice-report.md", "\n".join(lines) + "\n")
     title = f"{series.name}: slice AUC {estimate_text(report.auc)}"
     save_png(slice_profile_figure(summary.slice_scores, labels, title), out / "slice-profile.png")
-    typer.echo("\n".join(lines[4:]))
-    typer.echo(RESEARCH_USE_DISCLAIMER)
+    echo("\n".join(lines[4:]))
+    echo(RESEARCH_USE_DISCLAIMER)

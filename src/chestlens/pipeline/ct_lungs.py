@@ -22,6 +22,8 @@ A full field of view, where the body does not reach the edge, is unaffected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage
 
@@ -42,12 +44,13 @@ OUTSIDE_AIR_MAX_HU = -950.0
 MIN_VOLUME_COMPONENT_SHARE = 0.1
 
 
-def lung_mask_from_hu(hu: np.ndarray) -> np.ndarray:
+def lung_mask_from_hu(hu: np.ndarray, *, advance: Callable[[int], None] | None = None) -> np.ndarray:
     """Lung mask of an axial CT slice or volume by the HU rule (see the module docstring).
 
     Args:
         hu: Hounsfield units, ``(rows, cols)`` for one slice or ``(slices, rows, cols)`` for a volume
             (each slice is processed on its own, then small 3-D components are dropped).
+        advance: volumes only: called with 1 after each slice (progress).
 
     Returns:
         Boolean mask of the same shape, True in the lungs (and airways).
@@ -61,7 +64,12 @@ def lung_mask_from_hu(hu: np.ndarray) -> np.ndarray:
     if hu.ndim == 3:
         if not len(hu):
             return np.zeros(hu.shape, dtype=bool)
-        return _largest_3d_components(np.stack([_slice_lungs(s) for s in hu]))
+        masks = []
+        for hu_slice in hu:
+            masks.append(_slice_lungs(hu_slice))
+            if advance is not None:
+                advance(1)
+        return _largest_3d_components(np.stack(masks))
     raise ValueError(f"expected a CT slice (rows, cols) or volume (slices, rows, cols), got shape {hu.shape}")
 
 

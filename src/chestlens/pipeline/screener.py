@@ -64,6 +64,9 @@ class Screener:
         threads: ONNX Runtime intra-op threads per model (0: one per CPU core).
         compile: PyTorch runtime only: run the graphs through ``torch.compile`` (the first batch pays
             the compile time; results equal eager within 1e-4).
+        progress: ``progress(stage, done, total)`` as the slices of a CT series go through the lungs,
+            classify and lesions stages (:data:`~chestlens.pipeline.stages.SliceProgress`); default
+            None: silent.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Screener:
         read_workers: int = 2,
         threads: int = 0,
         compile: bool = False,
+        progress: stages.SliceProgress | None = None,
     ) -> None:
         _check_options(runtime, device, cam, compile)
         self.runtime: Runtime = runtime
@@ -100,9 +104,9 @@ class Screener:
         radiograph_models = [self.lungs, self.classifiers.get("xray"), self.lesions.get("xray")]
         sizes = [m.spec.preprocess.input_size for m in radiograph_models if m is not None]
         self.working_side = WORKING_IMAGE_FACTOR * max(sizes, default=256)
-        self.find_lungs = stages.FindLungs(self.lungs)
-        self.classify = stages.Classify(self.classifiers, cam)
-        self.segment_lesions = stages.SegmentLesions(self.lesions)
+        self.find_lungs = stages.FindLungs(self.lungs, progress)
+        self.classify = stages.Classify(self.classifiers, cam, progress)
+        self.segment_lesions = stages.SegmentLesions(self.lesions, progress)
 
     @classmethod
     def from_models(cls, names: Sequence[str], **kwargs: object) -> Screener:

@@ -16,7 +16,7 @@ stage                     what it does
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -62,6 +62,26 @@ MAX_GRAPH_BATCH = 8
 CT_CLASSIFY_MIN_LUNG_SHARE = 0.01
 MODALITY_NAMES = {"xray": "X-ray", "ct": "CT"}
 
+#: ``progress(stage, done, total)``: ``done`` of the ``total`` slices of the CT series being screened are
+#: through ``stage`` (``lungs`` slice by slice, ``classify`` and ``lesions`` a graph batch at a time).
+#: Called only for series, from the thread that runs the stages.
+SliceProgress = Callable[[str, int, int], None]
+
+
+def slice_counter(progress: SliceProgress | None, stage: str, total: int) -> Callable[[int], None] | None:
+    """``advance(n)``: ``n`` more of ``total`` slices are through ``stage``, reported to ``progress``;
+    None when there is nothing to report to."""
+    if progress is None:
+        return None
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        progress(stage, done, total)
+
+    return advance
+
 
 def model_ref(graph: GraphRunner) -> ModelRef:
     """How results name a model."""
@@ -69,9 +89,14 @@ def model_ref(graph: GraphRunner) -> ModelRef:
     return ModelRef(name=spec.name, version=spec.version, kind=spec.kind, weights_sha256=spec.weights_sha256)
 
 
-def run_batched(graph: GraphRunner, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+def run_batched(
+    graph: GraphRunner,
+    feeds: Sequence[dict[str, np.ndarray]],
+    advance: Callable[[int], None] | None = None,
+) -> list[dict[str, np.ndarray]]:
     """Run each item's feeds (leading axis 1), stacking items of equal shapes into batches of at most
-    :data:`MAX_GRAPH_BATCH`; returns each item's outputs, leading axis 1."""
+    :data:`MAX_GRAPH_BATCH`; returns each item's outputs, leading axis 1. ``advance(n)`` (optional) is
+    called after each batch with its number of items."""
     groups: dict[tuple, list[int]] = {}
     for i, feed in enumerate(feeds):
         groups.setdefault(tuple((k, v.shape) for k, v in sorted(feed.items())), []).append(i)
@@ -83,6 +108,8 @@ def run_batched(graph: GraphRunner, feeds: Sequence[dict[str, np.ndarray]]) -> l
             result = graph.run(stacked)
             for j, i in enumerate(chunk):
                 outputs[i] = {k: v[j : j + 1] for k, v in result.items()}
+            if advance is not None:
+                advance(len(chunk))
     return outputs
 
 
@@ -104,10 +131,10 @@ def prepare(cases: list[Case], longest_side: int) -> None:
 # ------------------------------------------------------------------------------------------------- lungs
 class FindLungs:
     """Lung fields: the lung segmenter for radiographs (also the gate's lung-field check), the Hounsfield
-    unit rule for CT (:mod:`chestlens.pipeline.ct_lungs`)."""
+    unit rule for CT (:mod:`chestlens.pipeline.ct_lungs`; a series reports each slice to ``progress``)."""
 
-    def __init__(self, segmenter: GraphRunner | None) -> None:
-        self.segmenter = segmenter
+    def __init__(self, segmenter: GraphRunner | None, progress: SliceProgress | None = None) -> None:
+        self.segmenter, self.progress = segmenter, progress
 
     def __call__(self, cases: list[Case]) -> None:
         self._radiographs([c for c in cases if not c.is_ct])
@@ -136,11 +163,11 @@ class FindLungs:
                 area_fraction=float(case.lung_mask.mean()),
             )
 
-    @staticmethod
-    def _ct(case: Case) -> None:
+    def _ct(self, case: Case) -> None:
         meta, volume = case.image.meta, case.image.is_volume
+        advance = slice_counter(self.progress, "lungs", len(case.image.pixels)) if volume else None
         with Timer("lungs", [case]):
-            case.lung_mask = lung_mask_from_hu(case.image.pixels)
+            case.lung_mask = lung_mask_from_hu(case.image.pixels, advance=advance)
             case.lungs = LungMeasurement(
                 model=None,
                 area_mm2=None if volume else area_mm2(case.lung_mask, meta),
@@ -180,11 +207,17 @@ class Classify:
     class, for radiographs and CT (one slice, or a series: the mean over the slices that show lungs).
 
     ``heatmap``: ``cam`` (the graph's own class-activation map, any runtime), a gradient method
-    (``gradcam``, ``gradcam++``, ``hirescam``: PyTorch runtime only) or None.
+    (``gradcam``, ``gradcam++``, ``hirescam``: PyTorch runtime only) or None. A series reports its
+    classified slices to ``progress``.
     """
 
-    def __init__(self, classifiers: dict[str, GraphRunner], heatmap: HeatmapMethod | None) -> None:
-        self.classifiers, self.heatmap = classifiers, heatmap
+    def __init__(
+        self,
+        classifiers: dict[str, GraphRunner],
+        heatmap: HeatmapMethod | None,
+        progress: SliceProgress | None = None,
+    ) -> None:
+        self.classifiers, self.heatmap, self.progress = classifiers, heatmap, progress
 
     def __call__(self, cases: list[Case]) -> None:
         for modality in ("xray", "ct"):
@@ -250,8 +283,7 @@ class Classify:
             energy_in_lungs=in_lungs,
         )
 
-    @staticmethod
-    def _series(graph: GraphRunner, case: Case) -> None:
+    def _series(self, graph: GraphRunner, case: Case) -> None:
         """A CT series: every slice whose lungs cover :data:`CT_CLASSIFY_MIN_LUNG_SHARE` (all slices when
         none does) is classified; the series probabilities are their mean."""
         pixels = case.image.pixels
@@ -262,7 +294,8 @@ class Classify:
         feeds = [
             {INPUT_NAME: window_hu(pixels[k], graph.spec.preprocess, where=where)[None, None]} for k in chosen
         ]
-        slices = np.concatenate([o["probabilities"] for o in run_batched(graph, feeds)])
+        advance = slice_counter(self.progress, "classify", len(feeds))
+        slices = np.concatenate([o["probabilities"] for o in run_batched(graph, feeds, advance)])
         case.classification = _classification(
             graph,
             slices.mean(axis=0),
@@ -331,10 +364,11 @@ def lesion_summary(
 
 
 class SegmentLesions:
-    """Lesion segmentation per modality, when the bundle's ``run_if_positive`` gate opens."""
+    """Lesion segmentation per modality, when the bundle's ``run_if_positive`` gate opens; a series
+    reports its segmented slices to ``progress``."""
 
-    def __init__(self, segmenters: dict[str, GraphRunner]) -> None:
-        self.segmenters = segmenters
+    def __init__(self, segmenters: dict[str, GraphRunner], progress: SliceProgress | None = None) -> None:
+        self.segmenters, self.progress = segmenters, progress
 
     def labels(self, case: Case) -> list[str]:
         """The lesion labels of the segmenter that applies to ``case`` (empty: none loaded)."""
@@ -363,8 +397,7 @@ class SegmentLesions:
                 with Timer("lesions", run):
                     self._segment(graph, run)
 
-    @staticmethod
-    def _segment(graph: GraphRunner, cases: list[Case]) -> None:
+    def _segment(self, graph: GraphRunner, cases: list[Case]) -> None:
         preprocess = graph.spec.preprocess
         for case in cases:
             if case.is_ct:
@@ -374,7 +407,9 @@ class SegmentLesions:
             else:
                 units = [case.work]
             feeds = [{INPUT_NAME: u[None, None]} for u in units]
-            probabilities = np.concatenate([o["probabilities"] for o in run_batched(graph, feeds)])
+            advance = slice_counter(self.progress, "lesions", len(feeds)) if case.image.is_volume else None
+            outputs = run_batched(graph, feeds, advance)
+            probabilities = np.concatenate([o["probabilities"] for o in outputs])
             label_map = probabilities.argmax(1).astype(np.uint8)
             lungs = None
             if case.lung_mask is not None:
