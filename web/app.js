@@ -1,7 +1,10 @@
-// chestlens offline screener: decode -> grey [0, 1] -> ONNX graphs (which resize and normalise exactly
-// like Python) -> probabilities, decisions, CAM heatmap, lung mask and the heatmap share in the lungs.
+// chestlens offline screener: decode -> grey [0, 1] -> quality gate (gate.js, the Python gate's rules
+// with gate.json's numbers) -> ONNX graphs (which resize and normalise exactly like Python) ->
+// probabilities, decisions, CAM heatmap, lung mask and the heatmap share in the lungs. A rejected image
+// gets the gate's reason and no probabilities.
 import * as ort from "./vendor/ort.wasm.min.mjs";
-import { isDicom, LUMA, readDicom } from "./dicom.js";
+import { colouredFraction, isDicom, LUMA, readDicom } from "./dicom.js";
+import { checkLungFields, checkMetadata, checkPixels, checkView, gateVerdict, workingImage } from "./gate.js";
 import { crop, dilate, lungBox, resizeNearest } from "./lungroi.js";
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +54,8 @@ async function start() {
     const index = await fetchJson("models.json");
     state.index = index;
     $("build").textContent = `build ${index.build} · chestlens ${index.chestlens_version}`;
+    state.rules = await fetchJson(index.gate);
+    showGateNote(state.rules);
     state.classifier = await loadModel(index.models.classifier);
     if (index.models.lungs) state.lungs = await loadModel(index.models.lungs);
     $("disclaimer").textContent = state.classifier.sidecar.disclaimer;
@@ -67,10 +72,21 @@ async function start() {
   registerWorker().catch((error) => console.warn("service worker:", error));
 }
 
+/** The page's note on its quality gate: which Python rules run here and which do not (gate.json). */
+function showGateNote(rules) {
+  $("gate-missing").replaceChildren(...rules.not_in_browser.map(({ check, why }) => {
+    const item = document.createElement("li");
+    item.textContent = `${check}: ${why}`;
+    return item;
+  }));
+  $("view-model").textContent = rules.view.model.description;
+}
+
 // ---------------------------------------------------------------- decoding to grey [0, 1]
 async function decode(file) {
   const bytes = new Uint8Array(await file.arrayBuffer());
-  if (isDicom(bytes)) return readDicom(bytes);
+  const tolerance = state.rules.colour.CHANNEL_TOLERANCE;
+  if (isDicom(bytes)) return readDicom(bytes, tolerance);
   let bitmap;
   try {
     bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
@@ -82,13 +98,14 @@ async function decode(file) {
   context.drawImage(bitmap, 0, 0);
   const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
   const values = new Float64Array(bitmap.width * bitmap.height);
+  const channel = (i, c) => (rgba[4 * i + c] / 255) * (rgba[4 * i + 3] / 255); // transparent = black, as chestlens.io.raster
   for (let i = 0; i < values.length; i++) {
-    const alpha = rgba[4 * i + 3] / 255; // transparent = black, as chestlens.io.raster
     let grey = 0;
-    for (let c = 0; c < 3; c++) grey += LUMA[c] * (rgba[4 * i + c] / 255) * alpha;
+    for (let c = 0; c < 3; c++) grey += LUMA[c] * channel(i, c);
     values[i] = Math.min(1, Math.max(0, grey));
   }
-  return { rows: bitmap.height, cols: bitmap.width, unit: "unit", values };
+  const meta = { format: "picture", frames: 1, colouredFraction: colouredFraction(channel, values.length, tolerance) };
+  return { rows: bitmap.height, cols: bitmap.width, unit: "unit", values, meta };
 }
 
 /** Grey [0, 1] float32 for the graphs; CT (HU) is windowed with the model's ct_window. */
@@ -112,15 +129,36 @@ async function run(model, feeds) {
 
 const imageFeed = (values, rows, cols) => ({ image: { values, dims: [1, 1, rows, cols] } });
 
-/** Lung mask (Uint8Array, size x size on the segmenter grid) of a radiograph, or null. */
-async function segmentLungs(image) {
-  if (!state.lungs || image.unit === "HU") return null;
-  const seg = await run(state.lungs, imageFeed(toUnit(image, state.lungs.sidecar.preprocess), image.rows, image.cols));
+/** Lung probabilities and mask (size x size on the segmenter grid) of the working image of a radiograph
+ *  (as the Python screener: the segmenter reads the working image), or null without a segmenter. */
+async function segmentLungs(work) {
+  if (!state.lungs) return null;
+  const seg = await run(state.lungs, imageFeed(work.values, work.rows, work.cols));
   const size = state.lungs.sidecar.preprocess.input_size;
-  const p = seg.outputs.probabilities.data;
+  const probability = seg.outputs.probabilities.data;
   const mask = new Uint8Array(size * size);
-  for (let i = 0; i < mask.length; i++) mask[i] = p[i] >= 0.5 ? 1 : 0;
-  return { mask, size, ms: seg.ms };
+  for (let i = 0; i < mask.length; i++) mask[i] = probability[i] >= 0.5 ? 1 : 0;
+  return { probability, mask, size, ms: seg.ms };
+}
+
+/** The quality gate (chestlens.pipeline.gate's order): DICOM tags and pixel checks before any model,
+ *  then the lung-field and view checks on the lung segmenter's output. Returns {verdict, work, lungs}. */
+async function runGate(image) {
+  const rules = state.rules;
+  const checks = [...checkMetadata(image.meta, rules), ...checkPixels(image, rules)];
+  if (checks.every((c) => c.passed) && image.unit === "HU") {
+    checks.push({ name: "ct_not_in_browser", passed: false, detail: rules.ct_rejection });
+  }
+  if (!checks.every((c) => c.passed)) return { verdict: gateVerdict(checks, "chest_radiograph"), work: null, lungs: null, notes: [] };
+  const start = performance.now();
+  const work = workingImage(image.values, image.rows, image.cols, rules.working_side);
+  const lungs = await segmentLungs(work);
+  const notes = [];
+  if (lungs) {
+    checks.push(checkLungFields(lungs.probability, lungs.size, rules).check);
+    checks.push(checkView(work.values, work.rows, work.cols, lungs.probability, lungs.size, rules).check);
+  } else notes.push("no lung segmenter loaded: lung-field check and lung measurements skipped");
+  return { verdict: gateVerdict(checks, "chest_radiograph"), work, lungs, notes, ms: performance.now() - start };
 }
 
 /** The classifier's frame and feeds: the whole image, or (lung-field classifiers, chestlens.data.lung_roi)
@@ -143,8 +181,18 @@ function classifierInputs(image, unit, lungs, spec) {
 async function screen(image) {
   const classifier = state.classifier;
   const spec = classifier.sidecar;
+  const gate = await runGate(image);
+  const lungs = gate.lungs;
+  if (!gate.verdict.accepted) {
+    const result = {
+      gate: gate.verdict,
+      input: { rows: image.rows, cols: image.cols, unit: image.unit },
+      disclaimer: spec.disclaimer,
+    };
+    if (lungs) result.lungs = { model: state.lungs.sidecar.name, area_fraction: lungs.mask.reduce((a, b) => a + b, 0) / lungs.mask.length };
+    return { result, cam: null, size: 0, box: null, lungMask: lungs && lungs.mask, lungSize: lungs ? lungs.size : 0 };
+  }
   const unit = toUnit(image, spec.preprocess);
-  const lungs = await segmentLungs(image);
   if (spec.preprocess.lung_roi !== "none" && !lungs) throw new Error("this classifier reads the lung fields: no lung segmenter loaded");
   const inputs = classifierInputs(image, unit, lungs, spec);
   const cls = await run(classifier, inputs.feeds);
@@ -153,6 +201,7 @@ async function screen(image) {
   const size = spec.preprocess.input_size;
   const cam = cls.outputs.cam.data.slice(top * size * size, (top + 1) * size * size);
   const result = {
+    gate: gate.verdict,
     model: { name: spec.name, version: spec.version, sha256: spec.sha256 },
     input: { rows: image.rows, cols: image.cols, unit: image.unit },
     probabilities: Object.fromEntries(spec.labels.map((label, k) => [label, probabilities[k]])),
@@ -163,7 +212,8 @@ async function screen(image) {
       positive: probabilities[spec.labels.indexOf(op.label)] >= op.threshold,
     })),
     explanation: { method: "cam", target_label: spec.labels[top], energy_in_lungs: null },
-    timings_ms: { classify: cls.ms },
+    timings_ms: { gate: gate.ms, classify: cls.ms },
+    notes: gate.notes,
     threads: state.threads,
     disclaimer: spec.disclaimer,
   };
@@ -180,6 +230,15 @@ async function screen(image) {
 }
 
 // ---------------------------------------------------------------- display
+/** Grey [0, 1] for display: the classifier's input, or a min-max CT slice (rejected, no CT window). */
+function displayUnit(image) {
+  const preprocess = state.classifier.sidecar.preprocess;
+  if (image.unit !== "HU" || preprocess.ct_window) return toUnit(image, preprocess);
+  let low = Infinity, high = -Infinity;
+  for (const v of image.values) { if (v < low) low = v; if (v > high) high = v; }
+  return Float32Array.from(image.values, (v) => (high > low ? (v - low) / (high - low) : 0));
+}
+
 function jet(v) {
   const r = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 3)));
   const g = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 2)));
@@ -196,8 +255,8 @@ function draw(image, shown) {
   canvas.height = h;
   const context = canvas.getContext("2d");
   const pixels = context.createImageData(w, h);
-  const unit = toUnit(image, state.classifier.sidecar.preprocess);
-  const heat = $("show-heatmap").checked;
+  const unit = displayUnit(image);
+  const heat = $("show-heatmap").checked && shown.cam;
   const lungs = $("show-lungs").checked && shown.lungMask;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
@@ -225,8 +284,30 @@ function draw(image, shown) {
   context.putImageData(pixels, 0, 0);
 }
 
+function showGate(gate) {
+  $("gate").textContent = `${gate.accepted ? "Accepted" : "REJECTED by the quality gate"}: ${gate.reason}`;
+  $("gate").className = gate.accepted ? "" : "rejected";
+  $("gate-checks").replaceChildren(...gate.checks.map((c) => {
+    const item = document.createElement("li");
+    item.textContent = `${c.passed ? "✓" : "✗"} ${c.name}: ${c.detail}`;
+    return item;
+  }));
+}
+
 function show(shown, image) {
   const { result } = shown;
+  showGate(result.gate);
+  const accepted = result.gate.accepted;
+  $("classification").hidden = !accepted;
+  $("heatmap-toggle").hidden = !accepted;
+  $("lungs-toggle").hidden = !shown.lungMask;
+  $("result-disclaimer").textContent = result.disclaimer;
+  $("result-json").textContent = JSON.stringify(result, null, 2);
+  $("result").hidden = false;
+  state.shown = shown;
+  state.shownImage = image;
+  draw(image, shown);
+  if (!accepted) return;
   const body = $("probabilities").querySelector("tbody");
   body.replaceChildren(...Object.entries(result.probabilities).map(([label, p]) => {
     const row = document.createElement("tr");
@@ -243,11 +324,6 @@ function show(shown, image) {
   const share = result.explanation.energy_in_lungs;
   $("lungshare").textContent = share === null ? "" :
     `Heatmap share inside the lungs: ${(100 * share).toFixed(1)}% (low values: the model may be reading something other than the lungs)`;
-  $("result-disclaimer").textContent = result.disclaimer;
-  $("result-json").textContent = JSON.stringify(result, null, 2);
-  $("result").hidden = false;
-  state.shown = shown;
-  draw(image, shown);
 }
 
 async function onFile() {
@@ -259,7 +335,8 @@ async function onFile() {
     const shown = await screen(image);
     state.result = shown.result;
     show(shown, image);
-    setStatus(`Done (${shown.result.timings_ms.classify.toFixed(0)} ms classifier).`, "done");
+    if (shown.result.gate.accepted) setStatus(`Done (${shown.result.timings_ms.classify.toFixed(0)} ms classifier).`, "done");
+    else setStatus(`Not screened: rejected by the quality gate: ${shown.result.gate.reason}`, "rejected");
   } catch (error) {
     state.result = { error: error.message };
     setStatus(error.message, "error");
@@ -277,6 +354,6 @@ state.benchmark = async (repeats = 10) => {
 
 $("file").addEventListener("change", onFile);
 for (const id of ["show-heatmap", "show-lungs"]) {
-  $(id).addEventListener("change", () => state.shown && draw(state.last.image, state.shown));
+  $(id).addEventListener("change", () => state.shown && draw(state.shownImage, state.shown));
 }
 start();

@@ -2,7 +2,8 @@
 // chestlens.io.dicom: modality LUT; CT stays in Hounsfield units (windowed later with the model's
 // ct_window); other grey images get the file's first window (LINEAR, LINEAR_EXACT, SIGMOID) or the data's
 // min-max, and MONOCHROME1 is inverted last. Colour (RGB) is scaled by its bit depth and turned to grey
-// with BT.601 weights. Only the first frame is read.
+// with BT.601 weights. Only the first frame is read. The header fields the quality gate reads (web/gate.js)
+// come back in `meta`.
 
 const UNCOMPRESSED = {
   "1.2.840.10008.1.2": "Implicit VR Little Endian",
@@ -34,11 +35,24 @@ function numbers(ds, tag) {
   return text.split("\\").map(Number).filter((v) => Number.isFinite(v));
 }
 
+/** Share of pixels whose channels differ by more than `tolerance` ([0, 1] units): chestlens.io.colour's
+ *  colour test (`channel(i, c)` gives channel c of pixel i in [0, 1]). */
+export function colouredFraction(channel, count, tolerance) {
+  let coloured = 0;
+  for (let i = 0; i < count; i++) {
+    const r = channel(i, 0), g = channel(i, 1), b = channel(i, 2);
+    if (Math.max(r, g, b) - Math.min(r, g, b) > tolerance) coloured++;
+  }
+  return count ? coloured / count : 0;
+}
+
 /**
- * Decode a DICOM file to grey values. Returns {rows, cols, values: Float64Array, unit: "HU" | "unit"}.
+ * Decode a DICOM file to grey values. Returns {rows, cols, values: Float64Array, unit: "HU" | "unit",
+ * meta: {format: "dicom", modality, bodyPart, view, photometric, frames, colouredFraction}} (text fields
+ * trimmed, null when absent; colouredFraction null for grey images, see `colouredFraction`).
  * Throws an Error with a one-line reason for what the browser cannot decode.
  */
-export async function readDicom(bytes) {
+export async function readDicom(bytes, channelTolerance = 8 / 255) {
   let ds;
   try {
     ds = dicomParser.parseDicom(bytes);
@@ -55,6 +69,16 @@ export async function readDicom(bytes) {
   const bitsAllocated = ds.uint16("x00280100");
   const bitsStored = ds.uint16("x00280101") || bitsAllocated;
   const signed = ds.uint16("x00280103") === 1;
+  const text = (tag) => (ds.string(tag) || "").replace(/\0/g, "").trim() || null;
+  const meta = {
+    format: "dicom",
+    modality: text("x00080060"),
+    bodyPart: text("x00180015"),
+    view: text("x00185101"),
+    photometric: text("x00280004"),
+    frames: Math.max(1, numbers(ds, "x00280008")[0] || 1),
+    colouredFraction: null,
+  };
   let raw;
   if (UNCOMPRESSED[syntax]) {
     raw = rawSamples(bytes, pixel, rows * cols * samples, bitsAllocated, bitsStored, signed);
@@ -65,7 +89,11 @@ export async function readDicom(bytes) {
     throw new Error(`DICOM transfer syntax ${syntax} (${name}) cannot be decoded in the browser; ` +
       "use uncompressed or JPEG Baseline DICOM, or screen it with `chestlens predict` / `chestlens serve`");
   }
-  if (samples === 3) return { rows, cols, unit: "unit", values: colourToGrey(ds, raw, rows * cols, bitsStored, syntax) };
+  if (samples === 3) {
+    const colour = colourToGrey(ds, raw, rows * cols, syntax);
+    meta.colouredFraction = colouredFraction(colour.channel, rows * cols, channelTolerance);
+    return { rows, cols, unit: "unit", values: colour.grey, meta };
+  }
   if (samples !== 1 || !photometric.startsWith("MONOCHROME")) {
     throw new Error(`DICOM photometric interpretation ${photometric} is not supported in the browser`);
   }
@@ -76,7 +104,7 @@ export async function readDicom(bytes) {
   for (let i = 0; i < values.length; i++) values[i] = raw[i] * slope + intercept;
   const modality = (ds.string("x00080060") || "").toUpperCase();
   const rescaleType = (ds.string("x00281054") || "").toUpperCase();
-  if (modality === "CT" || rescaleType === "HU") return { rows, cols, unit: "HU", values };
+  if (modality === "CT" || rescaleType === "HU") return { rows, cols, unit: "HU", values, meta };
   if (ds.elements.x00283010) throw new Error("DICOM VOI LUT Sequence is not supported in the browser");
   const centre = numbers(ds, "x00281050")[0];
   const width = numbers(ds, "x00281051")[0];
@@ -88,7 +116,7 @@ export async function readDicom(bytes) {
     const v = invert ? 1 - values[i] : values[i];
     values[i] = Math.min(1, Math.max(0, v));
   }
-  return { rows, cols, unit: "unit", values };
+  return { rows, cols, unit: "unit", values, meta };
 }
 
 function rawSamples(bytes, pixel, count, bitsAllocated, bitsStored, signed) {
@@ -119,16 +147,17 @@ async function jpegSamples(ds, pixel, rows, cols, samples) {
   return out;
 }
 
-function colourToGrey(ds, raw, count, bitsStored, syntax) {
+function colourToGrey(ds, raw, count, syntax) {
   const planar = UNCOMPRESSED[syntax] ? ds.uint16("x00280006") === 1 : false;
   const scale = raw instanceof Uint8Array ? 255 : 65535;
+  const channel = (i, c) => raw[planar ? c * count + i : 3 * i + c] / scale;
   const grey = new Float64Array(count);
   for (let i = 0; i < count; i++) {
     let sum = 0;
-    for (let c = 0; c < 3; c++) sum += LUMA[c] * raw[planar ? c * count + i : 3 * i + c];
-    grey[i] = Math.min(1, Math.max(0, sum / scale));
+    for (let c = 0; c < 3; c++) sum += LUMA[c] * channel(i, c);
+    grey[i] = Math.min(1, Math.max(0, sum));
   }
-  return grey;
+  return { grey, channel };
 }
 
 // pydicom's apply_windowing with an output range of [0, 1].

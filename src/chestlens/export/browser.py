@@ -32,7 +32,7 @@ CHROMIUM_ARGS = (
 #: page's Content-Security-Policy forbids the eval that Playwright's ``wait_for_function`` needs.
 READY = '#status[data-state="ready"]'
 INSTALLED = 'body[data-offline="installed"]'
-SCREENED = '#status[data-state="done"], #status[data-state="error"]'
+SCREENED = '#status[data-state="done"], #status[data-state="rejected"], #status[data-state="error"]'
 
 
 def chromium_path() -> str:
