@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 from PIL import Image
 
@@ -84,3 +85,15 @@ def test_the_name_only_decides_for_a_cut_preamble(pip_dicom, tmp_path):
     short_text.write_text("not an image\n")
     with pytest.raises(ChestlensInputError, match="not a recognised image format"):
         read_image(short_text)
+
+
+def test_zero_length_pixel_data_is_a_truncated_dicom(pip_dicom, tmp_path):
+    """It used to be "cannot decode pixel data ...: object of type 'NoneType' has no len()"."""
+    ds = pydicom.dcmread(pip_dicom("CT_small.dcm"))
+    ds.PixelData = b""
+    path = tmp_path / "empty-pixels.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(
+        ChestlensInputError, match=r"truncated DICOM: the pixel data element is empty \(0 bytes\)$"
+    ):
+        read_image(path)

@@ -142,6 +142,14 @@ def _empty_part10_reason(ds: Dataset, size: int) -> str:
     return f"the file ends at byte {size:,}, before the first data element after the file meta information"
 
 
+def _element_bytes(ds: Dataset, keyword: str) -> int:
+    """Length of the value of ``keyword`` (0 when absent or empty), without converting the element."""
+    if keyword not in ds:
+        return 0
+    value = ds.get_item(keyword).value
+    return 0 if value is None else len(value)
+
+
 def _convert_uids(ds: Dataset) -> None:
     """Convert the top-level UID (VR UI) elements of ``ds`` now, with pydicom's value validation off.
 
@@ -226,6 +234,8 @@ def check_decodable(
                 where, f"no pixel data although it is an image ({sop}); the file probably ends early"
             )
         raise ChestlensInputError(where, f"DICOM has no pixel data ({sop})")
+    if not any(_element_bytes(ds, keyword) for keyword in _PIXEL_KEYWORDS):
+        raise _truncated(where, "the pixel data element is empty (0 bytes)")
     tsyntax = UID(ds.file_meta.get("TransferSyntaxUID", ""))
     try:
         decoder = get_decoder(tsyntax)
