@@ -2,7 +2,8 @@
 
 Every sub-command lives in its own module with a ``register(app)`` function. Bad input anywhere
 raises :class:`chestlens.ChestlensInputError`; :func:`main` prints it as one line on stderr and exits
-with code 2, never a traceback.
+with code 2, never a traceback. So do usage errors (an unknown option, a bad value, a missing argument),
+a missing ``[train]`` extra and a file the system refuses to read or write.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from chestlens.cli.help_types import use_plain_type_names
 from chestlens.io.redact import withhold_dicom_values
 
 EXIT_BAD_INPUT = 2
+#: The usage error a group without a sub-command raises after printing its help (typer names it only).
+NO_ARGS_IS_HELP = "NoArgsIsHelpError"
 #: Top-level modules of the ``[train]`` extra: a command that imports one of them needs that extra.
 TRAIN_EXTRA_MODULES = frozenset(
     {
@@ -78,10 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point (``chestlens``)."""
     withhold_dicom_values()
     try:
-        app(args=argv, prog_name="chestlens")
+        code = app(args=argv, prog_name="chestlens", standalone_mode=False)
     except ChestlensInputError as error:
         print(f"chestlens: error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except typer.TyperException as error:  # usage errors (typer's click exceptions)
+        if type(error).__name__ != NO_ARGS_IS_HELP:  # that one printed the help when it was raised
+            print(f"chestlens: error: {usage_error_text(error)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Abort:
+        print("chestlens: aborted", file=sys.stderr)
+        sys.exit(1)
     except ModuleNotFoundError as error:
         if (error.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
             raise
@@ -95,6 +105,28 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("chestlens: interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as error:
+        print(f"chestlens: error: {os_error_text(error)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_error_text(error: typer.TyperException) -> str:
+    """A usage error on one line, naming where to read the usage: ``No such option: --bogus; see
+    chestlens predict --help``."""
+    message = " ".join(error.format_message().split()).removesuffix(".")
+    context = getattr(error, "ctx", None)
+    return f"{message}; see {context.command_path} --help" if context is not None else message
+
+
+def os_error_text(error: OSError) -> str:
+    """``PATH: what the system said``, e.g. ``out: not allowed here (permission denied)``."""
+    reason = (error.strerror or type(error).__name__).lower()
+    if isinstance(error, FileExistsError | NotADirectoryError):
+        reason = f"a file is in the way of a folder ({reason})"
+    elif isinstance(error, PermissionError):
+        reason = f"not allowed here ({reason})"
+    return f"{error.filename}: {reason}" if error.filename else reason
 
 
 def _command_name(args: list[str]) -> str:

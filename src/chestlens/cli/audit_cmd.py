@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from chestlens.cli.options import check_out_folder
+
 
 def register(app: typer.Typer) -> None:
     app.command("audit")(audit)
@@ -23,7 +25,8 @@ def audit(
     root: Annotated[Path | None, typer.Option("--root", help="Data root for --splits.")] = None,
     lungs: Annotated[str, typer.Option("--lungs", help="Lung segmenter bundle.")] = "lungs-segmenter",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for audit.json and audit.md.")
+        Path | None,
+        typer.Option("--out", "-o", callback=check_out_folder, help="Folder for audit.json and audit.md."),
     ] = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
     save: Annotated[

@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device
+from chestlens.cli.options import Device, Quiet, check_out_folder
+from chestlens.errors import ChestlensInputError
 
 DEFAULT_OUT = Path("chestlens-demo")
 PAGE = "index.html"
@@ -69,9 +70,16 @@ def run_demo(out: Path, samples: tuple[DemoSample, ...] = DEMO_SAMPLES, *, devic
 
 def demo(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for overlays, results.json and index.html.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            callback=check_out_folder,
+            help="Folder for overlays, results.json and index.html.",
+        ),
     ] = DEFAULT_OUT,
     device: Device = "auto",
+    quiet: Quiet = False,
 ) -> None:
     """Screen the real DICOM samples that ship with pip (a chest radiograph, a chest CT slice and a leg
     radiograph) with the bundled models and write an HTML page of the results."""
@@ -81,12 +89,14 @@ def demo(
     from chestlens.pipeline.batch import record
 
     console = table_console()
-    console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
+    if not quiet:
+        console.print(f"[bold]{RESEARCH_USE_DISCLAIMER}[/bold]")
     try:
         screenings = run_demo(out, device=device)
-    except FileNotFoundError as error:
-        typer.echo(f"chestlens: error: {error}", err=True)
-        raise typer.Exit(1) from error
+    except FileNotFoundError as error:  # a sample file is missing: pydicom-data is not installed
+        raise ChestlensInputError(None, str(error)) from error
+    if quiet:
+        return
     console.print(
         results_table([record(s.result.input.source, s.result) for s in screenings], "chestlens demo")
     )

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from chestlens.cli.options import Quiet, check_out_folder
+
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
@@ -28,7 +30,10 @@ def evaluate(
         Path | None, typer.Option("--root", help="Data root for --splits (default $CHESTLENS_DATA).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Report folder (default BUNDLE-eval-SPLIT).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", callback=check_out_folder, help="Report folder (default BUNDLE-eval-SPLIT)."
+        ),
     ] = None,
     n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples over patients.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers as JSON.")] = False,
@@ -40,6 +45,7 @@ def evaluate(
             "on the same data instead of the bundle.",
         ),
     ] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Evaluate a bundle: a classifier (within-source AUC of every binary question first, then pooled
     per-class metrics with 95% CIs, calibration, per-source tables) or a segmenter (per-class
@@ -59,6 +65,8 @@ def evaluate(
     )
     if as_json:
         typer.echo(json.dumps({"summary": summary, "files": {k: str(v) for k, v in files.items()}}, indent=2))
+        return
+    if quiet:
         return
     (_echo_segmenter if read_spec(bundle).kind == "segmenter" else _echo_classifier)(summary)
     for warning in summary["warnings"]:

@@ -11,14 +11,26 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from chestlens.cli.options import Device, RuntimeOption
 from chestlens.dicomnet import settings as defaults
+from chestlens.errors import ChestlensInputError
 
 if TYPE_CHECKING:
     from chestlens.dicomnet.outbox import OutboxItem
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def register(app: typer.Typer) -> None:
     app.command("listen")(listen)
+
+
+def _check_log_level(name: str) -> str:
+    """``name`` when it is one of :data:`LOG_LEVELS`, else a one-line error."""
+    if name.lower() not in LOG_LEVELS:
+        raise ChestlensInputError(None, f"--log-level {name}: use {', '.join(LOG_LEVELS)}")
+    return name
 
 
 def listen(
@@ -77,8 +89,11 @@ def listen(
             "for viewers that cannot show a SEG.",
         ),
     ] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    runtime: RuntimeOption = "onnx",
+    device: Device = "auto",
+    log_level: Annotated[
+        str, typer.Option("--log-level", callback=_check_log_level, help="debug, info, warning or error.")
+    ] = "info",
 ) -> None:
     """Receive DICOM by C-STORE (C-ECHO answered), screen radiographs as they arrive and CT series once
     quiet, and send each SR and SEG (and with --secondary-capture the overlay as a DICOM secondary capture)
@@ -109,7 +124,7 @@ def listen(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO/DEBUG lines quote UIDs
     typer.echo("loading models...")
-    listener = Listener(settings, Screener(device=device))
+    listener = Listener(settings, Screener(runtime=runtime, device=device))
     listener.start()
     destinations = ", ".join(str(d) for d in settings.destinations) or "none (results stay in --state-dir)"
     typer.echo(

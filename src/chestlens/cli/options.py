@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -91,3 +92,12 @@ Quiet = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No progress bar, table or counts; errors still print."),
 ]
+
+
+def check_out_folder(param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """``value`` unless it names an existing file: an output folder cannot be made there. Checked before
+    any model loads, so the mistake costs no screening."""
+    if value is not None and value.exists() and not value.is_dir():
+        reason = f"a file, not a folder: {param.opts[0]} names a folder to write into"
+        raise ChestlensInputError(value, reason)
+    return value

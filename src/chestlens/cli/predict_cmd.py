@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import CAM_CHOICES, Cam, Device, Quiet, RuntimeOption
+from chestlens.cli.options import CAM_CHOICES, Cam, Device, Quiet, RuntimeOption, check_out_folder
 from chestlens.errors import ChestlensInputError
 
 EXIT_SOME_FAILED = 2
@@ -210,15 +210,28 @@ def predict(
     ],
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Resumable output folder: results.jsonl and results.csv."),
+        typer.Option(
+            "--out",
+            "-o",
+            callback=check_out_folder,
+            help="Resumable output folder: results.jsonl and results.csv.",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print all results as JSON on stdout instead of the table.")
     ] = False,
     csv_path: Annotated[Path | None, typer.Option("--csv", help="Write a CSV summary.")] = None,
-    overlays: Annotated[Path | None, typer.Option("--overlays", help="Folder for overlay PNGs.")] = None,
+    overlays: Annotated[
+        Path | None,
+        typer.Option("--overlays", callback=check_out_folder, help="Folder for overlay PNGs."),
+    ] = None,
     dicom_out: Annotated[
-        Path | None, typer.Option("--dicom-out", help="For DICOM inputs: write a DICOM SR and SEG here.")
+        Path | None,
+        typer.Option(
+            "--dicom-out",
+            callback=check_out_folder,
+            help="For DICOM inputs: write a DICOM SR and SEG here.",
+        ),
     ] = None,
     secondary_capture: Annotated[
         bool,

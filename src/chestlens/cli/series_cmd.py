@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from chestlens.cli.options import Device, Quiet, RuntimeOption
+from chestlens.cli.options import Device, Quiet, RuntimeOption, check_out_folder
 
 
 def register(app: typer.Typer) -> None:
@@ -23,9 +23,9 @@ def evaluate_series(
     lesions: Annotated[
         str, typer.Option("--lesions", help="CT lesion segmenter bundle (folder or bundled name).")
     ] = "lesions-ct-segmenter",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results.")] = Path(
-        "chestlens-series"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", callback=check_out_folder, help="Folder for the results.")
+    ] = Path("chestlens-series"),
     n_boot: Annotated[int, typer.Option("--n-boot", help="Block-bootstrap resamples.")] = 1000,
     runtime: RuntimeOption = "onnx",
     device: Device = "auto",
