@@ -57,12 +57,14 @@ def owner_is_dead(owner: str, me: str) -> bool:
     return not _pid_alive(int(pid))
 
 
-def save_screening(store: Store, screening: Screening, screening_id: str) -> None:
-    """Store a screening and its layers (see :mod:`chestlens.serve.layers`) under ``screening_id``
-    (blocking: run it in a worker thread)."""
+def save_screening(
+    store: Store, screening: Screening, screening_id: str, principal: str | None = None
+) -> None:
+    """Store a screening and its layers (see :mod:`chestlens.serve.layers`) under ``screening_id``,
+    owned by ``principal`` (a hashed principal id; None: no owner) (blocking: run it in a worker thread)."""
     result = screening.result
     status = "screened" if result.gate.accepted else "rejected"
-    store.add_screening(screening_id, status, result.model_dump_json(), stored_layers(screening))
+    store.add_screening(screening_id, status, result.model_dump_json(), stored_layers(screening), principal)
 
 
 class JobRunner:
@@ -81,11 +83,12 @@ class JobRunner:
         self._one_at_a_time = asyncio.Semaphore(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, parts: list[bytes]) -> StoredJob:
-        """Spool the upload, record the job, start it; returns the queued job."""
+    async def submit(self, parts: list[bytes], principal: str | None = None) -> StoredJob:
+        """Spool the upload, record the job (owned by ``principal``, a hashed principal id), start it;
+        returns the queued job. The screening it makes gets the same owner."""
         job_id = new_id()
         await asyncio.to_thread(spool_series, parts, self.settings, job_id)
-        job = await asyncio.to_thread(self.store.add_job, job_id, self.owner)
+        job = await asyncio.to_thread(self.store.add_job, job_id, self.owner, principal)
         self._start(job_id)
         return job
 
@@ -138,7 +141,9 @@ class JobRunner:
                 screening = await self.engine.run_exclusive(self.engine.screener.screen, image)
                 await self._progress(job_id, "drawing overlays", 0.8)
                 screening_id = new_id()
-                await asyncio.to_thread(save_screening, self.store, screening, screening_id)
+                job = await asyncio.to_thread(self.store.job, job_id)
+                principal = None if job is None else job.principal
+                await asyncio.to_thread(save_screening, self.store, screening, screening_id, principal)
                 if self.return_results is not None:  # before the spool (the slices) is removed
                     await asyncio.to_thread(self.return_results, screening, folder, screening_id)
                 await asyncio.to_thread(

@@ -4,6 +4,14 @@ Default: one SQLite file in the data folder (WAL journal, survives restarts); an
 e.g. ``postgresql+psycopg://user@127.0.0.1/chestlens`` when several instances share one database.
 Nothing here holds patient identity: results carry only the salted ``patient_key`` of the reader, and
 no client file name is ever stored.
+
+Owners: who submitted a screening or a job is kept as its principal's hashed id
+(:attr:`chestlens.serve.auth.Principal.id`, never a key or a token) in the tables ``screening_owners`` and
+``job_owners``. They are tables of their own, not columns, because the store has no migrations:
+``create_all`` adds missing tables to an existing database but never columns to existing tables. A row
+without an owner (made before roles existed, or by the anonymous principal of an open server) belongs to
+nobody: a ``scope`` (the one owner a submitter may see) never matches it, so only roles that see all do.
+``JobRow.owner`` is something else: the process that runs the job.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql import Select
 
 JOB_ACTIVE = ("queued", "running")
 
@@ -80,6 +89,26 @@ class JobRow(Base):
     screening_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+class ScreeningOwnerRow(Base):
+    """The principal (hashed id) that submitted a screening."""
+
+    __tablename__ = "screening_owners"
+    screening_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("screenings.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class JobOwnerRow(Base):
+    """The principal (hashed id) that submitted a job."""
+
+    __tablename__ = "job_owners"
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal: Mapped[str] = mapped_column(String(64), index=True)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredScreening:
     id: str
@@ -87,6 +116,7 @@ class StoredScreening:
     status: str
     result_json: str
     layers: tuple[str, ...]
+    principal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +130,10 @@ class StoredJob:
     owner: str
     error: str | None
     screening_id: str | None
+    principal: str | None = None
 
 
-def _job(row: JobRow) -> StoredJob:
+def _job(row: JobRow, principal: str | None) -> StoredJob:
     return StoredJob(
         id=row.id,
         created_at=row.created_at,
@@ -113,7 +144,16 @@ def _job(row: JobRow) -> StoredJob:
         owner=row.owner,
         error=row.error,
         screening_id=row.screening_id,
+        principal=principal,
     )
+
+
+def _screenings(scope: str | None) -> Select[tuple[ScreeningRow, str | None]]:
+    """Screenings with their owner; only those of ``scope`` when it is given (None: all)."""
+    query = select(ScreeningRow, ScreeningOwnerRow.principal).outerjoin(
+        ScreeningOwnerRow, ScreeningOwnerRow.screening_id == ScreeningRow.id
+    )
+    return query if scope is None else query.where(ScreeningOwnerRow.principal == scope)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -145,33 +185,50 @@ class Store:
 
     # ------------------------------------------------------------------ screenings
     def add_screening(
-        self, screening_id: str, status: str, result_json: str, layers: dict[str, bytes]
+        self,
+        screening_id: str,
+        status: str,
+        result_json: str,
+        layers: dict[str, bytes],
+        principal: str | None = None,
     ) -> None:
-        """Store a result and its layers (name -> bytes) in one transaction."""
+        """Store a result, its layers (name -> bytes) and its owner (if any) in one transaction."""
         with Session(self.engine) as session, session.begin():
             session.add(
                 ScreeningRow(id=screening_id, created_at=utcnow(), status=status, result_json=result_json)
             )
             session.flush()  # the parent row first: PostgreSQL checks the foreign key per statement
             session.add_all(OverlayRow(screening_id=screening_id, layer=k, png=v) for k, v in layers.items())
+            if principal is not None:
+                session.add(ScreeningOwnerRow(screening_id=screening_id, principal=principal))
 
-    def screening(self, screening_id: str) -> StoredScreening | None:
+    def screening(self, screening_id: str, scope: str | None = None) -> StoredScreening | None:
+        """A screening with its layer names; None when there is none, or none of ``scope``'s (when given)."""
         with Session(self.engine) as session:
-            row = session.get(ScreeningRow, screening_id)
-            if row is None:
+            found = session.execute(_screenings(scope).where(ScreeningRow.id == screening_id)).first()
+            if found is None:
                 return None
+            row, principal = found
             layers = session.scalars(
                 select(OverlayRow.layer).where(OverlayRow.screening_id == screening_id)
             ).all()
-            return StoredScreening(row.id, row.created_at, row.status, row.result_json, tuple(sorted(layers)))
+            return StoredScreening(
+                row.id, row.created_at, row.status, row.result_json, tuple(sorted(layers)), principal
+            )
 
-    def recent(self, limit: int) -> list[StoredScreening]:
-        """The newest screenings first (without their layer list)."""
+    def recent(self, limit: int, scope: str | None = None) -> list[StoredScreening]:
+        """The newest screenings first (without their layer list); only ``scope``'s when it is given."""
         with Session(self.engine) as session:
-            rows = session.scalars(
-                select(ScreeningRow).order_by(ScreeningRow.created_at.desc()).limit(limit)
+            rows = session.execute(
+                _screenings(scope).order_by(ScreeningRow.created_at.desc()).limit(limit)
             ).all()
-            return [StoredScreening(r.id, r.created_at, r.status, r.result_json, ()) for r in rows]
+            return [StoredScreening(r.id, r.created_at, r.status, r.result_json, (), p) for r, p in rows]
+
+    def visible(self, screening_id: str, scope: str | None) -> bool:
+        """Whether the screening exists (and, with ``scope``, is that owner's)."""
+        with Session(self.engine) as session:
+            query = _screenings(scope).where(ScreeningRow.id == screening_id)
+            return session.execute(query).first() is not None
 
     def overlay(self, screening_id: str, layer: str) -> bytes | None:
         with Session(self.engine) as session:
@@ -187,12 +244,16 @@ class Store:
                 .values(png=png)
             )
 
-    def delete_screening(self, screening_id: str) -> bool:
-        """Delete a screening, its layers and the job that made it, in one transaction.
+    def delete_screening(self, screening_id: str, scope: str | None = None) -> bool:
+        """Delete a screening, its layers, its owner and the job that made it, in one transaction.
 
-        Returns False when there was no such screening (nothing is deleted then).
+        Returns False when there was no such screening, or none of ``scope``'s when it is given (nothing
+        is deleted then).
         """
         with Session(self.engine) as session, session.begin():
+            query = _screenings(scope).where(ScreeningRow.id == screening_id)
+            if session.execute(query).first() is None:
+                return False
             return self._delete(session, [screening_id]) == 1
 
     def delete_before(self, cutoff: datetime) -> int:
@@ -201,6 +262,8 @@ class Store:
         with Session(self.engine) as session, session.begin():
             ids = session.scalars(select(ScreeningRow.id).where(ScreeningRow.created_at < cutoff)).all()
             removed = self._delete(session, list(ids))
+            ended = select(JobRow.id).where(JobRow.updated_at < cutoff, JobRow.status.not_in(JOB_ACTIVE))
+            session.execute(delete(JobOwnerRow).where(JobOwnerRow.job_id.in_(ended)))
             session.execute(
                 delete(JobRow).where(JobRow.updated_at < cutoff, JobRow.status.not_in(JOB_ACTIVE))
             )
@@ -210,12 +273,16 @@ class Store:
     def _delete(session: Session, screening_ids: list[str]) -> int:
         if not screening_ids:
             return 0
+        jobs = select(JobRow.id).where(JobRow.screening_id.in_(screening_ids))
         session.execute(delete(OverlayRow).where(OverlayRow.screening_id.in_(screening_ids)))
+        session.execute(delete(ScreeningOwnerRow).where(ScreeningOwnerRow.screening_id.in_(screening_ids)))
+        session.execute(delete(JobOwnerRow).where(JobOwnerRow.job_id.in_(jobs)))
         session.execute(delete(JobRow).where(JobRow.screening_id.in_(screening_ids)))
         return session.execute(delete(ScreeningRow).where(ScreeningRow.id.in_(screening_ids))).rowcount
 
     # ------------------------------------------------------------------ jobs
-    def add_job(self, job_id: str, owner: str) -> StoredJob:
+    def add_job(self, job_id: str, owner: str, principal: str | None = None) -> StoredJob:
+        """Record a queued job run by the process ``owner``, submitted by ``principal`` (if any)."""
         now = utcnow()
         row = JobRow(
             id=job_id,
@@ -228,12 +295,21 @@ class Store:
         )
         with Session(self.engine) as session, session.begin():
             session.add(row)
+            if principal is not None:
+                session.flush()  # the job row first (foreign key)
+                session.add(JobOwnerRow(job_id=job_id, principal=principal))
         return self.job(job_id)  # type: ignore[return-value]
 
-    def job(self, job_id: str) -> StoredJob | None:
+    def job(self, job_id: str, scope: str | None = None) -> StoredJob | None:
+        """A job; None when there is none, or none of ``scope``'s when it is given."""
         with Session(self.engine) as session:
-            row = session.get(JobRow, job_id)
-            return None if row is None else _job(row)
+            query = select(JobRow, JobOwnerRow.principal).outerjoin(
+                JobOwnerRow, JobOwnerRow.job_id == JobRow.id
+            )
+            if scope is not None:
+                query = query.where(JobOwnerRow.principal == scope)
+            found = session.execute(query.where(JobRow.id == job_id)).first()
+            return None if found is None else _job(*found)
 
     def update_job(self, job_id: str, **values: object) -> None:
         """Set job fields (``status``, ``stage``, ``progress``, ``error``, ``screening_id``)."""
@@ -241,12 +317,12 @@ class Store:
             session.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=utcnow(), **values))
 
     def active_jobs(self) -> list[StoredJob]:
-        """Jobs queued or running, oldest first."""
+        """Jobs queued or running, oldest first (without their owners: see :meth:`job`)."""
         with Session(self.engine) as session:
             rows = session.scalars(
                 select(JobRow).where(JobRow.status.in_(JOB_ACTIVE)).order_by(JobRow.created_at)
             ).all()
-            return [_job(r) for r in rows]
+            return [_job(r, None) for r in rows]
 
     def claim_job(self, job_id: str, old_owner: str, new_owner: str) -> bool:
         """Take over a job atomically: True only for the one process whose update matched."""
