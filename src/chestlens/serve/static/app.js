@@ -1,4 +1,5 @@
-// chestlens page: upload, show a result with toggleable layers, poll series jobs, list the worklist.
+// chestlens page: upload, show a result with toggleable layers, poll series jobs, list the worklist, and
+// browse the slices of a CT series result (slice browser, below).
 // Client file names stay in this browser tab (sessionStorage); the server never stores them.
 "use strict";
 
@@ -7,6 +8,9 @@ const $ = (id) => document.getElementById(id);
 const LAYERS = ["heatmap", "lungs", "lesions"];
 const localNames = JSON.parse(sessionStorage.getItem("chestlens-names") || "{}");
 const objectUrls = [];
+/** The files of the series uploaded from this tab, by screening id (the slice browser reads them). */
+const seriesFiles = new Map();
+const KEEP_SERIES = 3;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -50,6 +54,11 @@ function fill(list, items) {
   list.replaceChildren(...items.map((text) => { const li = document.createElement("li"); li.textContent = text; return li; }));
 }
 
+function keepSeries(screeningId, files) {
+  seriesFiles.set(screeningId, files);
+  while (seriesFiles.size > KEEP_SERIES) seriesFiles.delete(seriesFiles.keys().next().value);
+}
+
 async function upload(files, label) {
   const form = new FormData();
   for (const file of files) form.append("file", file, "upload");
@@ -59,7 +68,7 @@ async function upload(files, label) {
   if (response.status === 202) {
     const job = await response.json();
     localNames[job.id] = label;
-    return pollJob(job.id, label);
+    return pollJob(job.id, label, files);
   }
   if (!response.ok) { setStatus(`Not screened: ${await problemText(response)}`); return; }
   const screening = await response.json();
@@ -74,7 +83,7 @@ function remember(id, label) {
   sessionStorage.setItem("chestlens-names", JSON.stringify(localNames));
 }
 
-async function pollJob(jobId, label) {
+async function pollJob(jobId, label, files) {
   const bar = $("progress");
   bar.hidden = false;
   for (;;) {
@@ -83,6 +92,7 @@ async function pollJob(jobId, label) {
     setStatus(`${label}: ${job.stage} (${Math.round(job.progress * 100)}%)`);
     if (job.status === "done") {
       remember(job.screening_id, label);
+      keepSeries(job.screening_id, files);
       await show(await getJson(job.screening_url));
       setStatus(`Screened series ${label}.`);
       bar.hidden = true;
@@ -111,8 +121,10 @@ async function show(screening) {
       img.hidden = !(name in overlays) || !box.checked;
     }
   }
+  $("summary-box").hidden = twoD;
   $("layer-summary").hidden = twoD;
   if (!twoD) $("layer-summary").src = await blobUrl(overlays.summary);
+  await showSlices(screening);
   $("summary-link").href = await blobUrl(overlays.summary);
   $("json-link").href = `${API}/screenings/${screening.id}`;
 
@@ -175,7 +187,15 @@ async function show(screening) {
     cell(row, lesion.score.toFixed(2), "num");
     const volume = lesion.volume_ml === null || lesion.volume_ml === undefined ? "—" : lesion.volume_ml.toFixed(2);
     cell(row, volume, "num");
-    cell(row, lesion.slices ? `${lesion.slices[0]}–${lesion.slices[1]} (largest ${lesion.slice_index})` : "—", "num");
+    const span = cell(row, lesion.slices ? `${lesion.slices[0]}–${lesion.slices[1]} (largest ${lesion.slice_index})` : "—", "num");
+    if (lesion.slices && slices.n) {
+      const go = document.createElement("button");
+      go.type = "button";
+      go.textContent = "show";
+      go.setAttribute("aria-label", `Show slice ${lesion.slice_index + 1}, the largest cross-section of this ${lesion.label} lesion`);
+      go.addEventListener("click", () => { setSlice(lesion.slice_index); $("slice-view").focus(); });
+      span.append(" ", go);
+    }
     lesionBody.appendChild(row);
   }
   $("lesions").hidden = !(lesions && lesions.lesions.length);
@@ -186,6 +206,174 @@ async function show(screening) {
   fill($("notes"), [...result.input.warnings.map((w) => `reader warning: ${w}`), ...result.notes]);
   $("result").hidden = false;
   $("result").focus();
+}
+
+// ------------------------------------------------------------------------------ slice browser (CT series)
+// The API gives a series result its JSON and two pictures (an 8-slice overview strip and the lesion burden
+// plot), no per-slice images or masks. The browser therefore reads the slices from the files uploaded from
+// this tab (slices.js), sorted as the server sorts them, and draws on them what the result knows per slice:
+// each lesion's 3-D region as its box on the slices it spans (solid on its largest cross-section), the
+// slice's lesion score, the lesion areas known for the slice and the classifier's slice probabilities.
+// Per-slice lung masks are not in the API: the lung contour toggle says so.
+const LESION_COLOURS = { ground_glass_opacity: "rgb(255,200,0)", ggo: "rgb(255,200,0)", consolidation: "rgb(230,30,30)", pneumothorax: "rgb(230,30,30)" };
+const FALLBACK_COLOURS = ["rgb(0,160,255)", "rgb(200,0,200)", "rgb(255,120,0)"];
+const slices = { n: 0, index: 0, result: null, series: null, cache: new Map(), token: 0 };
+window.chestlensSliceBrowser = slices; // for tests and the console
+
+function lesionColour(label, k) { return LESION_COLOURS[label] || FALLBACK_COLOURS[k % FALLBACK_COLOURS.length]; }
+
+async function showSlices(screening) {
+  const result = screening.result;
+  const n = result.input.n_slices || 1;
+  const token = ++slices.token;
+  Object.assign(slices, { n: n > 1 ? n : 0, index: 0, result, series: null, cache: new Map(), error: null });
+  $("slice-browser").hidden = n <= 1;
+  if (n <= 1) return;
+  const slider = $("slice-slider");
+  slider.max = String(n - 1);
+  const lungs = $("slice-lungs");
+  lungs.checked = false;
+  lungs.disabled = true;
+  lungs.parentElement.title = "This server's API serves no per-slice lung masks (only their volume).";
+  lungs.parentElement.lastChild.textContent = " lung contour (not served per slice by this server)";
+  const files = seriesFiles.get(screening.id);
+  let source;
+  if (!files) {
+    source = "Slice images are read from the files uploaded from this browser tab (this server's API serves " +
+      "none per slice); this series was not uploaded from this tab, so the slices show the lesion regions only.";
+  } else {
+    try {
+      const series = await window.chestlensSlices.readSeries(files);
+      if (token !== slices.token) return;
+      if (series.slices.length !== n) {
+        source = `The uploaded files hold ${series.slices.length} slices, the result ${n}: slice images not shown.`;
+      } else {
+        slices.series = series;
+        source = `Slice images read in this browser from the ${n} uploaded files (sorted by ${series.sortedBy.replace("_", " ")}, ` +
+          "as on the server), lung window (centre −600 HU, width 1500 HU). Lesion regions are the result's 3-D lesions: " +
+          "their box on every slice they span, solid on their largest cross-section.";
+      }
+    } catch (error) {
+      source = `Slice images not shown: ${error.message}.`;
+    }
+  }
+  $("slice-source").textContent = source;
+  $("summary-box").open = !slices.series;
+  setSlice(Math.floor((n - 1) / 2));
+}
+
+/** Grey slice k (lung window) as ImageData, decoded on demand (a few dozen kept). */
+function sliceImage(k) {
+  if (!slices.series) return null;
+  if (slices.cache.has(k)) return slices.cache.get(k);
+  const { rows, cols, hu } = window.chestlensSlices.sliceHu(slices.series.slices[k]);
+  const grey = window.chestlensSlices.windowed(hu);
+  const image = new ImageData(cols, rows);
+  for (let i = 0; i < grey.length; i++) image.data.set([grey[i], grey[i], grey[i], 255], 4 * i);
+  slices.cache.set(k, image);
+  if (slices.cache.size > 32) slices.cache.delete(slices.cache.keys().next().value);
+  return image;
+}
+
+function setSlice(k) {
+  if (!slices.n) return;
+  k = Math.max(0, Math.min(slices.n - 1, Math.round(k)));
+  slices.index = k;
+  const slider = $("slice-slider");
+  slider.value = String(k);
+  const text = `slice ${k + 1} of ${slices.n}`;
+  slider.setAttribute("aria-valuetext", text);
+  $("slice-label").textContent = `${k + 1} of ${slices.n}`;
+  drawSlice();
+  describeSlice(k);
+}
+
+function drawSlice() {
+  const k = slices.index;
+  const result = slices.result;
+  const canvas = $("slice-canvas");
+  let image = null;
+  try { image = sliceImage(k); } catch (error) { slices.error = error.message; $("slice-source").textContent = `Slice ${k + 1}: ${error.message}.`; }
+  const rows = image ? image.height : result.input.rows;
+  const cols = image ? image.width : result.input.cols;
+  canvas.width = cols;
+  canvas.height = rows;
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#000";
+  context.fillRect(0, 0, cols, rows);
+  if (image) context.putImageData(image, 0, 0);
+  const shown = [];
+  if ($("slice-lesions").checked && result.lesions) {
+    const labels = [...new Set(result.lesions.lesions.map((l) => l.label))];
+    const width = Math.max(1, Math.round(cols / 256));
+    context.font = `${Math.max(10, Math.round(cols / 40))}px system-ui, sans-serif`;
+    for (const lesion of result.lesions.lesions) {
+      if (!lesion.slices || k < lesion.slices[0] || k > lesion.slices[1]) continue;
+      const [x0, y0, x1, y1] = lesion.box;
+      context.strokeStyle = context.fillStyle = lesionColour(lesion.label, labels.indexOf(lesion.label));
+      context.lineWidth = lesion.slice_index === k ? 2 * width : width;
+      context.setLineDash(lesion.slice_index === k ? [] : [4 * width, 3 * width]);
+      context.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      context.fillText(lesion.label.replaceAll("_", " "), x0, Math.max(10, y0 - 3));
+      shown.push(lesion.label);
+    }
+    context.setLineDash([]);
+  }
+  canvas.dataset.slice = String(k);
+  canvas.dataset.image = image ? "decoded" : "none";
+  canvas.dataset.lesions = String(shown.length);
+  canvas.setAttribute("aria-label", `CT slice ${k + 1} of ${slices.n}` + (image ? ", lung window" : " (image not available)") +
+    (shown.length ? `, ${shown.length} lesion region(s) outlined: ${[...new Set(shown)].join(", ").replaceAll("_", " ")}` : ""));
+}
+
+function describeSlice(k) {
+  const result = slices.result;
+  const items = [];
+  const series = slices.series && slices.series.slices[k];
+  const position = series && series.position !== null ? `; ${series.position.toFixed(1)} mm along the slice normal` : "";
+  items.push(["slice", `${k + 1} of ${slices.n} (index ${k} in the result${position})`]);
+  const lesions = result.lesions;
+  if (lesions && lesions.ran) {
+    const score = lesions.slice_scores ? lesions.slice_scores[k] : null;
+    items.push(["lesion score on this slice", score === null || score === undefined ? "—" :
+      score > 0 ? score.toFixed(2) : "0 (no lesion region inside the lungs)"]);
+    const here = lesions.lesions.filter((l) => l.slices && k >= l.slices[0] && k <= l.slices[1]);
+    const largest = here.filter((l) => l.slice_index === k);
+    items.push(["lesion area on this slice", largest.length
+      ? largest.map((l) => `${l.label.replaceAll("_", " ")} ${l.area_mm2 === null ? `${l.area_pixels} px` : `${l.area_mm2.toFixed(0)} mm²`} (its largest cross-section)`)
+      : here.length ? "not given for this slice (the result gives each lesion's area at its largest cross-section only)" : "no lesion on this slice"]);
+    if (here.length) {
+      items.push(["lesions spanning this slice", here.map((l) => `${l.label.replaceAll("_", " ")}: slices ${l.slices[0]}–${l.slices[1]}` +
+        (l.volume_ml === null || l.volume_ml === undefined ? "" : `, ${l.volume_ml.toFixed(2)} mL`) + `, largest at ${l.slice_index}`)]);
+    }
+  } else if (lesions) items.push(["lesion segmentation", lesions.gate]);
+  const classification = result.classification;
+  if (classification && classification.slice_indices) {
+    const j = classification.slice_indices.indexOf(k);
+    items.push(["classifier on this slice", j < 0 ? "not classified (lungs under 1% of the slice)" :
+      classification.slice_probabilities[j].map((p, c) => `${Object.keys(classification.probabilities)[c]} ${p.toFixed(2)}`).join(" · ")]);
+  }
+  $("slice-info").replaceChildren(...items.flatMap(([name, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = name;
+    const dd = document.createElement("dd");
+    if (Array.isArray(value)) {
+      const list = document.createElement("ul");
+      list.replaceChildren(...value.map((v) => { const li = document.createElement("li"); li.textContent = v; return li; }));
+      dd.appendChild(list);
+    } else dd.textContent = value;
+    return [dt, dd];
+  }));
+}
+
+/** Keys of the slider and of the image: arrows one slice, Page Up/Down ten, Home/End the ends. */
+function sliceKey(event) {
+  const step = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1, PageUp: 10, PageDown: -10 }[event.key];
+  if (step !== undefined) setSlice(slices.index + step);
+  else if (event.key === "Home") setSlice(0);
+  else if (event.key === "End") setSlice(slices.n - 1);
+  else return;
+  event.preventDefault();
 }
 
 async function refreshHistory() {
@@ -264,6 +452,16 @@ window.addEventListener("DOMContentLoaded", () => {
   for (const name of LAYERS) {
     $(`toggle-${name}`).addEventListener("change", (e) => { $(`layer-${name}`).hidden = !e.target.checked; });
   }
+  const slider = $("slice-slider");
+  slider.addEventListener("input", () => setSlice(Number(slider.value)));
+  slider.addEventListener("keydown", sliceKey);
+  $("slice-view").addEventListener("keydown", sliceKey);
+  $("slice-view").addEventListener("wheel", (e) => {
+    if (!slices.n || e.deltaY === 0) return;
+    e.preventDefault();
+    setSlice(slices.index + Math.sign(e.deltaY));
+  }, { passive: false });
+  for (const id of ["slice-lungs", "slice-lesions"]) $(id).addEventListener("change", () => slices.n && drawSlice());
   $("refresh").addEventListener("click", () => guard(refreshHistory()));
   $("export").addEventListener("click", () => guard(exportCsv()));
   guard(refreshHistory());
