@@ -1,9 +1,11 @@
 """``chestlens serve``: the screening web service and page (FastAPI + uvicorn).
 
-API keys are never taken on the command line (visible to every user in ``ps``): set
-``CHESTLENS_API_KEYS`` (comma-separated) or give ``--api-key-file`` (one key a line). Every other setting
-can also come from a ``CHESTLENS_SERVE_*`` variable (see :mod:`chestlens.serve.settings`); an option
-given on the command line wins over it.
+Secrets are never taken on the command line (visible to every user in ``ps``): API keys come from
+``CHESTLENS_API_KEYS`` (comma-separated ``role:key`` entries) or ``--api-key-file`` (one a line; a bare key
+is an admin key), the HS256 secret of bearer tokens from ``CHESTLENS_JWT_SECRET`` or ``--jwt-secret-file``
+(see :mod:`chestlens.serve.auth`). Every other setting can also come from a ``CHESTLENS_SERVE_*`` variable
+(see :mod:`chestlens.serve.settings`); an option given on the command line wins over it. Bad settings, key
+files and token keys stop the command with one line (exit 2) before a port is bound.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-def _keys_from_file(path: Path) -> frozenset[str]:
+def _secret_from_file(path: Path) -> str:
+    """The JWT secret in ``path`` (surrounding white space removed)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise ChestlensInputError(path, f"cannot read the API key file ({error.strerror})") from error
-    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise ChestlensInputError(path, f"cannot read the JWT secret file ({reason})") from error
 
 
 def _is_loopback(host: str) -> bool:
@@ -71,15 +74,60 @@ def serve(
     ] = 5.0,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, help="Waiting images before 503.")] = 64,
     api_key_file: Annotated[
-        Path | None, typer.Option("--api-key-file", help="Accepted X-API-Key values.")
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            help="Accepted X-API-Key values, one 'role:key' a line (submitter, reader, admin; "
+            "a bare key is admin).",
+        ),
+    ] = None,
+    jwt_secret_file: Annotated[
+        Path | None, typer.Option("--jwt-secret-file", help="HS256 secret of bearer tokens (32+ bytes).")
+    ] = None,
+    jwt_public_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwt-public-key-file", help="PEM public key of bearer tokens (RSA: RS256, EC: ES256)."
+        ),
+    ] = None,
+    jwt_jwks_file: Annotated[
+        Path | None, typer.Option("--jwt-jwks-file", help="JWKS file of bearer token keys (read at start).")
+    ] = None,
+    jwt_issuer: Annotated[str | None, typer.Option("--jwt-issuer", help="Required 'iss' of tokens.")] = None,
+    jwt_audience: Annotated[
+        str | None, typer.Option("--jwt-audience", help="Required 'aud' of tokens.")
+    ] = None,
+    jwt_roles_claim: Annotated[
+        str, typer.Option("--jwt-roles-claim", help="Dotted path of the roles claim (realm_access.roles).")
+    ] = "roles",
+    jwt_role_map: Annotated[
+        list[str] | None,
+        typer.Option("--jwt-role-map", help="VALUE=ROLE: a claim value that grants a role (repeatable)."),
     ] = None,
     allow_unauthenticated: Annotated[
         bool,
         typer.Option(
             "--allow-unauthenticated",
-            help="Serve an open API on a non-loopback address (refused without API keys otherwise).",
+            help="Serve an open API on a non-loopback address (refused without credentials otherwise).",
         ),
     ] = False,
+    header_timeout_s: Annotated[
+        float,
+        typer.Option("--header-timeout-s", min=0.001, help="Request line and headers must arrive within."),
+    ] = 10.0,
+    body_timeout_s: Annotated[
+        float, typer.Option("--body-timeout-s", min=0.001, help="The whole request body must arrive within.")
+    ] = 120.0,
+    keep_alive_timeout_s: Annotated[
+        float, typer.Option("--keep-alive-timeout-s", min=0.001, help="Idle keep-alive connections close.")
+    ] = 5.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Connections plus requests before 503.")
+    ] = 1000,
+    max_header_bytes: Annotated[
+        int, typer.Option("--max-header-bytes", min=1024, help="Request line plus headers, at most.")
+    ] = 16 * 1024,
+    backlog: Annotated[int, typer.Option("--backlog", min=1, help="TCP listen backlog.")] = 2048,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeatable); default: none.")
     ] = None,
@@ -108,7 +156,10 @@ def serve(
     import uvicorn
 
     from chestlens.models.spec import read_spec
+    from chestlens.serve.auth import key_file_entries
+    from chestlens.serve.http_limits import ConnectionLimits, use_limits, uvicorn_options
     from chestlens.serve.middleware import configure_logging
+    from chestlens.serve.security import Credentials
     from chestlens.serve.settings import API_KEYS_ENV, MB, SETTINGS_ENV, ServeSettings, api_keys_from_env
 
     def given(option: str) -> bool:  # on the command line, not a default (CHESTLENS_SERVE_* apply then)
@@ -130,28 +181,53 @@ def serve(
         "return_to": ("return_to", tuple(return_to or ())),
         "return_ae_title": ("return_ae_title", return_ae_title),
         "return_secondary_capture": ("return_secondary_capture", return_secondary_capture),
+        "jwt_public_key_file": ("jwt_public_key_file", jwt_public_key_file),
+        "jwt_jwks_file": ("jwt_jwks_file", jwt_jwks_file),
+        "jwt_issuer": ("jwt_issuer", jwt_issuer),
+        "jwt_audience": ("jwt_audience", jwt_audience),
+        "jwt_roles_claim": ("jwt_roles_claim", jwt_roles_claim),
+        "jwt_role_map": ("jwt_role_map", tuple(jwt_role_map or ())),
+        "header_timeout_s": ("header_timeout_s", header_timeout_s),
+        "body_timeout_s": ("body_timeout_s", body_timeout_s),
+        "keep_alive_timeout_s": ("keep_alive_timeout_s", keep_alive_timeout_s),
+        "max_connections": ("max_connections", max_connections),
+        "max_header_bytes": ("max_header_bytes", max_header_bytes),
+        "backlog": ("backlog", backlog),
     }
     values = {field: value for option, (field, value) in options.items() if given(option) and value != ""}
     if api_key_file:
-        values["api_keys"] = api_keys_from_env() | _keys_from_file(api_key_file)
+        values["api_keys"] = api_keys_from_env() | frozenset(key_file_entries(api_key_file))
+    if jwt_secret_file:
+        values["jwt_secret"] = _secret_from_file(jwt_secret_file)
     settings = ServeSettings.load(**values)  # a bad value: one line, exit code 2
+    Credentials.from_settings(settings)  # an unusable token key file: one line, before the server starts
     for name in settings.models:
         read_spec(name)  # a wrong --models fails here, in one line, before the server starts
-    if not settings.api_keys and not _is_loopback(host):
+    if not settings.authenticated and not _is_loopback(host):
         if not allow_unauthenticated:
             raise ChestlensInputError(
                 None,
-                f"refusing to listen on {host} without API keys: set {API_KEYS_ENV} or --api-key-file "
-                "(or --allow-unauthenticated for a trusted network)",
+                f"refusing to listen on {host} without API keys or bearer tokens: set {API_KEYS_ENV}, "
+                "--api-key-file or a --jwt-* key (or --allow-unauthenticated for a trusted network)",
             )
-        typer.echo(f"chestlens: warning: listening on {host} without API keys", err=True)
+        typer.echo(
+            f"chestlens: warning: listening on {host} without credentials (everyone is admin)", err=True
+        )
     configure_logging(log_level)
-    options = {"host": host, "port": port, "log_config": None, "access_log": False, "server_header": False}
+    options = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        **uvicorn_options(settings),
+    }
     if workers == 1:
         from chestlens.serve.app import create_app
 
+        use_limits(ConnectionLimits.of(settings))
         uvicorn.run(create_app(settings), **options)
         return
-    os.environ[SETTINGS_ENV] = settings.to_env()
-    os.environ[API_KEYS_ENV] = ",".join(sorted(settings.api_keys))
+    os.environ[SETTINGS_ENV] = settings.to_env()  # each worker reads its settings (and limits) from here
+    os.environ.update(settings.secrets_env())
     uvicorn.run("chestlens.serve.app:app_from_env", factory=True, workers=workers, **options)

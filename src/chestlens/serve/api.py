@@ -4,6 +4,11 @@
 ``POST /api/v1/screenings`` (multipart field ``file``): one image answers 200 with the stored result;
 a zip of a DICOM series, or several DICOM files, answers 202 with a job to poll at ``/api/v1/jobs/{id}``.
 ``DELETE /api/v1/screenings/{id}`` removes a result with its overlays and job (204).
+
+Every operation depends on :func:`~chestlens.serve.security.allow` with the permission it needs, and names
+the roles that have it in its description (the OpenAPI document). A submitter sees only what it submitted:
+another principal's screening or job answers 404, as an unknown id does, so ids are never confirmed. The
+submit route records the screening or job it made in ``request.state.audit_ids`` for the access log.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from fastapi.responses import JSONResponse
 from chestlens.models.catalog import resolve_bundle
 from chestlens.pipeline.batch import csv_text, record
 from chestlens.pipeline.schema import ScreeningResult
+from chestlens.serve.auth import Permission, Principal
 from chestlens.serve.engine import QueueFullError
 from chestlens.serve.jobs import save_screening
 from chestlens.serve.layers import NOT_DRAWN, SOURCE, draw_layer
@@ -33,7 +39,7 @@ from chestlens.serve.schemas import (
     screening_out,
     worklist_item,
 )
-from chestlens.serve.security import KeyFirstRoute
+from chestlens.serve.security import KeyFirstRoute, allow
 from chestlens.serve.service import Service
 from chestlens.serve.store import Store, new_id
 from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported
@@ -44,12 +50,15 @@ LAYER = Annotated[
 ]
 ERRORS = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 404, 413, 415, 422, 503)
-}
+    for code in (400, 404, 413, 415, 422, 503)
+}  # 401 and 403 come with the security dependencies when credentials are configured (create_app)
+SUBMITTER = Annotated[Principal, allow(Permission.SUBMIT)]
+READER = Annotated[Principal, allow(Permission.READ)]
+DELETER = Annotated[Principal, allow(Permission.DELETE)]
 
 log = logging.getLogger("chestlens.serve")
 health_router = APIRouter()
-router = APIRouter(route_class=KeyFirstRoute)  # create_app adds the API key dependency when keys are set
+router = APIRouter(route_class=KeyFirstRoute)  # create_app adds the security schemes when configured
 
 
 def service_of(request: Request) -> Service:
@@ -70,9 +79,9 @@ async def readyz(request: Request) -> Health:
     return Health(status="ready", models=list(service.settings.models))
 
 
-@router.get(f"{API}/openapi.json", include_in_schema=False)
+@router.get(f"{API}/openapi.json", include_in_schema=False, dependencies=[allow(Permission.READ)])
 async def openapi(request: Request) -> JSONResponse:
-    """The OpenAPI document (served here rather than by FastAPI, so the API key applies to it too)."""
+    """The OpenAPI document (served here rather than by FastAPI, so the credentials apply to it too)."""
     return JSONResponse(request.app.openapi())
 
 
@@ -84,11 +93,15 @@ async def openapi(request: Request) -> JSONResponse:
 )
 async def submit(
     request: Request,
+    principal: SUBMITTER,
     file: Annotated[
         list[UploadFile], File(description="one image, a zip of a DICOM series, or several DICOM files")
     ],
 ) -> ScreeningOut | JSONResponse:
-    """Screen an upload. The format is sniffed from the bytes (the declared content type is ignored)."""
+    """Screen an upload. The format is sniffed from the bytes (the declared content type is ignored).
+
+    Role: submitter, reader or admin. The screening (or job) is owned by the caller.
+    """
     service = service_of(request)
     engine, jobs = service.require_ready()
     parts = [await upload.read() for upload in file]
@@ -104,24 +117,31 @@ async def submit(
         except QueueFullError as error:
             raise busy("the screening queue", service.settings.retry_after_s) from error
         store = service.require_store()
-        await asyncio.to_thread(save_screening, store, screening, screening_id)
+        await asyncio.to_thread(save_screening, store, screening, screening_id, principal.owner)
+        request.state.audit_ids = {"screening_id": screening_id}
         return screening_out(await asyncio.to_thread(store.screening, screening_id))  # type: ignore[arg-type]
     if len(parts) > 1:
         for index, data in enumerate(parts):
             if check_image_bytes(data, f"part {index + 1}") != "dicom":
                 raise unsupported(f"part {index + 1} of a multi-file series is not DICOM")
-    job = await jobs.submit(parts)
+    job = await jobs.submit(parts, principal.owner)
+    request.state.audit_ids = {"job_id": job.id}
     return JSONResponse(
         job_out(job).model_dump(mode="json"), status_code=202, headers={"Location": f"{API}/jobs/{job.id}"}
     )
 
 
 @router.get(f"{API}/screenings", response_model=list[WorklistItem], responses=ERRORS, tags=["screenings"])
-async def worklist(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[WorklistItem]:
-    """This server's recent results, newest first."""
+async def worklist(
+    request: Request, principal: READER, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[WorklistItem]:
+    """This server's recent results, newest first.
+
+    Role: submitter (its own results only), reader or admin (all).
+    """
     service = service_of(request)
     limit = min(limit, service.settings.history_limit)
-    rows = await asyncio.to_thread(service.require_store().recent, limit)
+    rows = await asyncio.to_thread(service.require_store().recent, limit, principal.scope)
     return [worklist_item(row) for row in rows]
 
 
@@ -131,10 +151,16 @@ async def worklist(request: Request, limit: Annotated[int, Query(ge=1, le=1000)]
     responses={**ERRORS, 200: {"content": {"text/csv": {}}}},
     tags=["screenings"],
 )
-async def worklist_csv(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> Response:
-    """The worklist as CSV (the columns of ``chestlens predict``'s results.csv plus the id)."""
+async def worklist_csv(
+    request: Request, principal: READER, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> Response:
+    """The worklist as CSV (the columns of ``chestlens predict``'s results.csv plus the id).
+
+    Role: submitter (its own results only), reader or admin (all).
+    """
     service = service_of(request)
-    rows = await asyncio.to_thread(service.require_store().recent, min(limit, service.settings.history_limit))
+    limit = min(limit, service.settings.history_limit)
+    rows = await asyncio.to_thread(service.require_store().recent, limit, principal.scope)
     lines = [record(row.id, ScreeningResult.model_validate_json(row.result_json)) for row in rows]
     return Response(
         csv_text(lines),
@@ -146,18 +172,26 @@ async def worklist_csv(request: Request, limit: Annotated[int, Query(ge=1, le=10
 @router.get(
     f"{API}/screenings/{{screening_id}}", response_model=ScreeningOut, responses=ERRORS, tags=["screenings"]
 )
-async def get_screening(request: Request, screening_id: ID) -> ScreeningOut:
-    """A stored result (the pipeline's JSON schema) and its overlay URLs."""
-    stored = await asyncio.to_thread(service_of(request).require_store().screening, screening_id)
+async def get_screening(request: Request, principal: READER, screening_id: ID) -> ScreeningOut:
+    """A stored result (the pipeline's JSON schema) and its overlay URLs.
+
+    Role: submitter (its own; another's answers 404), reader or admin.
+    """
+    store = service_of(request).require_store()
+    stored = await asyncio.to_thread(store.screening, screening_id, principal.scope)
     if stored is None:
         raise ProblemError(404, "not-found", "Not found", f"no screening {screening_id}")
     return screening_out(stored)
 
 
 @router.delete(f"{API}/screenings/{{screening_id}}", status_code=204, responses=ERRORS, tags=["screenings"])
-async def delete_screening(request: Request, screening_id: ID) -> Response:
-    """Delete a result and everything derived from it (overlays, its job); 404 when there is none."""
-    deleted = await asyncio.to_thread(service_of(request).require_store().delete_screening, screening_id)
+async def delete_screening(request: Request, principal: DELETER, screening_id: ID) -> Response:
+    """Delete a result and everything derived from it (overlays, its job); 404 when there is none.
+
+    Role: submitter (its own; another's answers 404) or admin (any). A reader gets 403.
+    """
+    store = service_of(request).require_store()
+    deleted = await asyncio.to_thread(store.delete_screening, screening_id, principal.scope)
     if not deleted:
         raise ProblemError(404, "not-found", "Not found", f"no screening {screening_id}")
     log.info("screening deleted", extra={"event": "deleted", "screening_id": screening_id})
@@ -170,10 +204,14 @@ async def delete_screening(request: Request, screening_id: ID) -> Response:
     responses={**ERRORS, 200: {"content": {"image/png": {}}}},
     tags=["screenings"],
 )
-async def get_overlay(request: Request, screening_id: ID, layer: LAYER) -> Response:
-    """One PNG layer of a screening (drawn on its first request, then kept)."""
+async def get_overlay(request: Request, principal: READER, screening_id: ID, layer: LAYER) -> Response:
+    """One PNG layer of a screening (drawn on its first request, then kept).
+
+    Role: submitter (of its own screenings; another's answers 404), reader or admin.
+    """
     store = service_of(request).require_store()
-    png = await asyncio.to_thread(store.overlay, screening_id, layer)
+    visible = await asyncio.to_thread(store.visible, screening_id, principal.scope)
+    png = await asyncio.to_thread(store.overlay, screening_id, layer) if visible else None
     if png is None:
         raise ProblemError(404, "not-found", "Not found", f"no layer {layer!r} for screening {screening_id}")
     if png == NOT_DRAWN:
@@ -193,17 +231,29 @@ def _draw(store: Store, screening_id: str, layer: str) -> bytes:
 
 
 @router.get(f"{API}/jobs/{{job_id}}", response_model=JobOut, responses=ERRORS, tags=["jobs"])
-async def get_job(request: Request, job_id: ID) -> JobOut:
-    """A background job's status and progress; ``screening_url`` once done."""
-    job = await asyncio.to_thread(service_of(request).require_store().job, job_id)
+async def get_job(request: Request, principal: READER, job_id: ID) -> JobOut:
+    """A background job's status and progress; ``screening_url`` once done.
+
+    Role: submitter (its own jobs; another's answers 404), reader or admin.
+    """
+    job = await asyncio.to_thread(service_of(request).require_store().job, job_id, principal.scope)
     if job is None:
         raise ProblemError(404, "not-found", "Not found", f"no job {job_id}")
     return job_out(job)
 
 
-@router.get(f"{API}/models", response_model=list[ModelOut], responses=ERRORS, tags=["models"])
+@router.get(
+    f"{API}/models",
+    response_model=list[ModelOut],
+    responses=ERRORS,
+    tags=["models"],
+    dependencies=[allow(Permission.READ)],
+)
 async def models(request: Request) -> list[ModelOut]:
-    """The loaded models with their model cards."""
+    """The loaded models with their model cards.
+
+    Role: submitter, reader or admin.
+    """
     engine, _ = service_of(request).require_ready()
     return [_model_out(model.spec, model.path) for model in engine.screener.models]
 

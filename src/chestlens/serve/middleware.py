@@ -1,25 +1,34 @@
-"""One ASGI middleware for every request: request id, size limit, security headers, a log line.
+"""One ASGI middleware for every request: request id, size limit, body timeout, security headers, a log
+line and the access log.
 
 * Request id: the client's ``X-Request-ID`` when it is 1-64 characters of ``[A-Za-z0-9-]``, else a new
   random one; echoed in the response header and in problem bodies, and in the log line.
 * Size limit: a ``Content-Length`` over the limit is refused before reading (413); a chunked body is
   counted as it streams and the response is replaced by a 413 once it goes over.
-* API keys are not checked here but by a dependency of the API routes (:mod:`chestlens.serve.security`),
-  so the OpenAPI document declares them.
+* Body timeout: the whole body must arrive within ``body_timeout_s`` of the request's start (its headers
+  being complete); a body that is slower gets a 408 problem with ``Connection: close``, and the server
+  goes on serving the others. Headers are bounded one level below, in the HTTP protocol
+  (:mod:`chestlens.serve.http_limits`), because an incomplete request never reaches the app.
+* Credentials and roles are not checked here but by dependencies of the API routes
+  (:mod:`chestlens.serve.security`), so the OpenAPI document declares them.
 * Log line (JSON, logger ``chestlens.serve``): method, path, status, milliseconds, request id; never a
   query string, a file name or anything from an image.
+* Access log: every request that reached an API route, one JSON line (:mod:`chestlens.serve.access_log`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chestlens.serve.access_log import AccessLog
 from chestlens.serve.problems import PROBLEM_JSON, Problem
 
 log = logging.getLogger("chestlens.serve")
@@ -37,8 +46,16 @@ SECURITY_HEADERS = [
 ]
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class RequestRefusedError(Exception):
+    """Raised from ``receive`` when the body breaks a limit; the response becomes :attr:`problem`.
+
+    :func:`chestlens.serve.app.create_app` answers it with that problem (so no route logs it as an
+    internal error); whatever the app answers, the middleware sends the problem instead.
+    """
+
+    def __init__(self, status: int, kind: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.problem = (status, kind, title, detail)
 
 
 def _problem_message(
@@ -46,6 +63,7 @@ def _problem_message(
 ) -> tuple[Message, Message]:
     body = Problem(type=f"/problems/{kind}", title=title, status=status, detail=detail, request_id=request_id)
     data = json.dumps(body.model_dump()).encode()
+    close = [(b"connection", b"close")] if status == 408 else []  # the rest of a slow body is not read
     start = {
         "type": "http.response.start",
         "status": status,
@@ -53,6 +71,7 @@ def _problem_message(
             (b"content-type", PROBLEM_JSON.encode()),
             (b"content-length", str(len(data)).encode()),
             (b"x-request-id", request_id.encode()),
+            *close,
             *SECURITY_HEADERS,
         ],
     }
@@ -62,20 +81,27 @@ def _problem_message(
 class GuardMiddleware:
     """See the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app, self.max_body = app, max_body_bytes
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        body_timeout_s: float,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.app, self.max_body, self.body_timeout_s = app, max_body_bytes, body_timeout_s
+        self.access_log = access_log
 
-    def _refusal(self, scope: Scope, request_id: str) -> tuple[Message, Message] | None:
+    def _too_large(self, given: int | None = None) -> RequestRefusedError:
+        size = "the request body" if given is None else f"the request body of {given:,} bytes"
+        detail = f"{size} exceeds the limit of {self.max_body:,} bytes"
+        return RequestRefusedError(413, "payload-too-large", "Payload too large", detail)
+
+    def _refusal(self, scope: Scope) -> RequestRefusedError | None:
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
-            return _problem_message(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"the request body of {int(length):,} bytes exceeds the limit of {self.max_body:,} bytes",
-                request_id,
-            )
+            return self._too_large(int(length))
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,32 +112,34 @@ class GuardMiddleware:
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         start = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         status = {"code": 500}
-        received = {"bytes": 0, "over": False}
+        body = {"bytes": 0, "done": False}
+        refused: dict[str, Any] = {"error": self._refusal(scope), "sent": False}
 
-        async def counted_receive() -> Message:
-            message = await receive()
+        async def guarded_receive() -> Message:
+            if body["done"]:  # after the body: waiting for a disconnect is not timed
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                detail = f"the request body did not arrive within {self.body_timeout_s:g} s"
+                refused["error"] = RequestRefusedError(408, "request-timeout", "Request timeout", detail)
+                raise refused["error"] from None
             if message["type"] == "http.request":
-                received["bytes"] += len(message.get("body", b""))
-                if received["bytes"] > self.max_body:
-                    received["over"] = True
-                    raise _BodyTooLargeError
+                body["bytes"] += len(message.get("body", b""))
+                body["done"] = not message.get("more_body", False)
+                if body["bytes"] > self.max_body:
+                    refused["error"] = self._too_large()
+                    raise refused["error"]
             return message
 
-        replaced = {"done": False}
-
         async def guarded_send(message: Message) -> None:
-            if received["over"]:  # whatever the app answers, the client gets the 413
-                if not replaced["done"]:
-                    replaced["done"] = True
-                    status["code"] = 413
-                    for part in _problem_message(
-                        413,
-                        "payload-too-large",
-                        "Payload too large",
-                        f"the request body exceeds the limit of {self.max_body:,} bytes",
-                        request_id,
-                    ):
+            if refused["error"] is not None:  # whatever the app answers, the client gets the refusal
+                if not refused["sent"]:
+                    refused["sent"] = True
+                    status["code"] = refused["error"].problem[0]
+                    for part in _problem_message(*refused["error"].problem, request_id):
                         await send(part)
                 return
             if message["type"] == "http.response.start":
@@ -123,17 +151,14 @@ class GuardMiddleware:
                 ]
             await send(message)
 
-        refusal = self._refusal(scope, request_id)
         try:
-            if refusal is not None:
-                status["code"] = refusal[0]["status"]
-                for part in refusal:
-                    await send(part)
+            if refused["error"] is not None:
+                await guarded_send({"type": "http.response.start", "status": 413, "headers": []})
             else:
                 try:
-                    await self.app(scope, counted_receive, guarded_send)
-                except _BodyTooLargeError:
-                    await guarded_send({"type": "http.response.start", "status": 413, "headers": []})
+                    await self.app(scope, guarded_receive, guarded_send)
+                except RequestRefusedError:
+                    await guarded_send({"type": "http.response.start", "status": 0, "headers": []})
         finally:
             log.info(
                 "request",
@@ -145,6 +170,8 @@ class GuardMiddleware:
                     "ms": round((time.perf_counter() - start) * 1000.0, 1),
                 },
             )
+            if self.access_log is not None:
+                self.access_log.record(scope, status["code"], request_id)
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,14 +2,16 @@
 :func:`chestlens.serve.app.create_app`.
 
 Every field can come from the environment: ``CHESTLENS_SERVE_<FIELD>`` (``CHESTLENS_SERVE_MAX_BATCH=4``;
-lists comma-separated: ``CHESTLENS_SERVE_MODELS=xray3-screener,ct-lesions``), except the API keys, which
-are read from :data:`API_KEYS_ENV` only (comma-separated). Values given to the constructor (the CLI's
+lists comma-separated: ``CHESTLENS_SERVE_MODELS=xray3-screener,ct-lesions``), except the secrets: the API
+keys, read from :data:`API_KEYS_ENV` only (comma-separated ``role:key`` entries), and the JWT secret, read
+from :data:`JWT_SECRET_ENV` only. Values given to the constructor (the CLI's
 options) win over the environment, which wins over the defaults. A bad value raises
 :class:`pydantic.ValidationError`; :meth:`ServeSettings.load` turns it into a one-line
 :class:`~chestlens.errors.ChestlensInputError` that names the variable.
 
 With ``--workers N`` uvicorn imports the app in N processes, so the settings travel as JSON in the
-environment variable :data:`SETTINGS_ENV` (:meth:`ServeSettings.to_env` / :meth:`ServeSettings.from_env`).
+environment variable :data:`SETTINGS_ENV` (:meth:`ServeSettings.to_env` / :meth:`ServeSettings.from_env`);
+the secrets travel in their own variables.
 """
 
 from __future__ import annotations
@@ -21,21 +23,24 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from chestlens.dicomnet.settings import DEFAULT_AE_TITLE, Destination, check_ae_title
 from chestlens.errors import ChestlensInputError
 from chestlens.io.limits import DEFAULT_MAX_PIXELS
 from chestlens.models.catalog import default_models
+from chestlens.serve.auth import parse_key_entries, parse_role_map
 
 ENV_PREFIX = "CHESTLENS_SERVE_"
 SETTINGS_ENV = "CHESTLENS_SERVE_SETTINGS"
 API_KEYS_ENV = "CHESTLENS_API_KEYS"
+JWT_SECRET_ENV = "CHESTLENS_JWT_SECRET"
 DEFAULT_DATA_DIR = Path("chestlens-serve")
 MB = 1024 * 1024
-#: Fields whose values are never quoted in an error message.
-_SECRET = frozenset({"api_keys"})
+#: Secret fields and their only environment variable; their values are never quoted in an error message,
+#: never in ``repr`` and never in :meth:`ServeSettings.to_env`.
+_SECRET = {"api_keys": API_KEYS_ENV, "jwt_secret": JWT_SECRET_ENV}
 
 
 def _split(value: Any) -> Any:
@@ -65,8 +70,32 @@ class ServeSettings(BaseSettings):
             answers 503 with Retry-After before it is decoded.
         decode_workers: uploads decoded at once (each holds a full-resolution image in memory).
         retry_after_s: the Retry-After value of that 503 (seconds).
-        api_keys: accepted ``X-API-Key`` values; empty: the API is open (bind to loopback then).
+        api_keys: accepted ``X-API-Key`` values, each ``role:key`` (``submitter``, ``reader`` or
+            ``admin``; a bare ``key`` is an admin key); see :mod:`chestlens.serve.auth`. Without keys and
+            without a JWT key the API is open and everyone acts as admin (bind to loopback then).
             From the environment: :data:`API_KEYS_ENV`, never ``CHESTLENS_SERVE_API_KEYS``.
+        jwt_secret: HS256 secret of bearer tokens (at least 32 bytes); from the environment:
+            :data:`JWT_SECRET_ENV` only.
+        jwt_public_key_file: PEM public key (RSA: RS256, EC P-256: ES256) of bearer tokens.
+        jwt_jwks_file: JWKS file (RSA/EC keys by ``kid``) of bearer tokens, read at start-up; no network.
+            At most one of ``jwt_secret``, ``jwt_public_key_file`` and ``jwt_jwks_file``.
+        jwt_issuer: required ``iss`` of bearer tokens; None: not checked.
+        jwt_audience: required ``aud`` of bearer tokens; None: not checked.
+        jwt_roles_claim: dotted path of the claim holding the roles (a list or a space-separated string),
+            e.g. ``realm_access.roles`` (Keycloak).
+        jwt_role_map: ``value=role`` entries mapping claim values to chestlens roles; empty: the values
+            ``submitter``, ``reader`` and ``admin`` themselves.
+        jwt_leeway_s: clock skew allowed when checking ``exp``/``nbf``/``iat`` (seconds).
+        header_timeout_s: a connection must complete its request line and headers within this many seconds
+            of connecting (or of sending the first byte of its next request), else it gets 408 and is
+            closed (:mod:`chestlens.serve.http_limits`).
+        body_timeout_s: the whole request body must arrive within this many seconds of the headers, else
+            408 and the connection is closed (:class:`chestlens.serve.middleware.GuardMiddleware`).
+        keep_alive_timeout_s: an idle keep-alive connection is closed after this many seconds (uvicorn).
+        max_connections: open connections plus running requests above which new requests get 503
+            (uvicorn's ``limit_concurrency``).
+        max_header_bytes: largest request line plus headers (bytes); more answers 431 and closes.
+        backlog: TCP listen backlog (connections waiting to be accepted).
         cors_origins: origins allowed by CORS; empty (default): CORS headers are never sent.
         runtime: ``onnx`` (ONNX Runtime, default) or ``torch`` (needs the ``[train]`` extra).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``cuda`` with the ``torch`` runtime).
@@ -106,6 +135,20 @@ class ServeSettings(BaseSettings):
     api_keys: Annotated[frozenset[str], NoDecode] = Field(
         default_factory=frozenset, validation_alias=API_KEYS_ENV, repr=False
     )
+    jwt_secret: str | None = Field(None, validation_alias=JWT_SECRET_ENV, repr=False)
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_roles_claim: str = Field("roles", pattern=r"^[^.\s]+(\.[^.\s]+)*$")
+    jwt_role_map: Annotated[tuple[str, ...], NoDecode] = ()
+    jwt_leeway_s: float = Field(30.0, ge=0.0)
+    header_timeout_s: float = Field(10.0, gt=0.0)
+    body_timeout_s: float = Field(120.0, gt=0.0)
+    keep_alive_timeout_s: float = Field(5.0, gt=0.0)
+    max_connections: int = Field(1000, ge=1)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    backlog: int = Field(2048, ge=1)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     runtime: Literal["onnx", "torch"] = "onnx"
     device: str = "auto"
@@ -116,16 +159,51 @@ class ServeSettings(BaseSettings):
     return_secondary_capture: bool = False
 
     def __init__(self, **values: Any) -> None:
-        # api_keys= goes in under its alias (the variable's name) so that it wins over the environment in
+        # a secret goes in under its alias (the variable's name) so that it wins over the environment in
         # every pydantic-settings version: 2.7 kept both keys, and extra="forbid" refused the name
-        if "api_keys" in values:
-            values[API_KEYS_ENV] = values.pop("api_keys")
+        for field, alias in _SECRET.items():
+            if field in values:
+                values[alias] = values.pop(field)
         super().__init__(**values)
 
-    @field_validator("models", "api_keys", "cors_origins", "return_to", mode="before")
+    @field_validator("models", "api_keys", "cors_origins", "return_to", "jwt_role_map", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_roles(cls, value: frozenset[str]) -> frozenset[str]:
+        parse_key_entries(value)  # ValueError: unknown role, empty key, one key with two roles
+        return value
+
+    @field_validator("jwt_role_map")
+    @classmethod
+    def _role_map(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        parse_role_map(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_key(self) -> ServeSettings:
+        sources = [self.jwt_secret, self.jwt_public_key_file, self.jwt_jwks_file]
+        if sum(source is not None for source in sources) > 1:
+            raise ValueError("give one of jwt_secret, jwt_public_key_file and jwt_jwks_file")
+        if not self.bearer_tokens and (self.jwt_issuer or self.jwt_audience or self.jwt_role_map):
+            raise ValueError(
+                "jwt_issuer, jwt_audience and jwt_role_map need a token key "
+                f"({JWT_SECRET_ENV}, jwt_public_key_file or jwt_jwks_file)"
+            )
+        return self
+
+    @property
+    def bearer_tokens(self) -> bool:
+        """Whether bearer tokens are accepted (a token key is configured)."""
+        return any(s is not None for s in (self.jwt_secret, self.jwt_public_key_file, self.jwt_jwks_file))
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the API needs credentials (API keys or bearer tokens); False: open, everyone admin."""
+        return bool(self.api_keys) or self.bearer_tokens
 
     @field_validator("return_to")
     @classmethod
@@ -174,13 +252,20 @@ class ServeSettings(BaseSettings):
             raise ChestlensInputError(None, f"invalid serve settings: {error}") from None
 
     def to_env(self) -> str:
-        """JSON for :data:`SETTINGS_ENV` (API keys excluded: they stay in :data:`API_KEYS_ENV`)."""
-        return self.model_dump_json(exclude={"api_keys"})
+        """JSON for :data:`SETTINGS_ENV` (secrets excluded: they stay in :data:`API_KEYS_ENV` and
+        :data:`JWT_SECRET_ENV`, see :meth:`secrets_env`)."""
+        return self.model_dump_json(exclude=set(_SECRET))
+
+    def secrets_env(self) -> dict[str, str]:
+        """The variables that carry the secrets to worker processes (unset ones left out)."""
+        values = {API_KEYS_ENV: ",".join(sorted(self.api_keys)), JWT_SECRET_ENV: self.jwt_secret or ""}
+        return {name: value for name, value in values.items() if value}
 
     @classmethod
     def from_env(cls) -> ServeSettings:
-        """Settings from :data:`SETTINGS_ENV` plus keys from :data:`API_KEYS_ENV`; the fields that JSON
-        does not name come from ``CHESTLENS_SERVE_*`` or the defaults."""
+        """Settings from :data:`SETTINGS_ENV` plus the secrets from :data:`API_KEYS_ENV` and
+        :data:`JWT_SECRET_ENV`; the fields that JSON does not name come from ``CHESTLENS_SERVE_*`` or the
+        defaults."""
         try:
             values = json.loads(os.environ.get(SETTINGS_ENV) or "{}")
         except json.JSONDecodeError:
@@ -192,7 +277,7 @@ class ServeSettings(BaseSettings):
 
 def env_name(field: str) -> str:
     """The environment variable of a field: ``max_batch`` -> ``CHESTLENS_SERVE_MAX_BATCH``."""
-    return API_KEYS_ENV if field in _SECRET else f"{ENV_PREFIX}{field.upper()}"
+    return _SECRET.get(field) or f"{ENV_PREFIX}{field.upper()}"
 
 
 def settings_problem(error: ValidationError, given: Collection[str] = ()) -> str:
@@ -202,9 +287,13 @@ def settings_problem(error: ValidationError, given: Collection[str] = ()) -> str
     environment and is named by its variable. Values are quoted (shortened), API keys never.
     """
     parts = []
+    by_alias = {alias: field for field, alias in _SECRET.items()}
     for item in error.errors(include_url=False):
-        field = str(item["loc"][0]) if item["loc"] else "settings"
-        field = "api_keys" if field == API_KEYS_ENV else field
+        if not item["loc"]:  # a check of several fields together
+            parts.append(item["msg"].removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
+        field = by_alias.get(field, field)
         if item["type"] == "extra_forbidden":
             parts.append(f"unknown setting {field!r}")
             continue

@@ -9,6 +9,7 @@ is the standard STOW-RS response, ``application/dicom+json`` with the Referenced
 and the Failed SOP Sequence (0008,1198) with a Failure Reason (0008,1197): 200 when all were accepted,
 202 when some failed, 409 when none was accepted. Every screening and job made is linked from the
 ``Link`` header (``rel="related"``). Nothing from the data sets (UIDs, patient) reaches the log.
+Storing needs the ``submitter`` role or above; what is made is owned by the caller, as uploads are.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from chestlens.errors import ChestlensInputError
+from chestlens.serve.auth import Permission, Principal
 from chestlens.serve.engine import Engine, QueueFullError
 from chestlens.serve.jobs import save_screening
 from chestlens.serve.problems import ProblemError
 from chestlens.serve.schemas import API
-from chestlens.serve.security import KeyFirstRoute
+from chestlens.serve.security import KeyFirstRoute, allow
 from chestlens.serve.service import Service
 from chestlens.serve.store import new_id
 from chestlens.serve.uploads import decode_image, unsupported
@@ -42,8 +44,9 @@ OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 STUDY_UID = Annotated[str, Path(pattern=r"^[0-9.]{1,64}$", description="Study Instance UID")]
+SUBMITTER = Annotated[Principal, allow(Permission.SUBMIT)]
 
-router = APIRouter(tags=["dicomweb"], route_class=KeyFirstRoute)  # keyed by create_app when keys are set
+router = APIRouter(tags=["dicomweb"], route_class=KeyFirstRoute)  # schemes added by create_app
 
 
 @dataclass(slots=True)
@@ -117,18 +120,24 @@ def _is_ct_slice(dataset: Dataset) -> bool:
 
 
 @router.post(f"{DICOMWEB}/studies", response_class=Response)
-async def stow_studies(request: Request) -> Response:
-    """Store instances (STOW-RS) of any study and screen them."""
-    return await _stow(request, None)
+async def stow_studies(request: Request, principal: SUBMITTER) -> Response:
+    """Store instances (STOW-RS) of any study and screen them.
+
+    Role: submitter, reader or admin.
+    """
+    return await _stow(request, None, principal.owner)
 
 
 @router.post(f"{DICOMWEB}/studies/{{study}}", response_class=Response)
-async def stow_study(request: Request, study: STUDY_UID) -> Response:
-    """Store instances (STOW-RS) of one study and screen them; instances of other studies fail."""
-    return await _stow(request, study)
+async def stow_study(request: Request, principal: SUBMITTER, study: STUDY_UID) -> Response:
+    """Store instances (STOW-RS) of one study and screen them; instances of other studies fail.
+
+    Role: submitter, reader or admin.
+    """
+    return await _stow(request, study, principal.owner)
 
 
-async def _stow(request: Request, study: str | None) -> Response:
+async def _stow(request: Request, study: str | None, owner: str | None) -> Response:
     service: Service = request.app.state.service
     engine, jobs = service.require_ready()
     boundary = multipart_boundary(request.headers.get("content-type", ""))
@@ -146,12 +155,12 @@ async def _stow(request: Request, study: str | None) -> Response:
         elif _is_ct_slice(dataset):
             series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((dataset, data))
         else:
-            await _screen_one(service, engine, dataset, data, outcome)
+            await _screen_one(service, engine, dataset, data, outcome, owner)
     for slices in series.values():
         if len(slices) == 1:
-            await _screen_one(service, engine, *slices[0], outcome)
+            await _screen_one(service, engine, *slices[0], outcome, owner)
             continue
-        job = await jobs.submit([data for _, data in slices])
+        job = await jobs.submit([data for _, data in slices], owner)
         outcome.links.append(f"{API}/jobs/{job.id}")
         for dataset, _ in slices:
             outcome.refer(dataset)
@@ -159,9 +168,10 @@ async def _stow(request: Request, study: str | None) -> Response:
 
 
 async def _screen_one(
-    service: Service, engine: Engine, dataset: Dataset, data: bytes, outcome: _Outcome
+    service: Service, engine: Engine, dataset: Dataset, data: bytes, outcome: _Outcome, owner: str | None
 ) -> None:
-    """Screen one image through the batcher and store it; a failure marks the instance failed."""
+    """Screen one image through the batcher and store it (owned by ``owner``); a failure marks the
+    instance failed."""
     screening_id = new_id()
     try:
         image = await asyncio.to_thread(decode_image, data, f"stow-{screening_id}", service.settings)
@@ -172,7 +182,7 @@ async def _screen_one(
     except QueueFullError:
         outcome.fail(dataset, OUT_OF_RESOURCES)
         return
-    await asyncio.to_thread(save_screening, service.require_store(), screening, screening_id)
+    await asyncio.to_thread(save_screening, service.require_store(), screening, screening_id, owner)
     await asyncio.to_thread(service.return_results, screening, data, screening_id)
     outcome.refer(dataset)
     outcome.links.append(f"{API}/screenings/{screening_id}")
