@@ -58,7 +58,7 @@ def files(source_dir, pip_dicom, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def test_page_gate_equals_python_gate(web_build, chromium, tmp_path, files, python_screener):
+def test_page_gate_equals_python_gate(web_build, chromium, tmp_path, files, python_screener, pip_dicom):
     ARTIFACTS.mkdir(exist_ok=True)
     with plain_static_server(web_build) as base:
         context = open_browser(chromium, tmp_path / "profile")
@@ -97,5 +97,12 @@ def test_page_gate_equals_python_gate(web_build, chromium, tmp_path, files, pyth
             assert compared["chest"][0] and compared["frontal_jpeg"][0] and compared["frontal_png"][0]
             assert compared["lateral"][1].startswith("lateral view")
             assert not compared["leg_png"][0]  # without tags the leg fails on its pixels
+
+            # CT: the checks shared with Python pass, then the page says it does not screen CT (ct_lungs
+            # and the CT models are not in the browser; Python accepts this chest CT slice).
+            ct = screen_file(page, pip_dicom("CT_small.dcm"))
+            assert ct["gate"]["checks"][-1]["name"] == "ct_not_in_browser"
+            assert all(c["passed"] for c in ct["gate"]["checks"][:-1]) and "probabilities" not in ct
+            assert "CT is not screened in the offline page" in page.inner_text("#gate")
         finally:
             context.close()

@@ -211,3 +211,15 @@ def test_slice_browser_in_chromium(live_service, browser, series_zip):
     page.screenshot(path=str(ARTIFACTS / "serve-slice-browser.png"), full_page=True)
     assert not outside, outside
     page.close()
+
+    # Opened from the worklist in a new tab (the files are not in it): the slider and the lesion regions
+    # still work, on a black image, and the page says why.
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(server + "/")
+    page.click("#history tbody tr button")
+    page.wait_for_selector('#slice-canvas[data-image="none"]', timeout=60_000)
+    assert "not uploaded from this tab" in page.inner_text("#slice-source")
+    page.focus("#slice-slider")
+    page.keyboard.press("End")
+    assert page.get_attribute("#slice-slider", "aria-valuetext") == f"slice {n} of {n}"
+    page.close()
