@@ -4,10 +4,11 @@ One JSON object per line in ``<data_dir>/access.jsonl`` (mode 0600), for every r
 route (``/api/...``, ``/dicomweb/...``), refused ones included (401, 403, 404...):
 
 ``time`` (UTC, ISO 8601), ``principal`` (the hashed principal id, :attr:`chestlens.serve.auth.Principal.id`,
-or ``anonymous`` for an open server and for requests without valid credentials), ``role`` (None when
-unauthenticated), ``method``, ``route`` (the route template, e.g. ``/api/v1/screenings/{screening_id}``),
-``screening_id`` / ``job_id`` (the server's own random ids: from the path, or the one a submission made),
-``status`` and ``request_id`` (the ``X-Request-ID`` of the server log line).
+or ``anonymous`` for an open server, for requests without valid credentials and for tokens that grant no
+chestlens role), ``role`` (None for those refused), ``method``, ``route`` (the route template, e.g.
+``/api/v1/screenings/{screening_id}``), ``screening_id`` / ``job_id`` (the server's own random ids: from
+the path, or the one a submission made), ``status`` and ``request_id`` (the ``X-Request-ID`` of the
+server log line).
 
 Never in it: API keys, tokens or any header, query strings, client file names, the raw path (the template
 stands for it, so a Study Instance UID in a STOW-RS path is not kept), anything from an image. A path
