@@ -115,3 +115,20 @@ def test_store_keeps_no_patient_identifiers(tmp_path, pip_dicom, caplog):
             data = path.read_bytes()
             assert name.encode() not in data and patient_id.encode() not in data, path
     assert name not in caplog.text and patient_id not in caplog.text
+
+
+def test_the_request_log_names_routes_not_the_uids_in_urls(tmp_path, pip_dicom, caplog):
+    """A STOW-RS URL carries the Study Instance UID: the log line gives the route template instead (and a
+    URL that matches no route has its UID-like segments replaced)."""
+    import pydicom
+
+    study = str(pydicom.dcmread(pip_dicom("RG1_UNCR.dcm"), stop_before_pixels=True).StudyInstanceUID)
+    with (
+        caplog.at_level("INFO", logger="chestlens.serve"),
+        serving(ServeSettings(data_dir=tmp_path, device="cpu")) as service,
+    ):
+        service.post(f"/dicomweb/studies/{study}", content=b"x", headers={"Content-Type": "text/plain"})
+        service.get(f"/no/such/{study}/path")
+    paths = [record.__dict__.get("path") for record in caplog.records if record.getMessage() == "request"]
+    assert "/dicomweb/studies/{study}" in paths and "/no/such/{uid}/path" in paths
+    assert study not in caplog.text

@@ -11,7 +11,8 @@ line and the access log.
   (:mod:`chestlens.serve.http_limits`), because an incomplete request never reaches the app.
 * Credentials and roles are not checked here but by dependencies of the API routes
   (:mod:`chestlens.serve.security`), so the OpenAPI document declares them.
-* Log line (JSON, logger ``chestlens.serve``): method, path, status, milliseconds, request id; never a
+* Log line (JSON, logger ``chestlens.serve``): method, path (the route template: no UID from a URL,
+  :func:`loggable_path`), status, milliseconds, request id; never a
   query string, a file name or anything from an image.
 * Access log: every request that reached an API route, one JSON line (:mod:`chestlens.serve.access_log`).
 """
@@ -165,13 +166,27 @@ class GuardMiddleware:
                 extra={
                     "request_id": request_id,
                     "method": scope.get("method"),
-                    "path": scope.get("path"),
+                    "path": loggable_path(scope),
                     "status": status["code"],
                     "ms": round((time.perf_counter() - start) * 1000.0, 1),
                 },
             )
             if self.access_log is not None:
                 self.access_log.record(scope, status["code"], request_id)
+
+
+#: A DICOM UID (digits and dots, three components or more) in a path segment.
+_UID = re.compile(r"(?<![0-9.])[0-9]+(?:\.[0-9]+){2,}(?![0-9.])")
+
+
+def loggable_path(scope: Scope) -> str:
+    """The request's path for the log: the matched route's template (``/dicomweb/studies/{study}``), so a
+    Study Instance UID in a STOW-RS URL never reaches the log; a path that matched no route has any
+    UID-like segment replaced by ``{uid}``."""
+    route = getattr(scope.get("route"), "path", None)
+    if isinstance(route, str):
+        return route
+    return _UID.sub("{uid}", str(scope.get("path") or ""))
 
 
 class JsonFormatter(logging.Formatter):
