@@ -4,6 +4,9 @@
 ``POST /api/v1/screenings`` (multipart field ``file``): one image answers 200 with the stored result;
 a zip of a DICOM series, or several DICOM files, answers 202 with a job to poll at ``/api/v1/jobs/{id}``.
 ``DELETE /api/v1/screenings/{id}`` removes a result with its overlays and job (204).
+A CT series result also serves its slices: ``GET /api/v1/screenings/{id}/slices`` (JSON: per slice its
+position, lung and lesion areas and lesion score) and ``GET /api/v1/screenings/{id}/slices/{k}/{layer}``
+(PNG of slice ``k``: ``image``, ``lungs`` or ``lesions``); the screening's ``slices`` names both.
 
 Every operation depends on :func:`~chestlens.serve.security.allow` with the permission it needs, and names
 the roles that have it in its description (the OpenAPI document). A submitter sees only what it submitted:
@@ -26,7 +29,7 @@ from chestlens.pipeline.schema import ScreeningResult
 from chestlens.serve.auth import Permission, Principal
 from chestlens.serve.engine import QueueFullError
 from chestlens.serve.jobs import save_screening
-from chestlens.serve.layers import NOT_DRAWN, SOURCE, draw_layer
+from chestlens.serve.layers import NOT_DRAWN, SERIES, SOURCE, draw_layer, draw_slice, series_slices
 from chestlens.serve.problems import Problem, ProblemError, busy
 from chestlens.serve.schemas import (
     API,
@@ -34,9 +37,12 @@ from chestlens.serve.schemas import (
     JobOut,
     ModelOut,
     ScreeningOut,
+    SeriesSlicesOut,
+    SliceLayer,
     WorklistItem,
     job_out,
     screening_out,
+    series_slices_out,
     worklist_item,
 )
 from chestlens.serve.security import KeyFirstRoute, allow
@@ -48,6 +54,7 @@ ID = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex characte
 LAYER = Annotated[
     str, Path(pattern=r"^[a-z]{1,32}$", description="e.g. image, heatmap, lungs, lesions, summary")
 ]
+SLICE = Annotated[int, Path(description="the slice, 0-based in the volume's order (inferior first)")]
 ERRORS = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
     for code in (400, 404, 413, 415, 422, 503)
@@ -173,7 +180,8 @@ async def worklist_csv(
     f"{API}/screenings/{{screening_id}}", response_model=ScreeningOut, responses=ERRORS, tags=["screenings"]
 )
 async def get_screening(request: Request, principal: READER, screening_id: ID) -> ScreeningOut:
-    """A stored result (the pipeline's JSON schema) and its overlay URLs.
+    """A stored result (the pipeline's JSON schema) and its overlay URLs; a CT series also names its
+    slices (``slices``: count, layers, the URL of their JSON and the URL template of their PNGs).
 
     Role: submitter (its own; another's answers 404), reader or admin.
     """
@@ -228,6 +236,55 @@ def _draw(store: Store, screening_id: str, layer: str) -> bytes:
     png = draw_layer(layer, source, ScreeningResult.model_validate_json(stored.result_json))
     store.set_overlay(screening_id, layer, png)
     return png
+
+
+@router.get(
+    f"{API}/screenings/{{screening_id}}/slices",
+    response_model=SeriesSlicesOut,
+    responses=ERRORS,
+    tags=["screenings"],
+)
+async def get_slices(request: Request, principal: READER, screening_id: ID) -> SeriesSlicesOut:
+    """The slices of a CT series result: per slice its position (mm), lung area and lesion area per class
+    (mm², on the masks' own grids, None without a pixel spacing), the result's slice lesion score and the
+    layers that show something; the size of the slice PNGs and their URL template. 404 for a 2-D
+    screening (and a series stored before the server kept slices).
+
+    Role: submitter (its own; another's answers 404), reader or admin.
+    """
+    store = service_of(request).require_store()
+    stored = await asyncio.to_thread(store.screening, screening_id, principal.scope)
+    source = await asyncio.to_thread(store.overlay, screening_id, SERIES) if stored is not None else None
+    if stored is None or source is None:
+        raise ProblemError(404, "not-found", "Not found", f"no slices for screening {screening_id}")
+    return series_slices_out(stored, await asyncio.to_thread(series_slices, source))
+
+
+@router.get(
+    f"{API}/screenings/{{screening_id}}/slices/{{k}}/{{layer}}",
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"image/png": {}}}},
+    tags=["screenings"],
+)
+async def get_slice(
+    request: Request, principal: READER, screening_id: ID, k: SLICE, layer: SliceLayer
+) -> Response:
+    """One layer of one slice of a CT series result as PNG, drawn on request: ``image`` (grey, lung
+    window, longer side at most 256 px), ``lungs`` (lung contour) or ``lesions`` (lesion regions in
+    their colours), the last two transparent elsewhere and of the image's size, to stack on it. 404 for a
+    slice out of range, a layer the series has not (``slices.layers`` of the screening) and a 2-D
+    screening.
+
+    Role: submitter (of its own screenings; another's answers 404), reader or admin.
+    """
+    store = service_of(request).require_store()
+    visible = await asyncio.to_thread(store.visible, screening_id, principal.scope)
+    source = await asyncio.to_thread(store.overlay, screening_id, SERIES) if visible else None
+    png = None if source is None else await asyncio.to_thread(draw_slice, source, k, layer)
+    if png is None:
+        detail = f"no layer {layer!r} of slice {k} for screening {screening_id}"
+        raise ProblemError(404, "not-found", "Not found", detail)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.get(f"{API}/jobs/{{job_id}}", response_model=JobOut, responses=ERRORS, tags=["jobs"])

@@ -9,20 +9,67 @@ from pydantic import BaseModel, Field
 
 from chestlens.models.spec import ClassThreshold
 from chestlens.pipeline.schema import ScreeningResult
-from chestlens.serve.layers import SOURCE
+from chestlens.serve.layers import SERIES, SOURCES, SeriesSlices, series_layers
 from chestlens.serve.store import StoredJob, StoredScreening
 
 API = "/api/v1"
+SliceLayer = Literal["image", "lungs", "lesions"]
+
+
+class SliceLinks(BaseModel):
+    """Where the slices of a CT series are served."""
+
+    count: int = Field(ge=1, description="number of slices; k runs from 0 to count - 1 (inferior first)")
+    layers: list[SliceLayer] = Field(description="the layers served for every slice")
+    url: str = Field(description="per-slice positions, areas and lesion scores (JSON)")
+    template: str = Field(
+        description="PNG of one layer of one slice: replace {k} (0-based) and {layer} (one of layers)"
+    )
 
 
 class ScreeningOut(BaseModel):
-    """A stored screening: the pipeline's result plus the URLs of its PNG layers."""
+    """A stored screening: the pipeline's result plus the URLs of its PNG layers (and of its slices)."""
 
     id: str
     created_at: datetime
     status: Literal["screened", "rejected"]
     result: ScreeningResult
     overlays: dict[str, str] = Field(description="layer name -> URL of its PNG")
+    slices: SliceLinks | None = Field(
+        default=None,
+        description="a CT series: its slices (None for a 2-D image, and for a series stored before the "
+        "server kept slices)",
+    )
+
+
+class SliceOut(BaseModel):
+    """One slice of a CT series. Areas in mm² (None without a pixel spacing) on the masks' own grids."""
+
+    index: int = Field(ge=0, description="k, 0-based in the volume's slice order (inferior first)")
+    position_mm: float | None = Field(
+        description="position along the slice normal (mm) by which the series was sorted; None when "
+        "sorted by Instance Number or file name"
+    )
+    lung_area_mm2: float | None
+    lesion_area_mm2: dict[str, float] | None = Field(
+        description="lesion class -> its area on this slice (mm²; every class, 0 where absent); None "
+        "without lesion segmentation or pixel spacing"
+    )
+    lesion_score: float | None = Field(
+        description="the result's slice lesion score (lesions.slice_scores[k]); None when it has none"
+    )
+    layers: list[SliceLayer] = Field(description="the layers that show something on this slice")
+
+
+class SeriesSlicesOut(BaseModel):
+    """The slices of a CT series: what each shows, and where its PNG layers are."""
+
+    count: int = Field(ge=1)
+    rows: int = Field(description="height of the slice PNGs (pixels)")
+    cols: int = Field(description="width of the slice PNGs (pixels)")
+    layers: list[SliceLayer] = Field(description="the layers served for every slice")
+    template: str = Field(description="PNG of one layer of one slice: replace {k} and {layer}")
+    slices: list[SliceOut]
 
 
 class WorklistItem(BaseModel):
@@ -78,17 +125,56 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def slice_template(screening_id: str) -> str:
+    """The URL template of a series' slice PNGs (``{k}`` and ``{layer}`` to fill in)."""
+    return f"{API}/screenings/{screening_id}/slices/{{k}}/{{layer}}"
+
+
 def screening_out(stored: StoredScreening) -> ScreeningOut:
+    result = ScreeningResult.model_validate_json(stored.result_json)
+    slices = None
+    if SERIES in stored.layers:
+        slices = SliceLinks(
+            count=result.input.n_slices,
+            layers=series_layers(result),  # type: ignore[arg-type]
+            url=f"{API}/screenings/{stored.id}/slices",
+            template=slice_template(stored.id),
+        )
     return ScreeningOut(
         id=stored.id,
         created_at=utc(stored.created_at),
         status=stored.status,  # type: ignore[arg-type]
-        result=ScreeningResult.model_validate_json(stored.result_json),
+        result=result,
         overlays={
             layer: f"{API}/screenings/{stored.id}/overlays/{layer}"
             for layer in stored.layers
-            if layer != SOURCE
+            if layer not in SOURCES
         },
+        slices=slices,
+    )
+
+
+def series_slices_out(stored: StoredScreening, series: SeriesSlices) -> SeriesSlicesOut:
+    """The slices of a stored series (``series``: read from its :data:`SERIES`) with the result's scores."""
+    result = ScreeningResult.model_validate_json(stored.result_json)
+    scores = None if result.lesions is None else result.lesions.slice_scores
+    return SeriesSlicesOut(
+        count=series.count,
+        rows=series.rows,
+        cols=series.cols,
+        layers=series_layers(result),  # type: ignore[arg-type]
+        template=slice_template(stored.id),
+        slices=[
+            SliceOut(
+                index=k,
+                position_mm=facts.position_mm,
+                lung_area_mm2=facts.lung_area_mm2,
+                lesion_area_mm2=facts.lesion_area_mm2,
+                lesion_score=None if scores is None else scores[k],
+                layers=facts.layers,  # type: ignore[arg-type]
+            )
+            for k, facts in enumerate(series.slices)
+        ],
     )
 
 
