@@ -124,6 +124,7 @@ def test_per_slice_positions_areas_and_scores(client, series, series_files):
     index = client.get(series["slices"]["url"]).json()
     assert index["count"] == COUNT and (index["rows"], index["cols"]) == (SLICE_SIDE, SLICE_SIDE)
     assert index["template"] == series["slices"]["template"]
+    assert index["lesion_labels"] == ["ggo", "consolidation"]
     slices = index["slices"]
     assert [s["index"] for s in slices] == list(range(COUNT))
     # positions: ascending patient z, one slice spacing apart (P001: 2 mm)
@@ -221,8 +222,9 @@ def test_a_submitter_reads_only_its_own_slices_and_retention_removes_them(keyed,
     assert links["count"] == COUNT and links["layers"] == ["image", "lungs"]  # no lesion segmenter
     lesions = links["template"].format(k=0, layer="lesions")
     assert_problem(keyed.get(lesions, headers=_key("alice")), 404, "lesions")
-    first = keyed.get(links["url"], headers=_key("alice")).json()["slices"][0]
-    assert first["lesion_area_mm2"] is None and first["lesion_score"] is None
+    index = keyed.get(links["url"], headers=_key("alice")).json()
+    assert index["lesion_labels"] == [] and index["layers"] == links["layers"]
+    assert index["slices"][0]["lesion_area_mm2"] is None and index["slices"][0]["lesion_score"] is None
     for path in (links["url"], links["template"].format(k=0, layer="image")):
         assert keyed.get(path, headers=_key("alice")).status_code == 200
         assert keyed.get(path, headers=_key("reader")).status_code == 200

@@ -183,7 +183,7 @@ def series_source(screening: Screening) -> bytes:
     anything; ``positions_mm`` ``(slices,)``, each slice's position along the slice normal (the reader's
     sort key, mm), when known; ``lung_area_mm2`` ``(slices,)`` and ``lesion_area_mm2``
     ``(slices, labels)``, measured on the masks' own grids, when the pixel spacing is known;
-    ``lesion_labels``, JSON bytes.
+    ``lesion_labels``, JSON bytes (empty without the lesions layer).
     """
     image, result = screening.image, screening.result
     layers = series_layers(result)
@@ -200,7 +200,7 @@ def series_source(screening: Screening) -> bytes:
         unit = pixel_area_mm2(image.meta, lungs.shape[-2:])
         if unit is not None:
             arrays["lung_area_mm2"] = lungs.sum(axis=(1, 2)) * unit
-    labels = screening.lesion_labels
+    labels = screening.lesion_labels if "lesions" in layers else []
     if "lesions" in layers and lesions is not None:
         grid = resize_nearest(lesions, size)
         drawn[:, 1] = grid.any(axis=(1, 2))
@@ -239,11 +239,13 @@ class SeriesSlice:
 
 @dataclass(frozen=True, slots=True)
 class SeriesSlices:
-    """The stored slices of a series: their number, image size (pixels) and per-slice facts."""
+    """The stored slices of a series: their number, image size (pixels), the lesion labels (label ``j``
+    of a lesion map is ``lesion_labels[j - 1]``) and per-slice facts."""
 
     count: int
     rows: int
     cols: int
+    lesion_labels: list[str]
     slices: list[SeriesSlice]
 
 
@@ -267,7 +269,7 @@ def series_slices(source: bytes) -> SeriesSlices:
         )
         for k in range(count)
     ]
-    return SeriesSlices(count=count, rows=rows, cols=cols, slices=slices)
+    return SeriesSlices(count=count, rows=rows, cols=cols, lesion_labels=labels, slices=slices)
 
 
 def draw_slice(source: bytes, k: int, layer: str) -> bytes | None:

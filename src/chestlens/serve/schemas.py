@@ -68,6 +68,10 @@ class SeriesSlicesOut(BaseModel):
     rows: int = Field(description="height of the slice PNGs (pixels)")
     cols: int = Field(description="width of the slice PNGs (pixels)")
     layers: list[SliceLayer] = Field(description="the layers served for every slice")
+    lesion_labels: list[str] = Field(
+        description="the lesion classes in the segmenter's order (their colours in the lesions layer "
+        "follow chestlens predict's overlays); empty without lesion segmentation"
+    )
     template: str = Field(description="PNG of one layer of one slice: replace {k} and {layer}")
     slices: list[SliceOut]
 
@@ -163,6 +167,7 @@ def series_slices_out(stored: StoredScreening, series: SeriesSlices) -> SeriesSl
         rows=series.rows,
         cols=series.cols,
         layers=series_layers(result),  # type: ignore[arg-type]
+        lesion_labels=series.lesion_labels,
         template=slice_template(stored.id),
         slices=[
             SliceOut(
