@@ -8,9 +8,6 @@ const $ = (id) => document.getElementById(id);
 const LAYERS = ["heatmap", "lungs", "lesions"];
 const localNames = JSON.parse(sessionStorage.getItem("chestlens-names") || "{}");
 const objectUrls = [];
-/** The files of the series uploaded from this tab, by screening id (the slice browser reads them). */
-const seriesFiles = new Map();
-const KEEP_SERIES = 3;
 
 function headers() {
   const key = $("api-key").value.trim();
@@ -54,11 +51,6 @@ function fill(list, items) {
   list.replaceChildren(...items.map((text) => { const li = document.createElement("li"); li.textContent = text; return li; }));
 }
 
-function keepSeries(screeningId, files) {
-  seriesFiles.set(screeningId, files);
-  while (seriesFiles.size > KEEP_SERIES) seriesFiles.delete(seriesFiles.keys().next().value);
-}
-
 async function upload(files, label) {
   const form = new FormData();
   for (const file of files) form.append("file", file, "upload");
@@ -68,7 +60,7 @@ async function upload(files, label) {
   if (response.status === 202) {
     const job = await response.json();
     localNames[job.id] = label;
-    return pollJob(job.id, label, files);
+    return pollJob(job.id, label);
   }
   if (!response.ok) { setStatus(`Not screened: ${await problemText(response)}`); return; }
   const screening = await response.json();
@@ -83,7 +75,7 @@ function remember(id, label) {
   sessionStorage.setItem("chestlens-names", JSON.stringify(localNames));
 }
 
-async function pollJob(jobId, label, files) {
+async function pollJob(jobId, label) {
   const bar = $("progress");
   bar.hidden = false;
   for (;;) {
@@ -92,7 +84,6 @@ async function pollJob(jobId, label, files) {
     setStatus(`${label}: ${job.stage} (${Math.round(job.progress * 100)}%)`);
     if (job.status === "done") {
       remember(job.screening_id, label);
-      keepSeries(job.screening_id, files);
       await show(await getJson(job.screening_url));
       setStatus(`Screened series ${label}.`);
       bar.hidden = true;
@@ -209,70 +200,75 @@ async function show(screening) {
 }
 
 // ------------------------------------------------------------------------------ slice browser (CT series)
-// The API gives a series result its JSON and two pictures (an 8-slice overview strip and the lesion burden
-// plot), no per-slice images or masks. The browser therefore reads the slices from the files uploaded from
-// this tab (slices.js), sorted as the server sorts them, and draws on them what the result knows per slice:
-// each lesion's 3-D region as its box on the slices it spans (solid on its largest cross-section), the
-// slice's lesion score, the lesion areas known for the slice and the classifier's slice probabilities.
-// Per-slice lung masks are not in the API: the lung contour toggle says so.
+// A series result names its slices (screening.slices): a JSON index (per slice its position, lung area,
+// lesion area per class, lesion score and the layers that show something on it) and one PNG per slice and
+// layer, drawn by the server from what it kept at screening time: the grey image (lung window), the lung
+// contour and the lesion regions, the last two transparent and of the image's size. The canvas stacks the
+// layers that are switched on; each PNG is fetched once (a few hundred kept here, and in the HTTP cache).
+// A series stored before the server kept slices has no index: the overview strip is shown instead.
 const LESION_COLOURS = { ground_glass_opacity: "rgb(255,200,0)", ggo: "rgb(255,200,0)", consolidation: "rgb(230,30,30)", pneumothorax: "rgb(230,30,30)" };
 const FALLBACK_COLOURS = ["rgb(0,160,255)", "rgb(200,0,200)", "rgb(255,120,0)"];
-const slices = { n: 0, index: 0, result: null, series: null, cache: new Map(), token: 0 };
+const LUNG_COLOUR = "rgb(0,220,0)";
+const OVERLAYS = ["lungs", "lesions"];
+const KEEP_PNGS = 300;
+const slices = { n: 0, index: 0, result: null, info: null, cache: new Map(), token: 0, drawn: 0 };
 window.chestlensSliceBrowser = slices; // for tests and the console
 
+/** chestlens.pipeline.overlay's colour of lesion class k (1-based, in the segmenter's label order). */
 function lesionColour(label, k) { return LESION_COLOURS[label] || FALLBACK_COLOURS[k % FALLBACK_COLOURS.length]; }
 
-async function showSlices(screening) {
-  const result = screening.result;
-  const n = result.input.n_slices || 1;
-  const token = ++slices.token;
-  Object.assign(slices, { n: n > 1 ? n : 0, index: 0, result, series: null, cache: new Map(), error: null });
-  $("slice-browser").hidden = n <= 1;
-  if (n <= 1) return;
-  const slider = $("slice-slider");
-  slider.max = String(n - 1);
-  const lungs = $("slice-lungs");
-  lungs.checked = false;
-  lungs.disabled = true;
-  lungs.parentElement.title = "This server's API serves no per-slice lung masks (only their volume).";
-  lungs.parentElement.lastChild.textContent = " lung contour (not served per slice by this server)";
-  const files = seriesFiles.get(screening.id);
-  let source;
-  if (!files) {
-    source = "Slice images are read from the files uploaded from this browser tab (this server's API serves " +
-      "none per slice); this series was not uploaded from this tab, so the slices show the lesion regions only.";
-  } else {
-    try {
-      const series = await window.chestlensSlices.readSeries(files);
-      if (token !== slices.token) return;
-      if (series.slices.length !== n) {
-        source = `The uploaded files hold ${series.slices.length} slices, the result ${n}: slice images not shown.`;
-      } else {
-        slices.series = series;
-        source = `Slice images read in this browser from the ${n} uploaded files (sorted by ${series.sortedBy.replace("_", " ")}, ` +
-          "as on the server), lung window (centre −600 HU, width 1500 HU). Lesion regions are the result's 3-D lesions: " +
-          "their box on every slice they span, solid on their largest cross-section.";
-      }
-    } catch (error) {
-      source = `Slice images not shown: ${error.message}.`;
-    }
-  }
-  $("slice-source").textContent = source;
-  $("summary-box").open = !slices.series;
-  setSlice(Math.floor((n - 1) / 2));
+function swatch(colour, text) {
+  const li = document.createElement("li");
+  const box = document.createElement("span");
+  box.className = "swatch";
+  box.style.background = colour;
+  box.setAttribute("aria-hidden", "true");
+  li.append(box, ` ${text}`);
+  return li;
 }
 
-/** Grey slice k (lung window) as ImageData, decoded on demand (a few dozen kept). */
-function sliceImage(k) {
-  if (!slices.series) return null;
-  if (slices.cache.has(k)) return slices.cache.get(k);
-  const { rows, cols, hu } = window.chestlensSlices.sliceHu(slices.series.slices[k]);
-  const grey = window.chestlensSlices.windowed(hu);
-  const image = new ImageData(cols, rows);
-  for (let i = 0; i < grey.length; i++) image.data.set([grey[i], grey[i], grey[i], 255], 4 * i);
-  slices.cache.set(k, image);
-  if (slices.cache.size > 32) slices.cache.delete(slices.cache.keys().next().value);
-  return image;
+async function showSlices(screening) {
+  const token = ++slices.token;
+  slices.drawn++; // a slice of the previous result still loading is not drawn
+  const links = screening.slices;
+  Object.assign(slices, { n: 0, index: 0, result: screening.result, info: null, cache: new Map() });
+  $("slice-browser").hidden = !links;
+  $("summary-box").open = !links;
+  if (!links) return;
+  const info = await getJson(links.url);
+  if (token !== slices.token) return;
+  Object.assign(slices, { n: info.count, info });
+  $("slice-slider").max = String(info.count - 1);
+  for (const name of OVERLAYS) {
+    const box = $(`slice-${name}`);
+    box.disabled = !info.layers.includes(name);
+    box.checked = !box.disabled;
+    box.parentElement.title = box.disabled ? `This result has no ${name === "lungs" ? "lung mask" : "lesion segmentation"}.` : "";
+  }
+  const legend = [];
+  if (info.layers.includes("lungs")) legend.push(swatch(LUNG_COLOUR, "lung contour"));
+  info.lesion_labels.forEach((label, j) => legend.push(swatch(lesionColour(label, j + 1), label.replaceAll("_", " "))));
+  $("slice-legend").replaceChildren(...legend);
+  $("slice-source").textContent = `${info.count} slices of ${info.cols} × ${info.rows} pixels from the server, lung window ` +
+    "(centre −600 HU, width 1500 HU), with the lung contour and the lesion regions the screening found on each slice.";
+  setSlice(Math.floor((info.count - 1) / 2));
+}
+
+/** The PNG of one layer of slice k as an ImageBitmap (a promise, fetched once). */
+function sliceLayer(k, layer) {
+  const key = `${k}/${layer}`;
+  if (!slices.cache.has(key)) {
+    const cache = slices.cache;
+    const url = slices.info.template.replace("{k}", String(k)).replace("{layer}", layer);
+    const loaded = fetch(url, { headers: headers() }).then(async (response) => {
+      if (!response.ok) throw new Error(await problemText(response));
+      return createImageBitmap(await response.blob());
+    });
+    loaded.catch(() => cache.delete(key)); // a failed fetch is tried again next time
+    cache.set(key, loaded);
+    if (cache.size > KEEP_PNGS) cache.delete(cache.keys().next().value);
+  }
+  return slices.cache.get(key);
 }
 
 function setSlice(k) {
@@ -281,67 +277,65 @@ function setSlice(k) {
   slices.index = k;
   const slider = $("slice-slider");
   slider.value = String(k);
-  const text = `slice ${k + 1} of ${slices.n}`;
-  slider.setAttribute("aria-valuetext", text);
+  slider.setAttribute("aria-valuetext", `slice ${k + 1} of ${slices.n}`);
   $("slice-label").textContent = `${k + 1} of ${slices.n}`;
-  drawSlice();
+  guard(drawSlice());
   describeSlice(k);
 }
 
-function drawSlice() {
+/** Stack the image and the overlays switched on for the current slice; the latest call wins. */
+async function drawSlice() {
   const k = slices.index;
-  const result = slices.result;
+  const token = ++slices.drawn;
+  const facts = slices.info.slices[k];
+  const shown = OVERLAYS.filter((name) => $(`slice-${name}`).checked && facts.layers.includes(name));
   const canvas = $("slice-canvas");
-  let image = null;
-  try { image = sliceImage(k); } catch (error) { slices.error = error.message; $("slice-source").textContent = `Slice ${k + 1}: ${error.message}.`; }
-  const rows = image ? image.height : result.input.rows;
-  const cols = image ? image.width : result.input.cols;
-  canvas.width = cols;
-  canvas.height = rows;
-  const context = canvas.getContext("2d");
-  context.fillStyle = "#000";
-  context.fillRect(0, 0, cols, rows);
-  if (image) context.putImageData(image, 0, 0);
-  const shown = [];
-  if ($("slice-lesions").checked && result.lesions) {
-    const labels = [...new Set(result.lesions.lesions.map((l) => l.label))];
-    const width = Math.max(1, Math.round(cols / 256));
-    context.font = `${Math.max(10, Math.round(cols / 40))}px system-ui, sans-serif`;
-    for (const lesion of result.lesions.lesions) {
-      if (!lesion.slices || k < lesion.slices[0] || k > lesion.slices[1]) continue;
-      const [x0, y0, x1, y1] = lesion.box;
-      context.strokeStyle = context.fillStyle = lesionColour(lesion.label, labels.indexOf(lesion.label));
-      context.lineWidth = lesion.slice_index === k ? 2 * width : width;
-      context.setLineDash(lesion.slice_index === k ? [] : [4 * width, 3 * width]);
-      context.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      context.fillText(lesion.label.replaceAll("_", " "), x0, Math.max(10, y0 - 3));
-      shown.push(lesion.label);
+  canvas.dataset.busy = "true";
+  let pictures;
+  try {
+    pictures = await Promise.all(["image", ...shown].map((layer) => sliceLayer(k, layer)));
+  } catch (error) {
+    if (token === slices.drawn) {
+      canvas.dataset.busy = "false";
+      canvas.dataset.image = "none";
+      canvas.setAttribute("aria-label", `CT slice ${k + 1} of ${slices.n} (image not available)`);
     }
-    context.setLineDash([]);
+    throw new Error(`slice ${k + 1}: ${error.message}`);
   }
-  canvas.dataset.slice = String(k);
-  canvas.dataset.image = image ? "decoded" : "none";
-  canvas.dataset.lesions = String(shown.length);
-  canvas.setAttribute("aria-label", `CT slice ${k + 1} of ${slices.n}` + (image ? ", lung window" : " (image not available)") +
-    (shown.length ? `, ${shown.length} lesion region(s) outlined: ${[...new Set(shown)].join(", ").replaceAll("_", " ")}` : ""));
+  if (token !== slices.drawn) return;
+  canvas.width = slices.info.cols;
+  canvas.height = slices.info.rows;
+  const context = canvas.getContext("2d");
+  for (const picture of pictures) context.drawImage(picture, 0, 0);
+  Object.assign(canvas.dataset, { slice: String(k), image: "served", layers: shown.join(" "), busy: "false" });
+  const lesions = facts.lesion_area_mm2 ? Object.keys(facts.lesion_area_mm2).filter((label) => facts.lesion_area_mm2[label] > 0) : [];
+  canvas.setAttribute("aria-label", `CT slice ${k + 1} of ${slices.n}, lung window` +
+    (shown.includes("lungs") ? ", lung contour shown" : "") +
+    (shown.includes("lesions") ? `, lesion regions shown${lesions.length ? `: ${lesions.join(", ").replaceAll("_", " ")}` : ""}` : ""));
+  for (const next of [k + 1, k - 1]) {
+    if (next >= 0 && next < slices.n) sliceLayer(next, "image").catch(() => {}); // the neighbours, ahead
+  }
 }
+
+function mm2(value) { return value === null || value === undefined ? "—" : `${value.toFixed(0)} mm²`; }
 
 function describeSlice(k) {
   const result = slices.result;
+  const facts = slices.info.slices[k];
   const items = [];
-  const series = slices.series && slices.series.slices[k];
-  const position = series && series.position !== null ? `; ${series.position.toFixed(1)} mm along the slice normal` : "";
+  const position = facts.position_mm === null ? "" : `; ${facts.position_mm.toFixed(1)} mm along the slice normal`;
   items.push(["slice", `${k + 1} of ${slices.n} (index ${k} in the result${position})`]);
+  if (slices.info.layers.includes("lungs")) {
+    items.push(["lung area on this slice", facts.lung_area_mm2 === null ? "not measured (no pixel spacing)" : mm2(facts.lung_area_mm2)]);
+  }
   const lesions = result.lesions;
   if (lesions && lesions.ran) {
-    const score = lesions.slice_scores ? lesions.slice_scores[k] : null;
-    items.push(["lesion score on this slice", score === null || score === undefined ? "—" :
-      score > 0 ? score.toFixed(2) : "0 (no lesion region inside the lungs)"]);
+    const score = facts.lesion_score;
+    items.push(["lesion score on this slice", score === null ? "—" : score > 0 ? score.toFixed(2) : "0 (no lesion region inside the lungs)"]);
+    const areas = facts.lesion_area_mm2;
+    items.push(["lesion area on this slice", areas === null ? "not measured (no pixel spacing)"
+      : Object.entries(areas).map(([label, area]) => `${label.replaceAll("_", " ")} ${mm2(area)}`)]);
     const here = lesions.lesions.filter((l) => l.slices && k >= l.slices[0] && k <= l.slices[1]);
-    const largest = here.filter((l) => l.slice_index === k);
-    items.push(["lesion area on this slice", largest.length
-      ? largest.map((l) => `${l.label.replaceAll("_", " ")} ${l.area_mm2 === null ? `${l.area_pixels} px` : `${l.area_mm2.toFixed(0)} mm²`} (its largest cross-section)`)
-      : here.length ? "not given for this slice (the result gives each lesion's area at its largest cross-section only)" : "no lesion on this slice"]);
     if (here.length) {
       items.push(["lesions spanning this slice", here.map((l) => `${l.label.replaceAll("_", " ")}: slices ${l.slices[0]}–${l.slices[1]}` +
         (l.volume_ml === null || l.volume_ml === undefined ? "" : `, ${l.volume_ml.toFixed(2)} mL`) + `, largest at ${l.slice_index}`)]);
@@ -461,7 +455,7 @@ window.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     setSlice(slices.index + Math.sign(e.deltaY));
   }, { passive: false });
-  for (const id of ["slice-lungs", "slice-lesions"]) $(id).addEventListener("change", () => slices.n && drawSlice());
+  for (const name of OVERLAYS) $(`slice-${name}`).addEventListener("change", () => slices.n && guard(drawSlice()));
   $("refresh").addEventListener("click", () => guard(refreshHistory()));
   $("export").addEventListener("click", () => guard(exportCsv()));
   guard(refreshHistory());
