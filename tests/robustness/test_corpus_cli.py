@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from corpus import KINDS, Kind, kinds_by_name
+from corpus import KINDS, Kind
 
 pytestmark = pytest.mark.inference
 
@@ -46,21 +46,9 @@ PREDICT_DIFFERS: dict[str, str] = {
     "zip-2001-members": "skipped",
     "symlink-loop": "skipped",  # a link that resolves to nothing is not a file
     "folder-named-like-a-png": "skipped",  # the one file in it is text
-    # a folder whose first and last files are different series is not one series: each file alone
-    "series-two-in-one-folder": "each file",
 }
-#: Known bugs outside the corpus' reach, by kind. Their extra stderr lines (:data:`KNOWN_STRAY_LINES`) are
-#: tolerated by the corpus tests; :func:`test_known_bug_a_cut_tiff_prints_more_than_one_line` fails (strict
-#: xfail) once the bug is fixed, so that this entry is removed.
-KNOWN_BUGS = {
-    "tiff-cut-at-100-bytes": "Pillow's 'Corrupt EXIF data' UserWarning reaches stderr: "
-    "chestlens.io.raster.read_raster silences only DecompressionBombWarning",
-}
-KNOWN_STRAY_LINES = re.compile(
-    r"TiffImagePlugin\.py:\d+: UserWarning: Corrupt EXIF data|^\s+warnings\.warn\("
-)
 #: The kinds also run through the real ``python -m chestlens.cli info`` to check the runner.
-CONSOLE_CHECKED = ("dicom-cut-at-100-bytes", "tiff-multi-page")
+CONSOLE_CHECKED = ("dicom-cut-at-100-bytes", "tiff-multi-page", "tiff-cut-at-100-bytes")
 
 
 def _error_lines(stderr: str) -> tuple[dict[str, str], list[str]]:
@@ -75,13 +63,8 @@ def _error_lines(stderr: str) -> tuple[dict[str, str], list[str]]:
     return errors, others
 
 
-def _check_read(
-    kind: Kind, path: Path, returncode: int, stdout: str, stderr: str, *, strict: bool = False
-) -> list[str]:
-    """What is wrong with one ``info`` run of ``kind`` (an empty list when nothing); the stray lines of
-    :data:`KNOWN_BUGS` are left out of ``stderr`` unless ``strict``."""
-    if kind.name in KNOWN_BUGS and not strict:
-        stderr = "".join(line for line in stderr.splitlines(True) if not KNOWN_STRAY_LINES.search(line))
+def _check_read(kind: Kind, path: Path, returncode: int, stdout: str, stderr: str) -> list[str]:
+    """What is wrong with one ``info`` run of ``kind`` (an empty list when nothing)."""
     problems = []
     if "Traceback" in stdout + stderr or returncode not in (0, 2):
         return [f"{kind.name}: exit {returncode}, stderr {stderr[-600:]!r}"]
@@ -120,16 +103,6 @@ def test_info_gives_every_kind_its_outcome_in_one_line(corpus, tmp_path):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["tiff-cut-at-100-bytes"])
-def test_known_bug_a_cut_tiff_prints_more_than_one_line(corpus, tmp_path):
-    path = corpus[1]["tiff-cut-at-100-bytes"]
-    report = tmp_path / "info.jsonl"
-    subprocess.run([sys.executable, str(RUNNER), str(report), str(path)], check=True, timeout=120)
-    row = json.loads(report.read_text())
-    kind = kinds_by_name()["tiff-cut-at-100-bytes"]
-    assert _check_read(kind, path, row["returncode"], row["stdout"], row["stderr"], strict=True) == []
-
-
 @pytest.mark.parametrize("name", CONSOLE_CHECKED)
 def test_the_runner_answers_as_the_console_command(corpus, tmp_path, name):
     path = corpus[1][name]
@@ -162,7 +135,6 @@ def test_predict_over_the_corpus_in_one_process(corpus, tmp_path):
     stdout, stderr = out.read_text(), err.read_text()
     assert returncode == 2 and "Traceback" not in stdout + stderr, stderr[-2000:]
     errors, others = _error_lines(stderr)
-    others = [line for line in others if not KNOWN_STRAY_LINES.search(line)]
     assert not others, f"stderr lines that are not one-line errors: {others}"
     entries = json.loads(stdout)
     screened = [entry["input"]["source"] for entry in entries if "input" in entry]
@@ -177,11 +149,6 @@ def test_predict_over_the_corpus_in_one_process(corpus, tmp_path):
         if expected == "skipped":
             seen = mine + [p for p in failed if p.startswith(folder + os.sep)]
             problems += [f"{kind.name}: expected to be skipped, got {seen}"] if seen else []
-        elif expected == "each file":
-            files = sorted(str(p) for p in path.iterdir())
-            problems += (
-                [f"{kind.name}: screened {mine}, not each of {files}"] if sorted(mine) != files else []
-            )
         elif expected == "refused":
             reason = failed.get(str(path), "")
             if mine or not re.search(kind.reason, reason):

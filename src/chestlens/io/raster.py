@@ -70,8 +70,8 @@ def read_raster(
     shrunk by an integer factor so that the longer side is at most ``max_side``.
     """
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with warnings.catch_warnings(record=True) as pillow_warnings:  # never on stderr: into the result
+        warnings.simplefilter("always")
         try:
             image = Image.open(handle, formats=PILLOW_FORMATS[fmt])
         except Image.DecompressionBombError as error:
@@ -80,7 +80,8 @@ def read_raster(
             raise ChestlensInputError(where, f"cannot read {fmt.upper()} image header") from error
         except OSError as error:
             raise ChestlensInputError(where, f"cannot read {fmt.upper()} image ({error})") from error
-    with image:
+    with image, warnings.catch_warnings(record=True) as decode_warnings:
+        warnings.simplefilter("always")
         check_size(where, image.height, image.width, max_pixels=max_pixels)
         notes = []
         if getattr(image, "n_frames", 1) > 1:
@@ -100,6 +101,7 @@ def read_raster(
         size = f"{upright.width} x {upright.height}"
         if factor > 1 and size != original:
             notes.append(f"shrunk while reading from {original} to {size} pixels (limit {max_side})")
+    notes += _decoder_notes([*pillow_warnings, *decode_warnings])
     meta = ImageMeta(
         source_path=where,
         format=cast(SourceFormat, fmt),
@@ -114,6 +116,17 @@ def read_raster(
         warnings=(*notes, *grey.warnings),
     )
     return MedicalImage(pixels=np.ascontiguousarray(grey.pixels, dtype=np.float32), meta=meta)
+
+
+def _decoder_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Pillow's warnings while reading (corrupt EXIF data, ...) as reader notes for the result, once
+    each; the size warning is left out (the size is checked by :func:`check_size`)."""
+    texts = [
+        f"image decoder: {str(w.message).splitlines()[0][:160]}"
+        for w in caught
+        if not issubclass(w.category, Image.DecompressionBombWarning)
+    ]
+    return list(dict.fromkeys(texts))
 
 
 def _reduction(size: tuple[int, int], max_side: int | None) -> int:

@@ -1,6 +1,7 @@
 """What ``chestlens predict PATH...`` screens: files, folders (recursively) and DICOM series folders.
 
-A folder whose DICOM files form one multi-slice CT series is screened as one series; any other file
+A folder whose DICOM files are CT slices is screened as one series (the largest, with a warning, when
+it holds several); any other file
 with an image extension or a DICOM preamble is screened on its own. Other files (CSV, text...) are
 counted, not screened. Hidden files and folders are skipped. A CSV file given as an input is a
 manifest: its ``path`` column lists the inputs (files or folders, relative to the CSV's folder).
@@ -43,7 +44,9 @@ def _is_candidate(path: Path) -> bool:
 
 
 def _series_folders(dicoms: list[Path]) -> set[Path]:
-    """Folders whose DICOM files are one CT series of several slices (headers only)."""
+    """Folders whose DICOM files are CT slices, two or more (headers of the first and last file only).
+    Such a folder is screened as one series; when it holds several series, the series reader takes the
+    largest and says in the result's warnings how many were left out (as ``info`` and the service do)."""
     from chestlens.io.dicom import open_dicom
 
     by_folder: dict[Path, list[Path]] = defaultdict(list)
@@ -57,8 +60,7 @@ def _series_folders(dicoms: list[Path]) -> set[Path]:
             heads = [open_dicom(p, str(p), header_only=True) for p in (files[0], files[-1])]
         except ChestlensInputError:
             continue
-        same = heads[0].get("SeriesInstanceUID") == heads[1].get("SeriesInstanceUID")
-        if same and heads[0].get("Modality") in SERIES_MODALITIES:
+        if all(head.get("Modality") in SERIES_MODALITIES for head in heads):
             series.add(folder)
     return series
 
