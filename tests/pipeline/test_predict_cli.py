@@ -165,3 +165,35 @@ def test_predict_json_is_a_flag_like_every_command(pip_dicom, capsys):
     (result,) = [ScreeningResult.model_validate(item) for item in json.loads(stdout)]  # JSON only
     assert result.input.source.endswith("CT_small.dcm")
     assert "1 screened, 0 rejected, 0 failed" in " ".join(stderr.split())  # the counts stay on stderr
+
+
+def test_dicom_outputs_that_cannot_be_written_fail_that_input_alone(pip_dicom, tmp_path, capsys):
+    """A CT series gets its SR and a SEG over its slices; a series whose slices lack SOP Instance UIDs
+    can be screened but not referenced: one line for it, exit 2, and the inputs after it still get theirs."""
+    import pydicom
+
+    def series(name: str, *, with_uids: bool):
+        folder = tmp_path / name
+        folder.mkdir()
+        for number in range(3):
+            ds = pydicom.dcmread(pip_dicom("CT_small.dcm"))
+            ds.ImagePositionPatient = [*list(ds.ImagePositionPatient)[:2], float(number * 5)]
+            ds.InstanceNumber = number + 1
+            if with_uids:
+                ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            else:
+                del ds.SOPInstanceUID
+            ds.save_as(folder / f"slice{number}.dcm", enforce_file_format=True)
+        return folder
+
+    broken, good = series("broken", with_uids=False), series("good", with_uids=True)
+    out = tmp_path / "dicom"
+
+    code, _, stderr = _run(capsys, "predict", str(broken), str(good), "--dicom-out", str(out), "-q")
+
+    assert code == 2
+    (line,) = [line for line in stderr.splitlines() if line.startswith("chestlens: error:")]
+    assert f"{broken}: DICOM outputs not written:" in line and "Traceback" not in stderr
+    assert len(list(out.glob("good*_sr.dcm"))) == 1
+    (seg,) = out.glob("good*_seg.dcm")
+    assert pydicom.dcmread(seg).NumberOfFrames >= 1 and not list(out.glob("broken*"))

@@ -23,6 +23,8 @@ from chestlens.cli.options import CAM_CHOICES, Cam, Device, Quiet, RuntimeOption
 from chestlens.errors import ChestlensInputError
 
 EXIT_SOME_FAILED = 2
+#: Inputs that get a DICOM SR and SEG with --dicom-out: files, and CT series (one multi-frame SEG).
+DICOM_FORMATS = ("dicom", "dicom-series")
 TABLE_MAX_ROWS = 40
 
 
@@ -168,13 +170,15 @@ def _screen_serial(
     secondary_capture: bool,
     batch_size: int,
     advance,
-) -> list[dict]:
+) -> tuple[list[dict], int]:
     """Screen ``todo`` in this process; append each batch of records to ``log`` (if any) as it is done,
-    write overlays and DICOM outputs; returns the new records. ``advance(n)``: progress callback."""
+    write overlays and DICOM outputs; returns the new records and the number of inputs whose DICOM
+    outputs could not be written (each said in one line; the others go on). ``advance(n)``: progress."""
     from chestlens.pipeline.batch import record
 
     new_lines: list[dict] = []
     pending: list[dict] = []
+    dicom_failures = 0
     for path, outcome in zip(todo, screener.iter_screen(todo, batch_size=batch_size), strict=True):
         result = getattr(outcome, "result", outcome)
         line = record(keys[path], result)
@@ -182,12 +186,16 @@ def _screen_serial(
             from chestlens.pipeline.overlay import save_overlays
 
             save_overlays(outcome, overlays, _stem(path, keys[path]))
-        if dicom_out is not None and line["status"] == "screened" and result.input.format == "dicom":
+        if dicom_out is not None and line["status"] == "screened" and result.input.format in DICOM_FORMATS:
             from chestlens.pipeline.dicom_out import write_dicom_outputs
 
-            stem = _stem(path, keys[path])
-
-            write_dicom_outputs(outcome, path, dicom_out, stem, secondary_capture=secondary_capture)
+            try:
+                write_dicom_outputs(
+                    outcome, path, dicom_out, _stem(path, keys[path]), secondary_capture=secondary_capture
+                )
+            except ChestlensInputError as error:
+                typer.echo(f"chestlens: error: {path}: DICOM outputs not written: {error.reason}", err=True)
+                dicom_failures += 1
         new_lines.append(line)
         pending.append(line)
         if log is not None and len(pending) >= batch_size:
@@ -196,7 +204,7 @@ def _screen_serial(
         advance(1)
     if log is not None:
         log.append(pending)
-    return new_lines
+    return new_lines, dicom_failures
 
 
 def predict(
@@ -339,6 +347,7 @@ def predict(
             )
         bar = tqdm(total=len(todo), disable=quiet, unit="img", desc="screening")
         new_lines: list[dict] = []
+        dicom_failures = 0
         if engine == "ray":
             names = tuple(models.split(",")) if models else ()
             plan = RayPlan(address=ray_address, actors=actors, gpus_per_actor=actor_gpus)
@@ -349,7 +358,7 @@ def predict(
             names = models.split(",") if models else default_models()
             with SliceBar(disable=quiet) as slices:
                 screener = Screener.from_models(names, **options, progress=slices)
-                new_lines = _screen_serial(
+                new_lines, dicom_failures = _screen_serial(
                     screener, todo, keys, log, overlays, dicom_out, secondary_capture, batch_size, bar.update
                 )
         bar.close()
@@ -373,5 +382,5 @@ def predict(
         console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
     for line in failed:
         typer.echo(f"chestlens: error: {line['failed']['source']}: {line['failed']['error']}", err=True)
-    if failed or pull_failed:
+    if failed or pull_failed or dicom_failures:
         raise typer.Exit(EXIT_SOME_FAILED)
