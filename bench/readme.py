@@ -1,9 +1,9 @@
-"""Markdown tables of a ``bench/run_all.py`` report, and the README block generated from them.
+"""Markdown tables of a ``bench/run_all.py`` report, and the bench block of the user guide generated from them.
 
-    python bench/readme.py bench/results/latest.json [--readme README.md]
+    python bench/readme.py bench/results/latest.json [--readme docs/user-guide.md]
 
 ``render(report)`` is what ``run_all.py`` prints; ``update_readme`` replaces everything between the
-``<!-- bench:start -->`` and ``<!-- bench:end -->`` lines of the README with it (atomically).
+``<!-- bench:start -->`` and ``<!-- bench:end -->`` lines of that file with it (atomically).
 """
 
 from __future__ import annotations
@@ -209,7 +209,9 @@ def update_readme(readme: Path, block: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path)
-    parser.add_argument("--readme", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
+    parser.add_argument(
+        "--readme", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "user-guide.md"
+    )
     args = parser.parse_args(argv)
     update_readme(args.readme, render(json.loads(args.report.read_text())))
 

@@ -1,6 +1,6 @@
 """Every chestlens benchmark in one run: a Markdown table on stdout, the JSON report, the README block.
 
-    python bench/run_all.py [--quick] [--json bench/results/latest.json] [--readme README.md]
+    python bench/run_all.py [--quick] [--json bench/results/latest.json] [--readme docs/user-guide.md]
                             [--scaling 100,1000,10000] [--repeats 10] [--skip scaling,serve]
                             [--reuse EARLIER.json] [--serve-args ARGS] [--browser-args ARGS]
 
@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, no torch.compile (smoke test)")
     parser.add_argument("--json", type=Path, help="write the report here")
-    parser.add_argument("--readme", type=Path, help="rewrite this README's bench block")
+    parser.add_argument(
+        "--readme", type=Path, help="rewrite the bench block of this file (docs/user-guide.md)"
+    )
     parser.add_argument("--scaling", help="image counts of the scaling curve (default 100,1000,10000)")
     parser.add_argument("--repeats", type=int, default=10, help="latency repeats per input")
     parser.add_argument("--skip", default="", help="comma-separated sections to skip")

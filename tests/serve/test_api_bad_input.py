@@ -129,3 +129,13 @@ def test_api_keys_and_cors(tmp_path, pip_dicom):
 def test_still_serving_after_bad_input(client, pip_dicom):
     assert client.get("/readyz").status_code == 200
     assert upload(client, pip_dicom("RG1_UNCR.dcm").read_bytes()).status_code == 200
+
+
+def test_a_dicom_upload_cut_inside_its_preamble_is_reported_as_truncated_dicom(tmp_path, pip_dicom):
+    """The client's ``.dcm`` suffix (and only that) is a hint for reading: a DICOM cut at 100 bytes is a
+    truncated DICOM, not the TIFF header its first bytes also form; the result's name stays the server's."""
+    cut = pip_dicom("RG1_UNCR.dcm").read_bytes()[:100]
+    with serving(ServeSettings(data_dir=tmp_path, device="cpu")) as client:
+        answer = upload(client, cut, "patient-name-here.dcm")
+        problem = assert_problem(answer, 422, "truncated DICOM")
+    assert "patient-name-here" not in str(problem)

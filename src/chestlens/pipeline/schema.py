@@ -2,7 +2,7 @@
 
 Units: areas in mm² (``None`` when the image has no pixel spacing), volumes in mL, fractions in
 ``[0, 1]``, probabilities calibrated with the bundle's temperature. The JSON Schema itself is
-``ScreeningResult.model_json_schema()`` (``chestlens predict --schema`` prints it). Bump
+``ScreeningResult.model_json_schema()``. Bump
 :data:`SCHEMA_VERSION` on any change a consumer could notice: a new required field or a changed meaning
 is a major bump, a new optional field a minor one.
 """

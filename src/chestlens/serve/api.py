@@ -48,7 +48,7 @@ from chestlens.serve.schemas import (
 from chestlens.serve.security import KeyFirstRoute, allow
 from chestlens.serve.service import Service
 from chestlens.serve.store import Store, new_id
-from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported
+from chestlens.serve.uploads import check_image_bytes, decode_image, is_zip, unsupported, upload_name
 
 ID = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex characters")]
 LAYER = Annotated[
@@ -118,7 +118,7 @@ async def submit(
             with engine.admit():  # before decoding: a full server decodes nothing
                 async with service.decode_slots:
                     image = await asyncio.to_thread(
-                        decode_image, parts[0], f"upload-{screening_id}", service.settings
+                        decode_image, parts[0], upload_name(screening_id, file[0].filename), service.settings
                     )
                 screening = await engine.screen(image)
         except QueueFullError as error:

@@ -4,7 +4,8 @@ No upload is ever written under the client's file name: single images are decode
 multipart parser's own spill file is anonymous); a series (a zip of DICOM files, or several files) is
 written into ``<data_dir>/spool/<job id>/`` (mode 0700) as ``00000.dcm``, ``00001.dcm``... and the folder
 is deleted when the job ends; folders left behind by a kill are removed at the next start
-(:func:`remove_orphan_spools`). The names results carry are the server's: ``upload-<id>``, ``series-<id>``.
+(:func:`remove_orphan_spools`). The names results carry are the server's: ``upload-<id>`` (with
+``.dcm`` for a client's ``.dcm``/``.dicom`` name, :func:`upload_name`), ``series-<id>``.
 Any exception while reading an upload answers 4xx with a problem body; neither the body nor the log
 quotes a zip member name.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from chestlens.errors import ChestlensInputError
 from chestlens.io import MedicalImage, read_image
 from chestlens.io.raster import READ_MAX_SIDE
-from chestlens.io.sniff import sniff_format
+from chestlens.io.sniff import DICOM_SUFFIXES, sniff_format
 from chestlens.serve.problems import ProblemError, busy, log_failure
 from chestlens.serve.settings import ServeSettings
 
@@ -64,6 +65,14 @@ def check_image_bytes(data: bytes, name: str) -> str:
 def renamed(image: MedicalImage, name: str) -> MedicalImage:
     """The same image, naming its source ``name`` (never a client file name or a server path)."""
     return MedicalImage(pixels=image.pixels, meta=dataclasses.replace(image.meta, source_path=name))
+
+
+def upload_name(screening_id: str, client_name: str | None) -> str:
+    """The server's name for an upload, ``upload-<id>``, plus ``.dcm`` when the client called it a DICOM
+    file (``.dcm``/``.dicom``): the only suffix that changes how bytes are read (a DICOM file cut inside
+    its preamble, :mod:`chestlens.io.sniff`). Nothing else of the client's name is used."""
+    suffix = Path(client_name or "").suffix.lower()
+    return f"upload-{screening_id}" + (".dcm" if suffix in DICOM_SUFFIXES else "")
 
 
 def decode_image(data: bytes, name: str, settings: ServeSettings) -> MedicalImage:
