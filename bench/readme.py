@@ -1,4 +1,4 @@
-"""Markdown tables of a ``bench/run_all.py`` report, and the bench block of the user guide generated from them.
+"""Markdown tables of a ``bench/run_all.py`` report, and the user guide's bench block made from them.
 
     python bench/readme.py bench/results/latest.json [--readme docs/user-guide.md]
 
