@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_helpers import require_or_skip, serving
 
-from chestlens.export.browser import free_port
+from chestlens.export.browser import CHROMIUM_ARGS, chromium_path, free_port
 from chestlens.serve.settings import ServeSettings
 
 POSTGRES_URL_ENV = "CHESTLENS_TEST_POSTGRES_URL"
@@ -93,3 +93,24 @@ def live_server(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's ``chromium``) driven by Playwright; skips without it, or fails under
+    ``CHESTLENS_REQUIRE_BROWSER=1`` (CI)."""
+    executable = chromium_path()
+    if not Path(executable).is_file():
+        require_or_skip(
+            "CHESTLENS_REQUIRE_BROWSER", f"no Chromium at {executable} (apt-get install chromium)"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_or_skip("CHESTLENS_REQUIRE_BROWSER", "the playwright package is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable, args=list(CHROMIUM_ARGS), headless=True
+        )
+        yield launched
+        launched.close()

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -52,3 +53,15 @@ def assert_problem(response, status: int, detail_pattern: str = "") -> dict:
     assert body["status"] == status and body["detail"] and body["type"].startswith("/problems/")
     assert re.search(detail_pattern, body["detail"]), body["detail"]
     return body
+
+
+def p001_slices(source_dir, first: int, count: int) -> list[Path]:
+    """``count`` contiguous slices of COVID-CT-MD P001 from the ``first`` (by Instance Number)."""
+    import pydicom
+
+    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
+    files = sorted(
+        (p for p in folder.iterdir() if p.is_file()),
+        key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber),
+    )
+    return files[first : first + count]

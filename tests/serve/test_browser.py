@@ -12,32 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_helpers import require_or_skip
-
-from chestlens.export.browser import CHROMIUM_ARGS, chromium_path
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "ci-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if not Path(executable).is_file():
-        require_or_skip(
-            "CHESTLENS_REQUIRE_BROWSER", f"no Chromium at {executable} (apt-get install chromium)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_or_skip("CHESTLENS_REQUIRE_BROWSER", "the playwright package is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=list(CHROMIUM_ARGS), headless=True
-        )
-        yield launched
-        launched.close()
 
 
 def test_page_uploads_shows_and_toggles(live_server, browser, radiographs):

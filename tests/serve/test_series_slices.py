@@ -21,7 +21,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_helpers import assert_problem, upload, wait_ready
+from serve_helpers import assert_problem, p001_slices, upload, wait_ready
 
 from chestlens.serve.app import create_app
 from chestlens.serve.layers import SERIES, SLICE_SIDE
@@ -36,16 +36,6 @@ KEYS = {"alice": "submitter:alice-k3y", "bob": "submitter:bob-k3y", "reader": "r
 
 def _key(who: str) -> dict[str, str]:
     return {"X-API-Key": KEYS[who].rpartition(":")[2]}
-
-
-def _p001_slices(source_dir) -> list[Path]:
-    """``COUNT`` contiguous slices of COVID-CT-MD P001 (by Instance Number)."""
-    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
-    files = sorted(
-        (p for p in folder.iterdir() if p.is_file()),
-        key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber),
-    )
-    return files[FIRST : FIRST + COUNT]
 
 
 def _screen_series(client: TestClient, data: bytes, headers: dict[str, str] | None = None) -> dict:
@@ -64,7 +54,7 @@ def _screen_series(client: TestClient, data: bytes, headers: dict[str, str] | No
 
 @pytest.fixture(scope="module")
 def series_files(source_dir) -> list[Path]:
-    return _p001_slices(source_dir)
+    return p001_slices(source_dir, FIRST, COUNT)
 
 
 @pytest.fixture(scope="module")

@@ -16,25 +16,13 @@ import random
 import zipfile
 from pathlib import Path
 
-import pydicom
 import pytest
-from serve_helpers import require_or_skip
+from serve_helpers import p001_slices
 
 from chestlens import RESEARCH_USE_DISCLAIMER
-from chestlens.export.browser import CHROMIUM_ARGS, chromium_path
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "ci-artifacts"
 FIRST, COUNT = 78, 8  # contiguous P001 slices with lesions on some of them
-
-
-def p001_slices(source_dir) -> list[Path]:
-    """``COUNT`` contiguous slices of COVID-CT-MD P001 (by Instance Number)."""
-    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
-    files = sorted(
-        (p for p in folder.iterdir() if p.is_file()),
-        key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber),
-    )
-    return files[FIRST : FIRST + COUNT]
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +31,10 @@ def series_zip(source_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("series") / "P001-slices.zip"
     names = [f"P001/slice-{k:02d}.dcm" for k in random.Random(1).sample(range(COUNT), COUNT)]
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, slice_path in zip(names, p001_slices(source_dir), strict=True):
+        for name, slice_path in zip(names, p001_slices(source_dir, FIRST, COUNT), strict=True):
             archive.writestr(name, slice_path.read_bytes())
         archive.writestr("__MACOSX/._junk", b"junk")
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_path()
-    if not Path(executable).is_file():
-        require_or_skip(
-            "CHESTLENS_REQUIRE_BROWSER", f"no Chromium at {executable} (apt-get install chromium)"
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_or_skip("CHESTLENS_REQUIRE_BROWSER", "the playwright package is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=list(CHROMIUM_ARGS), headless=True
-        )
-        yield launched
-        launched.close()
 
 
 def canvas_state(page, k: int | None = None, layers: str | None = None) -> dict:

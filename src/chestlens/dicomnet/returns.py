@@ -50,6 +50,19 @@ def results_folder(state_dir: Path, key: str) -> Path:
     return state_dir / RESULTS_DIR / key / uuid.uuid4().hex
 
 
+def write_results(settings: ListenSettings, screening: Screening, source: Path, key: str) -> list[Path]:
+    """The SR, SEG (and with ``settings.secondary_capture`` the SC) of ``screening`` of the DICOM file or
+    series folder ``source``, in a new folder under ``settings.state_dir/results/<key>/``.
+
+    Raises:
+        ChestlensInputError: nothing to report (rejected, not DICOM) or an unusable source.
+    """
+    folder = results_folder(settings.state_dir, key)
+    return write_dicom_outputs(
+        screening, source, folder, "result", secondary_capture=settings.secondary_capture
+    )
+
+
 class ResultReturn:
     """Return the DICOM results of screenings done outside the listener (by ``chestlens serve``).
 
@@ -75,13 +88,7 @@ class ResultReturn:
         queue them; returns the written files ([] when the screening has nothing to report: a rejected
         or non-DICOM input, recorded in the audit log as ``not_reported``)."""
         try:
-            written = write_dicom_outputs(
-                screening,
-                source,
-                results_folder(self.settings.state_dir, key),
-                "result",
-                secondary_capture=self.settings.secondary_capture,
-            )
+            written = write_results(self.settings, screening, source, key)
         except ChestlensInputError as error:
             self.audit.record("not_reported", key=key, reason=error.reason)
             return []

@@ -27,10 +27,9 @@ import pydicom
 
 from chestlens.dicomnet.audit import AuditLog, log
 from chestlens.dicomnet.outbox import Outbox
-from chestlens.dicomnet.returns import queue_results, results_folder
+from chestlens.dicomnet.returns import queue_results, write_results
 from chestlens.dicomnet.settings import ListenSettings
 from chestlens.errors import ChestlensInputError
-from chestlens.pipeline.dicom_out import write_dicom_outputs
 from chestlens.pipeline.screener import Screener
 
 INCOMING_DIR = "incoming"
@@ -172,13 +171,7 @@ class ScreeningWorker:
         started = time.perf_counter()
         try:
             screening = self.screener.screen(source)
-            written = write_dicom_outputs(
-                screening,
-                source,
-                results_folder(self.settings.state_dir, key),
-                "result",
-                secondary_capture=self.settings.secondary_capture,
-            )
+            written = write_results(self.settings, screening, source, key)
         except ChestlensInputError as error:
             self.audit.record("not_reported", key=key, files=len(files), reason=error.reason)
             _discard(files)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -209,19 +209,13 @@ class ServeSettings(BaseSettings):
     @classmethod
     def _destinations(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for destination in value:
-            try:
-                Destination.parse(destination)
-            except ChestlensInputError as error:
-                raise ValueError(error.reason) from None
+            _as_value_error(Destination.parse, destination)
         return value
 
     @field_validator("return_ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
-        try:
-            check_ae_title(value)
-        except ChestlensInputError as error:
-            raise ValueError(error.reason) from None
+        _as_value_error(check_ae_title, value)
         return value
 
     @field_validator("device")
@@ -273,6 +267,14 @@ class ServeSettings(BaseSettings):
         if not isinstance(values, dict):
             raise ChestlensInputError(None, f"{SETTINGS_ENV} is not a JSON object of serve settings")
         return cls.load(**values)
+
+
+def _as_value_error(check: Callable[[str], object], value: str) -> None:
+    """Run a chestlens check inside a pydantic validator: its one-line reason becomes the ValueError."""
+    try:
+        check(value)
+    except ChestlensInputError as error:
+        raise ValueError(error.reason) from None
 
 
 def env_name(field: str) -> str:
