@@ -41,9 +41,6 @@ UPLOAD_MEMORY_BUDGET = 512 * MIB
 #: What the service answers where it differs from the reader's outcome, and why:
 #: ``(status, detail regex)`` for an immediate answer; ``(202, "done" | "failed", regex)`` for a job.
 SERVER_EXPECTED: dict[str, tuple] = {
-    # an upload has no file name (the service never uses the client's), so the cut preamble, whose
-    # first bytes are a TIFF header, can only be sniffed as the broken TIFF it also is
-    "dicom-cut-at-100-bytes": (422, r"cannot read TIFF image header"),
     "text-named-dcm": (415, r"not a recognised image format"),
     "empty-file": (422, r"the uploaded file has no bytes"),
     "zip-path-traversal": (202, "done", ""),  # members are spooled under numbered names
