@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from chestlens import __version__
 from chestlens.cli import EXIT_BAD_INPUT, main, os_error_text
@@ -41,6 +40,7 @@ def test_unknown_device_is_one_line(command, pip_dicom, capsys):
 @pytest.mark.parametrize("command", DEVICE_COMMANDS)
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_without_a_gpu_is_one_line(command, device, pip_dicom, capsys, monkeypatch):
+    torch = pytest.importorskip("torch", reason="the [train] extra: without PyTorch there is no CUDA to ask")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     target = [str(pip_dicom("RG1_UNCR.dcm"))] if command in ("predict", "evaluate-series") else []
     code, _, stderr = _run(capsys, command, *target, "--device", device)
