@@ -57,11 +57,12 @@ def inputs(folder: Path) -> dict[str, Path]:
 def web_folder(given: Path | None, scratch: Path) -> Path:
     """The web build to measure: ``given``, else the default build, else a fresh one in ``scratch``."""
     from chestlens.export.web import build_web
+    from chestlens.pipeline.browser_gate import browser_gate_rules
 
     folder = given or default_web_dir()
     if (folder / "models.json").is_file():
         return folder
-    return build_web(scratch / "web").folder
+    return build_web(scratch / "web", gate_rules=browser_gate_rules()).folder
 
 
 def download_sizes(folder: Path) -> dict[str, int]:

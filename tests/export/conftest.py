@@ -15,12 +15,13 @@ from tests.serve.serve_helpers import require_or_skip
 def web_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``chestlens export web`` into a temporary folder (the bundled models' own verified graphs)."""
     from chestlens.export.web import build_web
+    from chestlens.pipeline.browser_gate import browser_gate_rules
 
     if shutil.which("npm") is None:
         require_or_skip(
             "CHESTLENS_REQUIRE_BROWSER", "npm is needed to vendor onnxruntime-web (install Node.js)"
         )
-    return build_web(tmp_path_factory.mktemp("web") / "site").folder
+    return build_web(tmp_path_factory.mktemp("web") / "site", gate_rules=browser_gate_rules()).folder
 
 
 @pytest.fixture

@@ -14,16 +14,17 @@ import cv2
 import numpy as np
 import pytest
 
-from chestlens.export.web import gate_rules, module_constants
+from chestlens.export.web import gate_json
 from chestlens.io import read_image
 from chestlens.io.samples import sample_path
 from chestlens.pipeline import gate, view
+from chestlens.pipeline.browser_gate import browser_gate_rules
 from chestlens.pipeline.screener import WORKING_IMAGE_FACTOR
 from chestlens.preprocess.graph_io import INPUT_NAME
 from chestlens.preprocess.resize import working_image
 
 WEB = Path(__file__).resolve().parents[2] / "web"
-RULES = gate_rules([256])
+RULES = gate_json(browser_gate_rules(), [256])
 #: Node runs one call per line of `calls.json`: [function, args...]; arrays are passed as files of float64.
 SCRIPT = """
 import fs from "node:fs";
@@ -104,16 +105,6 @@ def test_gate_json_is_the_python_gate():
     assert np.array_equal(RULES["view"]["model"]["weights"], model.weights)
     assert RULES["view"]["model"]["threshold"] == model.threshold and len(model.mean) == view.N_FEATURES
     assert RULES["working_side"] == WORKING_IMAGE_FACTOR * 256
-
-
-def test_a_constant_that_is_not_a_literal_is_refused(tmp_path):
-    source = tmp_path / "m.py"
-    source.write_text("A = 1\nB = frozenset({'x', 'a'})\nC = A * 2\n")
-    assert module_constants(source, ("A", "B")) == {"A": 1, "B": ["a", "x"]}
-    with pytest.raises(Exception, match="not a plain literal"):
-        module_constants(source, ("C",))
-    with pytest.raises(Exception, match="not found"):
-        module_constants(source, ("D",))
 
 
 def test_opencv_resizes(node_gate):

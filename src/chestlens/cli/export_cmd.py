@@ -108,9 +108,10 @@ def web(
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.export.offline import default_web_dir
     from chestlens.export.web import build_web
+    from chestlens.pipeline.browser_gate import browser_gate_rules
 
     folder = out or folder or default_web_dir()
-    built = build_web(folder, classifier=classifier, lungs=lungs or None)
+    built = build_web(folder, gate_rules=browser_gate_rules(), classifier=classifier, lungs=lungs or None)
     for role, (name, record) in built.graphs.items():
         typer.echo(
             f"{role}: {name}: model.onnx verified against PyTorch, max |p_onnx - p_torch| = "

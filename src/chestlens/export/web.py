@@ -17,22 +17,22 @@ image ever leaves the browser. The graphs are copied from the bundles, checked a
 sidecar carries that check. Building therefore needs neither PyTorch nor the data root.
 
 The quality gate: ``gate.js`` runs the rules of :mod:`chestlens.pipeline.gate` and
-:mod:`chestlens.pipeline.view` in the browser, and ``gate.json`` (:func:`gate_rules`) gives it their
-thresholds, word lists and the view model's numbers, read from the Python modules at build time, so a
-change there changes the next build. ``chestlens.export`` sits below ``chestlens.pipeline`` in the import
-layers (``.importlinter``), so the constants are read from the modules' source text (plain literals,
-:func:`module_constants`) and ``view_model.json`` as data, not imported. The CT lung check
-(``ct_lungs``) does not run in the browser: the page has no CT models, and rejects CT (``not_in_browser``).
+:mod:`chestlens.pipeline.view` in the browser, and ``gate.json`` (:func:`gate_json`) gives it their
+thresholds, word lists and the view model's numbers, taken from those modules at build time
+(:func:`chestlens.pipeline.browser_gate.browser_gate_rules`, handed in by the CLI: ``chestlens.export``
+sits below ``chestlens.pipeline`` in the import layers), so a change there changes the next build. The CT
+lung check (``ct_lungs``) does not run in the browser: the page has no CT models, and rejects CT
+(``not_in_browser``).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,6 @@ from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.export.sidecar import sidecar
-from chestlens.io.colour import CHANNEL_TOLERANCE, COLOUR_PIXEL_FRACTION
 from chestlens.models.catalog import resolve_bundle
 from chestlens.models.spec import GraphRecord, read_spec
 from chestlens.preprocess.lung_roi import needs_lungs
@@ -70,29 +69,7 @@ VENDOR_FILES = {
 }
 
 
-#: The pipeline modules the browser gate follows (read as source text and data, never imported).
-PIPELINE_SOURCE = Path(__file__).resolve().parents[1] / "pipeline"
 GATE_FILE = "gate.json"
-GATE_CONSTANTS = (
-    "ACCEPTED_MODALITIES",
-    "NEUTRAL_MODALITIES",
-    "MODALITY_NAMES",
-    "CHEST_WORDS",
-    "OTHER_PART_WORDS",
-    "NON_FRONTAL_VIEWS",
-    "MIN_SIDE_PX",
-    "MIN_SPREAD_UNIT",
-    "MIN_GREY_LEVELS",
-    "MIN_SPREAD_HU",
-    "LUNG_AREA_RANGE",
-    "MIN_LUNG_CONFIDENCE",
-    "MAX_OUTLINE_COMPLEXITY",
-    "MIN_LUNG_EXTENT",
-    "MIN_LUNG_SOLIDITY",
-    "MAX_LUNG_CENTRE_ROW",
-    "_MAIN_COMPONENT_SHARE",
-)
-VIEW_CONSTANTS = ("THUMBNAIL", "FEATURE_GRID", "PROFILE", "GRADIENT_CELLS", "GRADIENT_BINS")
 #: What the Python gate checks that the page does not, and why (shown on the page and in docs/offline.md).
 NOT_IN_BROWSER = [
     {
@@ -108,68 +85,20 @@ CT_REJECTION = (
 )
 
 
-def module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
-    """Module-level constants of a Python source file, read without importing it: each must be a plain
-    literal (or ``frozenset``/``set`` of one, returned as a sorted list); tuples come back as lists.
-
-    Raises:
-        ChestlensInputError: a name is missing or is not a literal (then the page would drift from Python).
-    """
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    found: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target, value = node.target, node.value
-        else:
-            continue
-        if not isinstance(target, ast.Name) or target.id not in names:
-            continue
-        try:
-            if (
-                isinstance(value, ast.Call)
-                and isinstance(value.func, ast.Name)
-                and value.func.id in ("frozenset", "set")
-            ):
-                found[target.id] = sorted(ast.literal_eval(value.args[0]))
-            else:
-                found[target.id] = ast.literal_eval(value)
-        except (ValueError, TypeError, IndexError) as error:
-            raise ChestlensInputError(
-                path, f"{target.id} is not a plain literal: the browser gate cannot read it"
-            ) from error
-    missing = [name for name in names if name not in found]
-    if missing:
-        raise ChestlensInputError(path, f"constants {missing} not found: the browser gate cannot be built")
-    return json.loads(json.dumps(found))  # tuples -> lists: exactly what gate.json holds
-
-
-def gate_rules(radiograph_input_sizes: list[int]) -> dict[str, Any]:
-    """The browser gate's rules (``gate.json``): the constants of :mod:`chestlens.pipeline.gate` and
-    :mod:`chestlens.pipeline.view` under their Python names, the view model (``view_model.json``), the
-    colour rule of :mod:`chestlens.io.colour`, and the working image's longer side, which the screener
-    sets to ``WORKING_IMAGE_FACTOR`` times the largest input size of its radiograph models (here: the
-    page's classifier and lung segmenter)."""
-    view_model = json.loads((PIPELINE_SOURCE / "view_model.json").read_text(encoding="utf-8"))
-    factor = module_constants(PIPELINE_SOURCE / "screener.py", ("WORKING_IMAGE_FACTOR",))[
-        "WORKING_IMAGE_FACTOR"
-    ]
+def gate_json(rules: Mapping[str, Any], radiograph_input_sizes: list[int]) -> dict[str, Any]:
+    """``gate.json``: the pipeline's ``rules`` (:func:`chestlens.pipeline.browser_gate.browser_gate_rules`)
+    plus the working image's longer side, which the screener sets to the working-image factor times the
+    largest input size of its radiograph models (here: the page's classifier and lung segmenter), and
+    what the page does not check."""
     return {
         "format": "chestlens-browser-gate",
         "format_version": 1,
         "source": "chestlens.pipeline.gate, chestlens.pipeline.view (view_model.json), chestlens.io.colour",
         "chestlens_version": __version__,
-        "gate": module_constants(PIPELINE_SOURCE / "gate.py", GATE_CONSTANTS),
-        "view": {
-            **module_constants(PIPELINE_SOURCE / "view.py", VIEW_CONSTANTS),
-            "model": {
-                key: view_model[key]
-                for key in ("mean", "scale", "weights", "bias", "threshold", "description")
-            },
-        },
-        "colour": {"CHANNEL_TOLERANCE": CHANNEL_TOLERANCE, "COLOUR_PIXEL_FRACTION": COLOUR_PIXEL_FRACTION},
-        "working_side": factor * max(radiograph_input_sizes),
+        "gate": rules["gate"],
+        "view": rules["view"],
+        "colour": rules["colour"],
+        "working_side": rules["working_image_factor"] * max(radiograph_input_sizes),
         "not_in_browser": NOT_IN_BROWSER,
         "ct_rejection": CT_REJECTION,
     }
@@ -217,12 +146,14 @@ def vendor_modules(cache: Path | None = None) -> Path:
 def build_web(
     out: Path,
     *,
+    gate_rules: Mapping[str, Any],
     classifier: str = "xray3-screener",
     lungs: str | None = "lungs-segmenter",
 ) -> WebBuild:
     """Build the static offline screener into ``out`` (replaced if it exists; see the module docstring).
 
     Args:
+        gate_rules: the quality gate's rules (:func:`chestlens.pipeline.browser_gate.browser_gate_rules`).
         classifier, lungs: bundles (names or folders) whose verified ``model.onnx`` the page runs.
     """
     missing = [name for name in (*APP_FILES, SERVICE_WORKER) if not (WEB_SOURCE / name).is_file()]
@@ -265,7 +196,7 @@ def build_web(
             "onnx": f"models/{onnx_path.name}",
             "sidecar": f"models/{onnx_path.with_suffix('.json').name}",
         }
-    write_text_atomic(staging / GATE_FILE, json.dumps(gate_rules(input_sizes), indent=1) + "\n")
+    write_text_atomic(staging / GATE_FILE, json.dumps(gate_json(gate_rules, input_sizes), indent=1) + "\n")
     files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
     digest = hashlib.sha256()
     for name in files:
