@@ -10,12 +10,12 @@ response may echo the markup of the DICOM tags.
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from corpus import KINDS, Kind, uploads
+from tests.serve.serve_helpers import wait_job
 
 pytestmark = [pytest.mark.inference, pytest.mark.slow]
 
@@ -63,15 +63,6 @@ def _post(client: httpx.Client, kind: Kind, path: Path) -> httpx.Response:
     return client.post(f"{API}/screenings", files=files)
 
 
-def _finished_job(client: httpx.Client, location: str) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        job = client.get(location).json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
-
-
 def _problem_detail(response: httpx.Response) -> str | None:
     """The detail of a well-formed problem body, else None."""
     if not response.headers.get("content-type", "").startswith(PROBLEM_JSON):
@@ -99,7 +90,7 @@ def _check(kind: Kind, response: httpx.Response, client: httpx.Client) -> list[s
     if status != expected[0]:
         return [f"{kind.name}: expected {expected}, got {status} {response.text[:300]}"]
     if status == 202:
-        job = _finished_job(client, response.headers["location"])
+        job = wait_job(client, response.headers["location"], JOB_TIMEOUT_S)
         if job["status"] != expected[1] or "internal error" in (job["error"] or ""):
             return [f"{kind.name}: expected a {expected[1]} job, got {job}"]
         if job["status"] == "failed":

@@ -65,3 +65,13 @@ def p001_slices(source_dir, first: int, count: int) -> list[Path]:
         key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber),
     )
     return files[first : first + count]
+
+
+def wait_job(client, url: str, timeout_s: float = 120.0, headers: dict[str, str] | None = None) -> dict:
+    """Poll the job at ``url`` until it is ``done`` or ``failed`` (or ``timeout_s`` has passed); its JSON."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.get(url, headers=headers).json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.1)

@@ -6,12 +6,11 @@ import io
 import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from serve_helpers import serving, upload
+from serve_helpers import serving, upload, wait_job
 
 from chestlens.serve.jobs import LOST_UPLOAD
 from chestlens.serve.settings import ServeSettings
@@ -32,15 +31,6 @@ def series_zip(source_dir) -> bytes:
             archive.writestr(f"P001/{path.name}", path.read_bytes())
         archive.writestr("__MACOSX/._junk", b"junk")
     return buffer.getvalue()
-
-
-def wait_job(client, url: str, timeout_s: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = client.get(url).json()
-        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job
-        time.sleep(0.1)
 
 
 def dead_pid() -> int:

@@ -12,7 +12,6 @@ import io
 import json
 import re
 import stat
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
-from serve_helpers import assert_problem, wait_ready
+from serve_helpers import assert_problem, wait_job, wait_ready
 from sqlalchemy import create_engine, inspect, select
 from sqlalchemy.orm import Session
 
@@ -85,16 +84,6 @@ def _ids(response) -> set[str]:
     return {item["id"] for item in response.json()}
 
 
-def _wait_job(client: TestClient, job_id: str, headers: dict[str, str]) -> dict:
-    deadline = time.monotonic() + 120
-    while True:
-        job = client.get(f"/api/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-
-
 # ----------------------------------------------------------------------------------------- API key roles
 def test_each_role_sees_and_deletes_what_it_may(tmp_path, database_url, pip_dicom):
     radiograph = pip_dicom("RG1_UNCR.dcm").read_bytes()
@@ -121,7 +110,7 @@ def test_each_role_sees_and_deletes_what_it_may(tmp_path, database_url, pip_dico
         stowed = re.search(r"/api/v1/screenings/([0-9a-f]{32})", stow.headers["link"]).group(1)
 
         # worklists and CSV: a submitter sees its own, reader and admin everything
-        finished = _wait_job(client, job_id, _key("alice"))
+        finished = wait_job(client, f"/api/v1/jobs/{job_id}", headers=_key("alice"))
         assert finished["status"] == "done", finished
         from_job = {finished["screening_id"]}  # the job's screening has the job's owner
         assert _ids(client.get("/api/v1/screenings", headers=_key("alice"))) == {mine, stowed} | from_job
