@@ -27,6 +27,11 @@ MIN_LESION_ML = 0.05
 #: Hounsfield-unit lung rule leaves out dense consolidation and the pleura at the lung border.
 LUNG_MARGIN_MM = 5.0
 
+#: CT lesion voxels must be denser than well-aerated lung, which reads -950 to -700 HU; ground glass is
+#: -700 to -300 HU and consolidation above (the density bands of quantitative chest CT, e.g. Colombi et
+#: al., Radiology 2020). Taken from that definition, not tuned on the shared patients.
+AERATED_LUNG_MAX_HU = -700.0
+
 
 def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
     """Area in mm² of one pixel of a ``grid`` = ``(height, width)`` mask stretched over the image."""
@@ -152,6 +157,36 @@ def lesions_in_lungs(
     filtered = np.where(kept, maps, 0).astype(maps.dtype)
     removed = count - int((touching > 0).sum())
     return (filtered if volume else filtered[0]), removed
+
+
+def hu_on_grid(hu: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """CT slices ``(slices, rows, cols)`` in HU, area-averaged (antialiased) onto the network grid
+    ``(slices, S, S)`` as float32: each grid pixel reads the mean HU of the image pixels under it."""
+    import cv2
+
+    size = (int(grid[1]), int(grid[0]))  # OpenCV takes (width, height)
+    return np.stack([cv2.resize(np.asarray(s, np.float32), size, interpolation=cv2.INTER_AREA) for s in hu])
+
+
+def lesions_denser_than_lung(label_map: np.ndarray, hu_grid: np.ndarray) -> tuple[np.ndarray, float]:
+    """CT: lesion labels only where the grid reads denser than well-aerated lung.
+
+    The segmenter's outline of a lesion takes in aerated lung around and between opacities, and on a
+    normal chest it calls aerated lung next to vessels, the heart and the dependent lung bases ground glass.
+    A voxel at or below :data:`AERATED_LUNG_MAX_HU` is aerated lung by the density definition of ground
+    glass, so its label is cleared.
+
+    Args:
+        label_map: ``(S, S)`` or ``(slices, S, S)`` uint8, 0 = background.
+        hu_grid: HU on the same grid (:func:`hu_on_grid`).
+
+    Returns:
+        The label map without those voxels, and the share of the lesion voxels cleared (0 without any).
+    """
+    lesion = label_map > 0
+    cleared = lesion & (hu_grid <= AERATED_LUNG_MAX_HU)
+    share = float(cleared.sum() / lesion.sum()) if lesion.any() else 0.0
+    return np.where(cleared, 0, label_map).astype(label_map.dtype), share
 
 
 def drop_small_lesions(label_map: np.ndarray, meta: ImageMeta) -> tuple[np.ndarray, int]:

@@ -29,11 +29,14 @@ from chestlens.pipeline import gate
 from chestlens.pipeline.case import Case, Screening, Timer, input_info
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.measure import (
+    AERATED_LUNG_MAX_HU,
     MIN_LESION_ML,
     area_mm2,
     drop_small_lesions,
+    hu_on_grid,
     lesion_instances,
     lesion_instances_3d,
+    lesions_denser_than_lung,
     lesions_in_lungs,
     lungs_with_lesions,
     slice_gap,
@@ -420,6 +423,14 @@ class SegmentLesions:
                     case.notes.append(f"{removed} lesion region(s) outside the lungs removed")
             else:
                 case.notes.append("no lung mask: lesion regions are not checked against the lungs")
+            if case.is_ct:
+                hu = case.image.pixels if case.image.is_volume else case.image.pixels[None]
+                label_map, aerated = lesions_denser_than_lung(label_map, hu_on_grid(hu, label_map.shape[-2:]))
+                if aerated:
+                    case.notes.append(
+                        f"{100 * aerated:.0f}% of the segmented lesion voxels read as aerated lung "
+                        f"(<= {AERATED_LUNG_MAX_HU:.0f} HU) and were left out"
+                    )
             if case.image.is_volume:
                 label_map, small = drop_small_lesions(label_map, case.image.meta)
                 if small:
