@@ -23,8 +23,7 @@ from typing import Any
 
 from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bootstrap import estimate_text
-from chestlens.evaluate.bundle_eval import evaluate_samples
-from chestlens.evaluate.model_card import write_model_card
+from chestlens.evaluate.kinds import EvaluationRequest, evaluate_bundle, write_model_card
 from chestlens.evaluate.shortcut_audit import audit_classifier
 from chestlens.models.bundle import load_bundle
 from chestlens.models.catalog import resolve_bundle
@@ -36,9 +35,8 @@ def figures(bundle: str, splits: Path, split: str, n_boot: int) -> dict[str, Any
     from chestlens.evaluate.bundle_eval import evaluation_items
 
     with tempfile.TemporaryDirectory() as tmp:
-        numbers, _ = evaluate_samples(
-            resolve_bundle(bundle), Path(tmp), splits=splits, split=split, n_boot=n_boot
-        )
+        request = EvaluationRequest(Path(tmp), splits=splits, split=split, n_boot=n_boot)
+        numbers, _ = evaluate_bundle(resolve_bundle(bundle), request)
     classifier = load_bundle(bundle)
     items, _ = evaluation_items(classifier.spec, splits=splits, split=split)
     audit = audit_classifier(classifier, load_bundle("lungs-segmenter"), items, n_boot=n_boot)

@@ -21,13 +21,13 @@ import torch
 from common import json_main
 
 from chestlens.data.tensors import LabelledImages
+from chestlens.evaluate.det_eval import detection_report
 from chestlens.train.config import load_config
 from chestlens.train.detect import (
     DetectConfig,
     PackedDetector,
     configured_detector,
     detection_preprocess,
-    detection_report,
     instance_classes,
     label_map_target,
 )
@@ -69,7 +69,7 @@ def run(config: Path, slices: int, steps: int, lr: float) -> dict[str, object]:
                 terms = {k: round(float(v), 4) for k, v in detector(list(data.images), targets).items()}
             curve.append({"step": step, "loss": round(float(loss.detach()), 4), **terms})
     seconds = time.perf_counter() - started
-    report = detection_report(detector, data, classes, cfg, torch.device("cpu"), n_boot=0)
+    report = detection_report(detector, data, classes, min_area_px=cfg.min_area_px, n_boot=0)
     return {
         "config": str(config),
         "slices": slices,

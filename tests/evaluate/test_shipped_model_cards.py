@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from chestlens.evaluate.model_card import MODEL_CARD, model_card_text
+from chestlens.evaluate.kinds import model_card_text
+from chestlens.evaluate.model_card import MODEL_CARD
 from chestlens.models.catalog import BUNDLED_DIR, bundled_names
 
 REPORTS = Path(__file__).parent / "shipped_reports"

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from chestlens.cli.evaluate_cmd import _echo_classifier
 from chestlens.evaluate import ReportDocument, evaluate_classifier, write_report
 from chestlens.evaluate.bundle_eval import metrics_summary
+from chestlens.evaluate.kinds import EVALUATIONS
 from chestlens.evaluate.model_card import render_model_card
 from chestlens.evaluate.results import POOLED_AUC_SCOPE
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, strata_of, within_source_report
@@ -96,15 +96,14 @@ def test_html_leads_with_within_source_and_labels_pooled_aucs(written):
     assert "actualmed / AP" in text and text.index("actualmed / AP") < text.index("Pooled over all sources")
 
 
-def test_summary_and_terminal_lead_with_within_source(evaluated, capsys):
+def test_summary_and_terminal_lead_with_within_source(evaluated):
     _, _, report = evaluated
     summary = metrics_summary(report, report.labels)
     assert next(iter(summary)) == "within_source"
     assert WITHIN_SOURCE_LIST.validate_python(json.loads(json.dumps(summary))["within_source"]) == (
         report.within_source
     )
-    _echo_classifier(summary)
-    out = capsys.readouterr().out
+    out = "\n".join(EVALUATIONS.get("classifier").summary_lines(summary))
     first = report.within_source[0]
     assert f"{first.question}: {first.pooled.value:.3f}" in out
     assert "actualmed / PA" in out and "left out (one side only): papers" in out

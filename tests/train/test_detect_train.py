@@ -11,12 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
+from chestlens.data import ct_slices
+from chestlens.data.instances import label_map_instances
 from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import load_bundle
 from chestlens.models.regional import region_inputs
-from chestlens.train import regional
 from chestlens.train.config import load_config
-from chestlens.train.detect import DetectConfig, PackedDetector, label_map_instances, run_detection
+from chestlens.train.detect import DetectConfig, PackedDetector, run_detection
 from chestlens.train.regional import RegionalConfig, _train, run_regional, split_units
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,22 +117,23 @@ def test_split_units_keep_blocks_whole_and_stratify():
 def test_regional_config_trains_on_p001_only(source_dir, monkeypatch, tmp_path):
     """COVID-CT-MD now holds P001, cap002 and normal002; the shipped config still picks P001 alone."""
     monkeypatch.setattr(  # slice counts only: the HU slices themselves are not needed here
-        regional,
+        ct_slices,
         "read_image",
         lambda path: SimpleNamespace(pixels=np.zeros((len(list(path.glob("*.dcm"))), 2, 2))),
     )
     root = source_dir("covid-ct-md")
     cfg = load_config(RegionalConfig, REPO / "configs" / "regional_ct_md.yaml")
-    _, labels, patients, chosen = regional._slices(root, cfg.patients)
-    assert chosen == ["covid_ct_md:P001"] and (len(labels), int(labels.sum())) == (148, 80)
-    assert "within-patient" in split_units(labels, patients, cfg)[1]
-    _, labels, _, every = regional._slices(root, ())
-    assert every == ["covid_ct_md:P001", "covid_ct_md:cap002", "covid_ct_md:normal002"]
-    assert (len(labels), int(labels.sum())) == (148 + 131 + 167, 80 + 30)
+    chosen = ct_slices.labelled_slices(root, cfg.patients)
+    assert chosen.patients == ["covid_ct_md:P001"]
+    assert (len(chosen.infected), int(chosen.infected.sum())) == (148, 80)
+    assert "within-patient" in split_units(chosen.infected, chosen.patient_of, cfg)[1]
+    every = ct_slices.labelled_slices(root)
+    assert every.patients == ["covid_ct_md:P001", "covid_ct_md:cap002", "covid_ct_md:normal002"]
+    assert (len(every.infected), int(every.infected.sum())) == (148 + 131 + 167, 80 + 30)
     with pytest.raises(ChestlensInputError, match="no train slices"):  # 3 patients: none left to train on
         run_regional(RegionalConfig(detector="x", data_root=str(root), out=str(tmp_path)))
     with pytest.raises(ChestlensInputError, match="covid_ct_md:P999"):
-        regional._slices(root, ("covid_ct_md:P999",))
+        ct_slices.labelled_slices(root, ("covid_ct_md:P999",))
 
 
 def test_regional_training_keeps_the_best_validation_epoch():
@@ -187,7 +189,7 @@ def test_detector_backbone_from_the_shipped_ct_lesion_segmenter():
     assert detector.transform.image_std == trained.preprocess.std
     with pytest.raises(ChestlensInputError, match="segmenter encoders fit timm detectors"):
         create_detector("maskrcnn_resnet18_fpn", 3, backbone_weights="lesions-ct-segmenter")
-    with pytest.raises(ChestlensInputError, match="no segmentation encoder"):
+    with pytest.raises(ChestlensInputError, match="needs a segmenter bundle, got a classifier"):
         trained_encoder("xray3-screener")
 
 
@@ -205,3 +207,38 @@ def test_segmenter_backbone_from_another_split_is_refused():
     for change in ({"split_seed": 1}, {"splits": "other.csv"}, {"split_fractions": (0.8, 0.1, 0.1)}):
         with pytest.raises(ChestlensInputError, match=f"trained on another split.*{next(iter(change))}"):
             check_backbone_split(same.model_copy(update=change))
+
+
+@pytest.mark.slow  # 148 P001 slices through a tiny detector, about 25 s
+@pytest.mark.shared_data
+def test_train_regional_writes_a_regional_bundle_with_its_card(tiny_bundle, source_dir, tmp_path, one_thread):
+    from chestlens.models.bundle import load_bundle
+    from chestlens.models.regional import RegionalModel, ct_slice_units
+
+    detector = tiny_bundle("detector")
+    cfg = RegionalConfig(
+        detector=str(detector),
+        data_root=str(source_dir("covid-ct-md")),
+        patients=("covid_ct_md:P001",),
+        k=8,
+        epochs=5,
+        hidden=16,
+        n_boot=10,
+        out=str(tmp_path / "run"),
+    )
+    result = run_regional(cfg)
+    bundle = load_bundle(tmp_path / "run" / "bundle")
+    assert bundle.spec.kind == "regional" and bundle.spec.labels == ["no_infection", "infection"]
+    assert bundle.spec.operating_points[0].label == "infection"
+    assert bundle.spec.training["detector"]["weights_sha256"] == load_bundle(detector).spec.weights_sha256
+    model = bundle.build_model()
+    assert isinstance(model, RegionalModel)
+    # the bundled detector is the frozen one the classifier was trained over
+    frozen = load_bundle(detector).state_dict
+    assert all(torch.equal(model.detector.state_dict()[k], v) for k, v in frozen.items())
+    units = ct_slice_units([np.full((64, 64), -800.0, np.float32)] * 2, bundle.spec.preprocess)
+    assert model(units).shape == (2, 2)
+    card = (tmp_path / "run" / "bundle" / "MODEL_CARD.md").read_text()
+    assert "Model card: regional-ct-slices 0.1.0" in card and "tiny-detector" in card
+    assert "### regional classifier" in card and "### detector alone" in card
+    assert result["split"]["test"] > 0

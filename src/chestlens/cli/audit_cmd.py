@@ -45,19 +45,17 @@ def audit(
     from chestlens.atomic import write_text_atomic
     from chestlens.errors import ChestlensInputError
     from chestlens.evaluate.bundle_eval import evaluation_items
-    from chestlens.evaluate.model_card import write_model_card
+    from chestlens.evaluate.kinds import write_model_card
     from chestlens.evaluate.shortcut_audit import audit_classifier, audit_markdown
     from chestlens.models.bundle import load_bundle
     from chestlens.models.catalog import resolve_bundle
+    from chestlens.models.kinds import require_kind
     from chestlens.models.spec import BUNDLE_JSON
 
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
     classifier = load_bundle(bundle)
-    if classifier.spec.kind != "classifier":
-        raise ChestlensInputError(
-            bundle, f"the audit needs a classifier bundle, got a {classifier.spec.kind}"
-        )
+    require_kind(classifier.spec, "classifier", bundle)
     items, _ = evaluation_items(classifier.spec, splits=splits, split=split, data=data, root=root)
     result = audit_classifier(classifier, load_bundle(lungs), items, n_boot=n_boot)
     folder = out or resolve_bundle(bundle).with_name(f"{resolve_bundle(bundle).name}-audit")

@@ -1,11 +1,11 @@
 """``chestlens evaluate BUNDLE``: clinical metrics with patient-bootstrap CIs on a split or any folder, for
-classifier and segmenter bundles."""
+a bundle of any kind (:mod:`chestlens.evaluate.kinds`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -48,11 +48,13 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a bundle: a classifier (within-source AUC of every binary question first, then pooled
-    per-class metrics with 95% CIs, calibration, per-source tables) or a segmenter (per-class
-    Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases)."""
+    per-class metrics with 95% CIs, calibration, per-source tables), a segmenter (per-class
+    Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases), a detector (COCO mask
+    and box AP per class with 95% CIs) or a regional slice classifier (slice AUC, sensitivity and
+    specificity per COVID-CT-MD patient, --data only)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.errors import ChestlensInputError
-    from chestlens.evaluate.bundle_eval import evaluate_samples
+    from chestlens.evaluate.kinds import EvaluationRequest, evaluate_bundle, evaluation_of
     from chestlens.models.spec import read_spec
 
     if (splits is None) == (data is None):
@@ -60,48 +62,18 @@ def evaluate(
     label = split if splits is not None else "data"
     suffix = "-lung-baseline" if lung_baseline else ""
     out = out or bundle.with_name(f"{bundle.name}-eval-{label}{suffix}")
-    summary, files = evaluate_samples(
-        bundle, out, splits=splits, split=split, data=data, root=root, n_boot=n_boot, baseline=lung_baseline
+    request = EvaluationRequest(
+        out, splits=splits, split=split, data=data, root=root, n_boot=n_boot, baseline=lung_baseline
     )
+    summary, files = evaluate_bundle(bundle, request)
     if as_json:
         typer.echo(json.dumps({"summary": summary, "files": {k: str(v) for k, v in files.items()}}, indent=2))
         return
     if quiet:
         return
-    (_echo_segmenter if read_spec(bundle).kind == "segmenter" else _echo_classifier)(summary)
-    for warning in summary["warnings"]:
+    for line in evaluation_of(read_spec(bundle)).summary_lines(summary):
+        typer.echo(line)
+    for warning in summary.get("warnings", []):
         typer.echo(f"  warning: {warning}")
-    typer.echo(f"report: {files['html']}")
+    typer.echo(f"report: {files.get('html', files.get('md'))}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
-
-
-def _echo_classifier(summary: dict[str, Any]) -> None:
-    """Within-source AUCs first (each question, the per-source AUCs it pools), then the pooled numbers."""
-    from chestlens.evaluate.bootstrap import estimate_text
-    from chestlens.evaluate.tables import NOT_MEASURED, within_source_text
-    from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
-
-    within = WITHIN_SOURCE_LIST.validate_python(summary["within_source"])
-    typer.echo(f"{summary['n_images']} images (95% CIs over patients)")
-    typer.echo("within-source AUC (pairs of images from the same source only):")
-    for line in [within_source_text(r) for r in within] or [NOT_MEASURED]:
-        typer.echo(f"  {line}")
-    pooled = estimate_text(summary["macro_auc"])
-    typer.echo(f"pooled over sources ({summary['pooled_auc_scope']}): macro AUC {pooled}")
-    for name, numbers in summary["per_class"].items():
-        typer.echo(
-            f"  {name}: AUC {estimate_text(numbers['auc'])}, "
-            f"sensitivity {estimate_text(numbers['sensitivity'])}"
-            f", specificity {estimate_text(numbers['specificity'])}"
-        )
-
-
-def _echo_segmenter(summary: dict[str, Any]) -> None:
-    from chestlens.evaluate.bootstrap import estimate_text
-
-    typer.echo(f"{summary['n_images']} images (95% CI over patients)")
-    for name, numbers in summary["per_class"].items():
-        typer.echo(
-            f"  {name}: Dice {estimate_text(numbers['dice'])}, IoU {estimate_text(numbers['iou'])}, "
-            f"Dice over all images {estimate_text(numbers['dice_all_images'])}"
-        )

@@ -271,7 +271,8 @@ def detect(
 @train_app.command("regional")
 def regional(config: ConfigFile = None, overrides: Overrides = None) -> None:
     """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over a frozen detector's
-    regions on COVID-CT-MD slice labels; writes OUT/regional.safetensors and OUT/report.json/.md."""
+    regions on COVID-CT-MD slice labels; writes the regional bundle (OUT/bundle: detector and classifier,
+    MODEL_CARD.md) and OUT/report.json/.md."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import load_config

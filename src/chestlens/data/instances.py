@@ -29,6 +29,7 @@ from scipy import ndimage
 from chestlens.data.annotations import Instance, mask_box
 from chestlens.data.records import Masks
 from chestlens.errors import ChestlensInputError
+from chestlens.preprocess.labels import IGNORE_INDEX
 
 #: 8-connectivity in 2-D (scipy's default structure is 4-connected).
 CONNECTIVITY_8 = np.ones((3, 3), dtype=bool)
@@ -160,3 +161,13 @@ def collate_detection(
         ``(images, targets)``: the two lists torchvision detection models take in training mode.
     """
     return [image for image, _ in batch], [target for _, target in batch]
+
+
+def label_map_instances(label_map: np.ndarray, classes: Sequence[str], min_area_px: int) -> list[Instance]:
+    """Instances of a ``(S, S)`` label map (``k`` = ``classes[k - 1]``, :data:`IGNORE_INDEX` unknown): the
+    connected components of each class (:func:`instances_from_masks`)."""
+    masks = Masks(
+        layers={name: label_map == k for k, name in enumerate(classes, start=1)},
+        ignore=label_map == IGNORE_INDEX,
+    )
+    return instances_from_masks(masks, classes, min_area_px=min_area_px)

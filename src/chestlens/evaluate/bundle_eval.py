@@ -1,6 +1,8 @@
 """Run a classifier bundle over labelled samples and produce the clinical evaluation report.
 
-Shared by ``chestlens train classify`` (validation calibration, test report) and ``chestlens evaluate``.
+Shared by ``chestlens train classify`` (validation calibration, test report) and ``chestlens evaluate``
+(:mod:`chestlens.evaluate.kinds`), which also takes the cases to evaluate from here
+(:func:`evaluation_items`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from chestlens.evaluate.plots import save_figures
 from chestlens.evaluate.report import write_report
 from chestlens.evaluate.results import ClassificationReport
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST, headline_score
-from chestlens.models.bundle import load_bundle
+from chestlens.models.bundle import Bundle
 from chestlens.models.inference import masker_for, predict_logits
 from chestlens.models.spec import BundleSpec
 
@@ -192,42 +194,26 @@ def evaluation_items(
     return items, data_info | {"n_images": len(items), "sources": sorted({s.source for s, _, _ in items})}
 
 
-def evaluate_samples(
-    bundle_path: Path,
+def evaluate_classifier_items(
+    bundle: Bundle,
+    items: Sequence[tuple[Sample, str, str]],
     out_dir: Path,
+    title: str,
+    data_info: dict[str, Any],
     *,
-    splits: Path | None = None,
-    split: str = "test",
-    data: Path | None = None,
-    root: Path | None = None,
     n_boot: int = 1000,
     seed: int = 0,
-    baseline: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Evaluate a classifier or segmenter bundle on one split of a split CSV, or on every labelled (or
-    masked) case of a data folder. ``baseline`` (lesion segmenters only): a lung segmenter bundle whose
-    lung fields are scored as the lesion prediction instead (:func:`chestlens.evaluate.seg_eval.
-    lung_field_baseline`).
-
-    Returns the headline numbers (:func:`metrics_summary`, or
-    :func:`chestlens.evaluate.seg_eval.seg_metrics_summary` for a segmenter) and the written report files.
-    """
-    bundle = load_bundle(bundle_path)
-    items, data_info = evaluation_items(bundle.spec, splits=splits, split=split, data=data, root=root)
-    title = f"{bundle.spec.name} {bundle.spec.version} on {data_info.get('split', 'data')}"
-    if bundle.spec.kind == "segmenter":
-        from chestlens.evaluate.seg_eval import evaluate_segmenter_items
-
-        return evaluate_segmenter_items(
-            bundle, items, out_dir, title, data_info, n_boot=n_boot, seed=seed, baseline=baseline
-        )
-    if baseline is not None:
-        raise ChestlensInputError(bundle_path, "a baseline is defined for lesion segmenters only")
+    """Evaluate a classifier bundle on ``(sample, label, patient group)`` items (from
+    :func:`evaluation_items`); returns the headline numbers (:func:`metrics_summary`) and the report
+    files."""
     spec = bundle.spec
     unknown = sorted({label for _, label, _ in items} - set(spec.labels))
     if unknown:
-        where = data if data is not None else splits
-        raise ChestlensInputError(where, f"labels {unknown} are not among the model's labels {spec.labels}")
+        raise ChestlensInputError(
+            data_info.get("data") or data_info.get("splits"),
+            f"labels {unknown} are not among the model's labels {spec.labels}",
+        )
     images = labelled_images(items, spec.labels, spec.preprocess, masker_for(spec))
     preds = predict(bundle.build_model(), spec, images)
     report, files = evaluate_predictions(

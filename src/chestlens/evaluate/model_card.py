@@ -9,17 +9,17 @@ the command that reproduces the model. Segmenter cards state the target, the per
 with their empty-mask case counts instead; detector cards the COCO mask and box AP per class.
 
 The cards are laid out by the templates ``model_card.md``, ``segmentation_card.md`` and
-``detection_card.md`` (frame ``_card.md``); this module computes what they show.
+``detection_card.md`` (frame ``_card.md``) and ``regional_card.md``; this module computes what they show.
+Which one a bundle gets is its kind's choice (:mod:`chestlens.evaluate.kinds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.bootstrap import Estimate, estimate_text
+from chestlens.evaluate.ct_series import SeriesSliceReport, slice_report_markdown
 from chestlens.evaluate.detection import DetectionReport
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport
@@ -227,30 +227,21 @@ def render_detection_card(
     return render("detection_card.md", **_card_context(spec, confounders, reproduce), report=report)
 
 
-def model_card_text(bundle_dir: Path, report_json: Path) -> str:
-    """The card of ``bundle_dir`` rendered from its ``bundle.json`` and a test ``report.json`` (classifier,
-    segmenter or detector).
-
-    The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
-    model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
-    """
-    from chestlens.models.spec import read_spec
-
-    spec = read_spec(bundle_dir)
-    confounders = spec.training.get("data", {}).get("confounder_warnings", [])
-    reproduce = spec.training.get("reproduce")
-    raw = Path(report_json).read_text()
-    if spec.kind == "segmenter":
-        document = SegmentationDocument.model_validate_json(raw)
-        return render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
-    if spec.kind == "detector":
-        report = DetectionReport.model_validate_json(raw)
-        return render_detection_card(spec, report, confounders=confounders, reproduce=reproduce)
-    return render_model_card(
-        spec, ReportDocument.model_validate_json(raw), confounders=confounders, reproduce=reproduce
+def render_regional_card(
+    spec: BundleSpec, *, confounders: Sequence[str] = (), reproduce: str | None = None
+) -> str:
+    """Markdown model card for a regional bundle, from the test figures of its training run that the
+    bundle stores (``metrics.test``: the regional classifier and the detector alone on the test slices)."""
+    tests = {
+        name: SeriesSliceReport.model_validate(report)
+        for name, report in (spec.metrics.get("test") or {}).items()
+    }
+    return render(
+        "regional_card.md",
+        spec=spec,
+        training=spec.training,
+        tests=tests,
+        slice_lines=slice_report_markdown,
+        limits=list(confounders),
+        reproduce=reproduce,
     )
-
-
-def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
-    """Write :func:`model_card_text` atomically as ``bundle_dir/MODEL_CARD.md``."""
-    return write_text_atomic(Path(bundle_dir) / MODEL_CARD, model_card_text(bundle_dir, report_json))

@@ -8,6 +8,7 @@ import numpy as np
 
 from chestlens.errors import ChestlensInputError
 from chestlens.export.verify import VerificationSet, unit_image
+from chestlens.models.kinds import kind_of
 from chestlens.models.spec import BundleSpec
 
 
@@ -56,7 +57,7 @@ def test_split_set(
         items = items[::step]
     units = [unit_image(Path(sample.path), spec) for sample, _, _ in items]
     targets = None
-    if spec.kind == "classifier":
+    if kind_of(spec).image_labels:
         targets = np.asarray([spec.labels.index(label) for _, label, _ in items])
     return VerificationSet(units, targets, f"test split, {len(units)} images ({where})")
 

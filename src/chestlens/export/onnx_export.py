@@ -30,7 +30,8 @@ from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import Bundle
 from chestlens.models.graphs import build_graph
-from chestlens.preprocess.graph_io import LUNGS_INPUT, input_names, output_names
+from chestlens.models.kinds import kind_of
+from chestlens.preprocess.graph_io import LUNGS_INPUT, input_names
 
 DEFAULT_OPSET = 18  # Resize with antialias needs opset >= 18
 #: Image size used to trace the graph; any size works at run time (dynamic height and width).
@@ -84,7 +85,7 @@ def export_fp32(bundle: Bundle, path: Path, *, opset: int = DEFAULT_OPSET) -> Ex
             external_data=False,
             opset_version=opset,
             input_names=list(names),
-            output_names=list(output_names(bundle.spec.kind)),
+            output_names=list(kind_of(bundle.spec).graph_outputs),
             dynamic_shapes=dims,
             verbose=False,
         )

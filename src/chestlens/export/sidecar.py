@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
+from chestlens.models.kinds import kind_of
 from chestlens.models.spec import BundleSpec
-from chestlens.preprocess.graph_io import INPUT_NAME, input_names, output_names
+from chestlens.preprocess.graph_io import INPUT_NAME, input_names
 from chestlens.preprocess.lung_roi import MASK_FILL, mask_radius
 
 SIDECAR_FORMAT = "chestlens-onnx"
@@ -29,13 +30,6 @@ def sha256_file(path: Path) -> str:
 
 def sidecar(spec: BundleSpec, path: Path, variant: str, verification: dict[str, Any]) -> dict[str, Any]:
     """The JSON sidecar of ``path``, an ``.onnx`` file of ``spec``'s bundle (variant fp32, fp16 or int8)."""
-    outputs = {
-        "logits": "(N, C) raw class scores",
-        "probabilities": "(N, C) softmax(logits / temperature)"
-        if spec.kind == "classifier"
-        else "(N, K, S, S) per-class probabilities (sigmoid if K == 1, else softmax; channel 0 background)",
-        "cam": "(N, C, S, S) class-activation maps, min-max scaled to [0, 1] per map",
-    }
     return {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
@@ -61,7 +55,7 @@ def sidecar(spec: BundleSpec, path: Path, variant: str, verification: dict[str, 
             "(preprocess.ct_window) and MONOCHROME1 inversion; the graph resizes (antialiased "
             "bilinear) and normalises",
         },
-        "outputs": {name: outputs[name] for name in output_names(spec.kind)},
+        "outputs": dict(kind_of(spec).graph_outputs),
         "lung_roi": {"mask_radius": mask_radius(spec.preprocess.input_size), "mask_fill": MASK_FILL},
         "verification": verification,
         "disclaimer": RESEARCH_USE_DISCLAIMER,

@@ -24,10 +24,10 @@ import torch
 from chestlens.data.lung_roi import lung_roi_input
 from chestlens.data.transforms import normalise
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.calibration import apply_temperature
 from chestlens.evaluate.metrics import binary_auc
 from chestlens.io import read_image
 from chestlens.models.bundle import Bundle
+from chestlens.models.kinds import kind_of, require_graph
 from chestlens.models.spec import BundleSpec
 from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.spec import PreprocessSpec
@@ -99,6 +99,8 @@ def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
     """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`):
     the screener's preprocessing (:func:`chestlens.data.lung_roi.lung_roi_input`), network, outputs."""
     spec = bundle.spec
+    probabilities = require_graph(spec, bundle.path).probabilities
+    assert probabilities is not None  # every kind with a graph has class probabilities
     network = bundle.build_model().float().eval()
     masks = data.lungs or [None] * len(data.units)
     outputs = []
@@ -106,12 +108,7 @@ def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
         for unit, lungs in zip(data.units, masks, strict=True):
             image = lung_roi_input(torch.from_numpy(unit[0]), lungs, spec.preprocess)
             logits = network(normalise(image, spec.preprocess)[None]).float()
-            if spec.kind == "classifier":
-                outputs.append(apply_temperature(logits.numpy(), spec.temperature))
-            elif spec.architecture_kwargs.get("mode") == "binary":
-                outputs.append(torch.sigmoid(logits).numpy())
-            else:
-                outputs.append(torch.softmax(logits, dim=1).numpy())
+            outputs.append(probabilities(logits, spec).numpy())
     return np.concatenate(outputs)
 
 
@@ -155,7 +152,7 @@ def check_variant(
     spec: BundleSpec, fp32: Path, variant: Path, data: VerificationSet, *, threads: int = 2
 ) -> dict[str, Any]:
     """Quality, size and speed of an fp16 / int8 file against the fp32 file (module docstring)."""
-    if spec.kind == "classifier" and data.targets is None:
+    if kind_of(spec).image_labels and data.targets is None:
         raise ChestlensInputError(variant, "a classifier variant is judged by AUC: it needs labelled images")
     base, other = ort_session(fp32, threads), ort_session(variant, threads)
     feeds = with_lungs(data, spec).feeds(spec.preprocess)
@@ -167,7 +164,7 @@ def check_variant(
         "size_bytes": variant.stat().st_size,
         "size_ratio_vs_fp32": variant.stat().st_size / fp32.stat().st_size,
     }
-    if spec.kind == "classifier":
+    if kind_of(spec).image_labels:
         auc_base, auc_other = macro_auc(data.targets, p_base), macro_auc(data.targets, p_other)
         report |= {
             "macro_auc_fp32": auc_base,

@@ -38,30 +38,11 @@ class Bundle:
     state_dict: dict[str, torch.Tensor]
 
     def build_model(self) -> torch.nn.Module:
-        """Build the architecture (classifier, segmenter or detector), load weights (strict), eval mode."""
-        from chestlens.models.factory import create_model
+        """Build the network of the bundle's kind (:mod:`chestlens.models.kinds`), load the weights
+        (strict) and switch to eval mode."""
+        from chestlens.models.kinds import kind_of
 
-        if self.spec.kind == "segmenter":
-            from chestlens.models.segmentation import build_segmenter
-
-            model = build_segmenter(self.spec)
-            model.load_state_dict(self.state_dict, strict=True)
-            return model.eval()
-        if self.spec.kind == "detector":
-            from chestlens.models.detection import build_detector
-
-            model = build_detector(self.spec)
-            model.load_state_dict(self.state_dict, strict=True)
-            return model.eval()
-        if self.spec.kind != "classifier":
-            raise ChestlensInputError(self.path, f"bundle kind {self.spec.kind!r} has no classifier builder")
-        model = create_model(
-            self.spec.architecture,
-            num_classes=len(self.spec.labels),
-            in_chans=self.spec.preprocess.in_chans,
-            weights=None,
-            **self.spec.architecture_kwargs,
-        )
+        model = kind_of(self.spec).build(self.spec)
         model.load_state_dict(self.state_dict, strict=True)
         return model.eval()
 

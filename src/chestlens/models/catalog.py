@@ -49,10 +49,10 @@ def resolve_bundle(name_or_path: str | Path) -> Path:
 def bundled_lesion_segmenters() -> list[str]:
     """Names of the shipped lesion segmenters (segmenter bundles of any task but ``lungs``), the
     screening pipeline's default lesion models."""
+    from chestlens.models.kinds import role_of
     from chestlens.models.spec import read_spec
 
-    specs = {name: read_spec(BUNDLED_DIR / name) for name in bundled_names()}
-    return [name for name, spec in specs.items() if spec.kind == "segmenter" and spec.task != "lungs"]
+    return [name for name in bundled_names() if role_of(read_spec(BUNDLED_DIR / name)) == "lesions"]
 
 
 def default_models() -> tuple[str, ...]:

@@ -49,6 +49,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from chestlens.data.annotations import Instance
+from chestlens.data.instances import instances_from_detections
 from chestlens.errors import ChestlensInputError
 from chestlens.models.catalog import is_bundle
 from chestlens.models.pretrained import StateDict, load_checkpoint
@@ -486,3 +488,20 @@ def build_detector(spec: BundleSpec) -> MaskRCNNDetector:
         )
     except TypeError as error:
         raise ChestlensInputError(None, f"bad detector architecture_kwargs: {error}") from error
+
+
+def predict_instances(
+    detector: MaskRCNNDetector,
+    images: torch.Tensor,
+    classes: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> list[list[Instance]]:
+    """Eval-mode detections of ``(N, C, S, S)`` images in ``[0, 1]`` as instances of ``classes`` (label id
+    ``k`` = ``classes[k - 1]``), one image at a time (CPU memory)."""
+    detector.eval()
+    out = []
+    with torch.inference_mode():
+        for image in images:
+            detection = detector([image.to(device)])[0]
+            out.append(instances_from_detections({k: v.cpu() for k, v in detection.items()}, classes))
+    return out

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from chestlens.data.transforms import normalise, resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import Bundle
+from chestlens.models.kinds import require_graph
 from chestlens.preprocess.lung_roi import MASK_FILL
 from chestlens.preprocess.spec import PreprocessSpec
 
@@ -85,18 +86,13 @@ class SegmenterGraph(torch.nn.Module):
 
 
 def build_graph(bundle: Bundle) -> torch.nn.Module:
-    """The graph module of a classifier or segmenter bundle, in eval mode on the CPU."""
+    """The graph module of a bundle whose kind has one (:mod:`chestlens.models.kinds`), in eval mode on
+    the CPU."""
     spec = bundle.spec
+    kind = require_graph(spec, bundle.path)
     if spec.preprocess.equalise != "none":
         raise ChestlensInputError(
             bundle.path, f"equalise={spec.preprocess.equalise!r} has no ONNX graph: export refused"
         )
     network = bundle.build_model().float().cpu().eval()
-    if spec.kind == "classifier":
-        return ClassifierGraph(network, spec.preprocess, spec.temperature).eval()
-    if spec.kind == "segmenter":
-        binary = spec.architecture_kwargs.get("mode") == "binary"
-        return SegmenterGraph(network, spec.preprocess, binary).eval()
-    raise ChestlensInputError(
-        bundle.path, f"ONNX export supports classifiers and segmenters, not {spec.kind}"
-    )
+    return kind.graph(network, spec).eval()  # type: ignore[misc]

@@ -73,7 +73,7 @@ def masker_for(spec: BundleSpec) -> LungMasker | None:
     from chestlens.models.bundle import load_bundle
     from chestlens.preprocess.lung_roi import needs_lungs
 
-    if spec.kind != "classifier" or not needs_lungs(spec.preprocess):
+    if not needs_lungs(spec.preprocess):
         return None
     lungs = load_bundle(spec.training.get("config", {}).get("lungs", "lungs-segmenter"))
     return lung_masker(lungs.build_model(), lungs.spec.preprocess)

@@ -10,6 +10,7 @@ README's quick start.
 
 from __future__ import annotations
 
+from chestlens.models.kinds import kind_of
 from chestlens.models.spec import BundleSpec
 
 CHANCE = 0.5
@@ -17,7 +18,7 @@ CHANCE = 0.5
 
 def headline_label(spec: BundleSpec) -> str | None:
     """The label a classifier bundle flags first: its first operating point, else its first label."""
-    if spec.kind != "classifier":
+    if not kind_of(spec).image_labels:
         return None
     return spec.operating_points[0].label if spec.operating_points else spec.labels[0]
 

@@ -30,13 +30,16 @@ pneumonia / normal (the ``ct3`` task on COVIDx-CT style data).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from chestlens.errors import ChestlensInputError
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
 
 _MIN_SCORE = 1e-6  # scores are clamped here before the log in the attention weights
 
@@ -177,3 +180,98 @@ class RegionalClassifier(nn.Module):
         attended = (weights.unsqueeze(-1) * tokens).sum(dim=1)
         strongest = tokens.masked_fill(~valid.unsqueeze(-1), float("-inf")).amax(dim=1)
         return self.head(torch.cat([attended, strongest], dim=-1))
+
+
+class RegionalModel(nn.Module):
+    """A ``kind="regional"`` bundle's network: the frozen lesion detector and the regional classifier.
+
+    ``forward(images)`` takes unit images ``(N, in_chans, S, S)`` in ``[0, 1]`` (CT windowed by the
+    bundle's ``PreprocessSpec``, stretched to its ``input_size``) and returns ``(N, C)`` logits: the
+    detector's top ``k`` regions of each image (score threshold 0, so weak regions count, as
+    COVID-CT-Mask-Net keeps them) read by the :class:`RegionalClassifier`.
+    """
+
+    def __init__(self, detector: nn.Module, head: RegionalClassifier) -> None:
+        super().__init__()
+        self.detector, self.head = detector, head
+        self.detector.roi_heads.score_thresh = 0.0
+        self.detector.roi_heads.detections_per_img = head.k
+
+    @property
+    def feature_dim(self) -> int:
+        """``D``: the width of the detector's region features."""
+        return int(self.detector.roi_heads.box_head.fc7.out_features)
+
+    @torch.no_grad()
+    def regions(self, images: torch.Tensor) -> RegionInputs:
+        """The top regions of ``(N, C, S, S)`` unit images, one image at a time (CPU memory)."""
+        from chestlens.models.detection import detections_with_features
+
+        self.detector.eval()
+        detections = [detections_with_features(self.detector, [image], k=self.head.k)[0] for image in images]
+        sizes = [(int(images.shape[-2]), int(images.shape[-1]))] * len(images)
+        return region_inputs(detections, sizes, k=self.head.k, feature_dim=self.feature_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(*self.regions(images))
+
+
+def build_regional(spec: BundleSpec) -> RegionalModel:
+    """Randomly initialised :class:`RegionalModel` for a ``kind="regional"`` bundle spec.
+
+    ``architecture_kwargs``: ``detector`` (the detector's ``architecture``, ``architecture_kwargs`` and
+    ``labels``, as in its own bundle), and the classifier's ``k``, ``feature_dim``, ``hidden`` and
+    ``dropout``; ``labels`` are the image classes.
+    """
+    from chestlens.models.detection import build_detector
+
+    kwargs = dict(spec.architecture_kwargs)
+    try:
+        detector_kwargs = dict(kwargs.pop("detector"))
+        detector_spec = spec.model_copy(
+            update={
+                "kind": "detector",
+                "architecture": detector_kwargs["architecture"],
+                "architecture_kwargs": detector_kwargs["architecture_kwargs"],
+                "labels": detector_kwargs["labels"],
+            }
+        )
+        head = RegionalClassifier(
+            len(spec.labels),
+            num_region_classes=len(detector_kwargs["labels"]) - 1,
+            **kwargs,
+        )
+    except (KeyError, TypeError) as error:
+        raise ChestlensInputError(None, f"bad regional architecture_kwargs: {error}") from error
+    return RegionalModel(build_detector(detector_spec), head)
+
+
+def regional_spec_kwargs(
+    detector: BundleSpec, *, k: int, feature_dim: int, hidden: int, dropout: float
+) -> dict[str, Any]:
+    """The ``architecture_kwargs`` of a regional bundle over ``detector`` (see :func:`build_regional`)."""
+    return {
+        "detector": {
+            "architecture": detector.architecture,
+            "architecture_kwargs": detector.architecture_kwargs,
+            "labels": detector.labels,
+        },
+        "k": k,
+        "feature_dim": feature_dim,
+        "hidden": hidden,
+        "dropout": dropout,
+    }
+
+
+def ct_slice_units(pixels: Sequence[np.ndarray], preprocess: PreprocessSpec) -> torch.Tensor:
+    """HU slices ``(rows, cols)`` as a regional or detector bundle reads them: windowed by ``preprocess``
+    and stretched to its ``input_size``: ``(N, 1, S, S)`` float in ``[0, 1]``."""
+    from chestlens.data.transforms import resize_unit
+    from chestlens.preprocess.units import window_hu
+
+    size = preprocess.input_size
+    if not pixels:
+        return torch.zeros(0, 1, size, size)
+    return torch.cat(
+        [resize_unit(torch.from_numpy(window_hu(hu, preprocess))[None], size)[None] for hu in pixels]
+    )

@@ -31,6 +31,7 @@ from timm.models import adapt_input_conv
 
 from chestlens.errors import ChestlensInputError
 from chestlens.models.factory import DEFAULT
+from chestlens.models.kinds import require_kind
 from chestlens.models.pretrained import StateDict, resolve_weights
 from chestlens.models.registry import IMAGENET_MEAN, IMAGENET_STD, get_model_config
 from chestlens.preprocess.labels import BACKGROUND, SegMode
@@ -241,8 +242,7 @@ def trained_encoder(bundle: str | Path) -> TrainedEncoder:
     from chestlens.models.bundle import load_bundle
 
     loaded = load_bundle(bundle)
-    if loaded.spec.kind != "segmenter":
-        raise ChestlensInputError(loaded.path, f"a {loaded.spec.kind} bundle has no segmentation encoder")
+    require_kind(loaded.spec, "segmenter", loaded.path)
     state = {
         key.removeprefix(_SMP_TIMM_PREFIX): value
         for key, value in loaded.state_dict.items()

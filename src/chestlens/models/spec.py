@@ -60,7 +60,7 @@ class BundleSpec(BaseModel):
     format_version: int = FORMAT_VERSION
     name: str
     version: str
-    kind: Literal["classifier", "segmenter", "detector"]
+    kind: Literal["classifier", "segmenter", "detector", "regional"]  # chestlens.models.kinds.KINDS
     task: str
     architecture: str
     architecture_kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from chestlens.errors import ChestlensInputError
 from chestlens.explain import HEATMAP_METHODS, HeatmapMethod
 from chestlens.models.catalog import DEFAULT_CLASSIFIER, DEFAULT_LUNGS, bundled_lesion_segmenters
+from chestlens.models.kinds import ROLES, role_of
 from chestlens.models.spec import read_spec
 from chestlens.pipeline import stages
 from chestlens.pipeline.case import Case, Screening, Source, read_case, read_timed
@@ -111,10 +112,10 @@ class Screener:
     @classmethod
     def from_models(cls, names: Sequence[str], **kwargs: object) -> Screener:
         """A screener from a list of bundles of any kind (the CLI's ``--models``), sorted by kind."""
-        specs = {name: read_spec(name) for name in names}
-        classifiers = [n for n, s in specs.items() if s.kind == "classifier"]
-        lungs = [n for n, s in specs.items() if s.kind == "segmenter" and s.task == "lungs"]
-        lesions = [n for n, s in specs.items() if s.kind == "segmenter" and s.task != "lungs"]
+        roles = {name: role_of(read_spec(name)) for name in names}
+        if unused := [name for name, role in roles.items() if role is None]:
+            raise ChestlensInputError(unused[0], "screening does not use this kind of bundle")
+        classifiers, lungs, lesions = ([n for n, r in roles.items() if r == role] for role in ROLES)
         if len(classifiers) > 1 or len(lungs) > 1:
             raise ChestlensInputError(None, "--models takes at most one classifier and one lung segmenter")
         return cls(

@@ -15,21 +15,14 @@ import numpy as np
 from chestlens.preprocess.lung_roi import crop_to_frame, inside_mask
 from chestlens.preprocess.spec import PreprocessSpec
 
-#: Input and output names of the graphs (the browser reads them by name).
+#: Input names of the graphs (the browser reads them by name; outputs: chestlens.models.kinds).
 INPUT_NAME = "image"
 LUNGS_INPUT = "lungs"
-CLASSIFIER_OUTPUTS = ("logits", "probabilities", "cam")
-SEGMENTER_OUTPUTS = ("probabilities",)
 
 
 def input_names(preprocess: PreprocessSpec) -> tuple[str, ...]:
     """The graph's inputs: ``image``, and ``lungs`` for a classifier that masks outside the lungs."""
     return (INPUT_NAME, LUNGS_INPUT) if preprocess.lung_roi == "mask" else (INPUT_NAME,)
-
-
-def output_names(kind: str) -> tuple[str, ...]:
-    """The graph's output names for a bundle kind (``classifier`` or ``segmenter``)."""
-    return CLASSIFIER_OUTPUTS if kind == "classifier" else SEGMENTER_OUTPUTS
 
 
 def graph_feeds(

@@ -9,10 +9,8 @@ import numpy as np
 
 from chestlens.errors import ChestlensInputError
 from chestlens.models.catalog import resolve_bundle
+from chestlens.models.kinds import require_graph, require_kind
 from chestlens.models.spec import BundleSpec, read_spec
-
-#: Bundle kinds that have an inference graph.
-GRAPH_KINDS = ("classifier", "segmenter")
 
 
 class GraphRunner(Protocol):
@@ -33,10 +31,8 @@ def checked_spec(name_or_path: str, kind: str) -> tuple[Path, BundleSpec]:
     """The bundle's folder and spec, refused unless it is a ``kind`` bundle with a graph kind."""
     path = resolve_bundle(name_or_path)
     spec = read_spec(path)
-    if spec.kind != kind:
-        raise ChestlensInputError(name_or_path, f"expected a {kind} bundle, got a {spec.kind}")
-    if kind not in GRAPH_KINDS:
-        raise ChestlensInputError(name_or_path, f"a {kind} bundle has no inference graph to screen with")
+    require_kind(spec, kind, name_or_path)
+    require_graph(spec, name_or_path)
     return path, spec
 
 

@@ -17,9 +17,10 @@ from chestlens.explain.gradients import GradientCamMethod, logits_and_cams
 from chestlens.models.bundle import load_bundle
 from chestlens.models.device import resolve_device
 from chestlens.models.graphs import ClassifierGraph, build_graph
+from chestlens.models.kinds import kind_of
 from chestlens.models.registry import get_model_config
 from chestlens.models.spec import BundleSpec
-from chestlens.preprocess.graph_io import INPUT_NAME, LUNGS_INPUT, output_names
+from chestlens.preprocess.graph_io import INPUT_NAME, LUNGS_INPUT
 from chestlens.runtime.base import checked_spec
 
 
@@ -52,7 +53,7 @@ class TorchGraph:
         with torch.no_grad():
             outputs = self.graph(*self._inputs(feeds))
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-        names = output_names(self.spec.kind)
+        names = kind_of(self.spec).graph_outputs
         return {n: o.float().cpu().numpy() for n, o in zip(names, outputs, strict=True)}
 
     def gradient_cams(

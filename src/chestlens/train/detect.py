@@ -27,27 +27,16 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from chestlens.atomic import write_text_atomic
-from chestlens.data.annotations import Instance
-from chestlens.data.instances import (
-    DEFAULT_MIN_AREA_PX,
-    detection_target,
-    instances_from_detections,
-    instances_from_masks,
-)
-from chestlens.data.records import Masks
+from chestlens.data.instances import DEFAULT_MIN_AREA_PX, detection_target, label_map_instances
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.data.tensors import LabelledImages
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.detection import DetectionReport, evaluate_detections
-from chestlens.evaluate.page import REPORT_JSON
+from chestlens.evaluate.det_eval import detection_report, detection_summary, write_detection_report
 from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
 from chestlens.models.device import resolve_device
 from chestlens.models.spec import BundleSpec, read_spec
-from chestlens.preprocess.labels import IGNORE_INDEX
 from chestlens.preprocess.spec import PreprocessSpec
-from chestlens.rendering import render
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
 from chestlens.train.dataset import SegmentationDataset
@@ -119,21 +108,12 @@ def check_backbone_split(cfg: DetectConfig) -> None:
         )
 
 
-def label_map_instances(label_map: np.ndarray, classes: Sequence[str], min_area_px: int) -> list[Instance]:
-    """Instances of a ``(S, S)`` label map (``k`` = ``classes[k - 1]``, :data:`IGNORE_INDEX` unknown): the
-    connected components of each class (:func:`chestlens.data.instances.instances_from_masks`)."""
-    masks = Masks(
-        layers={name: label_map == k for k, name in enumerate(classes, start=1)},
-        ignore=label_map == IGNORE_INDEX,
-    )
-    return instances_from_masks(masks, classes, min_area_px=min_area_px)
-
-
 def label_map_target(
     label_map: np.ndarray, classes: Sequence[str], min_area_px: int
 ) -> dict[str, torch.Tensor]:
     """Mask R-CNN's training target (boxes, labels, masks) for a ``(S, S)`` label map: its instances
-    (:func:`label_map_instances`) in :func:`chestlens.data.instances.detection_target` form."""
+    (:func:`~chestlens.data.instances.label_map_instances`) in
+    :func:`~chestlens.data.instances.detection_target` form."""
     instances = label_map_instances(label_map, classes, min_area_px)
     return detection_target(instances, classes, shape=label_map.shape)
 
@@ -191,48 +171,6 @@ class _PackedImages(torch.utils.data.Dataset):
         return torch.cat([image, label_map[None].float()]), torch.zeros(())
 
 
-def predict_instances(
-    detector: MaskRCNNDetector,
-    images: torch.Tensor,
-    classes: Sequence[str],
-    device: torch.device,
-) -> list[list[Instance]]:
-    """Eval-mode detections of ``(N, C, S, S)`` images in ``[0, 1]``, one image at a time (CPU memory)."""
-    detector.eval()
-    out = []
-    with torch.inference_mode():
-        for image in images:
-            detection = detector([image.to(device)])[0]
-            out.append(instances_from_detections({k: v.cpu() for k, v in detection.items()}, classes))
-    return out
-
-
-def _truth(data: LabelledImages, classes: Sequence[str], min_area_px: int) -> list[list[Instance]]:
-    return [label_map_instances(t.numpy(), classes, min_area_px) for t in data.targets]
-
-
-def detection_report(
-    detector: MaskRCNNDetector,
-    data: LabelledImages,
-    classes: Sequence[str],
-    cfg: DetectConfig,
-    device: torch.device,
-    n_boot: int,
-) -> DetectionReport:
-    """COCO mask and box AP of ``detector`` on ``data`` (95% CI over patients with ``n_boot`` > 0)."""
-    size = data.images.shape[-1]
-    return evaluate_detections(
-        _truth(data, classes, cfg.min_area_px),
-        predict_instances(detector, data.images, classes, device),
-        [(size, size)] * len(data),
-        classes,
-        patient_ids=data.patient_ids,
-        max_dets=cfg.detections_per_image,
-        n_boot=n_boot,
-        seed=cfg.seed,
-    )
-
-
 class DetectionTask:
     """Engine task of a detector: packed augmented images, the summed Mask R-CNN loss, validation AP."""
 
@@ -264,27 +202,14 @@ class DetectionTask:
         with torch.no_grad():
             packed = torch.cat([self.val.images, self.val.targets[:, None].float()], dim=1)
             losses = [float(model(chunk.to(device))) for chunk in packed.split(self.cfg.batch_size)]
-        report = detection_report(model.detector, self.val, self.classes, self.cfg, device, n_boot=0)
+        report = detection_report(
+            model.detector, self.val, self.classes, min_area_px=self.cfg.min_area_px, device=device, n_boot=0
+        )
         map50 = report.segm.ap50.value if report.segm is not None else None
         return {
             "val_loss": float(np.mean(losses)),
             "val_map50": float("nan") if map50 is None else map50,
         }
-
-
-def _report_markdown(spec: BundleSpec, report: DetectionReport, split: str) -> str:
-    return render("detection_report.md", spec=spec, report=report, split=split)
-
-
-def _summary(report: DetectionReport) -> dict[str, Any]:
-    """Headline numbers for the bundle's ``metrics`` (mask and box AP, overall and per class)."""
-    return {
-        "n_images": report.n_images,
-        "n_patients": report.n_patients,
-        "segm": report.segm.model_dump() if report.segm else None,
-        "bbox": report.bbox.model_dump() if report.bbox else None,
-        "per_class": {c.label: {"segm": c.segm.model_dump(), "n_gt": c.n_gt} for c in report.per_class},
-    }
 
 
 def _fp16_check(
@@ -299,7 +224,9 @@ def _fp16_check(
     :data:`~chestlens.train.fp16.SCORE_TOLERANCE`; reloads ``state``."""
 
     def scores() -> tuple[float, float]:
-        report = detection_report(detector, val, classes, cfg, device, n_boot=0)
+        report = detection_report(
+            detector, val, classes, min_area_px=cfg.min_area_px, device=device, n_boot=0
+        )
         return report.segm.ap50.value or 0.0, report.segm.map.value or 0.0
 
     detector.load_state_dict(rounded_to_fp16(state))
@@ -371,10 +298,17 @@ def run_detection(
     use_stored_weights(detector, state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
-        report = detection_report(detector, data[split], classes, cfg, device, n_boot=N_BOOT)
-        write_text_atomic(out_dir / REPORT_JSON, report.model_dump_json(indent=2))
-        write_text_atomic(out_dir / "report.md", _report_markdown(bundle_spec, report, name))
-        return _summary(report)
+        report = detection_report(
+            detector,
+            data[split],
+            classes,
+            min_area_px=cfg.min_area_px,
+            device=device,
+            n_boot=N_BOOT,
+            seed=cfg.seed,
+        )
+        write_detection_report(bundle_spec, report, out_dir, name)
+        return detection_summary(report)
 
     return finish_run(
         bundle_spec,

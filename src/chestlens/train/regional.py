@@ -28,27 +28,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import save as safetensors_bytes
 from sklearn.metrics import roc_curve
 
 from chestlens.atomic import write_bytes_atomic, write_text_atomic
-from chestlens.data.registry import load_samples
+from chestlens.data.ct_slices import labelled_slices
 from chestlens.data.root import data_root
-from chestlens.data.sources.covid_ct_md import SOURCE as CT_MD
-from chestlens.data.sources.covid_ct_md import slice_labels
-from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.ct_series import SeriesSliceReport, compare_slices, slice_report_markdown
+from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.metrics import binary_auc
-from chestlens.io import read_image
-from chestlens.models.bundle import load_bundle
-from chestlens.models.detection import detections_with_features
-from chestlens.models.regional import RegionalClassifier, RegionInputs, region_inputs
-from chestlens.preprocess.units import window_hu
+from chestlens.models.bundle import load_bundle, save_bundle
+from chestlens.models.kinds import require_kind
+from chestlens.models.regional import (
+    RegionalClassifier,
+    RegionalModel,
+    RegionInputs,
+    ct_slice_units,
+    regional_spec_kwargs,
+)
+from chestlens.models.spec import BundleSpec, ClassThreshold
+from chestlens.train.run import BUNDLE_DIR
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: The task and labels of the slice classifier this trains.
+TASK = "ct-slice-infection"
+LABELS = ("no_infection", "infection")
 
 
 class RegionalConfig(BaseModel):
@@ -72,34 +78,8 @@ class RegionalConfig(BaseModel):
     n_boot: int = Field(1000, ge=0)
     seed: int = 0
     out: str = "runs/regional-ct-md"
-
-
-def _slices(
-    root: Path, chosen: tuple[str, ...]
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[str]]:
-    """HU slices, slice labels, the patient of each slice, and the patients, of every labelled series
-    (of the ``chosen`` patients only, unless empty)."""
-    pixels, labels, patients = [], [], []
-    samples = load_samples(root, [CT_MD])
-    if missing := set(chosen) - {sample.patient_id for sample in samples}:
-        raise ChestlensInputError(root, f"no COVID-CT-MD series of patient(s) {', '.join(sorted(missing))}")
-    for sample in samples:
-        if chosen and sample.patient_id not in chosen:
-            continue
-        try:
-            truth = [label.infected for label in slice_labels(sample)]
-        except ChestlensInputError as error:
-            log.info("skipping %s: %s", sample.path.name, error.reason)
-            continue
-        volume = read_image(sample.path).pixels
-        if len(volume) != len(truth):
-            raise ChestlensInputError(sample.path, f"{len(volume)} slices but {len(truth)} slice labels")
-        pixels += list(volume)
-        labels += truth
-        patients += [sample.patient_id] * len(truth)
-    if not labels:
-        raise ChestlensInputError(root, "no COVID-CT-MD series with slice labels found")
-    return pixels, np.asarray(labels, bool), np.asarray(patients), sorted(set(patients))
+    name: str = "regional-ct-slices"
+    version: str = "0.1.0"
 
 
 def split_units(labels: np.ndarray, patients: np.ndarray, cfg: RegionalConfig) -> tuple[np.ndarray, str]:
@@ -126,23 +106,20 @@ def split_units(labels: np.ndarray, patients: np.ndarray, cfg: RegionalConfig) -
     return np.asarray([assignment[u] for u in units]), how
 
 
-@torch.no_grad()
-def region_features(pixels: list[np.ndarray], detector_path: str, k: int) -> tuple[RegionInputs, int]:
-    """Top-``k`` regions of every HU slice through the frozen detector; returns inputs and ``D``."""
-    bundle = load_bundle(detector_path)
-    if bundle.spec.kind != "detector":
-        raise ChestlensInputError(detector_path, f"needs a detector bundle, got a {bundle.spec.kind}")
-    detector = bundle.build_model()
-    detector.roi_heads.score_thresh = 0.0  # keep weak regions too (COVID-CT-Mask-Net: -0.01)
-    detector.roi_heads.detections_per_img = k
-    pre = bundle.spec.preprocess
-    detections, sizes = [], []
-    for hu in pixels:
-        unit = resize_unit(torch.from_numpy(window_hu(hu, pre))[None], pre.input_size)
-        detections += detections_with_features(detector, [unit], k=k)
-        sizes.append((pre.input_size, pre.input_size))
-    dim = detector.roi_heads.box_head.fc7.out_features
-    return region_inputs(detections, sizes, k=k, feature_dim=dim), dim
+def frozen_regions(
+    pixels: list[np.ndarray], detector_path: str, cfg: RegionalConfig
+) -> tuple[RegionalModel, RegionInputs, BundleSpec]:
+    """The regional model over the frozen detector of ``detector_path`` (its classifier untrained) and the
+    top-``cfg.k`` regions of every HU slice through that detector (computed once, then cached), and the
+    detector's spec."""
+    detector = load_bundle(detector_path)
+    require_kind(detector.spec, "detector", detector_path)
+    network = detector.build_model()
+    head = RegionalClassifier(
+        2, cfg.k, network.roi_heads.box_head.fc7.out_features, hidden=cfg.hidden, dropout=cfg.dropout
+    )
+    model = RegionalModel(network, head).eval()
+    return model, model.regions(ct_slice_units(pixels, detector.spec.preprocess)), detector.spec
 
 
 def _select(inputs: RegionInputs, where: np.ndarray) -> RegionInputs:
@@ -182,22 +159,61 @@ def _youden(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(tpr - fpr))])
 
 
+def _bundle_spec(
+    cfg: RegionalConfig,
+    detector: BundleSpec,
+    model: RegionalModel,
+    threshold: float,
+    training: dict[str, Any],
+    result: dict[str, Any],
+) -> BundleSpec:
+    """The ``kind="regional"`` bundle of a trained run: the detector and the classifier in one bundle."""
+    return BundleSpec(
+        name=cfg.name,
+        version=cfg.version,
+        kind="regional",
+        task=TASK,
+        architecture="regional_classifier",
+        architecture_kwargs=regional_spec_kwargs(
+            detector, k=cfg.k, feature_dim=model.feature_dim, hidden=cfg.hidden, dropout=cfg.dropout
+        ),
+        labels=list(LABELS),
+        preprocess=detector.preprocess,
+        operating_points=[
+            ClassThreshold(label=LABELS[1], threshold=threshold, criterion="Youden's J on validation slices")
+        ],
+        training={
+            "config": cfg.model_dump(mode="json"),
+            "detector": {
+                "name": detector.name,
+                "version": detector.version,
+                "weights_sha256": detector.weights_sha256,
+            },
+            "split": result["split"],
+            "best_epoch": training["best_epoch"],
+        },
+        metrics={"test": result["test"]},
+    )
+
+
 def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
-    """Cache region features, split, train, choose the threshold on validation, test once; writes
-    ``OUT/regional.safetensors``, ``OUT/report.json`` and ``OUT/report.md``; returns the report dict."""
+    """Cache region features, split, train, choose the threshold on validation, test once; writes the
+    ``kind="regional"`` bundle (detector and classifier, ``OUT/bundle``), ``OUT/report.json`` and
+    ``OUT/report.md``; returns the report dict."""
     root = Path(cfg.data_root) if cfg.data_root else data_root()
     if root is None:
         raise ChestlensInputError(None, "no data root: set CHESTLENS_DATA or data_root")
     out = Path(cfg.out)
-    pixels, labels, patients, patient_list = _slices(root, cfg.patients)
-    split, how = split_units(labels, patients, cfg)
+    slices = labelled_slices(root, cfg.patients)
+    labels = slices.infected
+    split, how = split_units(labels, slices.patient_of, cfg)
     if empty := [name for name in SPLITS if not (split == name).any()]:
         raise ChestlensInputError(
             root, f"no {'/'.join(empty)} slices when split by {how}: too few patients (set patients)"
         )
-    log.info("%d slices of %d patient(s); split by %s", len(labels), len(patient_list), how)
-    inputs, dim = region_features(pixels, cfg.detector, cfg.k)
-    model, training = _train(cfg, inputs, labels, split, dim)
+    log.info("%d slices of %d patient(s); split by %s", len(labels), len(slices.patients), how)
+    regional_model, inputs, detector = frozen_regions(slices.pixels, cfg.detector, cfg)
+    model, training = _train(cfg, inputs, labels, split, regional_model.feature_dim)
     with torch.no_grad():
         probability = model(*inputs).softmax(1)[:, 1].numpy()
     detector_score = inputs.scores[:, 0].numpy()  # the slice's strongest region
@@ -236,9 +252,11 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
         "training": training,
         "test": {name: report.model_dump() for name, report in reports.items()},
     }
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_bytes_atomic(out / "regional.safetensors", safetensors_bytes(state))
+    regional_model.head = model
+    spec = _bundle_spec(cfg, detector, regional_model, threshold, training, result)
+    bundle = save_bundle(spec, regional_model.state_dict(), out / BUNDLE_DIR)
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_model_card(bundle, out / "report.json")
     sizes = ", ".join(f"{s} {result['split'][s]} ({result['positives'][s]} infected)" for s in SPLITS)
     lines = [f"Split by {how}: {sizes} slices.", ""]
     for report in reports.values():

@@ -29,7 +29,7 @@ from chestlens.data.root import DATA_ENV, data_root
 from chestlens.data.splits import SPLITS, SplitTable, load_splits, save_splits
 from chestlens.data.summary import summarize
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.model_card import write_model_card
+from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.bundle import save_bundle
 from chestlens.models.spec import BundleSpec

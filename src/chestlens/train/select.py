@@ -14,7 +14,8 @@ from pathlib import Path
 
 from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.model_card import recipe_row, write_model_card
+from chestlens.evaluate.kinds import write_model_card
+from chestlens.evaluate.model_card import recipe_row
 from chestlens.evaluate.report import ReportDocument
 from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, read_spec
 
