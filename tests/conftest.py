@@ -75,66 +75,42 @@ def offline(monkeypatch):
 
 
 @pytest.fixture
-def tiny_classifier_bundle(tmp_path):
-    """Factory: save a randomly initialised 3-class EfficientNet-Lite0 bundle (32 px) and return its folder.
+def tiny_bundle(tmp_path):
+    """Factory: ``tiny_bundle(kind, folder=..., fp16=False, **fields)`` saves a seeded tiny bundle of any
+    registered kind (``tests/bundle_kinds.py``; ``fields`` override :class:`BundleSpec` fields) and
+    returns its folder."""
+    from bundle_kinds import save_tiny
 
-    ``tiny_classifier_bundle(name="x", metrics={...})`` overrides any :class:`BundleSpec` field.
-    """
-    from chestlens.models.bundle import save_bundle
-    from chestlens.models.factory import create_model
-    from chestlens.models.spec import BundleSpec
-    from chestlens.preprocess.spec import PreprocessSpec
+    def make(kind: str, folder: str | None = None, **fields) -> Path:
+        return save_tiny(kind, tmp_path / (folder or kind), **fields)
+
+    return make
+
+
+@pytest.fixture
+def tiny_classifier_bundle(tiny_bundle):
+    """Factory: a randomly initialised 3-class EfficientNet-Lite0 classifier bundle (32 px); returns its
+    folder. ``tiny_classifier_bundle(name="x", metrics={...})`` overrides any :class:`BundleSpec` field."""
 
     def make(folder: str = "bundle", **fields) -> Path:
-        spec = BundleSpec(
-            **{
-                "name": "t",
-                "version": "1",
-                "kind": "classifier",
-                "task": "xray3",
-                "architecture": "efficientnet_lite0",
-                "labels": ["COVID-19", "pneumonia", "normal"],
-                "preprocess": PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
-                **fields,
-            }
-        )
-        model = create_model("efficientnet_lite0", 3, weights=None)
-        return save_bundle(spec, model.state_dict(), tmp_path / folder)
+        return tiny_bundle("classifier", folder, **{"name": "t", "version": "1", **fields})
 
     return make
 
 
 @pytest.fixture
 def tiny_segmenter_bundle(tmp_path):
-    """Factory: save a seeded random 3-class U-Net (EfficientNet-Lite0 encoder, 64 px) lesion bundle.
+    """Factory: a seeded random 3-class U-Net (EfficientNet-Lite0 encoder, 64 px) lesion bundle.
 
     Returns ``(folder, model)``; ``tiny_segmenter_bundle(task="lesions-xray", run_if_positive=[...])``
     overrides any :class:`BundleSpec` field.
     """
+    from bundle_kinds import make_tiny
     from chestlens.models.bundle import save_bundle
-    from chestlens.models.segmentation import create_segmenter
-    from chestlens.models.spec import BundleSpec
-    from chestlens.preprocess.spec import PreprocessSpec
 
     def make(folder: str = "seg", **fields):
-        spec = BundleSpec(
-            **{
-                "name": "tiny-lesions",
-                "version": "0.0.1",
-                "kind": "segmenter",
-                "task": "lesions-ct",
-                "architecture": "unet",
-                "architecture_kwargs": {"encoder": "efficientnet_lite0", "mode": "multiclass"},
-                "labels": ["background", "ground_glass_opacity", "consolidation"],
-                "preprocess": PreprocessSpec(input_size=64, mean=[0.5], std=[0.5]),
-                **fields,
-            }
-        )
-        import torch
-
-        torch.manual_seed(0)
-        model = create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None).eval()
-        return save_bundle(spec, model.state_dict(), tmp_path / folder), model
+        spec, model = make_tiny("segmenter")
+        return save_bundle(spec.model_copy(update=fields), model.state_dict(), tmp_path / folder), model
 
     return make
 

@@ -1,0 +1,125 @@
+"""Tiny, seeded bundles of every registered kind, for the shared kind tests and the ``tiny_bundle`` fixture.
+
+:data:`TINY_KINDS` maps each kind of :data:`chestlens.models.kinds.KINDS` to a function that returns a
+spec and a freshly built, randomly initialised network of that kind (small input, small heads), so a test
+can save it as a bundle and compare the loaded copy with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from chestlens.models.bundle import save_bundle
+from chestlens.models.spec import BundleSpec
+from chestlens.preprocess.spec import PreprocessSpec
+
+#: Small Mask R-CNN settings: 64 px images, few proposals, few kept detections.
+TINY_DETECTOR = {
+    "min_size": 64,
+    "max_size": 64,
+    "rpn_pre_nms_top_n_test": 100,
+    "rpn_post_nms_top_n_test": 30,
+    "box_batch_size_per_image": 32,
+    "box_detections_per_img": 12,
+}
+DETECTOR_LABELS = ["background", "ggo", "consolidation"]
+
+
+def tiny_classifier() -> tuple[BundleSpec, torch.nn.Module]:
+    from chestlens.models.factory import create_model
+
+    spec = BundleSpec(
+        name="tiny-classifier",
+        version="0.0.1",
+        kind="classifier",
+        task="xray3",
+        architecture="efficientnet_lite0",
+        labels=["COVID-19", "pneumonia", "normal"],
+        preprocess=PreprocessSpec(input_size=32, mean=[0.5], std=[0.5]),
+    )
+    return spec, create_model("efficientnet_lite0", 3, weights=None)
+
+
+def tiny_segmenter() -> tuple[BundleSpec, torch.nn.Module]:
+    from chestlens.models.segmentation import create_segmenter
+
+    spec = BundleSpec(
+        name="tiny-lesions",
+        version="0.0.1",
+        kind="segmenter",
+        task="lesions-ct",
+        architecture="unet",
+        architecture_kwargs={"encoder": "efficientnet_lite0", "mode": "multiclass"},
+        labels=["background", "ground_glass_opacity", "consolidation"],
+        preprocess=PreprocessSpec(input_size=64, mean=[0.5], std=[0.5]),
+    )
+    return spec, create_segmenter("unet", "efficientnet_lite0", 3, encoder_weights=None)
+
+
+def tiny_detector() -> tuple[BundleSpec, torch.nn.Module]:
+    from chestlens.models.detection import create_detector
+
+    model = create_detector(
+        "maskrcnn_resnet18_fpn", len(DETECTOR_LABELS), backbone_weights=None, **TINY_DETECTOR
+    )
+    spec = BundleSpec(
+        name="tiny-detector",
+        version="0.0.1",
+        kind="detector",
+        task="lesions-ct",
+        architecture="maskrcnn_resnet18_fpn",
+        architecture_kwargs=model.bundle_kwargs,
+        labels=DETECTOR_LABELS,
+        preprocess=PreprocessSpec(input_size=64, mean=[0.0], std=[1.0]),
+    )
+    return spec, model
+
+
+def tiny_regional() -> tuple[BundleSpec, torch.nn.Module]:
+    from chestlens.models.regional import RegionalClassifier, RegionalModel, regional_spec_kwargs
+
+    detector_spec, detector = tiny_detector()
+    feature_dim = detector.roi_heads.box_head.fc7.out_features
+    model = RegionalModel(detector, RegionalClassifier(2, 8, feature_dim, hidden=16, dropout=0.0))
+    spec = BundleSpec(
+        name="tiny-regional",
+        version="0.0.1",
+        kind="regional",
+        task="ct-slice-infection",
+        architecture="regional_classifier",
+        architecture_kwargs=regional_spec_kwargs(
+            detector_spec, k=8, feature_dim=feature_dim, hidden=16, dropout=0.0
+        ),
+        labels=["no_infection", "infection"],
+        preprocess=detector_spec.preprocess,
+    )
+    return spec, model
+
+
+TINY_KINDS: dict[str, Callable[[], tuple[BundleSpec, torch.nn.Module]]] = {
+    "classifier": tiny_classifier,
+    "segmenter": tiny_segmenter,
+    "detector": tiny_detector,
+    "regional": tiny_regional,
+}
+
+
+def make_tiny(kind: str, *, seed: int = 0) -> tuple[BundleSpec, torch.nn.Module]:
+    """A seeded tiny spec and network of ``kind``, in eval mode."""
+    torch.manual_seed(seed)
+    spec, model = TINY_KINDS[kind]()
+    return spec, model.eval()
+
+
+def save_tiny(kind: str, folder: Path, *, fp16: bool = False, **fields: object) -> Path:
+    """Save a tiny bundle of ``kind`` (``fields`` override spec fields) and return its folder."""
+    spec, model = make_tiny(kind)
+    return save_bundle(with_fields(spec, **fields), model.state_dict(), folder, fp16=fp16)
+
+
+def with_fields(spec: BundleSpec, **fields: object) -> BundleSpec:
+    """``spec`` with ``fields`` replaced, validated as a new spec."""
+    return BundleSpec.model_validate({**spec.model_dump(), **fields})
