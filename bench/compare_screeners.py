@@ -118,7 +118,8 @@ def main() -> None:
         "beats_previous": beats,
         "split": f"{args.split} split of {splits}",
     }
-    spec = spec.model_copy(update={"training": {**spec.training, "previous_version": previous}})
+    training = spec.training.model_copy(update={"previous_version": previous})
+    spec = spec.model_copy(update={"training": training})
     write_text_atomic(args.new / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
     write_model_card(args.new, run / "test-report" / "report.json")
     for row in table:
@@ -134,11 +135,11 @@ def record_candidate(shipped: Path, candidate: Path, test_report: Path, reproduc
     from chestlens.evaluate.report import ReportDocument
 
     new = read_spec(candidate)
-    previous = new.training["previous_version"]
+    previous = new.training.previous_version
     spec = read_spec(shipped)
     report = ReportDocument.model_validate_json(test_report.read_text())
     candidate_info = {
-        "recipe_grid": new.training["recipe_grid"],
+        "recipe_grid": new.training.recipe_grid,
         "comparison": previous["rows"],
         "rule": "a new version ships only if it beats this one on the validation within-source score "
         "and on the audit (lungs masked out lower, CAM mass in the lungs higher): "
@@ -147,7 +148,7 @@ def record_candidate(shipped: Path, candidate: Path, test_report: Path, reproduc
     }
     spec = spec.model_copy(
         update={
-            "training": {**spec.training, "candidate": candidate_info},
+            "training": spec.training.model_copy(update={"candidate": candidate_info}),
             "metrics": {**spec.metrics, "test": metrics_summary(report.metrics, spec.labels)},
         }
     )

@@ -230,7 +230,7 @@ def test_train_regional_writes_a_regional_bundle_with_its_card(tiny_bundle, sour
     bundle = load_bundle(tmp_path / "run" / "bundle")
     assert bundle.spec.kind == "regional" and bundle.spec.labels == ["no_infection", "infection"]
     assert bundle.spec.operating_points[0].label == "infection"
-    assert bundle.spec.training["detector"]["weights_sha256"] == load_bundle(detector).spec.weights_sha256
+    assert bundle.spec.training.detector.weights_sha256 == load_bundle(detector).spec.weights_sha256
     model = bundle.build_model()
     assert isinstance(model, RegionalModel)
     # the bundled detector is the frozen one the classifier was trained over

@@ -244,7 +244,8 @@ def select(
     from chestlens.train.select import select_on_validation
 
     chosen = select_on_validation(candidates, out, metric=metric, reproduce=reproduce, compare=compare or [])
-    for row in read_spec(chosen).training["selection"]["candidates"]:
+    selection = read_spec(chosen).training.selection
+    for row in selection.candidates if selection else []:
         typer.echo(f"{row['bundle']}: {row['input_size']} px, validation {metric} {row['validation']:.4f}")
     typer.echo(f"chosen bundle written to {chosen}")
 

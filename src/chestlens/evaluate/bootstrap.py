@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from chestlens.strict import StrictModel
 
 #: A statistic maps image weights ``(B, N)`` to named arrays ``(B, ...)`` (NaN where undefined).
 Statistic = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -28,15 +29,13 @@ Statistic = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 _CHUNK_ELEMENTS = 4_000_000
 
 
-class Estimate(BaseModel):
+class Estimate(StrictModel):
     """A point estimate with its bootstrap percentile confidence interval.
 
     ``value`` is computed on all the data; ``low``/``high`` bound the interval (``None`` without a
     bootstrap or when fewer than two resamples had the metric defined). ``value`` is ``None`` when the
     metric is undefined on the data, with ``reason`` saying why.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     value: float | None
     low: float | None = None

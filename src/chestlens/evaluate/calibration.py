@@ -23,18 +23,17 @@ it is twice the usual binary Brier score).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import brier_score_loss
 
+from chestlens.strict import StrictModel
+
 DEFAULT_BINS = 15
 
 
-class ReliabilityBin(BaseModel):
+class ReliabilityBin(StrictModel):
     """One bin of the reliability diagram: confidences in ``(lower, upper]``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     lower: float
     upper: float

@@ -14,17 +14,15 @@ same test images (:func:`compare_auc`).
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 from scipy.stats import norm, rankdata
 
 from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
 from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
+from chestlens.strict import StrictModel
 
 
-class AUCComparison(BaseModel):
+class AUCComparison(StrictModel):
     """``AUC_b - AUC_a`` on the same images: paired patient-bootstrap CI and the DeLong test."""
-
-    model_config = ConfigDict(extra="forbid")
 
     auc_a: Estimate
     auc_b: Estimate

@@ -82,7 +82,8 @@ def write_detection_report(
 
 def instance_min_area(spec: BundleSpec) -> int:
     """The smallest true instance (pixels) the detector was trained and scored with."""
-    return int(spec.training.get("instances", {}).get("min_area_px", DEFAULT_MIN_AREA_PX))
+    rule = spec.training.instances
+    return DEFAULT_MIN_AREA_PX if rule is None else rule.min_area_px
 
 
 def evaluate_detector_items(

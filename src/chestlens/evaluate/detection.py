@@ -36,13 +36,14 @@ from typing import Literal
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.data.annotations import ImagePrediction, Instance, coco_annotation
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
 from chestlens.evaluate.results import BootstrapInfo
+from chestlens.strict import StrictModel
 
 IouType = Literal["segm", "bbox"]
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -52,11 +53,7 @@ _MAX_CELLS = 2_000_000  # bound on (resamples x IoU thresholds x detections) per
 _NO_GT = "no ground-truth instance of this class"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class APScores(_Model):
+class APScores(StrictModel):
     """AP at IoU 0.50 and 0.75 and the mean over IoU 0.50:0.95 (module docstring)."""
 
     ap50: Estimate
@@ -64,7 +61,7 @@ class APScores(_Model):
     map: Estimate
 
 
-class ClassDetectionMetrics(_Model):
+class ClassDetectionMetrics(StrictModel):
     """One class: instance counts and AP of masks (``segm``) and boxes (``bbox``, None if not asked)."""
 
     label: str
@@ -75,7 +72,7 @@ class ClassDetectionMetrics(_Model):
     bbox: APScores | None
 
 
-class DetectionReport(_Model):
+class DetectionReport(StrictModel):
     """COCO-style evaluation of an instance detector. Research use only."""
 
     disclaimer: str = RESEARCH_USE_DISCLAIMER

@@ -228,9 +228,9 @@ def model_card_text(bundle_dir: Path, report_json: Path) -> str:
     model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
     """
     spec = read_spec(bundle_dir)
-    confounders = spec.training.get("data", {}).get("confounder_warnings", [])
-    reproduce = spec.training.get("reproduce")
-    return evaluation_of(spec).card(spec, Path(report_json).read_text(), confounders, reproduce)
+    confounders = spec.training.data.confounder_warnings if spec.training.data else []
+    raw = Path(report_json).read_text()
+    return evaluation_of(spec).card(spec, raw, confounders, spec.training.reproduce)
 
 
 def write_model_card(bundle_dir: Path, report_json: Path) -> Path:

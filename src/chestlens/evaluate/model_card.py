@@ -28,7 +28,7 @@ from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import ShortcutAudit
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.registry import get_model_config
-from chestlens.models.spec import BundleSpec
+from chestlens.models.spec import BundleSpec, DataSummary
 from chestlens.rendering import macro_lines, render
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -111,8 +111,8 @@ def _targets(spec: BundleSpec, report: ClassificationReport) -> list[list[str]]:
 
 def _epoch_seconds(spec: BundleSpec) -> float:
     """Time spent in training epochs (summed over the history, so a resumed run counts every epoch)."""
-    history = spec.training.get("history") or []
-    return sum(e.get("seconds", 0.0) for e in history) or spec.training.get("train_seconds", 0.0)
+    history = spec.training.history
+    return sum(e.get("seconds", 0.0) for e in history) or spec.training.train_seconds or 0.0
 
 
 def _initialisation(architecture: str, weights: str | None) -> str:
@@ -125,7 +125,7 @@ def _initialisation(architecture: str, weights: str | None) -> str:
 
 def recipe_row(spec: BundleSpec, report: ClassificationReport) -> dict[str, str]:
     """One row of the side-by-side recipe table: how a bundle was trained and its headline test numbers."""
-    cfg = spec.training.get("config", {})
+    cfg = spec.training.config
     overall = report.overall
     covid = next((p for p in overall.operating_points if p.label == "COVID-19"), None)
     covid_auc = next((c.auc for c in overall.per_class if c.label == "COVID-19"), None)
@@ -153,7 +153,7 @@ def recipe_row(spec: BundleSpec, report: ClassificationReport) -> dict[str, str]
 def _seed_recipes(spec: BundleSpec, report: ClassificationReport) -> tuple[list[str], list[list[str]]] | None:
     """Head and rows of the seed recipes trained with the same data, split and pipeline, this model first
     (``training.comparison``); None without them."""
-    others = spec.training.get("comparison")
+    others = spec.training.comparison
     if not others:
         return None
     rows = [recipe_row(spec, report), *others]
@@ -165,7 +165,8 @@ def _card_context(spec: BundleSpec, limits: Sequence[str], reproduce: str | None
     return {
         "spec": spec,
         "training": spec.training,
-        "cfg": spec.training.get("config", {}),
+        "cfg": spec.training.config,
+        "data": spec.training.data or DataSummary(),
         "limits": list(limits),
         "reproduce": reproduce,
     }

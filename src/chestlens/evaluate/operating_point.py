@@ -21,22 +21,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sklearn.metrics import roc_curve
 
 from chestlens.models.spec import ClassThreshold
+from chestlens.strict import StrictModel
 
 DEFAULT_TARGET_SENSITIVITY = 0.95
 _EPS = 1e-12
 
 
-class OperatingPoint(BaseModel):
+class OperatingPoint(StrictModel):
     """A threshold on one class's score with its sensitivity and specificity on the data it was chosen on.
 
     The rule is "positive if ``score >= threshold``".
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     threshold: float
     sensitivity: float
@@ -119,10 +118,8 @@ def choose_threshold_for_specificity(
     )
 
 
-class DecisionRule(BaseModel):
+class DecisionRule(StrictModel):
     """How calibrated probabilities become one predicted class; see the module docstring for the rule."""
-
-    model_config = ConfigDict(extra="forbid")
 
     thresholds: list[ClassThreshold] = Field(default_factory=list)
 

@@ -12,21 +12,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
-
 from chestlens import RESEARCH_USE_DISCLAIMER, __version__
 from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.results import BootstrapInfo
 from chestlens.rendering import render
+from chestlens.strict import StrictModel
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 
 
-class Document(BaseModel):
+class Document(StrictModel):
     """The common part of ``report.json``: what was evaluated on what; subclasses add the metrics."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str
     disclaimer: str = RESEARCH_USE_DISCLAIMER

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.atomic import write_text_atomic
@@ -24,15 +23,14 @@ from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.bundle import Bundle
 from chestlens.models.kinds import kind_of
 from chestlens.models.regional import ct_slice_units
+from chestlens.strict import StrictModel
 
 #: Slices per forward pass (the detector runs one slice at a time inside; this bounds the unit tensor).
 CHUNK = 16
 
 
-class RegionalReport(BaseModel):
+class RegionalReport(StrictModel):
     """Slice predictions of a regional bundle against COVID-CT-MD slice labels. Research use only."""
-
-    model_config = ConfigDict(extra="forbid")
 
     disclaimer: str = RESEARCH_USE_DISCLAIMER
     bundle: str
@@ -79,7 +77,7 @@ def evaluate_regional(
             seed=seed,
         )
 
-    trained_on = set(spec.training.get("config", {}).get("patients", []))
+    trained_on = set(spec.training.config.get("patients", []))
     report = RegionalReport(
         bundle=f"{spec.name} {spec.version}",
         threshold=threshold,

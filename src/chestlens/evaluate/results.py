@@ -12,23 +12,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.evaluate.bootstrap import Estimate
 from chestlens.evaluate.calibration import ReliabilityBin
 from chestlens.evaluate.operating_point import DecisionRule
 from chestlens.evaluate.within_source import WithinSourceAUC
+from chestlens.strict import StrictModel
 
 #: How every pooled AUC of a report is labelled: it counts pairs of images from different sources too.
 POOLED_AUC_SCOPE = "includes between-source pairs"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ClassMetrics(_Model):
+class ClassMetrics(StrictModel):
     """One-vs-rest metrics of one class under the decision rule (AUC and AP use the probabilities)."""
 
     label: str
@@ -44,7 +41,7 @@ class ClassMetrics(_Model):
     average_precision: Estimate
 
 
-class OperatingPointResult(_Model):
+class OperatingPointResult(StrictModel):
     """A stored threshold applied to these data: binary ``p[label] >= threshold`` vs ``true == label``."""
 
     label: str
@@ -59,7 +56,7 @@ class OperatingPointResult(_Model):
     npv: Estimate
 
 
-class CalibrationSummary(_Model):
+class CalibrationSummary(StrictModel):
     """Top-label calibration of the probabilities (see :mod:`chestlens.evaluate.calibration`)."""
 
     n_bins: int
@@ -69,7 +66,7 @@ class CalibrationSummary(_Model):
     bins: list[ReliabilityBin]
 
 
-class MetricSet(_Model):
+class MetricSet(StrictModel):
     """All metrics on one set of images (everything, or one data source)."""
 
     n_images: int
@@ -86,7 +83,7 @@ class MetricSet(_Model):
     operating_points: list[OperatingPointResult]
 
 
-class BootstrapInfo(_Model):
+class BootstrapInfo(StrictModel):
     """How the confidence intervals were obtained."""
 
     n_boot: int
@@ -96,7 +93,7 @@ class BootstrapInfo(_Model):
     method: Literal["percentile"] = "percentile"
 
 
-class ClassificationReport(_Model):
+class ClassificationReport(StrictModel):
     """Evaluation of a classifier: within-source AUCs first, then pooled (overall), per data source, and
     warnings. Research use only.
 

@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from chestlens.evaluate.page import Document, document_fields, page, write_document
 from chestlens.evaluate.segmentation import SegmentationReport
+from chestlens.strict import StrictModel
 
 DEFINITIONS = {
     "Dice": "2 TP / (2 TP + FP + FN) per image and class; mean over images with a non-empty target",
@@ -29,10 +28,8 @@ DEFINITIONS = {
 }
 
 
-class ImageScore(BaseModel):
+class ImageScore(StrictModel):
     """One image of the evaluation: its Dice per foreground class (empty-mask policy applied)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     uid: str
     patient_id: str

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import ndimage
 
 from chestlens import RESEARCH_USE_DISCLAIMER
@@ -52,6 +52,7 @@ from chestlens.evaluate.bootstrap import Estimate, Statistic, bootstrap, estimat
 from chestlens.evaluate.classification import MIN_PATIENTS
 from chestlens.evaluate.results import BootstrapInfo
 from chestlens.preprocess.labels import IGNORE_INDEX
+from chestlens.strict import StrictModel
 
 EmptyCase = Literal["true_negative", "false_positive", "false_negative", "true_positive"]
 EMPTY_MASK_POLICY = (
@@ -64,11 +65,7 @@ EMPTY_MASK_POLICY = (
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ClassScore(_Model):
+class ClassScore(StrictModel):
     """One class on one image (undefined ratios are None, see the empty-mask policy)."""
 
     label: str
@@ -84,7 +81,7 @@ class ClassScore(_Model):
     hd95_mm: float | None = None
 
 
-class CaseCounts(_Model):
+class CaseCounts(StrictModel):
     """Images per empty-mask case (see :data:`EMPTY_MASK_POLICY`)."""
 
     true_negative: int
@@ -93,7 +90,7 @@ class CaseCounts(_Model):
     true_positive: int
 
 
-class SegClassMetrics(_Model):
+class SegClassMetrics(StrictModel):
     """Aggregated metrics of one class (see the module docstring for which images each mean covers)."""
 
     label: str
@@ -112,7 +109,7 @@ class SegClassMetrics(_Model):
     hd95_mm: Estimate
 
 
-class SegmentationReport(_Model):
+class SegmentationReport(StrictModel):
     """Evaluation of a segmenter. Research use only."""
 
     disclaimer: str = RESEARCH_USE_DISCLAIMER

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import ndimage
 
 from chestlens.data.records import Sample
@@ -46,6 +46,7 @@ from chestlens.models.registry import get_model_config
 from chestlens.models.spec import BundleSpec
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.rendering import macro_lines
+from chestlens.strict import StrictModel
 
 VARIANTS = ("full image", "lungs masked out", "lungs only")
 #: The lung mask is dilated by this fraction of the image side before masking (covers the lung borders).
@@ -53,11 +54,7 @@ DILATION_FRACTION = 0.03
 CAM_BATCH = 16
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ViewResult(_Model):
+class ViewResult(StrictModel):
     """The classifier on one view of the images.
 
     Attributes:
@@ -72,7 +69,7 @@ class ViewResult(_Model):
     within_source: list[WithinSourceAUC] = Field(default_factory=list)
 
 
-class CamInLungs(_Model):
+class CamInLungs(StrictModel):
     """Share of the top-class Grad-CAM mass inside the lung fields, in ``[0, 1]`` (None: no CAM mass)."""
 
     mean: float | None
@@ -81,7 +78,7 @@ class CamInLungs(_Model):
     mean_by_true_class: dict[str, float | None]
 
 
-class ShortcutAudit(_Model):
+class ShortcutAudit(StrictModel):
     """Result of :func:`audit_classifier` (stored in a bundle's ``metrics.shortcut_audit``).
 
     ``source_probe`` is None in audits made before it was measured.

@@ -14,19 +14,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from chestlens.data.transforms import normalise
 from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.strict import StrictModel
 
 #: Cross-validation folds of the probe (fewer when a source has fewer patient groups).
 PROBE_FOLDS = 5
 
 
-class SourceProbe(BaseModel):
+class SourceProbe(StrictModel):
     """Result of :func:`source_probe` (accuracies in ``[0, 1]``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     accuracy: float | None
     majority_rate: float

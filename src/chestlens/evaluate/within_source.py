@@ -27,20 +27,19 @@ from collections.abc import Collection, Sequence
 from itertools import combinations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import TypeAdapter
 
 from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
 from chestlens.evaluate.metrics import TiedScores, weighted_pair_counts
+from chestlens.strict import StrictModel
 
 #: Sources whose images are split by view before pairing (view confounded with class inside them).
 VIEW_STRATIFIED_SOURCES = frozenset({"actualmed"})
 _EPS = 1e-12
 
 
-class StratumAUC(BaseModel):
+class StratumAUC(StrictModel):
     """One stratum's share of a within-source AUC (counts are images)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     stratum: str
     n_positive: int
@@ -48,7 +47,7 @@ class StratumAUC(BaseModel):
     auc: Estimate
 
 
-class WithinSourceAUC(BaseModel):
+class WithinSourceAUC(StrictModel):
     """A binary question's AUC over same-stratum pairs, with the per-stratum AUCs it pools.
 
     Attributes:
@@ -58,8 +57,6 @@ class WithinSourceAUC(BaseModel):
         strata: the strata that hold both sides, each with its own AUC and CI.
         excluded: strata holding only one side (they add no pairs).
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     question: str
     pooled: Estimate

@@ -25,7 +25,7 @@ def test_split_set(
     """
     from chestlens.data.registry import load_samples
 
-    config = spec.training.get("config", {})
+    config = spec.training.config
     recorded = [
         Path(config[key]) / name for key, name in (("splits", ""), ("out", "splits.csv")) if config.get(key)
     ]

@@ -75,5 +75,5 @@ def masker_for(spec: BundleSpec) -> LungMasker | None:
 
     if not needs_lungs(spec.preprocess):
         return None
-    lungs = load_bundle(spec.training.get("config", {}).get("lungs", "lungs-segmenter"))
+    lungs = load_bundle(spec.training.config.get("lungs", "lungs-segmenter"))
     return lung_masker(lungs.build_model(), lungs.spec.preprocess)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.strict import StrictModel
 
 BUNDLE_JSON = "bundle.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -21,14 +22,12 @@ GRAPH_FILE = "model.onnx"
 FORMAT_VERSION = 1
 
 
-class ClassThreshold(BaseModel):
+class ClassThreshold(StrictModel):
     """A decision threshold on one class's calibrated probability, chosen on validation data.
 
     Stored in ``BundleSpec.operating_points`` and applied, in order, by
     ``chestlens.evaluate.DecisionRule``: flag ``label`` when its probability is ``>= threshold``.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     label: str
     threshold: float = Field(ge=0.0, le=1.0)
@@ -37,10 +36,8 @@ class ClassThreshold(BaseModel):
     validation_specificity: float | None = None
 
 
-class GraphRecord(BaseModel):
+class GraphRecord(StrictModel):
     """The bundle's ONNX graph (``model.onnx``) and its parity check against PyTorch at export time."""
-
-    model_config = ConfigDict(extra="forbid")
 
     file: str = GRAPH_FILE
     sha256: str
@@ -51,10 +48,76 @@ class GraphRecord(BaseModel):
     tolerance: float = Field(gt=0.0)
 
 
-class BundleSpec(BaseModel):
-    """Everything about a model except its weights (``bundle.json``)."""
+class DataSummary(StrictModel):
+    """The data a model was trained and tested on (``training.data``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    images_per_source_class_split: dict[str, dict[str, dict[str, int]]] = Field(default_factory=dict)
+    patients_per_split: dict[str, int] = Field(default_factory=dict)
+    split_seed: int | None = None
+    excluded_per_source: dict[str, int] = Field(default_factory=dict)
+    confounder_warnings: list[str] = Field(default_factory=list)
+
+
+class Selection(StrictModel):
+    """How the shipped model was chosen among candidate runs (``chestlens train select``)."""
+
+    metric: str
+    chosen: str
+    candidates: list[dict[str, Any]]  # one row per candidate run: its folder, score and figures
+
+
+class InstanceRule(StrictModel):
+    """How a detector's true instances were made from the lesion masks."""
+
+    rule: str
+    min_area_px: int = Field(ge=0)
+
+
+class BundleRef(StrictModel):
+    """Another bundle this one was built over (a regional bundle's detector)."""
+
+    name: str
+    version: str
+    weights_sha256: str
+
+
+class TrainingSummary(StrictModel):
+    """How a model was made (``bundle.json``'s ``training``); fields a kind or a run does not have are
+    left out of the file.
+
+    ``config`` is the resolved training config of the bundle's trainer (its pydantic config dumped as
+    JSON); ``history`` one record per epoch (``epoch``, ``train_loss``, the validation figures and
+    ``seconds``); ``fp16_check`` the fp16-storage check of the kind's trainer
+    (:mod:`chestlens.train.fp16`).
+    """
+
+    config: dict[str, Any] = Field(default_factory=dict)
+    data: DataSummary | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool | None = None
+    train_seconds: float | None = None
+    device: str | None = None
+    threads: int | None = None
+    fp16_check: dict[str, Any] | None = None
+    reproduce: str | None = None  # the command that reproduces the model (read by the card)
+    selection: Selection | None = None
+    comparison: list[dict[str, Any]] | None = None  # recipe rows the card compares (train select)
+    candidate: dict[str, Any] | None = None  # bench/compare_screeners.py: the candidate it replaced
+    previous_version: dict[str, Any] | None = None  # bench/compare_screeners.py: what it replaced
+    recipe_grid: dict[str, Any] | None = None  # the cross-validated grid the recipe was chosen from
+    instances: InstanceRule | None = None  # detectors
+    detector: BundleRef | None = None  # regional bundles
+    split: dict[str, Any] | None = None  # regional bundles: how the slices were split, and sizes
+
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave out fields that are None, so ``bundle.json`` holds only what the run recorded."""
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class BundleSpec(StrictModel):
+    """Everything about a model except its weights (``bundle.json``)."""
 
     format: Literal["chestlens-bundle"] = "chestlens-bundle"
     format_version: int = FORMAT_VERSION
@@ -71,7 +134,7 @@ class BundleSpec(BaseModel):
     # Segmenters in the screening pipeline: run only when the classifier's decision is positive for one
     # of these labels (empty: always run).
     run_if_positive: list[str] = Field(default_factory=list)
-    training: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingSummary = Field(default_factory=TrainingSummary)
     metrics: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
     weights_dtype: Literal["float32", "float16"] = "float32"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from chestlens.strict import StrictModel
 
 
-class PreprocessSpec(BaseModel):
+class PreprocessSpec(StrictModel):
     """How an image becomes network input. Shapes: input ``(in_chans, input_size, input_size)``.
 
     Steps, in order: CT pixels (HU) are windowed to ``[0, 1]`` with ``ct_window`` (centre, width in HU);
@@ -21,8 +23,6 @@ class PreprocessSpec(BaseModel):
     also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
     input grid. Their defaults leave the image as it is.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     input_size: int = Field(gt=0)
     in_chans: Literal[1, 3] = 1

@@ -228,7 +228,9 @@ def run_classification(
         update={
             "temperature": temperature,
             "operating_points": [point.to_threshold(labels[0])],
-            "training": training_summary(cfg, table, samples, outcome, started, device) | _recipe_grid(cfg),
+            "training": training_summary(cfg, table, samples, outcome, started, device).model_copy(
+                update=_recipe_grid(cfg)
+            ),
         }
     )
     model.cpu()

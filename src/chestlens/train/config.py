@@ -10,17 +10,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.labels import SegMode
+from chestlens.strict import StrictModel
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(StrictModel):
     """Training-time augmentation (torchvision transforms v2); none is applied at evaluation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     rotation_deg: float = Field(15.0, ge=0)
     scale: tuple[float, float] = (0.85, 1.0)  # RandomResizedCrop area fraction
@@ -30,14 +29,12 @@ class AugmentConfig(BaseModel):
     hflip: bool = False  # off by default: chest anatomy is not left-right symmetric
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictModel):
     """What every training command shares: data, split, optimisation and run settings.
 
     Sizes in pixels, learning rate per sample batch, epochs counted from 1 in logs. The task commands
     extend it (:class:`ClassifyConfig`, :class:`SegmentConfig`) and may change defaults.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     version: str = "0.1.0"

@@ -35,7 +35,7 @@ from chestlens.evaluate.det_eval import detection_report, detection_summary, wri
 from chestlens.models.catalog import is_bundle, resolve_bundle
 from chestlens.models.detection import BACKGROUND, MaskRCNNDetector, create_detector
 from chestlens.models.device import resolve_device
-from chestlens.models.spec import BundleSpec, read_spec
+from chestlens.models.spec import BundleSpec, InstanceRule, read_spec
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train import distributed
 from chestlens.train.config import TrainConfig
@@ -96,7 +96,7 @@ def check_backbone_split(cfg: DetectConfig) -> None:
     """
     if cfg.backbone_weights is None or not is_bundle(cfg.backbone_weights):
         return
-    trained = read_spec(resolve_bundle(cfg.backbone_weights)).training.get("config", {})
+    trained = read_spec(resolve_bundle(cfg.backbone_weights)).training.config
     ours = cfg.model_dump(mode="json")
     differ = [key for key in _SPLIT_KEYS if trained.get(key) != ours[key]]
     if differ:
@@ -288,10 +288,10 @@ def run_detection(
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)
     bundle_spec.training = training_summary(cfg, table, samples, outcome, started, device)
-    bundle_spec.training["instances"] = {
-        "rule": "connected components (8-connectivity) of each class on the input grid",
-        "min_area_px": cfg.min_area_px,
-    }
+    bundle_spec.training.instances = InstanceRule(
+        rule="connected components (8-connectivity) of each class on the input grid",
+        min_area_px=cfg.min_area_px,
+    )
 
     state = {k: v.detach().clone() for k, v in detector.state_dict().items()}
     fp16 = _fp16_check(detector, state, data["val"], classes, cfg, device) if cfg.fp16_bundle else None

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sklearn.metrics import roc_curve
 
 from chestlens.atomic import write_bytes_atomic, write_text_atomic
@@ -46,7 +46,8 @@ from chestlens.models.regional import (
     ct_slice_units,
     regional_spec_kwargs,
 )
-from chestlens.models.spec import BundleSpec, ClassThreshold
+from chestlens.models.spec import BundleRef, BundleSpec, ClassThreshold, TrainingSummary
+from chestlens.strict import StrictModel
 from chestlens.train.run import BUNDLE_DIR
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,8 @@ TASK = "ct-slice-infection"
 LABELS = ("no_infection", "infection")
 
 
-class RegionalConfig(BaseModel):
+class RegionalConfig(StrictModel):
     """Everything ``chestlens train regional`` needs."""
-
-    model_config = ConfigDict(extra="forbid")
 
     detector: str  # detector bundle folder
     data_root: str | None = None  # default: $CHESTLENS_DATA
@@ -182,16 +181,15 @@ def _bundle_spec(
         operating_points=[
             ClassThreshold(label=LABELS[1], threshold=threshold, criterion="Youden's J on validation slices")
         ],
-        training={
-            "config": cfg.model_dump(mode="json"),
-            "detector": {
-                "name": detector.name,
-                "version": detector.version,
-                "weights_sha256": detector.weights_sha256,
-            },
-            "split": result["split"],
-            "best_epoch": training["best_epoch"],
-        },
+        training=TrainingSummary(
+            config=cfg.model_dump(mode="json"),
+            detector=BundleRef(
+                name=detector.name, version=detector.version, weights_sha256=detector.weights_sha256
+            ),
+            split=result["split"],
+            history=training["history"],
+            best_epoch=training["best_epoch"],
+        ),
         metrics={"test": result["test"]},
     )
 

@@ -32,7 +32,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.bundle import save_bundle
-from chestlens.models.spec import BundleSpec
+from chestlens.models.spec import BundleSpec, DataSummary, TrainingSummary
 from chestlens.train.config import TrainConfig
 from chestlens.train.engine import TrainOutcome
 
@@ -90,19 +90,19 @@ def check_not_empty(cfg: TrainConfig, out: Path, sizes: dict[str, int]) -> None:
             raise ChestlensInputError(cfg.splits or out / SPLIT_FILE, f"the {split} split is empty")
 
 
-def data_summary(table: SplitTable, samples: list[Sample]) -> dict[str, Any]:
+def data_summary(table: SplitTable, samples: list[Sample]) -> DataSummary:
     """Images per source, label and split, patient groups per split, exclusions and confounder warnings."""
     counts = Counter((r.source, r.label, r.split) for r in table.rows)
     per: dict[str, dict[str, dict[str, int]]] = {}
     for (source, label, split), n in sorted(counts.items()):
         per.setdefault(source, {}).setdefault(label, dict.fromkeys(SPLITS, 0))[split] = n
-    return {
-        "images_per_source_class_split": per,
-        "patients_per_split": {s: len({r.group for r in table.rows if r.split == s}) for s in SPLITS},
-        "split_seed": table.meta.seed,
-        "excluded_per_source": table.meta.excluded,
-        "confounder_warnings": summarize(samples, table=table).warnings,
-    }
+    return DataSummary(
+        images_per_source_class_split=per,
+        patients_per_split={s: len({r.group for r in table.rows if r.split == s}) for s in SPLITS},
+        split_seed=table.meta.seed,
+        excluded_per_source=table.meta.excluded,
+        confounder_warnings=summarize(samples, table=table).warnings,
+    )
 
 
 def training_summary(
@@ -112,19 +112,19 @@ def training_summary(
     outcome: TrainOutcome,
     started: float,
     device: torch.device,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """The bundle's ``training`` field: resolved config, data, history, timing (``started``:
     ``time.perf_counter()`` at the start of the run) and hardware."""
-    return {
-        "config": cfg.model_dump(mode="json"),
-        "data": data_summary(table, samples),
-        "history": outcome.history,
-        "best_epoch": outcome.best_epoch,
-        "stopped_early": outcome.stopped_early,
-        "train_seconds": round(time.perf_counter() - started, 1),
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-    }
+    return TrainingSummary(
+        config=cfg.model_dump(mode="json"),
+        data=data_summary(table, samples),
+        history=outcome.history,
+        best_epoch=outcome.best_epoch,
+        stopped_early=outcome.stopped_early,
+        train_seconds=round(time.perf_counter() - started, 1),
+        device=str(device),
+        threads=torch.get_num_threads(),
+    )
 
 
 def finish_run(
@@ -151,9 +151,9 @@ def finish_run(
             writes no graph (``graph: false``). A graph that cannot be exported or verified is logged
             and left out: the bundle still runs with ``--runtime torch``.
     """
-    spec.training["fp16_check"] = fp16
+    spec.training.fp16_check = fp16
     if reproduce:
-        spec.training["reproduce"] = reproduce  # read by the model card
+        spec.training.reproduce = reproduce  # read by the model card
     validation = evaluate("val", "validation", out / VALIDATION_REPORT_DIR)
     test = evaluate("test", "test", out / TEST_REPORT_DIR) if has_test else None
     spec.metrics.update({"validation": validation, "test": test})

@@ -17,7 +17,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.model_card import recipe_row
 from chestlens.evaluate.report import ReportDocument
-from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, read_spec
+from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, Selection, read_spec
 
 #: Where ``chestlens train classify`` writes the test report, relative to the bundle folder.
 TEST_REPORT_JSON = Path("..") / "test-report" / "report.json"
@@ -61,10 +61,10 @@ def select_on_validation(
             raise ChestlensInputError(path, f"bundle has no validation {metric}")
         scored.append((value, Path(path), spec))
     _, best_path, best_spec = max(scored, key=lambda item: item[0])
-    selection = {
-        "metric": f"validation {metric}",
-        "chosen": str(best_path),
-        "candidates": [
+    selection = Selection(
+        metric=f"validation {metric}",
+        chosen=str(best_path),
+        candidates=[
             {
                 "bundle": str(p),
                 "input_size": s.preprocess.input_size,
@@ -73,12 +73,14 @@ def select_on_validation(
             }
             for v, p, s in scored
         ],
-    }
-    training = {**best_spec.training, "selection": selection}
-    if reproduce:
-        training["reproduce"] = reproduce  # read by the card
-    if compare:
-        training["comparison"] = recipe_rows(compare)
+    )
+    training = best_spec.training.model_copy(
+        update={
+            "selection": selection,
+            "reproduce": reproduce or best_spec.training.reproduce,  # read by the card
+            "comparison": recipe_rows(compare) if compare else best_spec.training.comparison,
+        }
+    )
     spec = best_spec.model_copy(update={"training": training})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
