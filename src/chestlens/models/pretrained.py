@@ -89,28 +89,25 @@ OFFLINE_SOURCES: dict[str, Callable[[], StateDict]] = {
 
 
 def load_checkpoint(path: Path) -> StateDict:
-    """Read a local checkpoint safely (safetensors, or torch with ``weights_only=True``)."""
+    """Read a local checkpoint safely with timm's loader (safetensors, or torch with
+    ``weights_only=True``; the ``state_dict``/``model`` entry of a training checkpoint; DDP and
+    ``torch.compile`` key prefixes removed)."""
+    from timm.models import load_state_dict
+
     if not path.is_file():
         raise ChestlensInputError(path, "checkpoint file not found")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            loaded = load_file(str(path))
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = load_state_dict(str(path), use_ema=False, weights_only=True)
     except Exception as error:  # corrupt file, pickle with non-tensor objects, ...
         raise ChestlensInputError(path, f"cannot read checkpoint safely: {error}") from error
-    return _unwrap(loaded, path)
+    return _tensors(loaded, path)
 
 
-def _unwrap(loaded: object, origin: Path | str) -> StateDict:
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
-            loaded = loaded[key]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+def _tensors(state: object, origin: Path | str) -> StateDict:
+    """``state`` if it is a state dict of tensors, else a one-line error naming ``origin``."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ChestlensInputError(str(origin), "checkpoint does not hold a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in loaded.items()}
+    return state
 
 
 def resolve_weights(weights: str | Path) -> StateDict:
@@ -123,5 +120,8 @@ def resolve_weights(weights: str | Path) -> StateDict:
             loaded = torch.hub.load_state_dict_from_url(text, map_location="cpu", weights_only=True)
         except Exception as error:
             raise ChestlensInputError(text, f"cannot download weights: {error}") from error
-        return _unwrap(loaded, text)
+        from timm.models import clean_state_dict
+
+        entry = next((k for k in ("state_dict", "model") if isinstance(loaded, dict) and k in loaded), None)
+        return _tensors(clean_state_dict(loaded[entry] if entry else loaded), text)
     return load_checkpoint(Path(text).expanduser())
