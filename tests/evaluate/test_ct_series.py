@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from chestlens.errors import ChestlensInputError
-from chestlens.evaluate.ct_series import BLOCK_SLICES, compare_slices, slice_report_markdown
+from chestlens.evaluate.ct_series import (
+    BLOCK_SLICES,
+    compare_slices,
+    involvement_threshold,
+    slice_report_markdown,
+)
 
 
 def test_counts_rates_and_auc_follow_the_labels():
@@ -42,3 +47,35 @@ def test_blocks_of_neighbouring_slices_widen_the_interval(monkeypatch):
 def test_lengths_must_match():
     with pytest.raises(ChestlensInputError, match="do not match"):
         compare_slices("P", [0.1, 0.2], [True], series_score=0.2)
+
+
+def test_the_involvement_threshold_is_the_best_youden_cut_of_the_slices():
+    fractions = [0.0, 0.0, 0.001, 0.002, 0.0031, 0.004, 0.02, 0.0, 0.05]
+    labels = [False, False, False, False, True, True, True, True, True]
+    # at 0.0031 every clean slice stays below and 4 of 5 infected reach it (J = 0.8); lower cuts add FP
+    assert involvement_threshold(fractions, labels) == 0.0031
+    assert involvement_threshold([0.012345, 0.0], [True, False]) == 0.012  # two significant digits
+
+
+def test_the_involvement_threshold_needs_both_kinds_of_slices():
+    with pytest.raises(ChestlensInputError, match="infected and clean"):
+        involvement_threshold([0.1, 0.2], [True, True])
+    with pytest.raises(ChestlensInputError, match="infected and clean"):
+        involvement_threshold([0.1], [True, False])
+    with pytest.raises(ChestlensInputError, match="no slice has lesions"):
+        involvement_threshold([0.0, 0.0], [True, False])
+
+
+def test_the_report_states_the_series_verdict_and_its_threshold():
+    report = compare_slices(
+        "P",
+        [0.0, 0.8],
+        [False, True],
+        series_score=0.8,
+        series_verdict="lesions found",
+        series_threshold=0.0038,
+        lung_fraction_total=0.01,
+        n_boot=0,
+    )
+    text = "\n".join(slice_report_markdown(report))
+    assert "**lesions found** (lungs involved from 0.38% on)" in text

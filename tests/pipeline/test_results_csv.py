@@ -40,6 +40,8 @@ def test_ct_series_columns_and_column_order(results):
             "volume_ml_by_label": {"ggo": 17.1, "consolidation": 0.0},
             "lung_fraction_total": 0.0038,
             "series_score": 0.7783,
+            "series_verdict": "no lesions found",
+            "series_threshold": 0.0038,
         }
     )
     series = slice_result.model_copy(
@@ -53,3 +55,5 @@ def test_ct_series_columns_and_column_order(results):
     ct = rows[1]
     assert ct["lung_volume_ml"] == "4510" and ct["lesion_ggo_ml"] == "17.1"
     assert ct["lung_involved"] == "0.0038" and ct["series_score"] == "0.7783"
+    assert ct["series_verdict"] == "no lesions found" and ct["series_threshold"] == "0.0038"
+    assert rows[0]["series_verdict"] == ""

@@ -98,12 +98,16 @@ def _lungs_cell(row: dict[str, str]) -> str:
 
 
 def _lesions_cell(row: dict[str, str]) -> str:
-    """Lesion volume (mL) or area (mm²) per class, the share of the lungs involved and the series score."""
+    """Lesion volume (mL) or area (mm²) per class, the share of the lungs involved, the series score and the
+    series verdict with its threshold."""
     parts = [_cells(row, "lesion_", "_ml", " mL") or _cells(row, "lesion_", "_mm2", " mm²")]
     if "lung_involved" in row:
         parts.append(f"lungs involved {float(row['lung_involved']):.1%}")
     if "series_score" in row:
         parts.append(f"series score {row['series_score']}")
+    if "series_verdict" in row:
+        threshold = 100 * float(row["series_threshold"])
+        parts.append(f"{row['series_verdict']} (threshold {threshold:.2f}% of the lungs)")
     return "\n".join(p for p in parts if p)
 
 

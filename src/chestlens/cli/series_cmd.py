@@ -31,10 +31,11 @@ def evaluate_series(
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved and
-    a series score; with COVID-CT-MD slice labels found for the series, the slice-level AUC, sensitivity
-    and specificity (95% CI by a block bootstrap over consecutive slices). Writes result.json, overlays,
-    and slice-report.json/.md with a slice profile PNG."""
+    """Per-slice lesion masks and scores, lesion volume in mL per class, the share of the lungs involved, a
+    series score and the series verdict (lesions found when the lungs involved reach a threshold); with
+    COVID-CT-MD slice labels found for the series, the slice-level AUC, sensitivity and specificity (95% CI
+    by a block bootstrap over consecutive slices). Writes result.json, overlays, and slice-report.json/.md
+    with a slice profile PNG."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.atomic import write_text_atomic
     from chestlens.cli.progress import SliceBar
@@ -70,9 +71,14 @@ def evaluate_series(
     volumes = ", ".join(f"{k} {v:.1f} mL" for k, v in summary.volume_ml_by_label.items())
     echo(f"{series.name}: {len(summary.slice_scores)} slices; lesion volume {volumes or 'n/a'}")
     involved = summary.lung_fraction_total
+    verdict = (
+        ""
+        if summary.series_verdict is None or summary.series_threshold is None
+        else f"; {summary.series_verdict} (threshold {100 * summary.series_threshold:.2f}% of the lungs)"
+    )
     echo(
-        f"lungs involved: {'n/a' if involved is None else f'{100 * involved:.1f}%'}; "
-        f"series score {summary.series_score}"
+        f"lungs involved: {'n/a' if involved is None else f'{100 * involved:.2f}%'}; "
+        f"series score {summary.series_score}{verdict}"
     )
     try:
         labels = [label.infected for label in slice_labels(series)]
@@ -85,6 +91,8 @@ def evaluate_series(
         summary.slice_scores,
         labels,
         series_score=summary.series_score or 0.0,
+        series_verdict=summary.series_verdict,
+        series_threshold=summary.series_threshold,
         lung_fraction_total=summary.lung_fraction_total,
         volume_ml_by_label=summary.volume_ml_by_label,
         lung_fraction_by_label=summary.lung_fraction_by_label,

@@ -7,6 +7,10 @@ slice_labels`). Nothing is tuned on these labels: the slice decision is the pipe
 region of at least :data:`~chestlens.pipeline.measure.MIN_LESION_PIXELS` network pixels inside the lungs,
 i.e. score > 0), and the AUC needs no threshold.
 
+The series verdict's threshold (:data:`chestlens.pipeline.measure.SERIES_INVOLVEMENT_THRESHOLD`) is
+chosen on labelled slices by :func:`involvement_threshold`: the cut of the slices' lung involvement with
+the largest Youden's J over all the labelled slices given (the three shared COVID-CT-MD patients pooled).
+
 Confidence intervals: neighbouring slices of one patient are strongly correlated, so resampling single
 slices would give intervals that are far too narrow. The bootstrap draws whole blocks of
 :data:`BLOCK_SLICES` consecutive slices (a non-overlapping block bootstrap, through the same machinery as
@@ -53,6 +57,8 @@ class SeriesSliceReport(BaseModel):
     npv: Estimate
     confusion: dict[str, int]  # tn, fp, fn, tp slices
     series_score: float
+    series_verdict: str | None = None
+    series_threshold: float | None = None
     lung_fraction_total: float | None
     volume_ml_by_label: dict[str, float]
     lung_fraction_by_label: dict[str, float]
@@ -78,6 +84,8 @@ def compare_slices(
     labels: Sequence[bool],
     *,
     series_score: float,
+    series_verdict: str | None = None,
+    series_threshold: float | None = None,
     lung_fraction_total: float | None = None,
     volume_ml_by_label: dict[str, float] | None = None,
     lung_fraction_by_label: dict[str, float] | None = None,
@@ -93,8 +101,8 @@ def compare_slices(
         series: a name for the report (a folder name; never a DICOM patient name or id).
         slice_scores: ``(slices,)`` lesion scores, 0 where the pipeline found no lesion region.
         labels: ``(slices,)`` reference labels (True: the slice shows infection), same order.
-        series_score, lung_fraction_total, volume_ml_by_label, lung_fraction_by_label: the pipeline's
-            series-level numbers, copied into the report.
+        series_score, series_verdict, series_threshold, lung_fraction_total, volume_ml_by_label,
+            lung_fraction_by_label: the pipeline's series-level numbers, copied into the report.
         threshold, decision_rule: a slice is decided positive when its score is above ``threshold``
             (fixed in advance or chosen on other data, never on these labels), described in words.
 
@@ -134,10 +142,45 @@ def compare_slices(
             "tp": int((truth & decided).sum()),
         },
         series_score=float(series_score),
+        series_verdict=series_verdict,
+        series_threshold=series_threshold,
         lung_fraction_total=lung_fraction_total,
         volume_ml_by_label=dict(volume_ml_by_label or {}),
         lung_fraction_by_label=dict(lung_fraction_by_label or {}),
     )
+
+
+def involvement_threshold(fractions: Sequence[float], labels: Sequence[bool]) -> float:
+    """The share of the lungs from which a CT series is "lesions found", chosen on labelled slices.
+
+    Each slice is decided positive when its lesions cover at least ``c`` of its lungs; ``c`` runs over
+    the distinct non-zero shares of the slices, and the one with the largest Youden's J (sensitivity +
+    specificity - 1, ties to the larger share) is returned rounded to two significant digits.
+
+    Args:
+        fractions: ``(slices,)`` each slice's share of its lungs covered by lesions
+            (:attr:`chestlens.pipeline.schema.LesionSummary.slice_lung_fractions`), several series pooled.
+        labels: ``(slices,)`` reference labels in the same order (True: the slice shows infection).
+
+    Raises:
+        ChestlensInputError: lengths differ, or the labels lack infected or clean slices, or no slice
+            has lesions.
+    """
+    shares = np.asarray(fractions, dtype=np.float64)
+    truth = np.asarray(labels, dtype=bool)
+    if shares.shape != truth.shape or not truth.any() or truth.all():
+        raise ChestlensInputError(
+            None,
+            f"need infected and clean labelled slices, one share each: got {shares.size} shares, "
+            f"{truth.size} labels ({int(truth.sum())} infected)",
+        )
+    cuts = np.unique(shares[shares > 0])
+    if not cuts.size:
+        raise ChestlensInputError(None, "no slice has lesions: no threshold can be chosen")
+    decided = shares[None, :] >= cuts[:, None]
+    j = decided[:, truth].mean(axis=1) + (~decided[:, ~truth]).mean(axis=1) - 1.0
+    best = float(cuts[np.flatnonzero(j == j.max())[-1]])
+    return float(f"{best:.2g}")
 
 
 def slice_report_markdown(report: SeriesSliceReport) -> list[str]:

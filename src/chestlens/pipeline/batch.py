@@ -90,9 +90,10 @@ def csv_row(line: dict) -> dict[str, str]:
 
     Per label: ``p_<label>`` (calibrated probability) and ``decision_<label>`` (at its operating point);
     ``heatmap_in_lungs``; radiographs ``lung_area_mm2`` and ``lesion_<label>_mm2``; CT series
-    ``lung_volume_ml``, ``lesion_<label>_ml``, ``lung_involved`` (share of the lungs, all lesion classes)
-    and ``series_score`` (the largest slice lesion score); ``reader_warnings`` (``input.warnings``
-    joined by `` | ``); ``total_ms``.
+    ``lung_volume_ml``, ``lesion_<label>_ml``, ``lung_involved`` (share of the lungs, all lesion classes),
+    ``series_score`` (the largest slice lesion score), ``series_verdict`` (``lesions found`` / ``no lesions
+    found``) and ``series_threshold`` (the share of the lungs from which the verdict is ``lesions
+    found``); ``reader_warnings`` (``input.warnings`` joined by `` | ``); ``total_ms``.
     """
     if line["status"] == "failed":
         return {"source": line["failed"]["source"], "status": "failed", "reason": line["failed"]["error"]}
@@ -117,6 +118,9 @@ def csv_row(line: dict) -> dict[str, str]:
             row["lung_involved"] = f"{lesions.lung_fraction_total:.4f}"
         if lesions.series_score is not None:
             row["series_score"] = f"{lesions.series_score:.4f}"
+        if lesions.series_verdict is not None and lesions.series_threshold is not None:
+            row["series_verdict"] = lesions.series_verdict
+            row["series_threshold"] = f"{lesions.series_threshold:.4f}"
     if result.input.warnings:
         row["reader_warnings"] = " | ".join(result.input.warnings)
     row["total_ms"] = f"{result.timings_ms.get('total', 0):.1f}"

@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from chestlens.io.image import ImageMeta
 from chestlens.io.series import MISSING_SLICES
-from chestlens.pipeline.schema import Lesion
+from chestlens.pipeline.schema import Lesion, SeriesVerdict
 
 #: Connected regions smaller than this many mask pixels (at the network grid) are not reported.
 MIN_LESION_PIXELS = 16
@@ -31,6 +31,17 @@ LUNG_MARGIN_MM = 5.0
 #: -700 to -300 HU and consolidation above (the density bands of quantitative chest CT, e.g. Colombi et
 #: al., Radiology 2020). Taken from that definition, not tuned on the shared patients.
 AERATED_LUNG_MAX_HU = -700.0
+
+
+#: A CT series is "lesions found" when its lesions cover at least this share of its lungs
+#: (``lung_fraction_total``, i.e. 0.38%). Chosen on the labelled slices of the three shared COVID-CT-MD
+#: patients (P001, cap002, normal002: 446 slices, 110 labelled infected) as the cut of the slices' own
+#: lung involvement (:func:`slice_lung_fractions`) with the largest Youden's J, rounded to two significant
+#: digits (:func:`chestlens.evaluate.ct_series.involvement_threshold`); a test refits it. A series is
+#: judged by the same measure as its slices: its lungs as a whole must be involved as much as the
+#: involvement that best tells infected slices from clean ones. Three patients of one centre: see
+#: docs/ct-series.md for what this can and cannot show.
+SERIES_INVOLVEMENT_THRESHOLD = 0.0038
 
 
 def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
@@ -264,6 +275,28 @@ def slice_lesion_scores(label_map: np.ndarray, probabilities: np.ndarray, lungs:
         kept = np.asarray(means)[np.asarray(sizes) >= MIN_LESION_PIXELS]
         scores[index] = float(kept.max()) if kept.size else 0.0
     return scores
+
+
+def slice_lung_fractions(label_map: np.ndarray, lungs: np.ndarray) -> np.ndarray:
+    """Per slice of a CT series, the share of its lungs covered by lesions: lesion voxels inside ``lungs``
+    over ``lungs`` voxels, 0 on a slice without lungs.
+
+    Args:
+        label_map: ``(slices, S, S)`` uint8, 0 = background.
+        lungs: ``(slices, S, S)`` bool, the lungs with their lesions (:func:`lungs_with_lesions`).
+
+    Returns:
+        ``(slices,)`` float shares in ``[0, 1]``.
+    """
+    lung = lungs.sum(axis=(1, 2))
+    lesion = ((label_map > 0) & lungs).sum(axis=(1, 2))
+    return np.divide(lesion, lung, out=np.zeros(len(lung)), where=lung > 0)
+
+
+def series_verdict(lung_fraction: float) -> SeriesVerdict:
+    """``lesions found`` when a series' lesions cover at least :data:`SERIES_INVOLVEMENT_THRESHOLD` of its
+    lungs (``lung_fraction``, a share in ``[0, 1]``), else ``no lesions found``."""
+    return "lesions found" if lung_fraction >= SERIES_INVOLVEMENT_THRESHOLD else "no lesions found"
 
 
 def lungs_with_lesions(lungs: np.ndarray, label_map: np.ndarray) -> np.ndarray:

@@ -15,10 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 
-SCHEMA_VERSION = "1.3"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
+SCHEMA_VERSION = "1.4"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
 # CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
 # headline output means (classification.meaning), the reader's warnings (input.warnings), CT series
-# lesions as 3-D instances (lesion slices, volume_ml)
+# lesions as 3-D instances (lesion slices, volume_ml); 1.4: CT series per-slice lung involvement, the
+# series verdict and its threshold
+
+
+#: The verdict on a CT series (:func:`chestlens.pipeline.measure.series_verdict`).
+SeriesVerdict = Literal["lesions found", "no lesions found"]
 
 
 class _Strict(BaseModel):
@@ -145,6 +150,12 @@ class LesionSummary(_Strict):
     # series score (the largest slice score: how sure the segmenter is that the series shows a lesion).
     slice_scores: list[float] | None = None
     series_score: float | None = None
+    # CT series only: each slice's share of its lungs covered by lesions (volume order, 0 without lungs);
+    # the verdict on the series, "lesions found" when lung_fraction_total reaches series_threshold (a share
+    # of the lungs chosen on labelled slices: chestlens.pipeline.measure.SERIES_INVOLVEMENT_THRESHOLD).
+    slice_lung_fractions: list[float] | None = None
+    series_threshold: float | None = None
+    series_verdict: SeriesVerdict | None = None
 
 
 class ScreeningResult(_Strict):

@@ -31,6 +31,7 @@ from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.measure import (
     AERATED_LUNG_MAX_HU,
     MIN_LESION_ML,
+    SERIES_INVOLVEMENT_THRESHOLD,
     area_mm2,
     drop_small_lesions,
     hu_on_grid,
@@ -39,8 +40,10 @@ from chestlens.pipeline.measure import (
     lesions_denser_than_lung,
     lesions_in_lungs,
     lungs_with_lesions,
+    series_verdict,
     slice_gap,
     slice_lesion_scores,
+    slice_lung_fractions,
     volume_ml,
 )
 from chestlens.pipeline.schema import (
@@ -358,11 +361,16 @@ def lesion_summary(
         if lung_grid is not None:
             summary.lung_fraction_by_label[label] = float((mask & lung_grid).sum() / lung_grid.sum())
     if lung_grid is not None:
-        summary.lung_fraction_total = float(((maps > 0) & lung_grid).sum() / lung_grid.sum())
+        involved = float(((maps > 0) & lung_grid).sum() / lung_grid.sum())
+        summary.lung_fraction_total = involved
         if volume:
             scores = slice_lesion_scores(maps, probs, lung_grid)
             summary.slice_scores = [round(float(s), 4) for s in scores]
             summary.series_score = round(float(scores.max()), 4) if len(scores) else None
+            fractions = slice_lung_fractions(maps, lung_grid)
+            summary.slice_lung_fractions = [round(float(f), 6) for f in fractions]
+            summary.series_threshold = SERIES_INVOLVEMENT_THRESHOLD
+            summary.series_verdict = series_verdict(involved)
     return summary
 
 

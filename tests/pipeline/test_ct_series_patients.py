@@ -1,0 +1,68 @@
+"""The shipped CT lesion segmenter on the three shared COVID-CT-MD patients, screened as whole series.
+
+A normal CT must come out normal (false lesion volume under 5 mL, verdict "no lesions found") while the
+COVID-19 (P001) and community-acquired pneumonia (cap002) patients keep their lesions and come out
+"lesions found"; the shipped series threshold is the one chosen on these patients' labelled slices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chestlens.data.sources.covid_ct_md import slice_labels
+from chestlens.evaluate.ct_series import involvement_threshold
+from chestlens.pipeline.measure import SERIES_INVOLVEMENT_THRESHOLD
+from chestlens.pipeline.schema import LesionSummary
+from chestlens.pipeline.screener import Screener
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+SERIES = {
+    "P001": ("COVID-19 subjects", "P001"),
+    "cap002": ("Cap subjects",),
+    "normal002": ("Normal subjects", "normal002"),
+}
+#: The issue's target for the false lesion volume of the normal patient (mL).
+MAX_FALSE_ML = 5.0
+
+
+@pytest.fixture(scope="module")
+def patients(source_dir) -> dict[str, tuple[LesionSummary, np.ndarray]]:
+    """Each patient's lesion summary and slice labels (infected True), volume order."""
+    root: Path = source_dir("covid-ct-md") / "Sample data"
+    screener = Screener(classifier=None, lungs=None, lesions=["lesions-ct-segmenter"], cam=None)
+    out = {}
+    for name, parts in SERIES.items():
+        folder = root.joinpath(*parts)
+        lesions = screener.screen(folder).result.lesions
+        assert lesions is not None and lesions.ran
+        out[name] = (lesions, np.array([label.infected for label in slice_labels(folder)]))
+    return out
+
+
+def test_the_normal_patient_comes_out_normal(patients):
+    lesions, labels = patients["normal002"]
+    assert not labels.any()
+    assert sum(lesions.volume_ml_by_label.values()) < MAX_FALSE_ML
+    assert lesions.series_verdict == "no lesions found"
+    assert lesions.series_threshold == SERIES_INVOLVEMENT_THRESHOLD
+
+
+@pytest.mark.parametrize("name", ["P001", "cap002"])
+def test_the_patients_with_pneumonia_keep_their_lesions(patients, name):
+    lesions, labels = patients[name]
+    assert lesions.series_verdict == "lesions found"
+    assert lesions.lung_fraction_total >= SERIES_INVOLVEMENT_THRESHOLD
+    assert lesions.volume_ml_by_label["ggo"] > 10
+    found = np.asarray(lesions.slice_scores) > 0
+    assert found[labels].mean() >= 0.85  # infected slices with a lesion found in the lungs
+
+
+def test_the_series_threshold_is_the_one_chosen_on_the_labelled_slices(patients):
+    fractions = np.concatenate([lesions.slice_lung_fractions for lesions, _ in patients.values()])
+    labels = np.concatenate([labels for _, labels in patients.values()])
+    assert labels.size == 148 + 131 + 167 and labels.sum() == 80 + 30
+    assert involvement_threshold(fractions, labels) == SERIES_INVOLVEMENT_THRESHOLD
