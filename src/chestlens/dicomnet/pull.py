@@ -74,7 +74,16 @@ class DicomwebSource:
 
         token = os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        return DICOMwebClient(self.url, headers=headers, timeout=60)
+        client = DICOMwebClient(self.url, headers=headers, timeout=60)
+        # three attempts 1 s and 2 s apart (busy or unreachable server) instead of dicomweb-client's
+        # five over 30 s, which kept a mistyped address on screen for half a minute
+        client.set_http_retry_params(max_attempts=RETRY_ATTEMPTS, wait_exponential_multiplier=RETRY_WAIT_MS)
+        return client
+
+
+#: Attempts of each DICOMweb request, and the backoff multiplier (ms; waits 1 s, then 2 s).
+RETRY_ATTEMPTS = 3
+RETRY_WAIT_MS = 500
 
 
 @dataclass(slots=True)
