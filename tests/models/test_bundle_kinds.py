@@ -80,6 +80,7 @@ class KindContract:
         difference = (self.run(bundle.build_model(), images) - self.run(model, images)).abs().max()
         assert difference < self.fp16_tolerance
 
+    @pytest.mark.slow  # an ONNX export takes about 12 s
     def test_onnx_graph_matches_pytorch_or_is_refused(self, tmp_path):
         spec, model = make_tiny(self.kind)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "b"))
