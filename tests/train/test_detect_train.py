@@ -18,7 +18,7 @@ from chestlens.models.bundle import load_bundle
 from chestlens.models.regional import region_inputs
 from chestlens.train.config import load_config
 from chestlens.train.detect import DetectConfig, PackedDetector, run_detection
-from chestlens.train.regional import RegionalConfig, _train, run_regional, split_units
+from chestlens.train.regional import RegionalConfig, run_regional, split_units, train_head
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,7 @@ def test_regional_training_keeps_the_best_validation_epoch():
         )
     inputs = region_inputs(detections, [(64, 64)] * len(labels), k=4)
     split = np.array(["train"] * 50 + ["val"] * 30)
-    model, training = _train(RegionalConfig(detector="x", k=4, epochs=60), inputs, labels, split, 16)
+    model, training = train_head(RegionalConfig(detector="x", k=4, epochs=60), inputs, labels, split, 16)
     assert training["best_val_auc"] > 0.9
     assert training["best_val_auc"] == max(h["val_auc"] for h in training["history"])
     assert not model.training
@@ -242,3 +242,46 @@ def test_train_regional_writes_a_regional_bundle_with_its_card(tiny_bundle, sour
     assert "Model card: regional-ct-slices 0.1.0" in card and "tiny-detector" in card
     assert "### regional classifier" in card and "### detector alone" in card
     assert result["split"]["test"] > 0
+
+
+def test_regional_folds_are_whole_patients_or_blocks():
+    from chestlens.train.regional_cv import fold_of_slices
+
+    labels = np.tile(np.repeat([False, True], 10), 6)  # 120 slices
+    three = np.repeat(["a", "b", "c"], 40)
+    fold, how = fold_of_slices(labels, three, RegionalConfig(detector="x"), 3)
+    assert how == "leave one patient out"
+    assert sorted({tuple(sorted(set(three[fold == k]))) for k in range(3)}) == [("a",), ("b",), ("c",)]
+    one = np.full(120, "p")
+    fold, how = fold_of_slices(labels, one, RegionalConfig(detector="x", block_slices=10), 4)
+    assert "within-patient" in how and sorted(set(fold.tolist())) == [0, 1, 2, 3]
+    for start in range(0, 120, 10):  # a block never straddles folds
+        assert len(set(fold[start : start + 10])) == 1
+    for k in range(4):  # clean and infected blocks in every fold
+        assert 0 < labels[fold == k].mean() < 1
+
+
+@pytest.mark.slow  # 446 slices through a tiny detector once, then three small trainings: about 80 s
+@pytest.mark.shared_data
+def test_train_regional_folds_leaves_one_patient_out(tiny_bundle, source_dir, tmp_path, one_thread):
+    from typer.testing import CliRunner
+
+    from chestlens.cli import app
+
+    detector = tiny_bundle("detector")
+    args = ["train", "regional", "--folds", "3", "--set", f"detector={detector}"]
+    args += ["--set", f"data_root={source_dir('covid-ct-md')}", "--set", f"out={tmp_path / 'cv'}"]
+    args += ["--set", "k=8", "--set", "epochs=5", "--set", "hidden=16", "--set", "n_boot=10"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cv" / "regional-cv-report.json").read_text())
+    assert report["folds_by"] == "leave one patient out" and report["n_slices"] == 148 + 131 + 167
+    assert [f["patients_tested"] for f in sorted(report["per_fold"], key=lambda f: f["patients_tested"])] == [
+        ["covid_ct_md:P001"],
+        ["covid_ct_md:cap002"],
+        ["covid_ct_md:normal002"],
+    ]
+    assert sum(f["n_test"] for f in report["per_fold"]) == report["n_slices"]  # every slice tested once
+    pooled = report["regional classifier"]["pooled"]
+    assert pooled["n_slices"] == report["n_slices"] and pooled["n_labelled_positive"] == 80 + 30
+    assert "leave one patient out" in result.output and not (tmp_path / "cv" / "bundle").exists()

@@ -270,17 +270,32 @@ def detect(
 
 
 @train_app.command("regional")
-def regional(config: ConfigFile = None, overrides: Overrides = None) -> None:
+def regional(config: ConfigFile = None, overrides: Overrides = None, folds: Folds = 0) -> None:
     """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over a frozen detector's
     regions on COVID-CT-MD slice labels; writes the regional bundle (OUT/bundle: detector and classifier,
-    MODEL_CARD.md) and OUT/report.json/.md."""
+    MODEL_CARD.md) and OUT/report.json/.md. With --folds K: cross-validation instead (leave one patient
+    out when K is the number of patients), OUT/regional-cv-report.json/.md, no bundle."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import load_config
     from chestlens.train.regional import RegionalConfig, run_regional
 
+    if folds == 1:
+        raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--folds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    result = run_regional(load_config(RegionalConfig, config, overrides))
+    cfg = load_config(RegionalConfig, config, overrides)
+    if folds:
+        from chestlens.train.regional_cv import (
+            REGIONAL_CV_MARKDOWN,
+            cross_validate_regional,
+            regional_cv_markdown,
+        )
+
+        typer.echo("\n".join(regional_cv_markdown(cross_validate_regional(cfg, folds))))
+        typer.echo(f"report: {Path(cfg.out) / REGIONAL_CV_MARKDOWN}")
+        typer.echo(RESEARCH_USE_DISCLAIMER)
+        return
+    result = run_regional(cfg)
     typer.echo(f"split: {result['split']}")
     for name, report in result["test"].items():
         auc = report["auc"]

@@ -126,7 +126,7 @@ def _select(inputs: RegionInputs, where: np.ndarray) -> RegionInputs:
     return RegionInputs(*(t[index] for t in inputs))
 
 
-def _train(
+def train_head(
     cfg: RegionalConfig, inputs: RegionInputs, labels: np.ndarray, split: np.ndarray, dim: int
 ) -> tuple[RegionalClassifier, dict[str, Any]]:
     """Full-batch AdamW on the train slices; keeps the epoch with the best validation AUC."""
@@ -153,7 +153,7 @@ def _train(
     return model.eval(), {"best_epoch": best[1], "best_val_auc": best[0], "history": history}
 
 
-def _youden(labels: np.ndarray, scores: np.ndarray) -> float:
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     fpr, tpr, thresholds = roc_curve(labels, scores)
     return float(thresholds[int(np.argmax(tpr - fpr))])
 
@@ -211,12 +211,12 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
         )
     log.info("%d slices of %d patient(s); split by %s", len(labels), len(slices.patients), how)
     regional_model, inputs, detector = frozen_regions(slices.pixels, cfg.detector, cfg)
-    model, training = _train(cfg, inputs, labels, split, regional_model.feature_dim)
+    model, training = train_head(cfg, inputs, labels, split, regional_model.feature_dim)
     with torch.no_grad():
         probability = model(*inputs).softmax(1)[:, 1].numpy()
     detector_score = inputs.scores[:, 0].numpy()  # the slice's strongest region
     val, test = split == "val", split == "test"
-    threshold = _youden(labels[val], probability[val])
+    threshold = youden_threshold(labels[val], probability[val])
     reports: dict[str, SeriesSliceReport] = {}
     for name, scores, rule_threshold, rule in (
         (
@@ -228,7 +228,7 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
         (
             "detector alone",
             detector_score,
-            _youden(labels[val], detector_score[val]),
+            youden_threshold(labels[val], detector_score[val]),
             "strongest region score above its validation Youden threshold",
         ),
     ):
