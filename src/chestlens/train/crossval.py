@@ -23,10 +23,11 @@ bundle is written: a recipe chosen here is then trained with ``train classify`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,29 @@ def fold_roles(fold_of_image: np.ndarray, groups: Sequence[str], fold: int) -> d
         "val": np.flatnonzero(others & in_val),
         "train": np.flatnonzero(others & ~in_val),
     }
+
+
+def image_folds(table: SplitTable, patient_ids: Sequence[str], k: int, seed: int) -> np.ndarray:
+    """Fold of every image ``(N,)``: its patient group's fold by :func:`assign_folds`. Every
+    cross-validation (classifier, segmenter, detector) assigns its folds here, so the same split table,
+    seed and ``k`` give every image the same fold whatever the recipe."""
+    group_fold = assign_folds(table, k, seed)
+    return np.asarray([group_fold[g] for g in patient_ids], dtype=int)
+
+
+def iter_folds(
+    fold_of_image: np.ndarray, groups: Sequence[str], k: int
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """``(fold, roles)`` for folds ``0..k-1``, ``roles`` the image indices of :func:`fold_roles`."""
+    for fold in range(k):
+        yield fold, fold_roles(fold_of_image, groups, fold)
+
+
+def fold_fingerprint(uids: Sequence[str], fold_of_image: np.ndarray) -> str:
+    """A short hash of the ``(uid, fold)`` pairs (order-free): two CV reports with the same fingerprint
+    tested every image in the same fold."""
+    lines = sorted(f"{uid}\t{int(f)}" for uid, f in zip(uids, fold_of_image, strict=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def _bundle_view(cfg: ClassifyConfig, spec: PreprocessSpec, labels: list[str]) -> Bundle:
@@ -175,14 +199,12 @@ def cross_validate_classifier(
     spec = classifier_preprocess(cfg)
     log.info("decoding %d images at %d px with lung masks", len(items), cfg.input_size)
     data, masks = images_with_lungs(items, labels, spec, load_bundle(cfg.lungs), lung_cache)
-    group_fold = assign_folds(table, folds, cfg.split_seed)
-    fold_of_image = np.asarray([group_fold[g] for g in data.patient_ids])
+    fold_of_image = image_folds(table, data.patient_ids, folds, cfg.split_seed)
 
     oof = {name: np.zeros((len(data), len(labels))) for name in AUDIT_VIEWS}
     cam_share = np.full(len(data), np.nan)
     per_fold = []
-    for fold in range(folds):
-        roles = fold_roles(fold_of_image, data.patient_ids, fold)
+    for fold, roles in iter_folds(fold_of_image, data.patient_ids, folds):
         fold_cfg = cfg.model_copy(update={"out": str(out / f"fold-{fold}")})
         result = _fold_outputs(fold_cfg, data, masks, roles, labels, spec, out / f"fold-{fold}", progress)
         for name in AUDIT_VIEWS:
@@ -326,7 +348,10 @@ __all__ = [
     "assign_folds",
     "cross_validate_classifier",
     "cv_markdown",
+    "fold_fingerprint",
     "fold_roles",
+    "image_folds",
+    "iter_folds",
     "read_recipe_grid",
     "recipe_row",
     "recipe_score",

@@ -12,7 +12,19 @@ a model that never saw its patient group, with the protocol of the classifier CV
 4. the out-of-fold Dice of every image and class (the empty-mask policy of
    :func:`chestlens.evaluate.segmentation.score_image`, on the model grid) is pooled: per class the mean
    with a patient-bootstrap 95% CI, the per-fold means (mean and standard deviation), and the 5th
-   percentile image (the worst cases matter for a quality gate or a lung crop).
+   percentile image (the worst cases matter for a quality gate or a lung crop);
+5. lesion instances, scored as the detector's are: the connected components of each class of every
+   out-of-fold predicted label map (8-connectivity, at least ``min_area_px`` pixels on the model grid, the
+   detector's rule for its ground truth) become instances, each scored by the mean predicted probability
+   of its class inside it (softmax; sigmoid for a binary target); with the true instances of the label
+   maps they are scored once, pooled over all images, by
+   :func:`chestlens.evaluate.detection.evaluate_detections` (COCO mask and box AP@0.5, AP@0.75, mAP,
+   patient-bootstrap CIs), plus the per-fold mask AP@0.5 (mean and SD).
+
+The folds come from :class:`MaskedFolds`, shared with ``train detect --folds K``
+(:mod:`chestlens.train.det_crossval`): the same data, target, sources, split table, ``split_seed`` and
+``K`` give both the same folds (the reports' ``fold_assignment.fingerprint`` is equal), so their AP rows
+can be read side by side.
 
 Outputs under ``cfg.out``: ``seg-cv-report.json``, ``seg-cv-report.md`` and ``oof-dice.csv`` (one row per
 image: patient, source, fold, Dice per class). No bundle is written: a recipe chosen here is then trained
@@ -25,23 +37,34 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from chestlens.atomic import write_text_atomic
+from chestlens.data.annotations import Instance
+from chestlens.data.instances import DEFAULT_MIN_AREA_PX, label_map_instances
 from chestlens.data.seg_tensors import segmented_images
 from chestlens.data.splits import SPLITS
+from chestlens.data.tasks import SegmentationTarget, get_segmentation_target
 from chestlens.data.tensors import LabelledImages
+from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import bootstrap, estimate, estimate_text
-from chestlens.evaluate.seg_eval import foreground_labels, predict_label_maps
-from chestlens.evaluate.segmentation import score_image
+from chestlens.evaluate.det_eval import detection_summary
+from chestlens.evaluate.detection import evaluate_detections
+from chestlens.evaluate.seg_eval import foreground_labels
+from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.device import resolve_device
-from chestlens.train.config import SegmentConfig
-from chestlens.train.crossval import assign_folds, fold_roles
+from chestlens.models.inference import iter_logits
+from chestlens.preprocess.spec import PreprocessSpec
+from chestlens.train.config import SegmentConfig, TrainConfig
+from chestlens.train.crossval import fold_fingerprint, image_folds, iter_folds
 from chestlens.train.engine import train_model
-from chestlens.train.run import split_table, start_run
+from chestlens.train.run import SPLIT_FILE, split_table, start_run
 from chestlens.train.segment import SegmentationTask, masked_samples, new_segmenter, segmenter_spec
 
 log = logging.getLogger(__name__)
@@ -50,56 +73,307 @@ SEG_CV_JSON = "seg-cv-report.json"
 SEG_CV_MARKDOWN = "seg-cv-report.md"
 OOF_DICE_CSV = "oof-dice.csv"
 WORST_PERCENTILE = 5.0
+#: COCO's cap on the instances of one class per image scored for the segmenter's components.
+SEGMENTER_MAX_DETS = 100
+#: The instance rule shared with the detector's ground truth (:mod:`chestlens.data.instances`).
+INSTANCE_RULE = "connected components (8-connectivity) of each class on the model grid"
+#: Config keys that, with the same data, fix the split table and so the folds.
+FOLD_KEYS = ("target", "sources", "splits", "split_seed", "split_fractions")
 
 
-def cross_validate_segmenter(
-    cfg: SegmentConfig, folds: int, *, progress: bool = True, n_boot: int = 1000
-) -> dict[str, Any]:
-    """Run ``folds``-fold patient-grouped cross-validation of ``cfg``'s segmenter recipe; returns the
-    report (also written to ``cfg.out``). See the module docstring for the protocol."""
+@dataclass(frozen=True)
+class CVFold:
+    """One fold of a :class:`MaskedFolds`: its index, run folder, image indices per role and images."""
+
+    index: int
+    out: Path
+    roles: dict[str, np.ndarray]
+    train: LabelledImages
+    val: LabelledImages
+    test: LabelledImages
+
+
+@dataclass(frozen=True)
+class MaskedFolds:
+    """The images and label maps of a masked target, decoded once, and their patient-grouped folds.
+
+    Shared by the segmenter and detector cross-validations, so both test every image in the same fold:
+    :func:`~chestlens.train.crossval.image_folds` over the run's split table (``split_seed``, ``k``).
+    Iterating yields the :class:`CVFold` of each fold (test = the fold, validation = about a fifth of the
+    other folds' patient groups, train = the rest: :func:`~chestlens.train.crossval.fold_roles`).
+    """
+
+    out: Path
+    target: SegmentationTarget
+    data: LabelledImages
+    fold_of_image: np.ndarray
+    k: int
+    assignment: dict[str, Any]
+
+    def __iter__(self) -> Iterator[CVFold]:
+        for fold, roles in iter_folds(self.fold_of_image, self.data.patient_ids, self.k):
+            train, val, test = (self.data.subset(roles[s]) for s in SPLITS)
+            for role, images in (("train", train), ("validation", val)):
+                if not len(images):
+                    raise ChestlensInputError(
+                        self.assignment["split_table"],
+                        f"fold {fold} has no {role} image: too few patient groups for {self.k} folds",
+                    )
+            yield CVFold(fold, self.out / f"fold-{fold}", roles, train, val, test)
+
+
+def masked_folds(cfg: TrainConfig, k: int, preprocess: PreprocessSpec) -> MaskedFolds:
+    """Start the run (``cfg.out``), take the split table of ``cfg.target`` (:func:`split_table`), decode
+    its images and label maps at ``preprocess``'s size and deal the patient groups into ``k`` folds."""
     _, out, root = start_run(cfg)
     target, samples = masked_samples(cfg, root)
     table = split_table(cfg, target.name, root, samples, out)
-    spec = segmenter_spec(cfg, target)
-    labels = foreground_labels(spec)
     items = [item for split in SPLITS for item in table.labelled(samples, split)]
-    log.info("decoding %d images and %s label maps at %d px", len(items), target.name, cfg.input_size)
-    data = segmented_images(items, target.name, spec.preprocess)
-    group_fold = assign_folds(table, folds, cfg.split_seed)
-    fold_of_image = np.asarray([group_fold[g] for g in data.patient_ids])
+    log.info("decoding %d images and %s label maps at %d px", len(items), target.name, preprocess.input_size)
+    data = segmented_images(items, target.name, preprocess)
+    fold_of_image = image_folds(table, data.patient_ids, k, cfg.split_seed)
+    settings = cfg.model_dump(mode="json")
+    assignment = {
+        "k": k,
+        "split_seed": cfg.split_seed,
+        "split_table": str(cfg.splits or out / SPLIT_FILE),
+        "split_settings": {key: settings[key] for key in FOLD_KEYS},
+        "method": "scikit-learn StratifiedGroupKFold over the split table's patient groups (strata: "
+        "source x label), seeded by split_seed",
+        "fingerprint": fold_fingerprint(data.uids, fold_of_image),
+        "identical_to": "train segment --folds K and train detect --folds K on the same data with the same "
+        "split settings and K: same split table, split_seed and K, so the same folds (same fingerprint)",
+    }
+    return MaskedFolds(out, target, data, fold_of_image, k, assignment)
+
+
+def class_probabilities(logits: torch.Tensor) -> np.ndarray:
+    """Per-pixel class probabilities ``(N, 1 + C, S, S)`` with background first: softmax of multiclass
+    logits, ``[1 - p, p]`` of a binary target's sigmoid."""
+    if logits.shape[1] == 1:
+        p = logits.sigmoid()
+        return torch.cat([1 - p, p], dim=1).numpy()
+    return logits.softmax(1).numpy()
+
+
+def component_instances(
+    label_map: np.ndarray, probabilities: np.ndarray, labels: Sequence[str], min_area_px: int
+) -> list[Instance]:
+    """The instances of a predicted label map (:func:`~chestlens.data.instances.label_map_instances`:
+    connected components per class, at least ``min_area_px`` pixels), each scored by the mean probability
+    of its class inside it (``probabilities`` ``(1 + C, S, S)``, background first)."""
+    index = {label: k for k, label in enumerate(labels, start=1)}
+    return [
+        Instance(
+            label=i.label,
+            mask=i.mask,
+            box=i.box,
+            score=float(probabilities[index[i.label]][i.mask].mean()),
+        )
+        for i in label_map_instances(label_map, labels, min_area_px)
+    ]
+
+
+def predict_maps_and_instances(
+    model: torch.nn.Module,
+    preprocess: PreprocessSpec,
+    images: torch.Tensor,
+    labels: Sequence[str],
+    min_area_px: int,
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 16,
+) -> tuple[np.ndarray, list[list[Instance]]]:
+    """One pass over ``images``: the predicted label maps ``(N, S, S)`` (the decision rule of
+    :func:`~chestlens.evaluate.seg_eval.predict_label_maps`) and each map's scored instances
+    (:func:`component_instances`)."""
+    maps, instances = [], []
+    for logits in iter_logits(model, images, preprocess, batch_size=batch_size, device=device):
+        batch = labels_from_logits(logits.numpy())
+        probabilities = class_probabilities(logits)
+        maps.append(batch)
+        instances.extend(
+            component_instances(m, p, labels, min_area_px) for m, p in zip(batch, probabilities, strict=True)
+        )
+    size = preprocess.input_size
+    return (np.concatenate(maps) if maps else np.zeros((0, size, size), dtype=np.uint8)), instances
+
+
+def instance_scores(
+    plan: MaskedFolds,
+    labels: Sequence[str],
+    predicted: Sequence[Sequence[Instance]],
+    *,
+    min_area_px: int,
+    max_dets: int,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """COCO AP of the out-of-fold ``predicted`` instances of every image of ``plan`` against the true
+    instances of its label map, scored once over all images (95% CIs by patient bootstrap, ``seed``), and
+    the mask AP@0.5 of each fold's test images (mean and SD over folds)."""
+    data = plan.data
+    truth = [label_map_instances(t.numpy(), labels, min_area_px) for t in data.targets]
+    rows, cols = data.targets.shape[-2:]
+    shapes = [(int(rows), int(cols))] * len(data)
+    pooled = evaluate_detections(
+        truth,
+        predicted,
+        shapes,
+        labels,
+        patient_ids=data.patient_ids,
+        max_dets=max_dets,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    per_fold = []
+    for fold in range(plan.k):
+        index = np.flatnonzero(plan.fold_of_image == fold)
+        report = evaluate_detections(
+            [truth[i] for i in index],
+            [predicted[i] for i in index],
+            shapes[: len(index)],
+            labels,
+            patient_ids=[data.patient_ids[i] for i in index],
+            iou_types=("segm",),
+            max_dets=max_dets,
+        )
+        per_fold.append(report.segm.ap50.value if report.segm else None)
+    values = np.asarray([np.nan if v is None else v for v in per_fold], dtype=float)
+    defined = values[np.isfinite(values)]
+    summary = detection_summary(pooled)
+    summary["per_class"] = {c.label: c.model_dump(mode="json", exclude={"label"}) for c in pooled.per_class}
+    return {
+        "rule": INSTANCE_RULE,
+        "min_area_px": min_area_px,
+        "max_dets": max_dets,
+        "n_predicted": sum(len(p) for p in predicted),
+        "pooled": summary,
+        "fold_mask_ap50": {
+            "per_fold": per_fold,
+            "mean": float(defined.mean()) if len(defined) else None,
+            "sd": float(defined.std(ddof=1)) if len(defined) > 1 else None,
+        },
+    }
+
+
+def instance_markdown(section: dict[str, Any], who: str) -> list[str]:
+    """The lesion-instance rows of a CV report (segmenter or detector, the same layout): overall and per
+    class, mask and box AP with patient-bootstrap CIs, and the per-fold mask AP@0.5."""
+    pooled = section["pooled"]
+    folds = section["fold_mask_ap50"]
+    spread = "n/a" if folds["mean"] is None else f"{folds['mean']:.3f}"
+    if folds["sd"] is not None:
+        spread += f" ± {folds['sd']:.3f}"
+    lines = [
+        "",
+        f"## Lesion instances ({who}): COCO AP, out of fold",
+        "",
+        f"True instances: {section['rule']}, at least {section['min_area_px']} px. Predicted instances: "
+        f"{section['predicted']}, scored by {section['score']}; at most {section['max_dets']} per class and "
+        f"image. Every image scored once, pooled over the folds; 95% CIs by patient bootstrap. Fold mask "
+        f"AP@0.5 (mean ± SD over folds): {spread}.",
+        "",
+        "| class | true instances | predicted | mask AP@0.5 [95% CI] | mask AP@0.75 | mask mAP "
+        "| box AP@0.5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, n_gt: Any, n_pred: Any, segm: dict | None, bbox: dict | None) -> str:
+        cells = [estimate_text(segm[key]) if segm else "n/a" for key in ("ap50", "ap75", "map")]
+        box = estimate_text(bbox["ap50"]) if bbox else "n/a"
+        return f"| {name} | {n_gt} | {n_pred} | {' | '.join(cells)} | {box} |"
+
+    per_class = pooled["per_class"]
+    n_gt = sum(c["n_gt"] for c in per_class.values())
+    lines.append(row("all classes (mean AP)", n_gt, section["n_predicted"], pooled["segm"], pooled["bbox"]))
+    for label, c in per_class.items():
+        lines.append(row(label, c["n_gt"], c["n_pred"], c["segm"], c.get("bbox")))
+    return lines
+
+
+def fold_statement(assignment: dict[str, Any]) -> str:
+    """One Markdown line saying how the folds were made and that they are shared."""
+    k = assignment["k"]
+    return (
+        f"Folds: {k} folds of patient groups from the split table `{assignment['split_table']}` "
+        f"(split_seed {assignment['split_seed']}; {assignment['method']}); identical in `train segment "
+        f"--folds {k}` and `train detect --folds {k}` on the same data and split settings (fold "
+        f"fingerprint `{assignment['fingerprint']}`)."
+    )
+
+
+def cross_validate_segmenter(
+    cfg: SegmentConfig,
+    folds: int,
+    *,
+    progress: bool = True,
+    n_boot: int = 1000,
+    min_area_px: int = DEFAULT_MIN_AREA_PX,
+) -> dict[str, Any]:
+    """Run ``folds``-fold patient-grouped cross-validation of ``cfg``'s segmenter recipe; returns the
+    report (also written to ``cfg.out``). See the module docstring for the protocol.
+
+    Args:
+        min_area_px: smallest instance (pixels on the model grid), true and predicted; the detector's
+            default (:data:`~chestlens.data.instances.DEFAULT_MIN_AREA_PX`) unless given.
+    """
+    spec = segmenter_spec(cfg, get_segmentation_target(cfg.target))
+    plan = masked_folds(cfg, folds, spec.preprocess)
+    data, labels = plan.data, foreground_labels(spec)
     device = resolve_device(cfg.device)
 
     dice = np.full((len(data), len(labels)), np.nan)
+    predicted: list[list[Instance]] = [[] for _ in range(len(data))]
     per_fold = []
-    for fold in range(folds):
-        roles = fold_roles(fold_of_image, data.patient_ids, fold)
-        train, val, test = (data.subset(roles[s]) for s in SPLITS)
-        fold_cfg = cfg.model_copy(update={"out": str(out / f"fold-{fold}")})
-        model = new_segmenter(fold_cfg, target)
-        task = SegmentationTask(fold_cfg, spec.preprocess, labels, train, val)
-        outcome = train_model(model, fold_cfg, task, out / f"fold-{fold}", progress=progress)
+    for fold in plan:
+        fold_cfg = cfg.model_copy(update={"out": str(fold.out)})
+        model = new_segmenter(fold_cfg, plan.target)
+        task = SegmentationTask(fold_cfg, spec.preprocess, labels, fold.train, fold.val)
+        outcome = train_model(model, fold_cfg, task, fold.out, progress=progress)
         model.load_state_dict(outcome.best_state)
-        preds = predict_label_maps(model, spec.preprocess, test.images, device=device)
+        preds, instances = predict_maps_and_instances(
+            model, spec.preprocess, fold.test.images, labels, min_area_px, device=device
+        )
         fold_dice = np.asarray(
             [
                 [s.dice for s in score_image(p, t, labels)]
-                for p, t in zip(preds, test.targets.numpy(), strict=True)
+                for p, t in zip(preds, fold.test.targets.numpy(), strict=True)
             ]
         )
-        dice[roles["test"]] = fold_dice
+        dice[fold.roles["test"]] = fold_dice
+        for i, image_instances in zip(fold.roles["test"], instances, strict=True):
+            predicted[i] = image_instances
         per_fold.append(
             {
-                "fold": fold,
-                "n_train": len(train),
-                "n_val": len(val),
-                "n_test": len(test),
+                "fold": fold.index,
+                "n_train": len(fold.train),
+                "n_val": len(fold.val),
+                "n_test": len(fold.test),
                 "test_mean_dice": dict(zip(labels, np.nanmean(fold_dice, axis=0).tolist(), strict=True)),
                 "best_epoch": outcome.best_epoch,
                 "best_val_mean_dice": outcome.best_score,
             }
         )
-    report = _report(cfg, target.name, labels, data.patient_ids, dice, per_fold, folds, n_boot)
-    _write_outputs(out, report, data, fold_of_image, labels, dice)
+    report = _report(cfg, plan.target.name, labels, data.patient_ids, dice, per_fold, folds, n_boot)
+    report["fold_assignment"] = plan.assignment
+    report["instances"] = {
+        **instance_scores(
+            plan,
+            labels,
+            predicted,
+            min_area_px=min_area_px,
+            max_dets=SEGMENTER_MAX_DETS,
+            n_boot=n_boot,
+            seed=cfg.split_seed,
+        ),
+        "predicted": "the same rule on each out-of-fold predicted label map",
+        "score": "the mean predicted probability of its class inside the component (softmax; sigmoid for "
+        "a binary target)",
+    }
+    for row, ap in zip(per_fold, report["instances"]["fold_mask_ap50"]["per_fold"], strict=True):
+        row["test_mask_ap50"] = ap
+    _write_outputs(plan.out, report, data, plan.fold_of_image, labels, dice)
     return report
 
 
@@ -164,6 +438,10 @@ def seg_cv_markdown(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {label} | {estimate_text(row['oof_mean_dice'])} | {row['fold_mean']:.3f}{sd} | {worst:.3f} |"
         )
+    if "fold_assignment" in report:
+        lines += ["", fold_statement(report["fold_assignment"])]
+    if "instances" in report:
+        lines += instance_markdown(report["instances"], "semantic segmenter, connected components")
     return lines
 
 
