@@ -124,8 +124,8 @@ LeaveOut = Annotated[
 
 
 def _cross_validate(command: str, config: Path | None, overrides: list[str], folds: int, quiet: bool) -> None:
-    """``train classify|segment --folds K``: run the CV, print its report's Markdown and where it was
-    written."""
+    """``train classify|segment|detect --folds K``: run the CV, print its report's Markdown and where it
+    was written."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.train.config import ClassifyConfig, SegmentConfig, load_config
 
@@ -135,6 +135,16 @@ def _cross_validate(command: str, config: Path | None, overrides: list[str], fol
         from chestlens.train.crossval import CV_MARKDOWN, cross_validate_classifier, cv_markdown
 
         schema, run_cv, markdown, name = ClassifyConfig, cross_validate_classifier, cv_markdown, CV_MARKDOWN
+    elif command == "detect":
+        from chestlens.train.det_crossval import DET_CV_MARKDOWN, cross_validate_detector, det_cv_markdown
+        from chestlens.train.detect import DetectConfig
+
+        schema, run_cv, markdown, name = (
+            DetectConfig,
+            cross_validate_detector,
+            det_cv_markdown,
+            DET_CV_MARKDOWN,
+        )
     else:
         from chestlens.train.seg_crossval import SEG_CV_MARKDOWN, cross_validate_segmenter, seg_cv_markdown
 
@@ -252,14 +262,23 @@ def select(
 
 @train_app.command("detect")
 def detect(
-    config: ConfigFile = None, overrides: Overrides = None, resume: Resume = False, quiet: Quiet = False
+    config: ConfigFile = None,
+    overrides: Overrides = None,
+    resume: Resume = False,
+    quiet: Quiet = False,
+    folds: Folds = 0,
 ) -> None:
     """Train a Mask R-CNN lesion detector (instances = connected components of the lesion masks) on a
-    patient-level split; writes OUT/bundle (kind detector), COCO AP reports and the model card."""
+    patient-level split; writes OUT/bundle (kind detector), COCO AP reports and the model card. With
+    --folds K: patient-grouped cross-validation of the recipe on the folds of train segment --folds K
+    instead (OUT/det-cv-report.md|json, no bundle)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.detect import DetectConfig, run_detection
 
+    if folds:
+        _cross_validate("detect", config, overrides or [], folds, quiet)
+        return
     spec = _train("detect", DetectConfig, run_detection, config, overrides, resume, quiet)
     for split in ("validation", "test"):
         segm = (spec.metrics.get(split) or {}).get("segm") if spec else None
