@@ -22,7 +22,8 @@ Outputs:
   times the linear classifier's weights, no gradients), ReLU, bilinearly upsampled to the input size
   ``S`` and min-max scaled to ``[0, 1]`` per map.
 * segmenter: ``probabilities`` ``(N, K, S, S)``: sigmoid of a binary segmenter (``K = 1``) or softmax
-  over the classes of a multiclass one (channel 0 background).
+  over the classes of a multiclass one (channel 0 background), of the logits averaged over the bundle's
+  test-time flips (``preprocess.tta``, :mod:`chestlens.models.tta`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from chestlens.data.transforms import normalise, resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.models.bundle import Bundle
 from chestlens.models.kinds import require_graph
+from chestlens.models.tta import tta_logits
 from chestlens.preprocess.lung_roi import MASK_FILL
 from chestlens.preprocess.spec import PreprocessSpec
 
@@ -81,7 +83,7 @@ class SegmenterGraph(torch.nn.Module):
         self.network, self.preprocess, self.binary = network, preprocess, binary
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        logits = self.network(normalise(image, self.preprocess))
+        logits = tta_logits(self.network, normalise(image, self.preprocess), self.preprocess.tta)
         return torch.sigmoid(logits) if self.binary else torch.softmax(logits, dim=1)
 
 

@@ -10,6 +10,7 @@ import torch
 from chestlens.data.tensors import LungMasker
 from chestlens.data.transforms import normalise
 from chestlens.models.spec import BundleSpec
+from chestlens.models.tta import tta_logits
 from chestlens.preprocess.spec import PreprocessSpec
 
 
@@ -25,12 +26,17 @@ def iter_logits(
     """Logits (float32, CPU) of consecutive batches of grey ``[0, 1]`` images ``(N, 1, H, W)``, in order:
     ``(b, C)`` for a classifier, ``(b, C, S, S)`` for a segmenter.
 
-    Images are resized and normalised per ``spec`` (a no-op resize when already at the input size).
+    Images are resized and normalised per ``spec`` (a no-op resize when already at the input size); a
+    segmenter's logits are averaged over ``spec.tta`` (:func:`chestlens.models.tta.tta_logits`).
     """
     model.eval()
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        return model(x.contiguous(memory_format=torch.channels_last))
+
     for start in range(0, images.shape[0], batch_size):
         x = normalise(images[start : start + batch_size].float(), spec).to(device)
-        yield model(x.contiguous(memory_format=torch.channels_last)).float().cpu()
+        yield tta_logits(network, x, spec.tta).float().cpu()
 
 
 def predict_logits(

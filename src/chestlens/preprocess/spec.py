@@ -22,6 +22,12 @@ class PreprocessSpec(StrictModel):
     ``"crop"`` crops to the lungs' bounding box widened by ``lung_margin`` before the resize, ``"mask"``
     also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
     input grid. Their defaults leave the image as it is.
+
+    ``tta`` (segmenters; test-time augmentation): the network also reads these flips of its input
+    (``hflip``: left-right, ``vflip``: up-down) and the logits, flipped back, are averaged before the
+    sigmoid/softmax. It is part of the graph (:mod:`chestlens.models.graphs`), so the CLI, the server,
+    ONNX Runtime and the browser all apply it, and of :func:`chestlens.models.inference.iter_logits`
+    (evaluation). Empty: the network reads the image once.
     """
 
     input_size: int = Field(gt=0)
@@ -33,3 +39,4 @@ class PreprocessSpec(StrictModel):
     lung_roi: Literal["none", "crop", "mask"] = "none"
     lung_margin: float = Field(0.08, ge=0.0, le=0.5)
     equalise: Literal["none", "clahe"] = "none"
+    tta: tuple[Literal["hflip", "vflip"], ...] = ()

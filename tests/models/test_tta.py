@@ -1,0 +1,69 @@
+"""Test-time flips (``preprocess.tta``): the same averaged logits in the graph (CLI, server, ONNX,
+browser) and in evaluation; a flip-symmetric input gives a flip-symmetric map; classifiers refuse it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bundle_kinds import make_tiny, with_fields
+from chestlens.data.transforms import normalise
+from chestlens.errors import ChestlensInputError
+from chestlens.models.bundle import load_bundle, save_bundle
+from chestlens.models.graphs import build_graph
+from chestlens.models.inference import iter_logits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _bundle(tmp_path, tta):
+    spec, model = make_tiny("segmenter")
+    spec = with_fields(spec, preprocess={**spec.preprocess.model_dump(), "tta": tta})
+    return load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "seg")), model
+
+
+def test_graph_and_evaluation_average_the_same_flipped_logits(tmp_path):
+    bundle, model = _bundle(tmp_path, ("hflip", "vflip"))
+    image = torch.rand(2, 1, 64, 64)
+    x = normalise(image, bundle.spec.preprocess)
+    with torch.no_grad():
+        expected = (model(x) + model(x.flip(-1)).flip(-1) + model(x.flip(-2)).flip(-2)) / 3
+        graph = build_graph(bundle)(image)
+        evaluated = next(iter_logits(bundle.build_model(), image, bundle.spec.preprocess))
+    torch.testing.assert_close(evaluated, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(graph, expected.softmax(1), atol=1e-5, rtol=0)
+    plain, _ = _bundle(tmp_path / "plain", ())
+    with torch.no_grad():
+        assert (build_graph(plain)(image) - graph).abs().max() > 1e-4  # the flips change the output
+
+
+def test_a_mirror_symmetric_image_gives_a_mirror_symmetric_map(tmp_path):
+    bundle, _ = _bundle(tmp_path, ("hflip",))
+    half = torch.rand(1, 1, 64, 32)
+    image = torch.cat([half, half.flip(-1)], dim=-1)
+    with torch.no_grad():
+        probabilities = build_graph(bundle)(image)
+    torch.testing.assert_close(probabilities, probabilities.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_classifier_logits_are_not_flipped(tmp_path):
+    spec, model = make_tiny("classifier")
+    preprocess = spec.preprocess.model_copy(update={"tta": ("hflip",)})
+    with pytest.raises(ChestlensInputError, match="apply to segmenters only"):
+        next(iter_logits(model, torch.rand(1, 1, 32, 32), preprocess))
+
+
+@pytest.mark.slow  # one ONNX export, about 15 s
+def test_onnx_graph_applies_the_flips(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from chestlens.export.onnx_export import export_fp32
+
+    bundle, _ = _bundle(tmp_path, ("hflip",))
+    exported = export_fp32(bundle, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    image = torch.rand(1, 1, 70, 90)
+    with torch.no_grad():
+        reference = build_graph(bundle)(image).numpy()
+    np.testing.assert_allclose(session.run(None, {"image": image.numpy()})[0], reference, atol=1e-4)
