@@ -135,11 +135,20 @@ def _classifier_lines(summary: Summary) -> list[str]:
 
 
 def _segmenter_lines(summary: Summary) -> list[str]:
-    return [f"{summary['n_images']} images (95% CI over patients)"] + [
+    lines = [f"{summary['n_images']} images (95% CI over patients), on the model grid:"] + [
         f"  {name}: Dice {estimate_text(numbers['dice'])}, IoU {estimate_text(numbers['iou'])}, "
         f"Dice over all images {estimate_text(numbers['dice_all_images'])}"
         for name, numbers in summary["per_class"].items()
     ]
+    if native := summary.get("native"):
+        lines.append("at each mask's native resolution:")
+        for name, numbers in native["per_class"].items():
+            p5 = numbers["p5_image_dice"]
+            lines.append(
+                f"  {name}: Dice {estimate_text(numbers['dice'])}, 5th-percentile image "
+                + ("n/a" if p5 is None else f"{p5:.3f}")
+            )
+    return lines
 
 
 def _detector_lines(summary: Summary) -> list[str]:

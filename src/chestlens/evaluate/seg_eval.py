@@ -10,14 +10,18 @@ class of the largest logit.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.atomic import write_text_atomic
+from chestlens.data.native_masks import native_label_map
 from chestlens.data.records import Sample
 from chestlens.data.seg_tensors import segmented_images
 from chestlens.data.tensors import LabelledImages
@@ -37,6 +41,8 @@ from chestlens.models.spec import BundleSpec
 from chestlens.preprocess.labels import IGNORE_INDEX
 from chestlens.preprocess.spec import PreprocessSpec
 
+#: The native-resolution figures (:func:`native_summary`) beside the report.
+NATIVE_JSON = "native.json"
 #: The row of a multi-class report that scores all foreground classes merged (binary infection Dice).
 ANY_LESION = "any_lesion"
 #: How many of the lowest-Dice images the overlay figure shows.
@@ -212,6 +218,49 @@ def seg_metrics_summary(report: SegmentationReport) -> dict[str, Any]:
     }
 
 
+def native_scores(
+    logits: Sequence[torch.Tensor],
+    items: Sequence[tuple[Sample, str, str]],
+    target: str,
+    labels: Sequence[str],
+) -> list[list[ClassScore]]:
+    """Per-image scores at the masks' native resolution: each image's grid logits ``(K, S, S)`` are
+    resized bilinearly to its mask's size, turned into a label map there (the same decision rule) and
+    scored against the native mask (:func:`chestlens.data.native_masks.native_label_map`)."""
+    scores = []
+    for grid, (sample, _, _) in zip(logits, items, strict=True):
+        truth = native_label_map(sample, target)
+        resized = F.interpolate(grid[None].float(), size=truth.shape, mode="bilinear", align_corners=False)
+        pred = labels_from_logits(resized[0].numpy())
+        scores.append(
+            _with_any_lesion([score_image(pred, truth, labels)], pred[None], truth[None], labels)[0]
+        )
+    return scores
+
+
+def native_summary(
+    scores: list[list[ClassScore]], patient_ids: Sequence[str], n_boot: int, seed: int
+) -> dict:
+    """Headline numbers of :func:`native_scores`: per class the mean Dice with a patient-bootstrap 95% CI
+    and the 5th-percentile image Dice (images where the class is in the mask or the prediction)."""
+    report = summarise_segmentation(scores, patient_ids, n_boot=n_boot, seed=seed)
+    per_class = {}
+    for k, metrics in enumerate(report.per_class):
+        dice = [
+            row[k].dice
+            for row in scores
+            if row[k].case in ("true_positive", "false_negative", "false_positive")
+        ]
+        per_class[metrics.label] = {
+            "dice": triple(metrics.dice),
+            "p5_image_dice": float(np.percentile(dice, 5)) if dice else None,
+        }
+    return {
+        "evaluated_on": "each mask's native resolution (logits resized bilinearly)",
+        "per_class": per_class,
+    }
+
+
 def evaluate_segmenter_items(
     bundle: Bundle,
     items: Sequence[tuple[Sample, str, str]],
@@ -225,7 +274,8 @@ def evaluate_segmenter_items(
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Evaluate a segmenter bundle on ``(sample, label, patient group)`` items (from
     :func:`chestlens.evaluate.bundle_eval.evaluation_items`); returns the headline numbers
-    (:func:`seg_metrics_summary`) and the report files.
+    (:func:`seg_metrics_summary`, with the same Dice at the masks' native resolution under ``native``:
+    :func:`native_summary`, also written to ``native.json``) and the report files.
 
     Args:
         baseline: a lung segmenter bundle: score :func:`lung_field_baseline` on the same images and masks
@@ -233,12 +283,22 @@ def evaluate_segmenter_items(
     """
     spec = bundle.spec
     images = segmented_images(items, spec.task, spec.preprocess)
+    native = None
     if baseline is None:
-        preds = predict_label_maps(bundle.build_model(), spec.preprocess, images.images)
+        logits = list(iter_logits(bundle.build_model(), images.images, spec.preprocess, batch_size=1))
+        preds = np.concatenate([labels_from_logits(x.numpy()) for x in logits])
+        labels = foreground_labels(spec)
+        native = native_summary(
+            native_scores([x[0] for x in logits], items, spec.task, labels), images.patient_ids, n_boot, seed
+        )
     else:
         preds = lung_field_baseline(images.images, lungs=baseline)
         title = f"{title}: lung-field baseline ({LUNG_FIELD_BASELINE})"
     report, files = evaluate_label_maps(
         spec, images, preds, out_dir, title=title, data_info=data_info, n_boot=n_boot, seed=seed
     )
-    return seg_metrics_summary(report), files
+    summary = seg_metrics_summary(report)
+    if native is not None:
+        summary["native"] = native
+        files["native"] = write_text_atomic(Path(out_dir) / NATIVE_JSON, json.dumps(native, indent=2) + "\n")
+    return summary, files
