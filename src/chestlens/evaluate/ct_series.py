@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import Estimate, bootstrap, estimate
 from chestlens.evaluate.metrics import TiedScores, binary_auc, weighted_auc_ap
 from chestlens.rendering import render
+from chestlens.strict import StrictModel
 
 #: Consecutive slices resampled together by the block bootstrap.
 BLOCK_SLICES = 10
@@ -37,10 +37,8 @@ _RATES = ("sensitivity", "specificity", "ppv", "npv")
 SEGMENTER_RULE = "positive when the segmenter finds a lesion region inside the lungs (slice score > 0)"
 
 
-class SeriesSliceReport(BaseModel):
+class SeriesSliceReport(StrictModel):
     """Slice predictions of one series against its slice labels. Research use only."""
-
-    model_config = ConfigDict(extra="forbid")
 
     disclaimer: str = RESEARCH_USE_DISCLAIMER
     series: str
