@@ -87,7 +87,7 @@ def both_cvs(shared_data: Path, tmp_path_factory) -> tuple[Path, list[str]]:
     return work, shared
 
 
-@pytest.mark.slow  # two tiny U-Nets and two tiny Mask R-CNNs trained and scored: about 40 s on 2 cores
+@pytest.mark.slow  # two tiny U-Nets and two tiny Mask R-CNNs trained and scored: about 13 s on 2 cores
 @pytest.mark.shared_data
 def test_detect_folds_test_every_image_once_on_the_segmenter_folds(both_cvs):
     work, _ = both_cvs
