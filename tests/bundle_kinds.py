@@ -99,11 +99,34 @@ def tiny_regional() -> tuple[BundleSpec, torch.nn.Module]:
     return spec, model
 
 
+def tiny_study() -> tuple[BundleSpec, torch.nn.Module]:
+    """A study bundle (CT series from lesion features) with random weights, mean and std."""
+    from chestlens.models.study import STUDY_ARCHITECTURE, STUDY_FEATURES, build_study
+
+    spec = BundleSpec(
+        name="tiny-study",
+        version="0.0.1",
+        kind="study",
+        task="ct3",
+        architecture=STUDY_ARCHITECTURE,
+        architecture_kwargs={"features": list(STUDY_FEATURES)},
+        labels=["COVID-19", "CAP", "normal"],
+        preprocess=PreprocessSpec(input_size=1, mean=[0.0], std=[1.0]),
+    )
+    model = build_study(spec)
+    with torch.no_grad():
+        for tensor in (model.weight, model.bias, model.mean):
+            tensor.normal_()
+        model.std.uniform_(0.5, 2.0)
+    return spec, model
+
+
 TINY_KINDS: dict[str, Callable[[], tuple[BundleSpec, torch.nn.Module]]] = {
     "classifier": tiny_classifier,
     "segmenter": tiny_segmenter,
     "detector": tiny_detector,
     "regional": tiny_regional,
+    "study": tiny_study,
 }
 
 

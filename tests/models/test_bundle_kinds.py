@@ -48,6 +48,11 @@ class KindContract:
     #: graph outputs compared with PyTorch (None: all)
     parity_outputs: tuple[str, ...] | None = None
 
+    def inputs(self, n: int, height: int = 64, width: int = 64) -> torch.Tensor:
+        """What the kind's network reads: ``(N, 1, H, W)`` grey images in ``[0, 1]`` (a kind that reads
+        features instead overrides this)."""
+        return torch.rand(n, 1, height, width)
+
     def run(self, model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """The kind's output for ``(N, 1, H, W)`` images in ``[0, 1]`` as one float tensor."""
         with torch.no_grad():
@@ -59,13 +64,13 @@ class KindContract:
     def test_grey_input_of_any_resolution(self):
         spec, model = make_tiny(self.kind)
         for height, width in ((64, 64), (96, 64)):
-            out = self.run(model, torch.rand(2, 1, height, width))
+            out = self.run(model, self.inputs(2, height, width))
             assert tuple(out.shape) == self.expected_shape(spec, 2, height, width)
             assert torch.isfinite(out).all()
 
     def test_save_load_round_trip(self, tmp_path):
         spec, model = make_tiny(self.kind)
-        images = torch.rand(2, 1, 64, 64)
+        images = self.inputs(2)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "b"))
         assert bundle.spec.kind == self.kind and bundle.spec.weights_sha256
         torch.testing.assert_close(
@@ -74,7 +79,7 @@ class KindContract:
 
     def test_fp16_storage_stays_close(self, tmp_path):
         spec, model = make_tiny(self.kind)
-        images = torch.rand(2, 1, 64, 64)
+        images = self.inputs(2)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "half", fp16=True))
         assert bundle.spec.weights_dtype == "float16"
         difference = (self.run(bundle.build_model(), images) - self.run(model, images)).abs().max()
@@ -156,3 +161,41 @@ class TestRegional(KindContract):
     def run(self, model, images):
         with torch.no_grad():
             return model(images).softmax(1)
+
+
+class TestStudy(KindContract):
+    """A study bundle reads lesion features, not images (no graph: refused in one line); screening runs it
+    with numpy from the safetensors file, which must give PyTorch's numbers."""
+
+    kind = "study"
+    fp16_tolerance = 0.05
+
+    def inputs(self, n, height=64, width=64):
+        from chestlens.models.study import STUDY_FEATURES
+
+        return torch.rand(n, len(STUDY_FEATURES)) * 3.0
+
+    def run(self, model, images):
+        with torch.no_grad():
+            return model(images).softmax(1)
+
+    def test_numpy_runner_matches_pytorch(self, tmp_path):
+        from chestlens.models.study import StudyRunner, _read_safetensors
+
+        spec, model = make_tiny(self.kind)
+        folder = save_bundle(spec, model.state_dict(), tmp_path / "b")
+        features = self.inputs(4)
+        runner = StudyRunner.load(folder)
+        expected = self.run(model, features).numpy()
+        np.testing.assert_allclose(runner.probabilities(features.numpy()), expected, atol=1e-6)
+        # the reader used without the safetensors package gives the same tensors
+        for name, value in _read_safetensors(folder / "weights.safetensors").items():
+            np.testing.assert_array_equal(value, runner.tensors[name])
+
+    def test_a_bundle_of_another_kind_is_refused(self, tmp_path):
+        from chestlens.models.study import StudyRunner
+
+        spec, model = make_tiny("classifier")
+        folder = save_bundle(spec, model.state_dict(), tmp_path / "c")
+        with pytest.raises(ChestlensInputError, match="needs a study bundle, got a classifier"):
+            StudyRunner.load(folder)

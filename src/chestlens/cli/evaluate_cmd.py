@@ -16,6 +16,14 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
 
 
+def _screen_study_series(root: Path, lesion_bundle: str) -> list:
+    """Study bundles: the labelled CT series under ``root`` screened with ``lesion_bundle`` (the pipeline
+    sits above the evaluation layer, so the command hands this in)."""
+    from chestlens.pipeline.study_data import screen_study_series
+
+    return screen_study_series(root, lesion_bundle)
+
+
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (contains bundle.json).")],
     splits: Annotated[Path | None, typer.Option("--splits", help="Split CSV made by chestlens.")] = None,
@@ -50,8 +58,9 @@ def evaluate(
     """Evaluate a bundle: a classifier (within-source AUC of every binary question first, then pooled
     per-class metrics with 95% CIs, calibration, per-source tables), a segmenter (per-class
     Dice/IoU/sensitivity/precision with 95% CIs, empty-mask cases, worst cases), a detector (COCO mask
-    and box AP per class with 95% CIs) or a regional slice classifier (slice AUC, sensitivity and
-    specificity per COVID-CT-MD patient, --data only)."""
+    and box AP per class with 95% CIs), a regional slice classifier (slice AUC, sensitivity and
+    specificity per COVID-CT-MD patient, --data only) or a CT study classifier (every labelled CT series
+    under --data screened: per-series predictions, accuracy, confusion matrix)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.errors import ChestlensInputError
     from chestlens.evaluate.kinds import EvaluationRequest, evaluate_bundle, evaluation_of
@@ -63,7 +72,14 @@ def evaluate(
     suffix = "-lung-baseline" if lung_baseline else ""
     out = out or bundle.with_name(f"{bundle.name}-eval-{label}{suffix}")
     request = EvaluationRequest(
-        out, splits=splits, split=split, data=data, root=root, n_boot=n_boot, baseline=lung_baseline
+        out,
+        splits=splits,
+        split=split,
+        data=data,
+        root=root,
+        n_boot=n_boot,
+        baseline=lung_baseline,
+        series_features=_screen_study_series,
     )
     summary, files = evaluate_bundle(bundle, request)
     if as_json:

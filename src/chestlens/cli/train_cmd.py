@@ -320,3 +320,37 @@ def regional(config: ConfigFile = None, overrides: Overrides = None, folds: Fold
         auc = report["auc"]
         typer.echo(f"test slice AUC, {name}: {estimate_text(auc)}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
+
+
+@train_app.command("study")
+def study(config: ConfigFile = None, overrides: Overrides = None) -> None:
+    """Train the series-level CT study classifier (COVID-19 / CAP / normal) from lesion features: screen
+    each labelled CT series once with the CT lesion pipeline, leave one patient out, then fit on all and
+    write OUT/bundle (kind study, MODEL_CARD.md with the LOPO table and the features) and OUT/lopo.md."""
+    import os
+
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.models.spec import read_spec
+    from chestlens.pipeline.study_data import screen_study_series
+    from chestlens.train.config import load_config
+    from chestlens.train.study import STUDY_LABELS, StudyConfig, lopo_markdown, train_study
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    cfg = load_config(StudyConfig, config, overrides)
+    root = Path(cfg.data_root or os.environ.get("CHESTLENS_DATA", "data"))
+    series = screen_study_series(root, cfg.lesion_bundle, cfg.patients)
+    lesion = read_spec(cfg.lesion_bundle)
+    trained_with = {
+        "name": lesion.name,
+        "version": lesion.version,
+        "weights_sha256": lesion.weights_sha256,
+        "source": cfg.lesion_bundle,
+    }
+    args = (["--config", str(config)] if config else []) + [a for i in overrides or [] for a in ("--set", i)]
+    bundle = train_study(cfg, series, trained_with, reproduce=" ".join(["chestlens train study", *args]))
+    for item in series:
+        values = ", ".join(f"{k} {item.features[k]:.3f}" for k in cfg.features)
+        typer.echo(f"{item.patient} ({item.label}): {values}")
+    typer.echo("\n".join(lopo_markdown(read_spec(bundle).metrics["lopo"], STUDY_LABELS)))
+    typer.echo(f"bundle: {bundle}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)

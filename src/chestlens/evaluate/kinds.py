@@ -31,6 +31,7 @@ from chestlens.evaluate.regional_eval import evaluate_regional
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.seg_eval import evaluate_segmenter_items
 from chestlens.evaluate.seg_report import SegmentationDocument
+from chestlens.evaluate.study_eval import SeriesFeatures, evaluate_study, render_study_card, study_lines
 from chestlens.evaluate.tables import NOT_MEASURED, within_source_text
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.bundle import Bundle, load_bundle
@@ -44,7 +45,9 @@ Files = dict[str, Path]
 @dataclass(frozen=True, slots=True)
 class EvaluationRequest:
     """What ``chestlens evaluate`` was asked: the cases (one split of a split CSV, or a data folder),
-    where to write, the bootstrap, and a baseline to score instead of the bundle (lesion segmenters)."""
+    where to write, the bootstrap, and a baseline to score instead of the bundle (lesion segmenters).
+    ``series_features`` screens the labelled CT series of a folder for study bundles (the pipeline's
+    :func:`chestlens.pipeline.study_data.screen_study_series`, passed in from above this layer)."""
 
     out_dir: Path
     splits: Path | None = None
@@ -54,6 +57,7 @@ class EvaluationRequest:
     n_boot: int = 1000
     seed: int = 0
     baseline: str | None = None
+    series_features: SeriesFeatures | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,22 @@ def _regional(bundle: Bundle, request: EvaluationRequest) -> tuple[Summary, File
             bundle.path, "a regional bundle is evaluated on --data ROOT (labelled COVID-CT-MD series) only"
         )
     return evaluate_regional(bundle, request.data, request.out_dir, n_boot=request.n_boot, seed=request.seed)
+
+
+def _study(bundle: Bundle, request: EvaluationRequest) -> tuple[Summary, Files]:
+    """A study bundle is scored on the labelled CT series of a data folder, screened with the lesion
+    segmenter it was trained on."""
+    if request.data is None or request.baseline is not None:
+        raise ChestlensInputError(
+            bundle.path, "a study bundle is evaluated on --data ROOT (labelled CT series) only"
+        )
+    if request.series_features is None:
+        raise ChestlensInputError(
+            bundle.path, "a study bundle needs the screening pipeline to measure its series"
+        )
+    trained_with = bundle.spec.architecture_kwargs.get("lesion_bundle") or {}
+    series = request.series_features(request.data, trained_with.get("source") or "lesions-ct-segmenter")
+    return evaluate_study(bundle.path, series, request.out_dir)  # type: ignore[arg-type]
 
 
 def _classifier_lines(summary: Summary) -> list[str]:
@@ -200,6 +220,11 @@ def _regional_card(spec: BundleSpec, raw: str, confounders: Sequence[str], repro
     return render_regional_card(spec, confounders=confounders, reproduce=reproduce)
 
 
+def _study_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
+    del raw  # the card reads the leave-one-patient-out table the bundle stores (metrics.lopo)
+    return render_study_card(spec, confounders=confounders, reproduce=reproduce)
+
+
 EVALUATIONS: Registry[KindEvaluation] = Registry(
     "bundle kind",
     [
@@ -214,6 +239,7 @@ EVALUATIONS: Registry[KindEvaluation] = Registry(
         ),
         KindEvaluation("detector", _on_items(_detector_items), _detector_lines, _detector_card),
         KindEvaluation("regional", _regional, _regional_lines, _regional_card),
+        KindEvaluation("study", _study, study_lines, _study_card),
     ],
 )
 

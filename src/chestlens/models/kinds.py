@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import torch
 
 #: What a bundle does in the screening pipeline (:class:`chestlens.pipeline.screener.Screener`).
-Role = Literal["classifier", "lungs", "lesions"]
-#: The roles in the order the screener runs them.
-ROLES: tuple[Role, ...] = ("classifier", "lungs", "lesions")
+Role = Literal["classifier", "lungs", "lesions", "study"]
+#: The roles in the order the screener runs them (``study``: a CT series classified from its lesions).
+ROLES: tuple[Role, ...] = ("classifier", "lungs", "lesions", "study")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,12 @@ def _build_regional(spec: BundleSpec) -> torch.nn.Module:
     from chestlens.models.regional import build_regional
 
     return build_regional(spec)
+
+
+def _build_study(spec: BundleSpec) -> torch.nn.Module:
+    from chestlens.models.study import build_study
+
+    return build_study(spec)
 
 
 def _softmax_with_temperature(logits: torch.Tensor, spec: BundleSpec) -> torch.Tensor:
@@ -163,6 +169,15 @@ KINDS: Registry[BundleKind] = Registry(
             probabilities=_softmax_with_temperature,
             graph=None,
             image_labels=True,
+        ),
+        BundleKind(
+            name="study",
+            description="CT series classifier from lesion features (multinomial logistic regression; numpy "
+            "at screening time)",
+            build=_build_study,
+            probabilities=_softmax_with_temperature,
+            graph=None,
+            role=lambda _spec: "study",
         ),
     ],
 )

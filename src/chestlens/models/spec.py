@@ -123,7 +123,7 @@ class BundleSpec(StrictModel):
     format_version: int = FORMAT_VERSION
     name: str
     version: str
-    kind: Literal["classifier", "segmenter", "detector", "regional"]  # chestlens.models.kinds.KINDS
+    kind: Literal["classifier", "segmenter", "detector", "regional", "study"]  # chestlens.models.kinds.KINDS
     task: str
     architecture: str
     architecture_kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -85,6 +85,10 @@ def record(key: str, outcome: ScreeningResult | FailedInput) -> dict:
 CSV_COLUMNS = ["source", "status", "reason", "top_label"]
 
 
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
 def csv_row(line: dict) -> dict[str, str]:
     """A flat CSV row of a JSONL record: one value per column, never several packed in one cell.
 
@@ -93,7 +97,9 @@ def csv_row(line: dict) -> dict[str, str]:
     ``lung_volume_ml``, ``lesion_<label>_ml``, ``lung_involved`` (share of the lungs, all lesion classes),
     ``series_score`` (the largest slice lesion score), ``series_verdict`` (``lesions found`` / ``no lesions
     found``) and ``series_threshold`` (the share of the lungs from which the verdict is ``lesions
-    found``); ``reader_warnings`` (``input.warnings`` joined by `` | ``); ``total_ms``.
+    found``); with a study bundle, ``study_top_label`` and ``study_p_<label>`` (the series classified from
+    its lesion features) and the lesion features as ``lesion_<feature>``; ``reader_warnings``
+    (``input.warnings`` joined by `` | ``); ``total_ms``.
     """
     if line["status"] == "failed":
         return {"source": line["failed"]["source"], "status": "failed", "reason": line["failed"]["error"]}
@@ -116,11 +122,16 @@ def csv_row(line: dict) -> dict[str, str]:
         row.update({f"lesion_{k}_ml": f"{v:.1f}" for k, v in lesions.volume_ml_by_label.items()})
         if lesions.lung_fraction_total is not None:
             row["lung_involved"] = f"{lesions.lung_fraction_total:.4f}"
+        if lesions.features is not None:
+            row.update({f"lesion_{k}": _cell(v) for k, v in lesions.features.model_dump().items()})
         if lesions.series_score is not None:
             row["series_score"] = f"{lesions.series_score:.4f}"
         if lesions.series_verdict is not None and lesions.series_threshold is not None:
             row["series_verdict"] = lesions.series_verdict
             row["series_threshold"] = f"{lesions.series_threshold:.4f}"
+    if (study := result.series_classification) is not None:
+        row["study_top_label"] = study.top_label
+        row.update({f"study_p_{label}": f"{p:.4f}" for label, p in study.probabilities.items()})
     if result.input.warnings:
         row["reader_warnings"] = " | ".join(result.input.warnings)
     row["total_ms"] = f"{result.timings_ms.get('total', 0):.1f}"

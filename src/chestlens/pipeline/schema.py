@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 
-SCHEMA_VERSION = "1.4"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
+SCHEMA_VERSION = "1.5"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
 # CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
 # headline output means (classification.meaning), the reader's warnings (input.warnings), CT series
 # lesions as 3-D instances (lesion slices, volume_ml); 1.4: CT series per-slice lung involvement, the
-# series verdict and its threshold
+# series verdict and its threshold; 1.5: CT series lesion features (lesions.features) and the series-level
+# study classification (series_classification)
 
 
 #: The verdict on a CT series (:func:`chestlens.pipeline.measure.series_verdict`).
@@ -35,7 +36,7 @@ class ModelRef(_Strict):
 
     name: str
     version: str
-    kind: Literal["classifier", "segmenter", "detector"]
+    kind: Literal["classifier", "segmenter", "detector", "study"]
     weights_sha256: str
 
 
@@ -132,6 +133,22 @@ class Lesion(_Strict):
     volume_ml: float | None = None
 
 
+class LesionFeatures(_Strict):
+    """What a CT series' lesions look like as a whole; each is defined in
+    :func:`chestlens.pipeline.study_features.series_lesion_features`. Volumes in mL, shares in ``[0, 1]``,
+    burden in % of the lungs; the shares are 0 when the series has no lesion voxel."""
+
+    lung_volume_ml: float
+    lesion_volume_ml: float
+    burden_pct: float  # lesion volume inside the lungs over lung volume, in %
+    ggo_share: float  # ground-glass share of the lesion volume
+    peripheral_share: float  # share of the lesion volume in the outer third of each lung (in-plane)
+    bilateral: bool  # both lungs hold at least MIN_LESION_ML of lesion
+    smaller_side_share: float  # the less involved lung's share of the lesion volume, in [0, 0.5]
+    lower_zone_share: float  # share of the lesion volume in the lower half of the lungs' z-extent
+    midline_column: float  # where the series was split into left and right (grid column of the body)
+
+
 class LesionSummary(_Strict):
     """Lesion segmentation, gated as the bundle says (e.g. only when the classifier says positive)."""
 
@@ -156,6 +173,20 @@ class LesionSummary(_Strict):
     slice_lung_fractions: list[float] | None = None
     series_threshold: float | None = None
     series_verdict: SeriesVerdict | None = None
+    # CT series only: lesion burden and distribution (None without a voxel size, e.g. missing slices).
+    features: LesionFeatures | None = None
+
+
+class SeriesClassification(_Strict):
+    """A CT series classified as a whole by a study bundle from its lesion features (research use only,
+    never a diagnosis; see the bundle's card for how few patients it was trained on)."""
+
+    model: ModelRef
+    probabilities: dict[str, float]  # label -> probability, summing to 1
+    top_label: str
+    features: dict[str, float]  # the model's inputs as read from lesions.features
+    lesion_model: ModelRef  # the lesion segmenter whose lesions were measured
+    note: str
 
 
 class ScreeningResult(_Strict):
@@ -171,6 +202,7 @@ class ScreeningResult(_Strict):
     explanation: Explanation | None = None
     lungs: LungMeasurement | None = None
     lesions: LesionSummary | None = None
+    series_classification: SeriesClassification | None = None  # CT series with a study bundle loaded
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 

@@ -11,7 +11,9 @@ in this order, over batches of inputs:
 5. classify + explain: calibrated probabilities, decisions at the bundle's operating points and the
    class-activation map of the top class, by modality (X-ray; CT slice or series);
 6. lesions: lesion segmentation when a lesion bundle is loaded and its ``run_if_positive`` gate opens;
-7. result: the gate verdict and a :class:`~chestlens.pipeline.schema.ScreeningResult` (research use
+   for a CT series also the lesion features (burden, ground-glass share, distribution);
+7. study: a CT series classified as a whole from those features, when a study bundle is loaded;
+8. result: the gate verdict and a :class:`~chestlens.pipeline.schema.ScreeningResult` (research use
    only, never a diagnosis).
 
 Every model is a bundle run through its graph (:mod:`chestlens.runtime`): ONNX Runtime by default, no
@@ -28,6 +30,7 @@ from chestlens.explain import HEATMAP_METHODS, HeatmapMethod
 from chestlens.models.catalog import DEFAULT_CLASSIFIER, DEFAULT_LUNGS, bundled_lesion_segmenters
 from chestlens.models.kinds import ROLES, role_of
 from chestlens.models.spec import read_spec
+from chestlens.models.study import StudyRunner
 from chestlens.pipeline import stages
 from chestlens.pipeline.case import Case, Screening, Source, read_case, read_timed
 from chestlens.pipeline.readahead import read_ahead
@@ -68,6 +71,8 @@ class Screener:
         progress: ``progress(stage, done, total)`` as the slices of a CT series go through the lungs,
             classify and lesions stages (:data:`~chestlens.pipeline.stages.SliceProgress`); default
             None: silent.
+        study: a study bundle (:mod:`chestlens.models.study`) classifying CT series from their lesion
+            features, run with numpy; it needs a CT lesion segmenter among ``lesions``. None: no study.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class Screener:
         threads: int = 0,
         compile: bool = False,
         progress: stages.SliceProgress | None = None,
+        study: str | None = None,
     ) -> None:
         _check_options(runtime, device, cam, compile)
         self.runtime: Runtime = runtime
@@ -108,6 +114,12 @@ class Screener:
         self.find_lungs = stages.FindLungs(self.lungs, progress)
         self.classify = stages.Classify(self.classifiers, cam, progress)
         self.segment_lesions = stages.SegmentLesions(self.lesions, progress)
+        self.study = None if study is None else StudyRunner.load(study)
+        if self.study is not None and "ct" not in self.lesions:
+            raise ChestlensInputError(
+                study, "a study bundle reads CT lesion features: it needs a CT lesion segmenter in --models"
+            )
+        self.classify_study = stages.ClassifyStudy(self.study, self.lesions)
 
     @classmethod
     def from_models(cls, names: Sequence[str], **kwargs: object) -> Screener:
@@ -115,13 +127,16 @@ class Screener:
         roles = {name: role_of(read_spec(name)) for name in names}
         if unused := [name for name, role in roles.items() if role is None]:
             raise ChestlensInputError(unused[0], "screening does not use this kind of bundle")
-        classifiers, lungs, lesions = ([n for n, r in roles.items() if r == role] for role in ROLES)
-        if len(classifiers) > 1 or len(lungs) > 1:
-            raise ChestlensInputError(None, "--models takes at most one classifier and one lung segmenter")
+        classifiers, lungs, lesions, study = ([n for n, r in roles.items() if r == role] for role in ROLES)
+        if len(classifiers) > 1 or len(lungs) > 1 or len(study) > 1:
+            raise ChestlensInputError(
+                None, "--models takes at most one classifier, one lung segmenter and one study bundle"
+            )
         return cls(
             classifier=classifiers[0] if classifiers else None,
             lungs=lungs[0] if lungs else None,
             lesions=lesions,
+            study=study[0] if study else None,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -166,7 +181,11 @@ class Screener:
         accepted = [c for c in accepted if not c.rejected]
         self.classify(accepted)
         self.segment_lesions(accepted)
-        return [stages.finish(c, self.segment_lesions.labels(c), self.runtime) for c in cases]
+        self.classify_study(accepted)
+        return [
+            stages.finish(c, self.segment_lesions.labels(c), self.runtime, self.classify_study.result(c))
+            for c in cases
+        ]
 
 
 def _check_options(runtime: str, device: str, cam: str | None, compile: bool) -> None:

@@ -9,7 +9,9 @@ stage                     what it does
 :func:`prepare`           radiographs: the one working image every model stage reads
 :class:`FindLungs`        radiographs: lung segmenter + the lung-field gate check; CT: the HU rule
 :class:`Classify`         calibrated probabilities, decisions, class-activation map; CT slices and series
-:class:`SegmentLesions`   lesion segmentation when the bundle's ``run_if_positive`` gate opens
+:class:`SegmentLesions`   lesion segmentation when the bundle's ``run_if_positive`` gate opens; CT series:
+                          lesion features (:mod:`chestlens.pipeline.study_features`)
+:class:`ClassifyStudy`    CT series: the study bundle's classification from the lesion features
 :func:`finish`            the gate verdict (one place) and the :class:`~chestlens.pipeline.case.Screening`
 ========================  ==============================================================================
 """
@@ -25,6 +27,7 @@ from chestlens.explain import HeatmapMethod
 from chestlens.explain.energy import energy_inside
 from chestlens.models.meaning import output_meaning
 from chestlens.models.registry import get_model_config
+from chestlens.models.study import StudyRunner
 from chestlens.pipeline import gate
 from chestlens.pipeline.case import Case, Screening, Timer, input_info
 from chestlens.pipeline.ct_lungs import lung_mask_from_hu
@@ -54,7 +57,9 @@ from chestlens.pipeline.schema import (
     LungMeasurement,
     ModelRef,
     ScreeningResult,
+    SeriesClassification,
 )
+from chestlens.pipeline.study_features import feature_vector, grid_spacing_mm, series_lesion_features
 from chestlens.pipeline.view import check_view
 from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.lung_roi import classifier_frame, crop_to_frame, paste_fraction
@@ -431,9 +436,11 @@ class SegmentLesions:
                     case.notes.append(f"{removed} lesion region(s) outside the lungs removed")
             else:
                 case.notes.append("no lung mask: lesion regions are not checked against the lungs")
+            hu_grid = None
             if case.is_ct:
                 hu = case.image.pixels if case.image.is_volume else case.image.pixels[None]
-                label_map, aerated = lesions_denser_than_lung(label_map, hu_on_grid(hu, label_map.shape[-2:]))
+                hu_grid = hu_on_grid(hu, label_map.shape[-2:])
+                label_map, aerated = lesions_denser_than_lung(label_map, hu_grid)
                 if aerated:
                     case.notes.append(
                         f"{100 * aerated:.0f}% of the segmented lesion voxels read as aerated lung "
@@ -448,12 +455,90 @@ class SegmentLesions:
                 lungs = None if lungs is None else lungs[0]
             case.lesion_map = label_map
             case.lesions = lesion_summary(graph, case, label_map, probabilities, lungs)
+            if case.image.is_volume and hu_grid is not None and lungs is not None:
+                spacing = grid_spacing_mm(case.image.meta, label_map.shape[-2:])
+                if spacing is not None:
+                    case.lesions.features = series_lesion_features(
+                        hu_grid, lungs, label_map, spacing, graph.spec.labels[1:]
+                    )
+
+
+# ------------------------------------------------------------------------------------------------- study
+#: What the result says of every series classification (and the CLI prints): what it is and is not.
+STUDY_NOTE = (
+    "series-level COVID-19 / CAP / normal probabilities from lesion features, research use only, never a "
+    "diagnosis: see the study bundle's card for the few patients it was trained on"
+)
+
+
+class ClassifyStudy:
+    """CT series: the study bundle's probabilities from the series' lesion features (``lesions.features``);
+    a single slice or a radiograph gets a note instead. Results are kept by case for :func:`finish`."""
+
+    def __init__(self, study: StudyRunner | None, lesion_segmenters: dict[str, GraphRunner]) -> None:
+        self.study, self.lesion_segmenters = study, lesion_segmenters
+        self.results: dict[int, SeriesClassification] = {}
+
+    def result(self, case: Case) -> SeriesClassification | None:
+        """The classification of ``case`` (None: none was made), forgotten once read."""
+        return self.results.pop(id(case), None)
+
+    def __call__(self, cases: list[Case]) -> None:
+        study = self.study
+        if study is None:
+            return
+        for case in cases:
+            if not (case.is_ct and case.image.is_volume):
+                what = "a CT slice" if case.is_ct else "a radiograph"
+                case.notes.append(
+                    f"no study classification: the study bundle reads CT series, this is {what}"
+                )
+                continue
+            features = case.lesions.features if case.lesions is not None else None
+            if features is None:
+                case.notes.append(
+                    "no study classification: the series has no lesion features (lesions not measured, "
+                    "or no voxel size)"
+                )
+                continue
+            with Timer("study", [case]):
+                self.results[id(case)] = self._classify(study, case, features)
+
+    def _classify(self, study: StudyRunner, case: Case, features) -> SeriesClassification:
+        lesion_graph = self.lesion_segmenters["ct"]
+        values = feature_vector(features, study.features)
+        probabilities = study.probabilities(values)
+        trained_with = study.spec.architecture_kwargs.get("lesion_bundle") or {}
+        lesion_spec = lesion_graph.spec
+        if trained_with and trained_with.get("weights_sha256") not in ("", None, lesion_spec.weights_sha256):
+            case.notes.append(
+                f"study bundle {study.spec.name} was trained on the lesions of {trained_with.get('name')} "
+                f"{trained_with.get('version')}, not {lesion_spec.name} {lesion_spec.version}: its "
+                "probabilities assume the other segmenter"
+            )
+        spec = study.spec
+        return SeriesClassification(
+            model=ModelRef(
+                name=spec.name, version=spec.version, kind="study", weights_sha256=spec.weights_sha256
+            ),
+            probabilities={label: float(p) for label, p in zip(spec.labels, probabilities, strict=True)},
+            top_label=spec.labels[int(np.argmax(probabilities))],
+            features={name: float(v) for name, v in zip(study.features, values, strict=True)},
+            lesion_model=model_ref(lesion_graph),
+            note=STUDY_NOTE,
+        )
 
 
 # ------------------------------------------------------------------------------------------------- result
-def finish(case: Case, lesion_labels: list[str], runtime: str) -> Screening:
+def finish(
+    case: Case,
+    lesion_labels: list[str],
+    runtime: str,
+    series_classification: SeriesClassification | None = None,
+) -> Screening:
     """The gate verdict (from every check of every stage) and the result; rejected inputs keep only
-    the verdict and the lung mask that explains it."""
+    the verdict and the lung mask that explains it. ``series_classification``: the study bundle's output
+    for a CT series (:class:`ClassifyStudy`)."""
     verdict = gate.gate_verdict(case.checks, "chest_ct" if case.is_ct else "chest_radiograph")
     ok = verdict.accepted
     timings = {k: round(v, 2) for k, v in case.timings.items()}
@@ -466,6 +551,7 @@ def finish(case: Case, lesion_labels: list[str], runtime: str) -> Screening:
         explanation=case.explanation if ok else None,
         lungs=case.lungs if ok else None,
         lesions=case.lesions if ok else None,
+        series_classification=series_classification if ok else None,
         timings_ms={**timings, "total": round(sum(case.timings.values()), 2)},
         notes=case.notes if ok else [],
     )
