@@ -146,3 +146,35 @@ def save_tiny(kind: str, folder: Path, *, fp16: bool = False, **fields: object) 
 def with_fields(spec: BundleSpec, **fields: object) -> BundleSpec:
     """``spec`` with ``fields`` replaced, validated as a new spec."""
     return BundleSpec.model_validate({**spec.model_dump(), **fields})
+
+
+def synthetic_study_series(seed: int = 0, per_class: int = 2) -> list:
+    """``per_class`` series (one patient each) of every ``ct3`` class, with lesion features that tell the
+    classes apart (class centres 1, 0, -1 plus noise of SD 0.1), for study bundles fitted in tests."""
+    import numpy as np
+
+    from chestlens.evaluate.study_eval import StudySeries
+    from chestlens.models.study import STUDY_FEATURES
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, centre in {"COVID-19": 1.0, "CAP": 0.0, "normal": -1.0}.items():
+        for k in range(per_class):
+            values = {name: float(centre + 0.1 * rng.standard_normal()) for name in STUDY_FEATURES}
+            rows.append(
+                StudySeries(
+                    patient=f"{label}-{k}", series=f"/series/{label}-{k}", label=label, features=values
+                )
+            )
+    return rows
+
+
+def train_synthetic_study(out: Path, lesion_bundle: str = "lesions-ct-segmenter", **config: object) -> Path:
+    """A study bundle fitted on :func:`synthetic_study_series`, recorded as measured by ``lesion_bundle``."""
+    from chestlens.models.spec import read_spec
+    from chestlens.train.study import StudyConfig, train_study
+
+    lesion = read_spec(lesion_bundle)
+    ref = {"name": lesion.name, "version": lesion.version, "weights_sha256": lesion.weights_sha256}
+    cfg = StudyConfig(out=str(out), name="test-study", **config)  # type: ignore[arg-type]
+    return train_study(cfg, synthetic_study_series(), {**ref, "source": lesion_bundle})

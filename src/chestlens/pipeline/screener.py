@@ -141,10 +141,11 @@ class Screener:
         )
 
     @property
-    def models(self) -> list[GraphRunner]:
-        """Every loaded model."""
+    def models(self) -> list[GraphRunner | StudyRunner]:
+        """Every loaded model (each has ``spec`` and ``path``); the study bundle, if any, last."""
         lungs = [self.lungs] if self.lungs is not None else []
-        return [*self.classifiers.values(), *lungs, *self.lesions.values()]
+        study = [self.study] if self.study is not None else []
+        return [*self.classifiers.values(), *lungs, *self.lesions.values(), *study]
 
     def screen(self, source: Source, *, name: str | None = None) -> Screening:
         """Screen one image; unreadable input raises :class:`~chestlens.errors.ChestlensInputError`."""

@@ -1,0 +1,100 @@
+"""The CT study classifier (issue 17) on the screening path: ``chestlens predict --models`` runs a study
+bundle after the lesion stage on a CT series and puts its output in ``series_classification`` (``serve``:
+tests/serve/test_study_serve.py); a single slice gets a note instead; a study bundle without a CT lesion
+segmenter is refused in one line. The study bundle is fitted in the test on synthetic features; the series
+is eight contiguous COVID-CT-MD P001 slices (lesions on some)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from bundle_kinds import train_synthetic_study
+from chestlens.cli import main
+from chestlens.models.spec import read_spec
+from chestlens.models.study import STUDY_FEATURES
+from chestlens.pipeline.schema import SCHEMA_VERSION, ScreeningResult
+from chestlens.pipeline.stages import STUDY_NOTE
+from chestlens.train.study import STUDY_LABELS
+
+pytestmark = pytest.mark.shared_data  # the study bundle is fitted with PyTorch: not an inference-only test
+
+LESIONS = "lesions-ct-segmenter"
+FIRST, COUNT = 78, 8
+
+
+@pytest.fixture(scope="module")
+def study_bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study")
+    return train_synthetic_study(out, LESIONS)
+
+
+@pytest.fixture(scope="module")
+def p001_files(source_dir) -> list[Path]:
+    folder = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
+    files = sorted(
+        (p for p in folder.iterdir() if p.is_file()),
+        key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber),
+    )
+    return files[FIRST : FIRST + COUNT]
+
+
+@pytest.fixture(scope="module")
+def p001_series(p001_files, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("p001")
+    for path in p001_files:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as caught:
+        main(list(args))
+    captured = capsys.readouterr()
+    return caught.value.code, captured.out, captured.err
+
+
+def _check_series_classification(result: ScreeningResult, study_bundle: Path) -> None:
+    assert result.schema_version == SCHEMA_VERSION == "1.5"
+    assert result.lesions is not None and result.lesions.features is not None
+    study = result.series_classification
+    assert study is not None
+    assert study.model.kind == "study" and study.model.name == "test-study"
+    assert study.model.weights_sha256 == read_spec(study_bundle).weights_sha256
+    assert list(study.probabilities) == STUDY_LABELS and sum(study.probabilities.values()) == pytest.approx(
+        1.0
+    )
+    assert study.top_label == max(study.probabilities, key=study.probabilities.get)
+    assert list(study.features) == list(STUDY_FEATURES)
+    assert study.features["burden_pct"] == pytest.approx(result.lesions.features.burden_pct)
+    assert study.lesion_model.name == LESIONS and study.note == STUDY_NOTE
+    assert "research use only" in study.note
+
+
+def test_predict_runs_the_study_bundle_on_a_series(study_bundle, p001_series, capsys):
+    models = f"{LESIONS},{study_bundle}"
+    code, stdout, stderr = _run(capsys, "predict", "--models", models, "--json", str(p001_series))
+    assert code == 0, stderr
+    payload = json.loads(stdout)
+    result = ScreeningResult.model_validate(payload[0] if isinstance(payload, list) else payload)
+    _check_series_classification(result, study_bundle)
+    assert not any("trained on the lesions of" in note for note in result.notes)  # same lesion segmenter
+
+
+def test_a_single_slice_gets_a_note_and_no_study_output(study_bundle, p001_files):
+    from chestlens.pipeline.screener import Screener
+
+    screener = Screener.from_models([LESIONS, str(study_bundle)])
+    result = screener.screen(p001_files[0]).result
+    assert result.series_classification is None
+    assert any("the study bundle reads CT series, this is a CT slice" in note for note in result.notes)
+
+
+def test_a_study_bundle_without_a_ct_lesion_segmenter_is_one_line(study_bundle, p001_series, capsys):
+    code, _, stderr = _run(capsys, "predict", "--models", str(study_bundle), str(p001_series))
+    assert code != 0 and "Traceback" not in stderr
+    text = " ".join(stderr.split())  # the console wraps long lines
+    assert text.count("error:") == 1 and "it needs a CT lesion segmenter in --models" in text
