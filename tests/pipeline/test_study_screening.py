@@ -6,6 +6,8 @@ is eight contiguous COVID-CT-MD P001 slices (lesions on some)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -74,14 +76,20 @@ def _check_series_classification(result: ScreeningResult, study_bundle: Path) ->
     assert "research use only" in study.note
 
 
-def test_predict_runs_the_study_bundle_on_a_series(study_bundle, p001_series, capsys):
+def test_predict_runs_the_study_bundle_on_a_series(study_bundle, p001_series, capsys, tmp_path):
     models = f"{LESIONS},{study_bundle}"
-    code, stdout, stderr = _run(capsys, "predict", "--models", models, "--json", str(p001_series))
+    table = tmp_path / "results.csv"
+    args = ["predict", "--models", models, "--json", "--csv", str(table), str(p001_series)]
+    code, stdout, stderr = _run(capsys, *args)
     assert code == 0, stderr
     payload = json.loads(stdout)
     result = ScreeningResult.model_validate(payload[0] if isinstance(payload, list) else payload)
     _check_series_classification(result, study_bundle)
     assert not any("trained on the lesions of" in note for note in result.notes)  # same lesion segmenter
+    (row,) = csv.DictReader(io.StringIO(table.read_text()))
+    assert row["study_top_label"] == result.series_classification.top_label  # type: ignore[union-attr]
+    assert float(row["feature_burden_pct"]) == pytest.approx(result.lesions.features.burden_pct, abs=1e-4)
+    assert not any(k.startswith("lesion_") and "volume" in k for k in row)  # not read as lesion classes
 
 
 def test_a_single_slice_gets_a_note_and_no_study_output(study_bundle, p001_files):

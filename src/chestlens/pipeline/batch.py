@@ -97,9 +97,9 @@ def csv_row(line: dict) -> dict[str, str]:
     ``lung_volume_ml``, ``lesion_<label>_ml``, ``lung_involved`` (share of the lungs, all lesion classes),
     ``series_score`` (the largest slice lesion score), ``series_verdict`` (``lesions found`` / ``no lesions
     found``) and ``series_threshold`` (the share of the lungs from which the verdict is ``lesions
-    found``); with a study bundle, ``study_top_label`` and ``study_p_<label>`` (the series classified from
-    its lesion features) and the lesion features as ``lesion_<feature>``; ``reader_warnings``
-    (``input.warnings`` joined by `` | ``); ``total_ms``.
+    found``); CT series lesion features as ``feature_<name>`` (``lesions.features``) and, with a study
+    bundle, ``study_top_label`` and ``study_p_<label>`` (the series classified from those features);
+    ``reader_warnings`` (``input.warnings`` joined by `` | ``); ``total_ms``.
     """
     if line["status"] == "failed":
         return {"source": line["failed"]["source"], "status": "failed", "reason": line["failed"]["error"]}
@@ -123,7 +123,7 @@ def csv_row(line: dict) -> dict[str, str]:
         if lesions.lung_fraction_total is not None:
             row["lung_involved"] = f"{lesions.lung_fraction_total:.4f}"
         if lesions.features is not None:
-            row.update({f"lesion_{k}": _cell(v) for k, v in lesions.features.model_dump().items()})
+            row.update({f"feature_{k}": _cell(v) for k, v in lesions.features.model_dump().items()})
         if lesions.series_score is not None:
             row["series_score"] = f"{lesions.series_score:.4f}"
         if lesions.series_verdict is not None and lesions.series_threshold is not None:
