@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from chestlens.errors import ChestlensInputError
+from chestlens.models.kinds import require_kind
 from chestlens.models.spec import WEIGHTS_FILE, BundleSpec, read_spec
 
 if TYPE_CHECKING:
@@ -116,8 +117,7 @@ class StudyRunner:
 
         path = resolve_bundle(name_or_path)
         spec = read_spec(path)
-        if spec.kind != "study":
-            raise ChestlensInputError(path, f"needs a study bundle, got a {spec.kind}")
+        require_kind(spec, "study", path)
         weights = path / WEIGHTS_FILE
         if not weights.is_file():
             raise ChestlensInputError(path, f"bundle has no {WEIGHTS_FILE}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chestlens import RESEARCH_USE_DISCLAIMER
+from chestlens.strict import StrictModel
 
 SCHEMA_VERSION = "1.5"  # 1.1: CT series slice scores, series score, total lung involvement; 1.2: runtime,
 # CT classification (slice indices and probabilities of a series), the "cam" heatmap method; 1.3: what the
@@ -27,11 +28,7 @@ SCHEMA_VERSION = "1.5"  # 1.1: CT series slice scores, series score, total lung 
 SeriesVerdict = Literal["lesions found", "no lesions found"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelRef(_Strict):
+class ModelRef(StrictModel):
     """Which bundle produced part of a result."""
 
     name: str
@@ -40,7 +37,7 @@ class ModelRef(_Strict):
     weights_sha256: str
 
 
-class InputInfo(_Strict):
+class InputInfo(StrictModel):
     """The image as read (never patient identity; ``patient_key`` is a salted hash)."""
 
     source: str  # file name as given on the command line, or the upload's server-side name
@@ -58,7 +55,7 @@ class InputInfo(_Strict):
     warnings: list[str] = Field(default_factory=list)
 
 
-class GateCheck(_Strict):
+class GateCheck(StrictModel):
     """One quality-gate test and its outcome."""
 
     name: str  # e.g. "dicom_modality", "colour", "lung_fields"
@@ -66,7 +63,7 @@ class GateCheck(_Strict):
     detail: str
 
 
-class GateVerdict(_Strict):
+class GateVerdict(StrictModel):
     """Input quality gate: is this a frontal chest radiograph or a chest CT slice/series?"""
 
     accepted: bool
@@ -75,7 +72,7 @@ class GateVerdict(_Strict):
     checks: list[GateCheck] = Field(default_factory=list)
 
 
-class Decision(_Strict):
+class Decision(StrictModel):
     """A decision at a bundle operating point (threshold chosen on validation data)."""
 
     label: str
@@ -84,7 +81,7 @@ class Decision(_Strict):
     criterion: str
 
 
-class Classification(_Strict):
+class Classification(StrictModel):
     """Calibrated class probabilities and decisions at the operating points."""
 
     model: ModelRef
@@ -100,7 +97,7 @@ class Classification(_Strict):
     meaning: str | None = None
 
 
-class Explanation(_Strict):
+class Explanation(StrictModel):
     """Class-activation map for the top label (the map itself is an overlay image, not in the JSON)."""
 
     method: Literal["cam", "gradcam", "gradcam++", "hirescam"]  # cam: the graph's class-activation map
@@ -109,7 +106,7 @@ class Explanation(_Strict):
     energy_in_lungs: float | None  # share of the heatmap's total mass inside the lung mask
 
 
-class LungMeasurement(_Strict):
+class LungMeasurement(StrictModel):
     """The lung fields found by the lung segmenter (or the HU rule for CT without a segmenter)."""
 
     model: ModelRef | None  # None: CT lungs from a Hounsfield-unit rule
@@ -118,7 +115,7 @@ class LungMeasurement(_Strict):
     volume_ml: float | None = None  # CT series only
 
 
-class Lesion(_Strict):
+class Lesion(StrictModel):
     """One connected lesion region of one class."""
 
     label: str  # e.g. "ground_glass_opacity", "consolidation"
@@ -133,7 +130,7 @@ class Lesion(_Strict):
     volume_ml: float | None = None
 
 
-class LesionFeatures(_Strict):
+class LesionFeatures(StrictModel):
     """What a CT series' lesions look like as a whole; each is defined in
     :func:`chestlens.pipeline.study_features.series_lesion_features`. Volumes in mL, shares in ``[0, 1]``,
     burden in % of the lungs; the shares are 0 when the series has no lesion voxel."""
@@ -149,7 +146,7 @@ class LesionFeatures(_Strict):
     midline_column: float  # where the series was split into left and right (grid column of the body)
 
 
-class LesionSummary(_Strict):
+class LesionSummary(StrictModel):
     """Lesion segmentation, gated as the bundle says (e.g. only when the classifier says positive)."""
 
     model: ModelRef
@@ -177,7 +174,7 @@ class LesionSummary(_Strict):
     features: LesionFeatures | None = None
 
 
-class SeriesClassification(_Strict):
+class SeriesClassification(StrictModel):
     """A CT series classified as a whole by a study bundle from its lesion features (research use only,
     never a diagnosis; see the bundle's card for how few patients it was trained on)."""
 
@@ -189,7 +186,7 @@ class SeriesClassification(_Strict):
     note: str
 
 
-class ScreeningResult(_Strict):
+class ScreeningResult(StrictModel):
     """Everything chestlens says about one input. Research use only, never a diagnosis."""
 
     schema_version: str = SCHEMA_VERSION
@@ -207,7 +204,7 @@ class ScreeningResult(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
-class FailedInput(_Strict):
+class FailedInput(StrictModel):
     """An input that could not be read: reported and skipped, never fatal to a batch."""
 
     schema_version: str = SCHEMA_VERSION
