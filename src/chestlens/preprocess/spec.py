@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from chestlens.strict import StrictModel
 
@@ -40,3 +40,11 @@ class PreprocessSpec(StrictModel):
     lung_margin: float = Field(0.08, ge=0.0, le=0.5)
     equalise: Literal["none", "clahe"] = "none"
     tta: tuple[Literal["hflip", "vflip"], ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _leave_out_no_tta(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``tta`` out of the file when empty (bundles written before it existed read the same)."""
+        data = handler(self)
+        if not data.get("tta"):
+            data.pop("tta", None)
+        return data
