@@ -21,7 +21,12 @@ MULTICLASS = ["background", "ggo", "consolidation"]
 
 @pytest.mark.parametrize(
     ("arch", "encoder", "classes"),
-    [("unet", "resnet18", 1), ("unetplusplus", "efficientnet_lite0", 3)],
+    [
+        ("unet", "resnet18", 1),
+        ("unetplusplus", "efficientnet_lite0", 3),
+        ("unet_light", "efficientnet_lite0", 3),
+        ("fpn", "efficientnet_lite0", 1),
+    ],
 )
 def test_logits_shape(arch, encoder, classes, offline):
     model = create_segmenter(arch, encoder, classes, encoder_weights=None).eval()
@@ -37,7 +42,7 @@ def test_input_not_multiple_of_32():
 
 def test_unknown_names_and_missing_default_weights():
     with pytest.raises(ChestlensInputError, match="unknown segmenter architecture"):
-        create_segmenter("fpn", "resnet18", 1)
+        create_segmenter("segformer", "resnet18", 1)
     with pytest.raises(ChestlensInputError, match="unknown segmenter encoder"):
         create_segmenter("unet", "vit", 1)
     with pytest.raises(ChestlensInputError, match="no offline ImageNet weights"):

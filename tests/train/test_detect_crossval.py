@@ -140,6 +140,25 @@ def test_segmenter_cv_report_has_instance_ap_rows_side_by_side(both_cvs):
     assert seg["fold_assignment"]["fingerprint"] in markdown and "train detect --folds 2" in markdown
 
 
+@pytest.mark.slow  # shares the runs of the tests above
+@pytest.mark.shared_data
+def test_segmenter_cv_scores_any_lesion_on_the_grid_and_at_native_size(both_cvs):
+    """Two lesion classes: an ``any_lesion`` row (every class merged), and every row also at the masks'
+    native size; the report's means are the means of ``oof-dice.csv``'s columns."""
+    work, _ = both_cvs
+    seg = json.loads((work / "seg" / "seg-cv-report.json").read_text())
+    assert list(seg["classes"]) == ["ggo", "consolidation", "any_lesion"]
+    rows = list(csv.DictReader((work / "seg" / "oof-dice.csv").open()))
+    for label, row in seg["classes"].items():
+        for column, summary in ((f"dice_{label}", row), (f"native_dice_{label}", row["native"])):
+            values = [float(r[column]) for r in rows if r[column]]
+            assert len(values) == 10
+            assert summary["oof_mean_dice"]["value"] == pytest.approx(np.mean(values), abs=1e-3)
+    for fold in seg["per_fold"]:
+        assert set(fold["test_mean_dice"]) == {"ggo", "consolidation", "any_lesion"}
+    assert "| any_lesion |" in (work / "seg" / "seg-cv-report.md").read_text()
+
+
 def test_folds_1_is_refused_in_one_line(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["train", "detect", "--folds", "1"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chestlens.train.seg_losses import BCEDiceLoss, DiceCELoss, FocalLoss
+from chestlens.train.seg_losses import BCEDiceLoss, DiceCELoss, DiceFocalLoss, FocalLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,6 +42,18 @@ def test_focal_by_hand_and_reduces_to_cross_entropy():
     torch.testing.assert_close(FocalLoss(gamma=0.0)(multi, t3), F.cross_entropy(multi, t3))
 
 
+def test_dice_focal_is_focal_plus_dice_and_reduces_to_dice_ce_and_bce_dice():
+    """At ``gamma = 0`` the focal term is the cross-entropy, so Dice + focal equals Dice + CE (multiclass)
+    and BCE + Dice (binary); at ``gamma = 2`` it is the focal loss plus the same Dice term."""
+    torch.manual_seed(0)
+    binary, multi = torch.randn(2, 1, 6, 6), torch.randn(2, 3, 6, 6)
+    t2, t3 = torch.randint(0, 2, (2, 6, 6)), torch.randint(0, 3, (2, 6, 6))
+    torch.testing.assert_close(DiceFocalLoss(gamma=0.0)(multi, t3), DiceCELoss()(multi, t3))
+    torch.testing.assert_close(DiceFocalLoss(gamma=0.0)(binary, t2), BCEDiceLoss()(binary, t2))
+    dice_term = DiceCELoss()(multi, t3) - F.cross_entropy(multi, t3)
+    torch.testing.assert_close(DiceFocalLoss()(multi, t3), FocalLoss()(multi, t3) + dice_term)
+
+
 def _perfect(target: torch.Tensor, channels: int) -> torch.Tensor:
     if channels == 1:
         return (target[:, None].float() * 2 - 1) * 30.0
@@ -50,7 +62,7 @@ def _perfect(target: torch.Tensor, channels: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("loss", "channels"),
-    [(BCEDiceLoss(), 1), (DiceCELoss(), 3), (FocalLoss(), 1), (FocalLoss(), 3)],
+    [(BCEDiceLoss(), 1), (DiceCELoss(), 3), (FocalLoss(), 1), (FocalLoss(), 3), (DiceFocalLoss(), 3)],
 )
 def test_perfect_prediction_near_zero(loss, channels):
     torch.manual_seed(0)
@@ -60,7 +72,14 @@ def test_perfect_prediction_near_zero(loss, channels):
 
 @pytest.mark.parametrize(
     ("loss", "channels"),
-    [(BCEDiceLoss(), 1), (DiceCELoss(), 3), (FocalLoss(alpha=0.25), 1), (FocalLoss(), 3)],
+    [
+        (BCEDiceLoss(), 1),
+        (DiceCELoss(), 3),
+        (FocalLoss(alpha=0.25), 1),
+        (FocalLoss(), 3),
+        (DiceFocalLoss(), 1),
+        (DiceFocalLoss(), 3),
+    ],
 )
 def test_ignored_pixels_change_nothing(loss, channels):
     torch.manual_seed(0)
@@ -85,7 +104,9 @@ def test_ignored_pixels_change_nothing(loss, channels):
     assert garbage.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(("loss", "channels"), [(BCEDiceLoss(), 1), (DiceCELoss(), 2), (FocalLoss(), 2)])
+@pytest.mark.parametrize(
+    ("loss", "channels"), [(BCEDiceLoss(), 1), (DiceCELoss(), 2), (FocalLoss(), 2), (DiceFocalLoss(), 2)]
+)
 def test_all_ignored_gives_zero_with_finite_gradient(loss, channels):
     logits = torch.randn(1, channels, 4, 4, requires_grad=True)
     value = loss(logits, torch.full((1, 4, 4), 255))

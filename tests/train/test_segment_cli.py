@@ -218,3 +218,35 @@ def test_segment_folds_tests_every_image_once_out_of_fold(lungs, tmp_path):
             r["patient_id"] for r in rows if r["fold"] != fold
         }
     assert "out-of-fold mean Dice" in result.output and not (tmp_path / "cv" / "bundle").exists()
+    # the same images scored at their masks' native size (V7 masks are larger than the 32 px grid)
+    native = lungs_row["native"]["oof_mean_dice"]
+    assert 0 <= native["low"] <= native["value"] <= native["high"] <= 1
+    assert native["value"] == pytest.approx(np.mean([float(r["native_dice_lungs"]) for r in rows]), abs=1e-3)
+    assert "native resolution" in result.output
+
+
+def test_segment_folds_resume_rescores_finished_folds_without_training(lungs, tmp_path):
+    """``--folds 2 --resume`` on a finished CV: every fold's checkpoint is left as it is (no epoch runs)
+    and the report is the same."""
+    _, _, settings = lungs
+    settings = [*[s for s in settings if not s.startswith("out=")], f"out={tmp_path / 'cv'}"]
+    _train(settings, "--folds", "2")
+    first = json.loads((tmp_path / "cv" / "seg-cv-report.json").read_text())
+    checkpoints = sorted((tmp_path / "cv").glob("fold-*/checkpoint.pt"))
+    assert len(checkpoints) == 2
+    stamps = [c.stat().st_mtime_ns for c in checkpoints]
+
+    _train(settings, "--folds", "2", "--resume")
+    again = json.loads((tmp_path / "cv" / "seg-cv-report.json").read_text())
+    assert [c.stat().st_mtime_ns for c in checkpoints] == stamps
+    assert again["classes"] == first["classes"] and again["per_fold"] == first["per_fold"]
+
+
+def test_resume_with_folds_is_refused_for_other_trainers(capsys):
+    from chestlens.cli import EXIT_BAD_INPUT, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "detect", "--folds", "2", "--resume"])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume with --folds is not supported by train detect" in err[0]

@@ -123,14 +123,20 @@ LeaveOut = Annotated[
 ]
 
 
-def _cross_validate(command: str, config: Path | None, overrides: list[str], folds: int, quiet: bool) -> None:
+def _cross_validate(
+    command: str, config: Path | None, overrides: list[str], folds: int, quiet: bool, resume: bool = False
+) -> None:
     """``train classify|segment|detect --folds K``: run the CV, print its report's Markdown and where it
-    was written."""
+    was written. ``resume`` (segment only): continue every fold from its checkpoint."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.train.config import ClassifyConfig, SegmentConfig, load_config
 
     if folds == 1:
         raise typer.BadParameter("cross-validation needs at least 2 folds", param_hint="--folds")
+    if resume and command != "segment":
+        raise typer.BadParameter(
+            f"--resume with --folds is not supported by train {command}", param_hint="--resume"
+        )
     if command == "classify":
         from chestlens.train.crossval import CV_MARKDOWN, cross_validate_classifier, cv_markdown
 
@@ -156,7 +162,8 @@ def _cross_validate(command: str, config: Path | None, overrides: list[str], fol
         )
     cfg = load_config(schema, config, overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    report = run_cv(cfg, folds, progress=not quiet)
+    extra = {"resume": resume} if command == "segment" else {}
+    report = run_cv(cfg, folds, progress=not quiet, **extra)
     typer.echo("\n".join(markdown(report)))
     typer.echo(f"report: {Path(cfg.out) / name}")
     typer.echo(RESEARCH_USE_DISCLAIMER)
@@ -182,7 +189,7 @@ def classify(
     if leave_out:
         overrides = [*(overrides or []), f"leave_out=[{','.join(leave_out)}]"]
     if folds:
-        _cross_validate("classify", config, overrides or [], folds, quiet)
+        _cross_validate("classify", config, overrides or [], folds, quiet, resume)
         return
     spec = _train(
         "classify", ClassifyConfig, run_classification, config, overrides, resume, quiet, nproc, max_restarts
@@ -208,14 +215,15 @@ def segment(
 ) -> None:
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
     patient-level split; writes OUT/bundle, OUT/test-report and curves. With --folds K: patient-grouped
-    cross-validation of the recipe instead (OUT/seg-cv-report.md|json, OUT/oof-dice.csv, no bundle)."""
+    cross-validation of the recipe instead (OUT/seg-cv-report.md|json, OUT/oof-dice.csv, no bundle);
+    --resume then continues each fold from OUT/fold-K/checkpoint.pt (finished folds are only re-scored)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
 
     if folds:
-        _cross_validate("segment", config, overrides or [], folds, quiet)
+        _cross_validate("segment", config, overrides or [], folds, quiet, resume)
         return
 
     spec = _train(
@@ -277,7 +285,7 @@ def detect(
     from chestlens.train.detect import DetectConfig, run_detection
 
     if folds:
-        _cross_validate("detect", config, overrides or [], folds, quiet)
+        _cross_validate("detect", config, overrides or [], folds, quiet, resume)
         return
     spec = _train("detect", DetectConfig, run_detection, config, overrides, resume, quiet)
     for split in ("validation", "test"):

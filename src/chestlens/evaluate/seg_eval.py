@@ -75,7 +75,7 @@ def predict_label_maps(
     return np.concatenate(maps) if maps else np.zeros((0, size, size), dtype=np.uint8)
 
 
-def _with_any_lesion(
+def with_any_lesion(
     scores: list[list[ClassScore]], preds: np.ndarray, targets: np.ndarray, labels: Sequence[str]
 ) -> list[list[ClassScore]]:
     """With two or more foreground classes, append to each image's scores the binary :data:`ANY_LESION`
@@ -147,7 +147,7 @@ def evaluate_label_maps(
     labels = foreground_labels(spec)
     targets = data.targets.numpy()
     class_scores = [score_image(p, t, labels) for p, t in zip(preds, targets, strict=True)]
-    scores = _with_any_lesion(class_scores, preds, targets, labels)
+    scores = with_any_lesion(class_scores, preds, targets, labels)
     report = summarise_segmentation(scores, data.patient_ids, n_boot=n_boot, seed=seed)
     per_image = [
         ImageScore(uid=uid, patient_id=patient, source=source, dice={s.label: s.dice for s in row})
@@ -232,9 +232,7 @@ def native_scores(
         truth = native_label_map(sample, target)
         resized = F.interpolate(grid[None].float(), size=truth.shape, mode="bilinear", align_corners=False)
         pred = labels_from_logits(resized[0].numpy())
-        scores.append(
-            _with_any_lesion([score_image(pred, truth, labels)], pred[None], truth[None], labels)[0]
-        )
+        scores.append(with_any_lesion([score_image(pred, truth, labels)], pred[None], truth[None], labels)[0])
     return scores
 
 

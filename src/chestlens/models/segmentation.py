@@ -1,4 +1,4 @@
-"""Registry and factory of segmenters: U-Net and UNet++ (segmentation_models_pytorch) on timm encoders.
+"""Registry and factory of segmenters: U-Net, UNet++ and FPN (segmentation_models_pytorch) on timm encoders.
 
 Every encoder is an smp *timm-universal* encoder (``tu-<timm name>``), so its weights are exactly the
 feature part of the timm classifier of the same name (keys under ``encoder.model.``). smp and timm are
@@ -20,9 +20,9 @@ Output convention (no activation inside the model): logits ``(B, classes, H, W)`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import segmentation_models_pytorch as smp
 import timm
@@ -67,6 +67,10 @@ class UnetPlusPlus(_InputSizeCheck, smp.UnetPlusPlus):
     """smp UNet++ with chestlens' input-size error."""
 
 
+class FPN(_InputSizeCheck, smp.FPN):
+    """smp FPN with chestlens' input-size error."""
+
+
 @dataclass(frozen=True, slots=True)
 class SegmenterConfig:
     """One decoder architecture.
@@ -75,11 +79,14 @@ class SegmenterConfig:
         name: registry name used in bundles (``BundleSpec.architecture``) and on the command line.
         model_class: the smp model class it builds.
         description: one line for docs and ``--help``.
+        options: keyword arguments of ``model_class`` that make this architecture (e.g. a narrower
+            decoder); part of the name, so a bundle that names the architecture rebuilds the same network.
     """
 
     name: str
-    model_class: type[smp.Unet] | type[smp.UnetPlusPlus]
+    model_class: type[smp.Unet] | type[smp.UnetPlusPlus] | type[smp.FPN]
     description: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,19 @@ ARCHITECTURES: Registry[SegmenterConfig] = Registry(
     (
         SegmenterConfig("unet", Unet, "U-Net (smp Unet): one decoder path, skip connections per scale"),
         SegmenterConfig(
+            "unet_light",
+            Unet,
+            "U-Net with a decoder of half the width (128-64-32-16-8 channels): about 2.5x faster to train "
+            "on CPU at 256 px",
+            {"decoder_channels": (128, 64, 32, 16, 8)},
+        ),
+        SegmenterConfig(
+            "fpn",
+            FPN,
+            "FPN (smp FPN): a feature pyramid merged at 1/4 resolution, upsampled 4x; about 0.8x U-Net's "
+            "training time on CPU",
+        ),
+        SegmenterConfig(
             "unetplusplus",
             UnetPlusPlus,
             "UNet++ (smp UnetPlusPlus): nested dense skip paths; about 3x slower than U-Net to train on CPU",
@@ -129,7 +149,7 @@ ENCODERS: Registry[EncoderConfig] = Registry(
 )
 
 
-get_architecture = ARCHITECTURES.get  # a decoder architecture (``unet``, ``unetplusplus``)
+get_architecture = ARCHITECTURES.get  # a decoder architecture (``unet``, ``unet_light``, ``fpn``, ...)
 get_encoder = ENCODERS.get  # an encoder (``efficientnet_lite0``, ``resnet18``, ...)
 list_architectures = ARCHITECTURES.names
 list_encoders = ENCODERS.names
@@ -175,6 +195,7 @@ def create_segmenter(
         encoder_weights=None,  # never let smp/timm fetch weights
         in_channels=in_chans,
         classes=classes,
+        **arch_cfg.options,
     )
     if encoder_weights is not None:
         load_encoder_weights(model.encoder.model, enc_cfg.timm_name, encoder_weights, in_chans)

@@ -115,7 +115,9 @@ class SegmentConfig(TrainConfig):
     arch: str = "unet"  # chestlens.models.segmentation.list_architectures()
     encoder: str = "efficientnet_lite0"  # chestlens.models.segmentation.list_encoders()
     encoder_weights: str | None = "default"  # "default" offline ImageNet, None = scratch, or a checkpoint
-    loss: Literal["auto", "bce_dice", "dice_ce", "focal"] = "auto"  # auto: bce_dice or dice_ce by mode
+    loss: Literal["auto", "bce_dice", "dice_ce", "focal", "dice_focal"] = (
+        "auto"  # auto: bce_dice or dice_ce by mode
+    )
     input_size: int = Field(256, gt=0, multiple_of=32)  # the encoder's output stride
     batch_size: int = Field(8, gt=0)
     epochs: int = Field(40, gt=0)
@@ -140,7 +142,7 @@ class SegmentConfig(TrainConfig):
     def _resolve_loss(self) -> SegmentConfig:
         native = "bce_dice" if self.mode == "binary" else "dice_ce"
         self.loss = native if self.loss == "auto" else self.loss
-        if self.loss not in (native, "focal"):
+        if self.loss not in (native, "focal", "dice_focal"):
             raise ValueError(f"loss {self.loss} does not fit the {self.mode} target {self.target}")
         return self
 

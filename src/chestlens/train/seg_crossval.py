@@ -10,9 +10,11 @@ a model that never saw its patient group, with the protocol of the classifier CV
 3. for fold ``k``: test = fold ``k``; about a fifth of the other folds' patient groups = validation (the
    best epoch by validation mean Dice); train = the rest; the same engine and task as ``train segment``;
 4. the out-of-fold Dice of every image and class (the empty-mask policy of
-   :func:`chestlens.evaluate.segmentation.score_image`, on the model grid) is pooled: per class the mean
-   with a patient-bootstrap 95% CI, the per-fold means (mean and standard deviation), and the 5th
-   percentile image (the worst cases matter for a quality gate or a lung crop);
+   :func:`chestlens.evaluate.segmentation.score_image`; with two or more classes also ``any_lesion``, every
+   class merged) is pooled: per class the mean with a patient-bootstrap 95% CI, the per-fold means (mean
+   and standard deviation), and the 5th percentile image (the worst cases matter for a quality gate or a
+   lung crop); on the model grid and at each mask's native resolution (the grid logits resized
+   bilinearly, :func:`chestlens.evaluate.seg_eval.native_scores`);
 5. lesion instances, scored as the detector's are: the connected components of each class of every
    out-of-fold predicted label map (8-connectivity, at least ``min_area_px`` pixels on the model grid, the
    detector's rule for its ground truth) become instances, each scored by the mean predicted probability
@@ -27,8 +29,9 @@ The folds come from :class:`MaskedFolds`, shared with ``train detect --folds K``
 can be read side by side.
 
 Outputs under ``cfg.out``: ``seg-cv-report.json``, ``seg-cv-report.md`` and ``oof-dice.csv`` (one row per
-image: patient, source, fold, Dice per class). No bundle is written: a recipe chosen here is then trained
-with ``train segment`` (no ``--folds``).
+image: patient, source, fold, Dice per class on the grid and native). No bundle is written: a recipe chosen
+here is then trained with ``train segment`` (no ``--folds``). Each fold's ``checkpoint.pt`` keeps its best
+weights, so ``--resume`` continues a killed run and re-scores finished folds without training them again.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import torch
 from chestlens.atomic import write_text_atomic
 from chestlens.data.annotations import Instance
 from chestlens.data.instances import DEFAULT_MIN_AREA_PX, label_map_instances
+from chestlens.data.records import Sample
 from chestlens.data.seg_tensors import segmented_images
 from chestlens.data.splits import SPLITS
 from chestlens.data.tasks import SegmentationTarget, get_segmentation_target
@@ -56,7 +60,7 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import bootstrap, estimate, estimate_text
 from chestlens.evaluate.det_eval import detection_summary
 from chestlens.evaluate.detection import evaluate_detections
-from chestlens.evaluate.seg_eval import foreground_labels
+from chestlens.evaluate.seg_eval import ANY_LESION, foreground_labels, native_scores, with_any_lesion
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
@@ -105,6 +109,7 @@ class MaskedFolds:
 
     out: Path
     target: SegmentationTarget
+    items: tuple[tuple[Sample, str, str], ...]
     data: LabelledImages
     fold_of_image: np.ndarray
     k: int
@@ -144,7 +149,7 @@ def masked_folds(cfg: TrainConfig, k: int, preprocess: PreprocessSpec) -> Masked
         "identical_to": "train segment --folds K and train detect --folds K on the same data with the same "
         "split settings and K: same split table, split_seed and K, so the same folds (same fingerprint)",
     }
-    return MaskedFolds(out, target, data, fold_of_image, k, assignment)
+    return MaskedFolds(out, target, tuple(items), data, fold_of_image, k, assignment)
 
 
 def class_probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -174,29 +179,18 @@ def component_instances(
     ]
 
 
-def predict_maps_and_instances(
-    model: torch.nn.Module,
-    preprocess: PreprocessSpec,
-    images: torch.Tensor,
-    labels: Sequence[str],
-    min_area_px: int,
-    *,
-    device: torch.device | str = "cpu",
-    batch_size: int = 16,
+def maps_and_instances(
+    logits: torch.Tensor, labels: Sequence[str], min_area_px: int
 ) -> tuple[np.ndarray, list[list[Instance]]]:
-    """One pass over ``images``: the predicted label maps ``(N, S, S)`` (the decision rule of
-    :func:`~chestlens.evaluate.seg_eval.predict_label_maps`) and each map's scored instances
+    """The label maps ``(N, S, S)`` of grid logits ``(N, C, S, S)`` (the decision rule of
+    :func:`~chestlens.evaluate.segmentation.labels_from_logits`) and each map's scored instances
     (:func:`component_instances`)."""
-    maps, instances = [], []
-    for logits in iter_logits(model, images, preprocess, batch_size=batch_size, device=device):
-        batch = labels_from_logits(logits.numpy())
-        probabilities = class_probabilities(logits)
-        maps.append(batch)
-        instances.extend(
-            component_instances(m, p, labels, min_area_px) for m, p in zip(batch, probabilities, strict=True)
-        )
-    size = preprocess.input_size
-    return (np.concatenate(maps) if maps else np.zeros((0, size, size), dtype=np.uint8)), instances
+    maps = labels_from_logits(logits.numpy())
+    probabilities = class_probabilities(logits)
+    instances = [
+        component_instances(m, p, labels, min_area_px) for m, p in zip(maps, probabilities, strict=True)
+    ]
+    return maps, instances
 
 
 def instance_scores(
@@ -310,11 +304,13 @@ def cross_validate_segmenter(
     progress: bool = True,
     n_boot: int = 1000,
     min_area_px: int = DEFAULT_MIN_AREA_PX,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run ``folds``-fold patient-grouped cross-validation of ``cfg``'s segmenter recipe; returns the
     report (also written to ``cfg.out``). See the module docstring for the protocol.
 
     Args:
+        resume: continue each fold from its ``checkpoint.pt`` (a finished fold is only re-scored).
         min_area_px: smallest instance (pixels on the model grid), true and predicted; the detector's
             default (:data:`~chestlens.data.instances.DEFAULT_MIN_AREA_PX`) unless given.
     """
@@ -323,26 +319,30 @@ def cross_validate_segmenter(
     data, labels = plan.data, foreground_labels(spec)
     device = resolve_device(cfg.device)
 
-    dice = np.full((len(data), len(labels)), np.nan)
+    scored = [*labels, ANY_LESION] if len(labels) > 1 else list(labels)
+    dice = np.full((len(data), len(scored)), np.nan)
+    native = np.full_like(dice, np.nan)
     predicted: list[list[Instance]] = [[] for _ in range(len(data))]
     per_fold = []
     for fold in plan:
         fold_cfg = cfg.model_copy(update={"out": str(fold.out)})
         model = new_segmenter(fold_cfg, plan.target)
         task = SegmentationTask(fold_cfg, spec.preprocess, labels, fold.train, fold.val)
-        outcome = train_model(model, fold_cfg, task, fold.out, progress=progress)
+        outcome = train_model(model, fold_cfg, task, fold.out, resume=resume, progress=progress)
         model.load_state_dict(outcome.best_state)
-        preds, instances = predict_maps_and_instances(
-            model, spec.preprocess, fold.test.images, labels, min_area_px, device=device
+        logits = torch.cat(list(iter_logits(model, fold.test.images, spec.preprocess, device=device)))
+        preds, instances = maps_and_instances(logits, labels, min_area_px)
+        targets = fold.test.targets.numpy()
+        grid_scores = with_any_lesion(
+            [score_image(p, t, labels) for p, t in zip(preds, targets, strict=True)], preds, targets, labels
         )
-        fold_dice = np.asarray(
-            [
-                [s.dice for s in score_image(p, t, labels)]
-                for p, t in zip(preds, fold.test.targets.numpy(), strict=True)
-            ]
-        )
-        dice[fold.roles["test"]] = fold_dice
-        for i, image_instances in zip(fold.roles["test"], instances, strict=True):
+        test = fold.roles["test"]
+        dice[test] = [[s.dice for s in row] for row in grid_scores]
+        items = [plan.items[i] for i in test]
+        native[test] = [
+            [s.dice for s in row] for row in native_scores(list(logits), items, plan.target.name, labels)
+        ]
+        for i, image_instances in zip(test, instances, strict=True):
             predicted[i] = image_instances
         per_fold.append(
             {
@@ -350,12 +350,23 @@ def cross_validate_segmenter(
                 "n_train": len(fold.train),
                 "n_val": len(fold.val),
                 "n_test": len(fold.test),
-                "test_mean_dice": dict(zip(labels, np.nanmean(fold_dice, axis=0).tolist(), strict=True)),
+                "test_mean_dice": dict(zip(scored, np.nanmean(dice[test], axis=0).tolist(), strict=True)),
                 "best_epoch": outcome.best_epoch,
                 "best_val_mean_dice": outcome.best_score,
+                "train_seconds": round(sum(epoch["seconds"] for epoch in outcome.history), 1),
             }
         )
-    report = _report(cfg, plan.target.name, labels, data.patient_ids, dice, per_fold, folds, n_boot)
+    report = _report(
+        cfg,
+        plan.target.name,
+        scored,
+        data.patient_ids,
+        plan.fold_of_image,
+        {"grid": dice, "native": native},
+        per_fold,
+        folds,
+        n_boot,
+    )
     report["fold_assignment"] = plan.assignment
     report["instances"] = {
         **instance_scores(
@@ -373,8 +384,34 @@ def cross_validate_segmenter(
     }
     for row, ap in zip(per_fold, report["instances"]["fold_mask_ap50"]["per_fold"], strict=True):
         row["test_mask_ap50"] = ap
-    _write_outputs(plan.out, report, data, plan.fold_of_image, labels, dice)
+    _write_outputs(plan.out, report, data, plan.fold_of_image, scored, dice, native)
     return report
+
+
+def _dice_summary(
+    dice: np.ndarray, patients: np.ndarray, fold_of_image: np.ndarray, folds: int, n_boot: int, seed: int
+) -> list[dict[str, Any]]:
+    """Per column of ``dice`` ``(N, C)`` (NaN = not scored): the out-of-fold mean with a patient-bootstrap
+    95% CI, the mean and SD of the per-fold means, and the 5th-percentile image."""
+
+    def statistic(weights: np.ndarray) -> dict[str, np.ndarray]:  # weights (B, N) -> weighted means (B, C)
+        valid = np.isfinite(dice)
+        filled = np.where(valid, dice, 0.0)
+        return {"mean": (weights @ filled) / np.maximum(weights @ valid, 1e-12)}
+
+    samples = bootstrap(statistic, patients, n_boot, seed)["mean"]
+    rows = []
+    for c in range(dice.shape[1]):
+        fold_means = [np.nanmean(dice[fold_of_image == k, c]) for k in range(folds)]
+        rows.append(
+            {
+                "oof_mean_dice": estimate(float(np.nanmean(dice[:, c])), samples[:, c], 0.95).model_dump(),
+                "fold_mean": float(np.nanmean(fold_means)),
+                "fold_sd": float(np.nanstd(fold_means, ddof=1)) if folds > 1 else None,
+                f"p{WORST_PERCENTILE:g}_image_dice": float(np.nanpercentile(dice[:, c], WORST_PERCENTILE)),
+            }
+        )
+    return rows
 
 
 def _report(
@@ -382,37 +419,31 @@ def _report(
     target: str,
     labels: list[str],
     patient_ids: tuple[str, ...],
-    dice: np.ndarray,
+    fold_of_image: np.ndarray,
+    dice: dict[str, np.ndarray],
     per_fold: list[dict[str, Any]],
     folds: int,
     n_boot: int,
 ) -> dict[str, Any]:
-    """Per class: out-of-fold mean Dice with a patient-bootstrap CI, fold mean and SD, 5th percentile."""
+    """Per class (``labels``: the columns of every ``dice`` array ``(N, C)``), on the model grid
+    (``dice["grid"]``) and at native resolution (``dice["native"]``): :func:`_dice_summary`."""
     patients = np.asarray(patient_ids)
-
-    def statistic(weights: np.ndarray) -> dict[str, np.ndarray]:  # weights (B, N) -> weighted means (B, C)
-        valid = np.isfinite(dice)
-        filled = np.where(valid, dice, 0.0)
-        return {"mean": (weights @ filled) / np.maximum(weights @ valid, 1e-12)}
-
-    samples = bootstrap(statistic, patients, n_boot, cfg.split_seed)["mean"]
-    classes = {}
-    for c, label in enumerate(labels):
-        fold_means = [fold["test_mean_dice"][label] for fold in per_fold]
-        classes[label] = {
-            "oof_mean_dice": estimate(float(np.nanmean(dice[:, c])), samples[:, c], 0.95).model_dump(),
-            "fold_mean": float(np.nanmean(fold_means)),
-            "fold_sd": float(np.nanstd(fold_means, ddof=1)) if folds > 1 else None,
-            f"p{WORST_PERCENTILE:g}_image_dice": float(np.nanpercentile(dice[:, c], WORST_PERCENTILE)),
-        }
+    summaries = {
+        where: _dice_summary(values, patients, fold_of_image, folds, n_boot, cfg.split_seed)
+        for where, values in dice.items()
+    }
+    classes = {
+        label: {**summaries["grid"][c], "native": summaries["native"][c]} for c, label in enumerate(labels)
+    }
     return {
         "kind": "segmenter cross-validation",
         "target": target,
         "folds": folds,
-        "n_images": len(dice),
+        "n_images": len(patient_ids),
         "n_patients": len(set(patient_ids)),
         "recipe": cfg.model_dump(mode="json", exclude={"out"}),
         "evaluated_on": "the model grid (input_size px), out of fold",
+        "native_evaluated_on": "each mask's native resolution (grid logits resized bilinearly), out of fold",
         "classes": classes,
         "per_fold": per_fold,
     }
@@ -429,20 +460,142 @@ def seg_cv_markdown(report: dict[str, Any]) -> list[str]:
         f"patient groups, each tested once by a model that never saw its patient; Dice on "
         f"{report['evaluated_on']}; 95% CIs by patient bootstrap.",
         "",
-        "| class | out-of-fold mean Dice [95% CI] | fold mean ± SD | 5th percentile image |",
-        "|---|---|---|---|",
+        "| class | out-of-fold mean Dice [95% CI] | fold mean ± SD | 5th percentile image "
+        "| native resolution: mean Dice [95% CI] | native: 5th percentile image |",
+        "|---|---|---|---|---|---|",
     ]
+    worst = f"p{WORST_PERCENTILE:g}_image_dice"
     for label, row in report["classes"].items():
         sd = f" ± {row['fold_sd']:.3f}" if row["fold_sd"] is not None else ""
-        worst = row[f"p{WORST_PERCENTILE:g}_image_dice"]
+        native = row.get("native")
+        native_cells = (
+            f"{estimate_text(native['oof_mean_dice'])} | {native[worst]:.3f}" if native else "n/a | n/a"
+        )
         lines.append(
-            f"| {label} | {estimate_text(row['oof_mean_dice'])} | {row['fold_mean']:.3f}{sd} | {worst:.3f} |"
+            f"| {label} | {estimate_text(row['oof_mean_dice'])} | {row['fold_mean']:.3f}{sd} "
+            f"| {row[worst]:.3f} | {native_cells} |"
         )
     if "fold_assignment" in report:
         lines += ["", fold_statement(report["fold_assignment"])]
     if "instances" in report:
         lines += instance_markdown(report["instances"], "semantic segmenter, connected components")
     return lines
+
+
+def recipe_label(recipe: dict[str, Any]) -> str:
+    """A recipe in a few words: decoder, encoder, input size, loss and the epoch budget."""
+    return (
+        f"{recipe['arch']}, {recipe['encoder']}, {recipe['input_size']} px, {recipe['loss']}, "
+        f"{recipe['epochs']} epochs (patience {recipe['patience']})"
+    )
+
+
+def recipe_table(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """Markdown lines comparing CV reports of one target on the same folds: per recipe and class the
+    out-of-fold mean Dice [95% CI], fold SD and 5th-percentile image on the grid, the native-resolution
+    mean, the instance mask AP@0.5 and the summed training time of the folds.
+
+    Raises:
+        ChestlensInputError: when the reports are of different targets or folds (fold fingerprints
+            differ): their figures would not be comparable.
+    """
+    if not reports:
+        return []
+    first = reports[0]
+    for report in reports[1:]:
+        if report["target"] != first["target"]:
+            raise ChestlensInputError(None, f"reports of {first['target']} and {report['target']} mixed")
+        if report["fold_assignment"]["fingerprint"] != first["fold_assignment"]["fingerprint"]:
+            raise ChestlensInputError(
+                None,
+                f"{recipe_label(report['recipe'])} was tested on other folds than "
+                f"{recipe_label(first['recipe'])} (fold fingerprints differ)",
+            )
+    labels = list(first["classes"])
+    worst = f"p{WORST_PERCENTILE:g}_image_dice"
+    lines = [
+        f"Recipes for {first['target']} under {first['folds']}-fold patient-grouped CV, the same folds (fold "
+        f"fingerprint `{first['fold_assignment']['fingerprint']}`, {first['n_images']} images of "
+        f"{first['n_patients']} patient groups): out-of-fold mean Dice [95% CI by patient bootstrap] on the "
+        "model grid, fold SD, 5th-percentile image, the same Dice at native resolution.",
+        "",
+        "| recipe | class | Dice [95% CI] | fold SD | p5 image | native Dice | instance mask AP@0.5 "
+        f"| train time ({first['folds']} folds) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for report in reports:
+        seconds = sum(fold.get("train_seconds") or 0.0 for fold in report["per_fold"])
+        instances = report.get("instances")
+        ap = estimate_text(instances["pooled"]["segm"]["ap50"]) if instances else "n/a"
+        for k, label in enumerate(labels):
+            row = report["classes"][label]
+            native = row.get("native")
+            sd = "n/a" if row["fold_sd"] is None else f"{row['fold_sd']:.3f}"
+            lines.append(
+                f"| {recipe_label(report['recipe']) if k == 0 else ''} | {label} "
+                f"| {estimate_text(row['oof_mean_dice'])} | {sd} | {row[worst]:.3f} "
+                f"| {estimate_text(native['oof_mean_dice']) if native else 'n/a'} "
+                f"| {ap if k == 0 else ''} | {f'{seconds / 60:.0f} min' if k == 0 and seconds else ''} |"
+            )
+    return lines
+
+
+def card_cross_validation(
+    report: dict[str, Any],
+    *,
+    reproduce: str,
+    epochs_note: str,
+    instances_note: str | None = None,
+    compared: Sequence[dict[str, Any]] = (),
+    choice: str | None = None,
+) -> dict[str, Any]:
+    """The ``metrics.cross_validation`` entry of a segmenter bundle: the CV of its recipe (``report``),
+    which a model card shows before its single test split.
+
+    Args:
+        reproduce: the command that reran this CV.
+        epochs_note: the epoch budget and early stopping of the folds, in words.
+        instances_note: how the instance AP was scored and which model ships instances (lesion targets);
+            None leaves the instance figure out.
+        compared: other recipes' CV reports on the same folds (:func:`recipe_table`'s check), shown as
+            the recipe table with this one.
+        choice: why the shipped recipe was kept or chosen, in words.
+    """
+    worst = f"p{WORST_PERCENTILE:g}_image_dice"
+    recipe_table(compared and [report, *compared])  # refuses other targets or folds
+
+    def rows(of: dict[str, Any]) -> dict[str, Any]:
+        return {
+            label: {
+                "oof_mean_dice": row["oof_mean_dice"],
+                "fold_mean": row["fold_mean"],
+                "fold_sd": row["fold_sd"],
+                worst: row[worst],
+                **({"native": row["native"]["oof_mean_dice"]} if row.get("native") else {}),
+            }
+            for label, row in of["classes"].items()
+        }
+
+    section: dict[str, Any] = {
+        "folds": report["folds"],
+        "n_images": report["n_images"],
+        "n_patients": report["n_patients"],
+        "fingerprint": report["fold_assignment"]["fingerprint"],
+        "epochs_note": epochs_note,
+        "classes": rows(report),
+        "reproduce": reproduce,
+    }
+    if instances_note is not None and report.get("instances"):
+        section["instance_ap50"] = report["instances"]["pooled"]["segm"]["ap50"]
+        section["instances_note"] = instances_note
+    if compared:
+        section["recipes"] = [
+            {"recipe": recipe_label(r["recipe"]), "shipped": r is report, "classes": rows(r)}
+            for r in (report, *compared)
+        ]
+    if choice:
+        section["choice"] = choice
+    return section
 
 
 def _write_outputs(
@@ -452,14 +605,16 @@ def _write_outputs(
     fold_of_image: np.ndarray,
     labels: list[str],
     dice: np.ndarray,
+    native: np.ndarray,
 ) -> None:
     """``seg-cv-report.json``, ``seg-cv-report.md`` and ``oof-dice.csv`` under ``out`` (atomically)."""
     write_text_atomic(out / SEG_CV_JSON, json.dumps(report, indent=2) + "\n")
     write_text_atomic(out / SEG_CV_MARKDOWN, "\n".join(seg_cv_markdown(report)) + "\n")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["uid", "patient_id", "source", "fold", *[f"dice_{label}" for label in labels]])
+    header = [f"dice_{label}" for label in labels] + [f"native_dice_{label}" for label in labels]
+    writer.writerow(["uid", "patient_id", "source", "fold", *header])
     for i in range(len(dice)):
-        cells = ["" if not np.isfinite(v) else f"{v:.4f}" for v in dice[i]]
+        cells = ["" if not np.isfinite(v) else f"{v:.4f}" for v in (*dice[i], *native[i])]
         writer.writerow([data.uids[i], data.patient_ids[i], data.sources[i], int(fold_of_image[i]), *cells])
     write_text_atomic(out / OOF_DICE_CSV, buffer.getvalue())

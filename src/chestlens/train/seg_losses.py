@@ -1,4 +1,4 @@
-"""Segmentation losses with an ignore label: BCE + Dice (binary), Dice + cross-entropy and focal.
+"""Segmentation losses with an ignore label: BCE + Dice (binary), Dice + cross-entropy, focal, Dice + focal.
 
 Shapes: logits ``(B, C, H, W)`` from :func:`chestlens.models.segmentation.create_segmenter` (``C = 1``
 binary, ``C >= 2`` multiclass with background at channel 0); targets ``(B, H, W)`` integer label maps
@@ -183,7 +183,53 @@ class FocalLoss(nn.Module):
         return _valid_mean(loss, valid)
 
 
-LOSSES: dict[str, type[nn.Module]] = {"bce_dice": BCEDiceLoss, "dice_ce": DiceCELoss, "focal": FocalLoss}
+class DiceFocalLoss(nn.Module):
+    """``focal_weight * focal + dice_weight * (1 - soft Dice)``, binary or multiclass.
+
+    The focal term is :class:`FocalLoss` (``gamma``, no ``alpha``), which down-weights the many easy
+    background pixels that dominate cross-entropy on small lesions; the Dice term is the soft Dice of
+    ``sigmoid(logits)`` (1 channel) or the mean over foreground classes ``1..C-1`` of ``softmax(logits)``
+    (the Dice of :class:`DiceCELoss`), pooled over the batch. Logits ``(B, C, H, W)``.
+    """
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        focal_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        eps: float = DICE_EPS,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__()
+        self.focal = FocalLoss(gamma=gamma, ignore_index=ignore_index)
+        self.focal_weight, self.dice_weight, self.eps, self.ignore_index = (
+            focal_weight,
+            dice_weight,
+            eps,
+            ignore_index,
+        )
+
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        focal = self.focal(logits, target, ignore)
+        logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
+        mask = valid[:, None]
+        if logits.shape[1] == 1:
+            dice = soft_dice(torch.sigmoid(logits) * mask, target[:, None].float() * mask, self.eps)[0]
+        else:
+            probs = logits.softmax(1) * mask
+            onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2) * mask
+            dice = soft_dice(probs, onehot, self.eps)[1:].mean()
+        return self.focal_weight * focal + self.dice_weight * (1.0 - dice)
+
+
+LOSSES: dict[str, type[nn.Module]] = {
+    "bce_dice": BCEDiceLoss,
+    "dice_ce": DiceCELoss,
+    "focal": FocalLoss,
+    "dice_focal": DiceFocalLoss,
+}
 
 
 def make_loss(name: str) -> nn.Module:

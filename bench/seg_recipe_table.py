@@ -1,0 +1,56 @@
+"""The recipe table of segmenter cross-validations run on the same folds.
+
+    python bench/seg_recipe_table.py RUN [RUN ...] [--json bench/results/seg_recipes_<target>.json]
+
+Each RUN is the output folder of ``chestlens train segment --config ... --folds K --set out=RUN`` (its
+``seg-cv-report.json``). The runs must share the target and the folds (the reports' fold fingerprints):
+the table then compares recipes on exactly the same held-out images. Recipes are chosen on these
+out-of-fold figures, never on one test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from common import json_main
+
+from chestlens.train.seg_crossval import SEG_CV_JSON, WORST_PERCENTILE, recipe_label, recipe_table
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs: list[Path] = args.runs
+    reports = [json.loads((run / SEG_CV_JSON).read_text()) for run in runs]
+    print("\n".join(recipe_table(reports)))
+    worst = f"p{WORST_PERCENTILE:g}_image_dice"
+    return {
+        "target": reports[0]["target"] if reports else None,
+        "fingerprint": reports[0]["fold_assignment"]["fingerprint"] if reports else None,
+        "recipes": [
+            {
+                "run": str(run),
+                "recipe": recipe_label(report["recipe"]),
+                "train_seconds": sum(fold.get("train_seconds") or 0.0 for fold in report["per_fold"]),
+                "classes": {
+                    label: {
+                        "oof_mean_dice": row["oof_mean_dice"],
+                        "fold_sd": row["fold_sd"],
+                        worst: row[worst],
+                        "native": (row.get("native") or {}).get("oof_mean_dice"),
+                    }
+                    for label, row in report["classes"].items()
+                },
+            }
+            for run, report in zip(runs, reports, strict=True)
+        ],
+    }
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", type=Path, help="CV output folders (seg-cv-report.json)")
+
+
+if __name__ == "__main__":
+    json_main(__doc__.splitlines()[0], None, configure, run)

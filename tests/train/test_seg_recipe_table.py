@@ -1,0 +1,86 @@
+"""The segmenter recipe table and a bundle card's cross-validation section, from CV reports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chestlens.errors import ChestlensInputError
+from chestlens.evaluate.kinds import model_card_text
+from chestlens.models.catalog import BUNDLED_DIR
+from chestlens.models.spec import BUNDLE_JSON
+from chestlens.train.seg_crossval import card_cross_validation, recipe_table
+
+REPORTS = Path(__file__).parents[1] / "evaluate" / "shipped_reports"
+
+
+def _estimate(value: float) -> dict:
+    return {"value": value, "low": value - 0.01, "high": value + 0.01, "n_valid": 1000, "n_skipped": 0}
+
+
+def _report(arch: str, dice: float, fingerprint: str = "f00d", target: str = "lungs") -> dict:
+    row = {
+        "oof_mean_dice": _estimate(dice),
+        "fold_mean": dice,
+        "fold_sd": 0.004,
+        "p5_image_dice": dice - 0.05,
+        "native": {"oof_mean_dice": _estimate(dice - 0.002), "p5_image_dice": dice - 0.06},
+    }
+    recipe = {"arch": arch, "encoder": "efficientnet_lite0", "input_size": 256, "loss": "bce_dice"}
+    return {
+        "target": target,
+        "folds": 5,
+        "n_images": 162,
+        "n_patients": 85,
+        "recipe": {**recipe, "epochs": 20, "patience": 6},
+        "fold_assignment": {"fingerprint": fingerprint},
+        "classes": {"lungs": row},
+        "per_fold": [{"fold": k, "train_seconds": 600.0} for k in range(5)],
+    }
+
+
+def test_recipe_table_has_a_row_per_recipe_and_class_on_the_same_folds():
+    lines = recipe_table([_report("unet", 0.961), _report("unet_light", 0.958)])
+    text = "\n".join(lines)
+    assert "fold fingerprint `f00d`" in text and "162 images of 85 patient groups" in text
+    rows = [line for line in lines if line.startswith("| unet")]
+    assert len(rows) == 2
+    assert "0.961 [0.951, 0.971]" in rows[0] and "0.959 [0.949, 0.969]" in rows[0] and "50 min" in rows[0]
+    assert rows[1].startswith("| unet_light, efficientnet_lite0, 256 px, bce_dice, 20 epochs (patience 6)")
+
+
+def test_recipe_table_refuses_other_folds_or_targets():
+    with pytest.raises(ChestlensInputError, match="other folds"):
+        recipe_table([_report("unet", 0.96), _report("fpn", 0.95, fingerprint="beef")])
+    with pytest.raises(ChestlensInputError, match="mixed"):
+        recipe_table([_report("unet", 0.96), _report("unet", 0.5, target="lesions-ct")])
+
+
+def test_card_shows_the_cv_with_native_figures_and_the_recipes_compared(tmp_path):
+    """The lungs card with a CV section: the native column, the compared recipes and the choice."""
+    bundle = tmp_path / "lungs-segmenter"
+    shutil.copytree(BUNDLED_DIR / "lungs-segmenter", bundle)
+    shipped, other = _report("unet", 0.961), _report("unet_light", 0.958)
+    section = card_cross_validation(
+        shipped,
+        reproduce="chestlens train segment --folds 5",
+        epochs_note="up to 20 epochs",
+        compared=[other],
+        choice="Kept: the lighter decoder is not better.",
+    )
+    assert "instance_ap50" not in section and section["classes"]["lungs"]["native"]["value"] == 0.959
+    spec = json.loads((bundle / BUNDLE_JSON).read_text())
+    spec["metrics"]["cross_validation"] = section
+    (bundle / BUNDLE_JSON).write_text(json.dumps(spec))
+    card = model_card_text(bundle, REPORTS / "lungs-segmenter.json")
+    assert "## Cross-validation of this recipe (read this first)" in card
+    assert "| lungs | 0.961 [0.951, 0.971] | 0.961 ± 0.004 | 0.911 | 0.959 [0.949, 0.969] |" in card
+    shipped_row = "| unet, efficientnet_lite0, 256 px, bce_dice, 20 epochs (patience 6) (this bundle's"
+    assert shipped_row in card
+    assert "| unet_light, efficientnet_lite0, 256 px, bce_dice, 20 epochs (patience 6) | 0.958" in card
+    assert "Kept: the lighter decoder is not better." in card and "Lesion instances" not in card
+    with pytest.raises(ChestlensInputError, match="other folds"):
+        card_cross_validation(shipped, reproduce="x", epochs_note="y", compared=[_report("fpn", 0.9, "beef")])
