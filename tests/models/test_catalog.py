@@ -74,3 +74,24 @@ def test_models_name_shows_the_card_and_segmenters_their_dice():
     assert row["test_dice"]["lungs"][0] > 0.9 and row["meaning"] is None
     listed = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
     assert "Dice lungs 0.962" in " ".join(listed.output.split()) and "n/a" not in listed.output
+
+
+def test_models_headline_is_the_cv_figure_and_a_study_bundle_reads_a_series(tiny_bundle):
+    """A cross-validated segmenter leads with its out-of-fold Dice; a study bundle has no image input and
+    leads with its leave-one-patient-out accuracy."""
+    from typer.testing import CliRunner
+
+    from chestlens.cli import app
+
+    runner = CliRunner()
+    lesions = runner.invoke(app, ["models", "lesions-ct-segmenter", "--json"])
+    [row] = json.loads(lesions.stdout)
+    assert row["cv_folds"] == 5 and row["cv_images"] == 83 and set(row["cv_dice"]) >= {"ggo", "consolidation"}
+    lopo = {"accuracy": 0.5, "rows": [{}, {}], "correct": 1}
+    study = tiny_bundle("study", metrics={"lopo": lopo})
+    listed = runner.invoke(app, ["models", "lesions-ct-segmenter", str(study)], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    text = " ".join(listed.output.split())
+    assert "CV Dice ggo 0.617 [0.573, 0.658]" in text and "(5-fold, 83 images out of fold)" in text
+    assert "CT series" in text and "leave-one-patient-out accuracy 0.500 on 2 series" in text
+    assert "1 px" not in text

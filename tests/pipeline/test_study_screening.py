@@ -106,3 +106,18 @@ def test_a_study_bundle_without_a_ct_lesion_segmenter_is_one_line(study_bundle, 
     assert code != 0 and "Traceback" not in stderr
     text = " ".join(stderr.split())  # the console wraps long lines
     assert text.count("error:") == 1 and "it needs a CT lesion segmenter in --models" in text
+
+
+def test_the_predict_table_shows_the_series_class():
+    from chestlens.cli.predict_cmd import _lesions_cell
+
+    row = {
+        "lesion_ggo_ml": "34.0",
+        "study_top_label": "covid19",
+        "study_p_covid19": "0.7000",
+        "study_p_cap": "0.2000",
+        "study_p_normal": "0.1000",
+    }
+    cell = _lesions_cell(row)
+    assert "ggo=34.0 mL" in cell
+    assert "study classifier: covid19 (covid19=0.7000, cap=0.2000, normal=0.1000)" in cell

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _row(path: Path) -> dict[str, Any]:
+    from chestlens.models.kinds import kind_of
     from chestlens.models.meaning import output_meaning
     from chestlens.models.spec import read_spec
 
@@ -22,28 +23,46 @@ def _row(path: Path) -> dict[str, Any]:
     test = spec.metrics.get("test") or {}
     per_class = test.get("per_class") or {}
     dice = {label: scores["dice"] for label, scores in per_class.items() if "dice" in scores}
+    cv = spec.metrics.get("cross_validation") or {}
+    lopo = spec.metrics.get("lopo") or {}
     return {
         "name": spec.name,
         "version": spec.version,
         "kind": spec.kind,
         "task": spec.task,
         "architecture": spec.architecture,
-        "input_size": spec.preprocess.input_size,
+        "input_size": spec.preprocess.input_size if kind_of(spec).image_input else None,
         "labels": spec.labels,
         "test_macro_auc": test.get("macro_auc"),
         "test_dice": dice or None,
         "test_images": test.get("n_images"),
+        "cv_dice": {label: row["oof_mean_dice"] for label, row in (cv.get("classes") or {}).items()} or None,
+        "cv_folds": cv.get("folds"),
+        "cv_images": cv.get("n_images"),
+        "lopo_accuracy": lopo.get("accuracy"),
+        "lopo_series": len(lopo.get("rows") or []) or None,
         "meaning": output_meaning(spec),
         "path": str(path),
     }
 
 
 def _headline(row: dict[str, Any]) -> str:
-    """The test figure of a row: macro AUC for classifiers, Dice per class for segmenters."""
+    """The figure of a row that says most about new patients: the out-of-fold Dice of a segmenter whose
+    recipe was cross-validated, else its test Dice per class; a study classifier's leave-one-patient-out
+    accuracy; a classifier's test macro AUC."""
     from chestlens.evaluate.bootstrap import estimate_text
 
+    def dice(values: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {estimate_text(v)}" for k, v in values.items())
+
+    if row["cv_dice"]:
+        return (
+            f"CV Dice {dice(row['cv_dice'])} ({row['cv_folds']}-fold, {row['cv_images']} images out of fold)"
+        )
     if row["test_dice"]:
-        figure = "Dice " + ", ".join(f"{k} {estimate_text(v)}" for k, v in row["test_dice"].items())
+        figure = f"Dice {dice(row['test_dice'])}"
+    elif row["lopo_accuracy"] is not None:
+        return f"leave-one-patient-out accuracy {row['lopo_accuracy']:.3f} on {row['lopo_series']} series"
     else:
         figure = "macro AUC " + estimate_text(row["test_macro_auc"] or None)
     return f"{figure} on {row['test_images']} images" if row["test_images"] else figure
@@ -88,7 +107,7 @@ def models(
             row["kind"],
             row["task"],
             row["architecture"],
-            f"{row['input_size']} px",
+            f"{row['input_size']} px" if row["input_size"] else "CT series",
             _headline(row),
             row["path"],
         )

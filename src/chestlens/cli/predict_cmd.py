@@ -98,8 +98,8 @@ def _lungs_cell(row: dict[str, str]) -> str:
 
 
 def _lesions_cell(row: dict[str, str]) -> str:
-    """Lesion volume (mL) or area (mm²) per class, the share of the lungs involved, the series score and the
-    series verdict with its threshold."""
+    """Lesion volume (mL) or area (mm²) per class, the share of the lungs involved, the series score, the
+    series verdict with its threshold and, with a study bundle, the series class with its probabilities."""
     parts = [_cells(row, "lesion_", "_ml", " mL") or _cells(row, "lesion_", "_mm2", " mm²")]
     if "lung_involved" in row:
         parts.append(f"lungs involved {float(row['lung_involved']):.1%}")
@@ -108,6 +108,9 @@ def _lesions_cell(row: dict[str, str]) -> str:
     if "series_verdict" in row:
         threshold = 100 * float(row["series_threshold"])
         parts.append(f"{row['series_verdict']} (threshold {threshold:.2f}% of the lungs)")
+    if "study_top_label" in row:
+        probabilities = _cells(row, "study_p_", "").replace("\n", ", ")
+        parts.append(f"study classifier: {row['study_top_label']} ({probabilities})")
     return "\n".join(p for p in parts if p)
 
 

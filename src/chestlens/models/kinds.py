@@ -53,6 +53,8 @@ class BundleKind:
         image_labels: one probability per label per image, judged against one label per image
             (AUC, operating points); False for per-pixel or per-instance outputs.
         role: the screening role of a spec of this kind, or None when screening does not use it.
+        image_input: True when the network reads an image (``preprocess`` applies); False for a kind
+            that reads features of a whole series.
     """
 
     name: str
@@ -63,6 +65,7 @@ class BundleKind:
     graph_outputs: dict[str, str] = field(default_factory=dict)
     image_labels: bool = False
     role: Callable[[BundleSpec], Role | None] = lambda _spec: None
+    image_input: bool = True
 
 
 def _build_classifier(spec: BundleSpec) -> torch.nn.Module:
@@ -178,6 +181,7 @@ KINDS: Registry[BundleKind] = Registry(
             probabilities=_softmax_with_temperature,
             graph=None,
             role=lambda _spec: "study",
+            image_input=False,
         ),
     ],
 )
