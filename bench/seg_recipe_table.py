@@ -1,11 +1,17 @@
 """The recipe table of segmenter cross-validations run on the same folds.
 
     python bench/seg_recipe_table.py RUN [RUN ...] [--json bench/results/seg_recipes_<target>.json]
+        [--card BUNDLE [--test-report REPORT_JSON] --reproduce CMD --epochs-note TEXT --choice TEXT
+         [--instances-note TEXT]]
 
 Each RUN is the output folder of ``chestlens train segment --config ... --folds K --set out=RUN`` (its
 ``seg-cv-report.json``). The runs must share the target and the folds (the reports' fold fingerprints):
 the table then compares recipes on exactly the same held-out images. Recipes are chosen on these
 out-of-fold figures, never on one test split.
+
+``--card BUNDLE`` stores the first RUN's CV (the bundle's recipe) with the others as the recipes compared
+in the bundle's ``metrics.cross_validation`` and re-renders its model card (from ``--test-report``, or with
+no test section for a fit on all data).
 """
 
 from __future__ import annotations
@@ -17,13 +23,30 @@ from typing import Any
 
 from common import json_main
 
-from chestlens.train.seg_crossval import SEG_CV_JSON, WORST_PERCENTILE, recipe_label, recipe_table
+from chestlens.train.seg_crossval import (
+    SEG_CV_JSON,
+    WORST_PERCENTILE,
+    attach_cross_validation,
+    card_cross_validation,
+    recipe_label,
+    recipe_table,
+)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[Path] = args.runs
     reports = [json.loads((run / SEG_CV_JSON).read_text()) for run in runs]
     print("\n".join(recipe_table(reports)))
+    if args.card:
+        section = card_cross_validation(
+            reports[0],
+            reproduce=args.reproduce,
+            epochs_note=args.epochs_note,
+            instances_note=args.instances_note,
+            compared=reports[1:],
+            choice=args.choice,
+        )
+        print(f"card: {attach_cross_validation(args.card, section, args.test_report)}")
     worst = f"p{WORST_PERCENTILE:g}_image_dice"
     return {
         "target": reports[0]["target"] if reports else None,
@@ -50,6 +73,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="CV output folders (seg-cv-report.json)")
+    parser.add_argument("--card", type=Path, help="bundle whose recipe the first RUN cross-validated")
+    parser.add_argument("--test-report", type=Path, help="the bundle's test report.json (none: fit on all)")
+    parser.add_argument("--reproduce", default="", help="the command that reran the first RUN's CV")
+    parser.add_argument("--epochs-note", default="", help="the folds' epoch budget, in words")
+    parser.add_argument("--choice", help="why the bundle's recipe was chosen or kept")
+    parser.add_argument("--instances-note", help="how instances were scored and what ships them")
 
 
 if __name__ == "__main__":

@@ -250,3 +250,40 @@ def test_resume_with_folds_is_refused_for_other_trainers(capsys):
     assert exit_info.value.code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume with --folds is not supported by train detect" in err[0]
+
+
+def test_fit_all_trains_on_every_image_keeps_the_last_epoch_and_its_card_leads_with_the_cv(
+    lungs, tmp_path, capsys
+):
+    """``fit_all=true``: the final fit of a cross-validated recipe on all 8 images for exactly ``epochs``
+    epochs; no validation or test figures; once the recipe's CV is attached, the card shows it and says
+    that nothing was held out. ``--folds`` with ``fit_all`` is refused in one line."""
+    from chestlens.models.spec import read_spec
+    from chestlens.train.seg_crossval import attach_cross_validation, card_cross_validation
+
+    _, _, settings = lungs
+    base = [s for s in settings if not s.startswith(("out=", "epochs="))]
+    _train([*base, "epochs=2", "fit_all=true", f"out={tmp_path / 'fit'}"])
+    bundle = tmp_path / "fit" / "bundle"
+    spec = read_spec(bundle)
+    assert spec.training.split["fit_all"] is True and spec.training.split["n_images"] == 8
+    assert spec.training.best_epoch == 2 and len(spec.training.history) == 2
+    assert not any("val_loss" in epoch for epoch in spec.training.history)
+    assert "validation" not in spec.metrics and "test" not in spec.metrics
+    assert not (bundle / "MODEL_CARD.md").exists()  # written once the CV is attached
+
+    _train([*base, f"out={tmp_path / 'cv'}"], "--folds", "2")
+    report = json.loads((tmp_path / "cv" / "seg-cv-report.json").read_text())
+    section = card_cross_validation(report, reproduce="train segment --folds 2", epochs_note="1 epoch")
+    card = attach_cross_validation(bundle, section, None).read_text()
+    assert "## Cross-validation of this recipe (read this first)" in card
+    assert "## No test split" in card and "trained on all 8 images" in card and "Test results" not in card
+    assert read_spec(bundle).metrics["cross_validation"]["folds"] == 2
+
+    from chestlens.cli import EXIT_BAD_INPUT, main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "segment", "--folds", "2", "--set", "fit_all=true", *[f"--set={s}" for s in base]])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drop fit_all for --folds" in err[0]

@@ -68,13 +68,15 @@ class KindEvaluation:
         name: the kind (as in :data:`chestlens.models.kinds.KINDS`).
         evaluate: ``(bundle, request) -> (headline numbers, report files)``.
         summary_lines: the headline numbers as the lines ``chestlens evaluate`` prints.
-        card: ``(spec, test report JSON text, known confounders, reproduce command) -> Markdown card``.
+        card: ``(spec, test report JSON text, known confounders, reproduce command) -> Markdown card``;
+            the report is None for a segmenter fitted on all data (no test split: its card shows the
+            cross-validation of its recipe instead).
     """
 
     name: str
     evaluate: Callable[[Bundle, EvaluationRequest], tuple[Summary, Files]]
     summary_lines: Callable[[Summary], list[str]]
-    card: Callable[[BundleSpec, str, Sequence[str], str | None], str]
+    card: Callable[[BundleSpec, str | None, Sequence[str], str | None], str]
 
 
 ItemEvaluator = Callable[..., tuple[Summary, Files]]
@@ -200,27 +202,44 @@ def _regional_lines(summary: Summary) -> list[str]:
     return [*lines, line("all patients", summary["pooled"])]
 
 
-def _classifier_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
-    document = ReportDocument.model_validate_json(raw)
+def _test_report(spec: BundleSpec, raw: str | None) -> str:
+    if raw is None:
+        raise ChestlensInputError(None, f"the card of {spec.name} ({spec.kind}) needs its test report.json")
+    return raw
+
+
+def _classifier_card(
+    spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None
+) -> str:
+    document = ReportDocument.model_validate_json(_test_report(spec, raw))
     return render_model_card(spec, document, confounders=confounders, reproduce=reproduce)
 
 
-def _segmenter_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
-    document = SegmentationDocument.model_validate_json(raw)
+def _segmenter_card(
+    spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None
+) -> str:
+    split = spec.training.split or {}
+    if raw is None and not split.get("fit_all"):
+        _test_report(spec, raw)
+    document = SegmentationDocument.model_validate_json(raw) if raw is not None else None
     return render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
 
 
-def _detector_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
-    report = DetectionReport.model_validate_json(raw)
+def _detector_card(
+    spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None
+) -> str:
+    report = DetectionReport.model_validate_json(_test_report(spec, raw))
     return render_detection_card(spec, report, confounders=confounders, reproduce=reproduce)
 
 
-def _regional_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
+def _regional_card(
+    spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None
+) -> str:
     del raw  # the card reads the test figures the bundle stores (metrics.test)
     return render_regional_card(spec, confounders=confounders, reproduce=reproduce)
 
 
-def _study_card(spec: BundleSpec, raw: str, confounders: Sequence[str], reproduce: str | None) -> str:
+def _study_card(spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None) -> str:
     del raw  # the card reads the leave-one-patient-out table the bundle stores (metrics.lopo)
     return render_study_card(spec, confounders=confounders, reproduce=reproduce)
 
@@ -256,18 +275,19 @@ def evaluate_bundle(bundle_path: Path, request: EvaluationRequest) -> tuple[Summ
     return evaluation_of(bundle.spec).evaluate(bundle, request)
 
 
-def model_card_text(bundle_dir: Path, report_json: Path) -> str:
-    """The card of ``bundle_dir`` rendered from its ``bundle.json`` and a test ``report.json``.
+def model_card_text(bundle_dir: Path, report_json: Path | None) -> str:
+    """The card of ``bundle_dir`` rendered from its ``bundle.json`` and a test ``report.json`` (None for a
+    segmenter fitted on all data, which has no test split).
 
     The known confounders (``training.data.confounder_warnings``) and the command that reproduces the
     model (``training.reproduce``) come from the bundle itself, so a card can be re-rendered any time.
     """
     spec = read_spec(bundle_dir)
     confounders = spec.training.data.confounder_warnings if spec.training.data else []
-    raw = Path(report_json).read_text()
+    raw = Path(report_json).read_text() if report_json is not None else None
     return evaluation_of(spec).card(spec, raw, confounders, spec.training.reproduce)
 
 
-def write_model_card(bundle_dir: Path, report_json: Path) -> Path:
+def write_model_card(bundle_dir: Path, report_json: Path | None) -> Path:
     """Write :func:`model_card_text` atomically as ``bundle_dir/MODEL_CARD.md``."""
     return write_text_atomic(Path(bundle_dir) / MODEL_CARD, model_card_text(bundle_dir, report_json))

@@ -23,6 +23,7 @@ from chestlens.evaluate.ct_series import SeriesSliceReport, slice_report_markdow
 from chestlens.evaluate.detection import DetectionReport
 from chestlens.evaluate.report import ReportDocument
 from chestlens.evaluate.results import ClassificationReport
+from chestlens.evaluate.seg_eval import DECISIONS
 from chestlens.evaluate.seg_report import SegmentationDocument
 from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import ShortcutAudit
@@ -198,17 +199,21 @@ def render_model_card(
 
 def render_segmentation_card(
     spec: BundleSpec,
-    document: SegmentationDocument,
+    document: SegmentationDocument | None,
     *,
     confounders: Sequence[str] = (),
     reproduce: str | None = None,
 ) -> str:
-    """Markdown model card for a segmenter bundle and the report of its test split."""
+    """Markdown model card for a segmenter bundle and the report of its test split; ``document`` None for
+    a segmenter fitted on all data (``training.split.fit_all``), whose card leads with its recipe's
+    cross-validation and has no test section."""
+    warnings = document.metrics.warnings if document is not None else []
     return render(
         "segmentation_card.md",
-        **_card_context(spec, [*confounders, *document.metrics.warnings], reproduce),
+        **_card_context(spec, [*confounders, *warnings], reproduce),
         document=document,
-        targets=_segmentation_targets(spec, document.metrics),
+        decision=DECISIONS[spec.architecture_kwargs["mode"]],
+        targets=_segmentation_targets(spec, document.metrics) if document is not None else None,
     )
 
 

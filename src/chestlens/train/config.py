@@ -108,6 +108,11 @@ class SegmentConfig(TrainConfig):
     The mode follows the target (:data:`chestlens.data.tasks.SEGMENTATION_TARGETS`): binary (one
     sigmoid channel) for ``lungs`` and ``pneumothorax``, multiclass (softmax, background first) for the
     lesion targets. ``loss="auto"`` resolves to ``bce_dice`` (binary) or ``dice_ce`` (multiclass).
+
+    ``fit_all``: the final fit of a recipe chosen by cross-validation (``train segment --folds K``): every
+    image of the split table (its train, validation and test rows alike) is trained on for exactly
+    ``epochs`` epochs (set it from the folds' best epochs), the last epoch is kept, and nothing is held
+    out, so the bundle has no validation or test figures: its recipe's CV is its estimate.
     """
 
     name: str = "lungs-segmenter"
@@ -123,6 +128,7 @@ class SegmentConfig(TrainConfig):
     epochs: int = Field(40, gt=0)
     patience: int = Field(8, ge=1)
     out: str = "runs/lungs"
+    fit_all: bool = False
 
     @property
     def mode(self) -> SegMode:

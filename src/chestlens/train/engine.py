@@ -7,7 +7,8 @@ and the training-curve PNG (:class:`~chestlens.train.monitor.TrainingMonitor`), 
 after every epoch from which a killed run resumes exactly.
 
 What differs between tasks is a :class:`TrainTask`: the epoch's batches, the loss of a batch and the
-validation.
+validation. A task without validation images (a final fit on all data for an epoch count chosen by
+cross-validation) returns no score: the engine then keeps the last epoch and never stops early.
 
 Reproducibility: every epoch starts by seeding torch with :func:`epoch_seed` ``(seed, epoch)`` and hands
 the task a generator seeded likewise for its sampler, so the data order, augmentation and dropout of
@@ -65,7 +66,8 @@ class TrainTask(Protocol):
         ...
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """Validation numbers, ``val_loss`` and :attr:`score_key` included (model in any mode)."""
+        """Validation numbers, ``val_loss`` and :attr:`score_key` included (model in any mode); an empty
+        record when the task has no validation images (the last epoch is kept)."""
         ...
 
 
@@ -251,8 +253,11 @@ def train_model(
             "seconds": time.perf_counter() - started,
         }
         state["history"].append(record)
-        score = validation[task.score_key]
-        if score > state["best_score"]:
+        score = validation.get(task.score_key)
+        if score is None:  # no validation: the last epoch is the one kept
+            state.update(best_epoch=epoch + 1, bad_epochs=0)
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        elif score > state["best_score"]:
             state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
             state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         else:

@@ -70,7 +70,8 @@ class TrainingMonitor:
         if self.writer is not None:
             step = int(record["epoch"])
             for key in ("train_loss", "val_loss", self.score_key, "lr"):
-                self.writer.add_scalar(f"epoch/{key}", record[key], step)
+                if key in record:  # no validation figures in a fit on all data
+                    self.writer.add_scalar(f"epoch/{key}", record[key], step)
             self.writer.flush()
         self._draw_curve(history)
 
@@ -83,10 +84,11 @@ class TrainingMonitor:
         epochs = [h["epoch"] for h in history]
         fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
         ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
-        ax_loss.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+        nan = float("nan")
+        ax_loss.plot(epochs, [h.get("val_loss", nan) for h in history], marker="o", label="validation loss")
         ax_loss.set_xlabel("epoch")
         ax_loss.legend()
-        ax_score.plot(epochs, [h[self.score_key] for h in history], marker="o", color="tab:green")
+        ax_score.plot(epochs, [h.get(self.score_key, nan) for h in history], marker="o", color="tab:green")
         ax_score.set_xlabel("epoch")
         ax_score.set_ylabel(self.score_label)
         fig.tight_layout()

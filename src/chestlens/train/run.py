@@ -137,6 +137,7 @@ def finish_run(
     has_test: bool,
     reproduce: str | None,
     graph_images: np.ndarray | None = None,
+    has_validation: bool = True,
 ) -> Path:
     """Evaluate on validation, then once on test, write the bundle (fp16 weights when ``fp16`` found them
     lossless) and, with a test split, its model card. Returns the bundle folder.
@@ -145,6 +146,8 @@ def finish_run(
         evaluate: ``(split, name, report folder) -> headline numbers`` for split ``"val"`` (named
             ``"validation"``) and ``"test"``; writes that split's report.
         fp16: the fp16 check (:func:`chestlens.train.fp16.fp16_check`), or None when not tried.
+        has_validation: False for a fit on all data: no validation report, no test, no card here (the
+            card is written once the recipe's cross-validation is attached).
         reproduce: the command line that reproduces this run, for the model card.
         graph_images: validation images ``(N, 1, S, S)`` in ``[0, 1]`` on which the bundle's ONNX graph
             is verified before it is written (:func:`chestlens.export.bundle_graph.add_graph`); None
@@ -154,9 +157,12 @@ def finish_run(
     spec.training.fp16_check = fp16
     if reproduce:
         spec.training.reproduce = reproduce  # read by the model card
-    validation = evaluate("val", "validation", out / VALIDATION_REPORT_DIR)
-    test = evaluate("test", "test", out / TEST_REPORT_DIR) if has_test else None
-    spec.metrics.update({"validation": validation, "test": test})
+    if has_validation:
+        validation = evaluate("val", "validation", out / VALIDATION_REPORT_DIR)
+        test = evaluate("test", "test", out / TEST_REPORT_DIR) if has_test else None
+        spec.metrics.update({"validation": validation, "test": test})
+    else:
+        test = None
     bundle = save_bundle(spec, state, out / BUNDLE_DIR, fp16=bool(fp16 and fp16["lossless"]))
     if graph_images is not None:
         _write_graph(bundle, graph_images)

@@ -60,10 +60,12 @@ from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.bootstrap import bootstrap, estimate, estimate_text
 from chestlens.evaluate.det_eval import detection_summary
 from chestlens.evaluate.detection import evaluate_detections
+from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.seg_eval import ANY_LESION, foreground_labels, native_scores, with_any_lesion
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
+from chestlens.models.spec import BUNDLE_JSON, read_spec
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.crossval import fold_fingerprint, image_folds, iter_folds
@@ -314,6 +316,10 @@ def cross_validate_segmenter(
         min_area_px: smallest instance (pixels on the model grid), true and predicted; the detector's
             default (:data:`~chestlens.data.instances.DEFAULT_MIN_AREA_PX`) unless given.
     """
+    if cfg.fit_all:
+        raise ChestlensInputError(
+            None, "fit_all trains on every image, cross-validation holds folds out: drop fit_all for --folds"
+        )
     spec = segmenter_spec(cfg, get_segmentation_target(cfg.target))
     plan = masked_folds(cfg, folds, spec.preprocess)
     data, labels = plan.data, foreground_labels(spec)
@@ -596,6 +602,18 @@ def card_cross_validation(
     if choice:
         section["choice"] = choice
     return section
+
+
+def attach_cross_validation(bundle_dir: Path, section: dict[str, Any], report_json: Path | None) -> Path:
+    """Store ``section`` (:func:`card_cross_validation`) as ``metrics.cross_validation`` of the segmenter
+    bundle at ``bundle_dir`` (weights untouched) and re-render its model card from ``report_json`` (its
+    test report; None for a fit on all data). Both files are written atomically; returns the card."""
+    spec = read_spec(bundle_dir)
+    spec.metrics["cross_validation"] = section
+    write_text_atomic(
+        Path(bundle_dir) / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n"
+    )
+    return write_model_card(Path(bundle_dir), report_json)
 
 
 def _write_outputs(

@@ -101,7 +101,10 @@ class SegmentationTask:
         return self.criterion(output, target)
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """``val_loss``: the training loss per validation batch, averaged weighted by batch size."""
+        """``val_loss``: the training loss per validation batch, averaged weighted by batch size; nothing
+        without validation images (a fit on all data)."""
+        if not len(self.val):
+            return {}
         total, start, maps = 0.0, 0, []
         batches = iter_logits(
             model, self.val.images, self.spec, batch_size=self.cfg.batch_size, device=device
@@ -178,14 +181,38 @@ def masked_samples(cfg: TrainConfig, root: Path) -> tuple[SegmentationTarget, li
 
 
 def decoded_splits(
-    cfg: TrainConfig, out: Path, table: SplitTable, samples: list[Sample], target: str, spec: PreprocessSpec
+    cfg: TrainConfig,
+    out: Path,
+    table: SplitTable,
+    samples: list[Sample],
+    target: str,
+    spec: PreprocessSpec,
+    *,
+    fit_all: bool = False,
 ) -> dict[str, LabelledImages]:
     """Every split's images and ``target`` label maps decoded once at ``spec``'s input size; refuses an
-    empty split."""
+    empty split. With ``fit_all``, ``train`` holds every image of the table and the others none."""
     log.info("decoding images and %s label maps at %d px", target, spec.input_size)
+    if fit_all:
+        everything = segmented_images([i for s in SPLITS for i in table.labelled(samples, s)], target, spec)
+        none = everything.subset([])
+        return {"train": everything, "val": none, "test": none}
     data = {split: segmented_images(table.labelled(samples, split), target, spec) for split in SPLITS}
     check_not_empty(cfg, out, {split: len(images) for split, images in data.items()})
     return data
+
+
+def fit_all_statement(data: LabelledImages, epochs: int) -> dict[str, Any]:
+    """``training.split`` of a fit on all data: what was trained on and that nothing was held out."""
+    return {
+        "fit_all": True,
+        "n_images": len(data),
+        "n_patients": len(set(data.patient_ids)),
+        "statement": f"trained on all {len(data)} images ({len(set(data.patient_ids))} patient groups) of "
+        f"the split table's train, validation and test rows alike, for exactly {epochs} epochs (the last "
+        "epoch kept): nothing is held out, so this bundle has no validation or test figures of its own; "
+        "its recipe's cross-validation is its estimate",
+    }
 
 
 def segmenter_spec(cfg: SegmentConfig, target: SegmentationTarget) -> BundleSpec:
@@ -234,7 +261,7 @@ def run_segmentation(
     table = distributed.main_first(lambda: split_table(cfg, target.name, root, samples, out))
     bundle_spec = segmenter_spec(cfg, target)
     spec = bundle_spec.preprocess
-    data = decoded_splits(cfg, out, table, samples, target.name, spec)
+    data = decoded_splits(cfg, out, table, samples, target.name, spec, fit_all=cfg.fit_all)
     model = new_segmenter(cfg, target)
     task = SegmentationTask(cfg, spec, foreground_labels(bundle_spec), data["train"], data["val"])
     outcome = train_model(model, cfg, task, out, resume=resume, progress=progress)
@@ -244,9 +271,11 @@ def run_segmentation(
     model.load_state_dict(outcome.best_state)
     device = resolve_device(cfg.device)
     bundle_spec.training = training_summary(cfg, table, samples, outcome, started, device)
-    fp16 = (
-        _fp16_check(model, outcome.best_state, bundle_spec, data["val"], device) if cfg.fp16_bundle else None
-    )
+    # a fit on all data checks fp16 rounding and the ONNX graph on training images (no performance figure)
+    checked = data["train"] if cfg.fit_all else data["val"]
+    if cfg.fit_all:
+        bundle_spec.training.split = fit_all_statement(data["train"], cfg.epochs)
+    fp16 = _fp16_check(model, outcome.best_state, bundle_spec, checked, device) if cfg.fp16_bundle else None
     use_stored_weights(model, outcome.best_state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
@@ -261,5 +290,6 @@ def run_segmentation(
         fp16=fp16,
         has_test=has_test,
         reproduce=reproduce,
-        graph_images=data["val"].images.numpy() if cfg.graph else None,
+        graph_images=checked.images.numpy() if cfg.graph else None,
+        has_validation=not cfg.fit_all,
     )
