@@ -129,6 +129,9 @@ class SegmentConfig(TrainConfig):
     patience: int = Field(8, ge=1)
     out: str = "runs/lungs"
     fit_all: bool = False
+    # CT input in Hounsfield units is windowed with (centre, width) HU before the network reads it; match it
+    # to the training pictures when they are not HU (bench/ct_window_match.py measures the match)
+    ct_window: tuple[float, float] = (-600.0, 1500.0)
 
     @property
     def mode(self) -> SegMode:

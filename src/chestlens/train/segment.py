@@ -217,13 +217,15 @@ def fit_all_statement(data: LabelledImages, epochs: int) -> dict[str, Any]:
 
 def segmenter_spec(cfg: SegmentConfig, target: SegmentationTarget) -> BundleSpec:
     """The bundle spec of ``cfg``'s recipe for ``target``: grey input at ``cfg.input_size``, normalised with
-    the encoder's mean and standard deviation (averaged over its RGB channels)."""
+    the encoder's mean and standard deviation (averaged over its RGB channels), CT in HU windowed with
+    ``cfg.ct_window``."""
     encoder = get_encoder(cfg.encoder)
     spec = PreprocessSpec(
         input_size=cfg.input_size,
         in_chans=1,
         mean=[float(np.mean(encoder.mean))],
         std=[float(np.mean(encoder.std))],
+        ct_window=cfg.ct_window,
     )
     return BundleSpec(
         name=cfg.name,
