@@ -1,12 +1,13 @@
 """The measured effect of test-time flips (``preprocess.tta``) on the shipped segmenters.
 
-    python bench/tta_effect.py [--root DATA] [--json bench/results/tta_effect.json]
+    python bench/tta_effect.py [BUNDLE ...] [--root DATA] [--json bench/results/tta_effect.json]
 
-Each shipped segmenter is scored on its own test split (rebuilt from its bundle's training config: same
+Each segmenter (default: the shipped ones) is scored on its own test split (rebuilt from its bundle's training config: same
 sources, seed and fractions, so none of these images was trained or tuned on) without flips, with the
 left-right flip, and with both flips, through the same evaluation as ``chestlens evaluate`` (Dice per
 class with patient-bootstrap 95% CIs, on the model grid), and timed. The test splits are small (12 CT
-slices, 24 radiographs): differences inside the CIs are not effects.
+slices, 24 radiographs): differences inside the CIs are not effects. A bundle fitted on every image
+(``fit_all``) has no held-out split and is skipped: give a bundle trained on a split instead.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def test_items(bundle: Bundle, root: Path) -> list:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     root = args.root or data_root()
     report: dict[str, Any] = {"root": str(root), "segmenters": {}}
-    for name in SEGMENTERS:
+    for name in args.segmenters or SEGMENTERS:
         bundle = load_bundle(name)
+        if (bundle.spec.training.split or {}).get("fit_all"):
+            print(f"{name}: skipped, fitted on every image (no held-out split); give a split-trained bundle")
+            continue
         items = test_items(bundle, root)
         rows = {}
         for variant, flips in VARIANTS.items():
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("segmenters", nargs="*", help=f"segmenter bundles (default: {', '.join(SEGMENTERS)})")
     parser.add_argument("--root", type=Path, help="data root (default $CHESTLENS_DATA)")
     parser.add_argument("--n-boot", type=int, default=1000)
 

@@ -193,20 +193,33 @@ def test_detector_backbone_from_the_shipped_ct_lesion_segmenter():
         trained_encoder("xray3-screener")
 
 
-def test_segmenter_backbone_from_another_split_is_refused():
-    """The segmenter saw its training slices: a detector on another split could be tested on them."""
+def test_segmenter_backbone_from_another_split_or_all_data_is_refused(tiny_bundle):
+    """The segmenter saw its training slices: a detector on another split could be tested on them, and
+    on any split when the segmenter was fitted on every image (``fit_all``)."""
     import pytest
 
     from chestlens.errors import ChestlensInputError
+    from chestlens.models.spec import TrainingSummary
     from chestlens.train.detect import check_backbone_split
 
-    # the segmenter's target, sources, seed and fractions
-    same = DetectConfig(backbone_weights="lesions-ct-segmenter", sources=["infnet"])
+    split = {
+        "target": "lesions-ct",
+        "sources": ["infnet"],
+        "splits": None,
+        "split_seed": 0,
+        "split_fractions": [0.7, 0.15, 0.15],
+    }
+    on_split = tiny_bundle("segmenter", folder="on-split", training=TrainingSummary(config=split))
+    same = DetectConfig(backbone_weights=str(on_split), sources=["infnet"])
     check_backbone_split(same)
     check_backbone_split(DetectConfig(backbone_weights="default"))  # ImageNet: nothing to check
     for change in ({"split_seed": 1}, {"splits": "other.csv"}, {"split_fractions": (0.8, 0.1, 0.1)}):
         with pytest.raises(ChestlensInputError, match=f"trained on another split.*{next(iter(change))}"):
             check_backbone_split(same.model_copy(update=change))
+    everything = TrainingSummary(config={**split, "fit_all": True})
+    fitted = tiny_bundle("segmenter", folder="all", training=everything)
+    with pytest.raises(ChestlensInputError, match="fitted on every image"):
+        check_backbone_split(same.model_copy(update={"backbone_weights": str(fitted)}))
 
 
 @pytest.mark.slow  # 148 P001 slices through a tiny detector, about 25 s

@@ -88,15 +88,23 @@ _SPLIT_KEYS = ("target", "sources", "splits", "split_seed", "split_fractions")
 
 
 def check_backbone_split(cfg: DetectConfig) -> None:
-    """Refuse a backbone taken from a segmenter bundle that was trained on another split.
+    """Refuse a backbone taken from a segmenter bundle that was trained on another split, or on all data.
 
     A segmenter's encoder has seen its training slices; if the detector's validation or test split held
     any of them, the detector's AP would be optimistic. Same target, sources, split file, seed and
-    fractions (with the same data) give the same split; anything else is refused.
+    fractions (with the same data) give the same split; anything else is refused, and so is a segmenter
+    fitted on every image (``fit_all``, like the shipped ``lesions-ct-segmenter`` 0.2).
     """
     if cfg.backbone_weights is None or not is_bundle(cfg.backbone_weights):
         return
     trained = read_spec(resolve_bundle(cfg.backbone_weights)).training.config
+    if trained.get("fit_all"):
+        raise ChestlensInputError(
+            cfg.backbone_weights,
+            "its encoder was fitted on every image (fit_all), so this run's validation and test slices were "
+            "in its training; train a segmenter on this run's split (train segment without fit_all) and "
+            "use its bundle, or backbone_weights: default",
+        )
     ours = cfg.model_dump(mode="json")
     differ = [key for key in _SPLIT_KEYS if trained.get(key) != ours[key]]
     if differ:
