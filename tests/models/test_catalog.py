@@ -73,7 +73,7 @@ def test_models_name_shows_the_card_and_segmenters_their_dice():
     [row] = json.loads(lungs.stdout)
     assert row["test_dice"]["lungs"][0] > 0.9 and row["meaning"] is None
     listed = runner.invoke(app, ["models"], env={"COLUMNS": "200"})
-    assert "Dice lungs 0.962" in " ".join(listed.output.split()) and "n/a" not in listed.output
+    assert "CV Dice lungs 0.958" in " ".join(listed.output.split()) and "n/a" not in listed.output
 
 
 def test_models_headline_is_the_cv_figure_and_a_study_bundle_reads_a_series(tiny_bundle):
