@@ -489,11 +489,20 @@ def seg_cv_markdown(report: dict[str, Any]) -> list[str]:
 
 
 def recipe_label(recipe: dict[str, Any]) -> str:
-    """A recipe in a few words: decoder, encoder, input size, loss and the epoch budget."""
-    return (
+    """A recipe in a few words: decoder, encoder, input size, loss, the epoch budget and, when recorded, the
+    augmentation (rotation, scale range, brightness and contrast)."""
+    label = (
         f"{recipe['arch']}, {recipe['encoder']}, {recipe['input_size']} px, {recipe['loss']}, "
         f"{recipe['epochs']} epochs (patience {recipe['patience']})"
     )
+    augment = recipe.get("augment")
+    if augment:
+        low, high = augment["scale"]
+        label += (
+            f", augment rotation {augment['rotation_deg']:g} deg, scale {low:g}-{high:g}, brightness "
+            f"{augment['brightness']:g}, contrast {augment['contrast']:g}"
+        )
+    return label
 
 
 def recipe_table(reports: Sequence[dict[str, Any]]) -> list[str]:
