@@ -2,8 +2,9 @@
 
     python bench/tta_effect.py [BUNDLE ...] [--root DATA] [--json bench/results/tta_effect.json]
 
-Each segmenter (default: the shipped ones) is scored on its own test split (rebuilt from its bundle's training config: same
-sources, seed and fractions, so none of these images was trained or tuned on) without flips, with the
+Each segmenter (default: the shipped ones) is scored on its own test split (rebuilt from its bundle's
+training config: same sources, seed and fractions, so none of these images was trained or tuned on)
+without flips, with the
 left-right flip, and with both flips, through the same evaluation as ``chestlens evaluate`` (Dice per
 class with patient-bootstrap 95% CIs, on the model grid), and timed. The test splits are small (12 CT
 slices, 24 radiographs): differences inside the CIs are not effects. A bundle fitted on every image

@@ -72,6 +72,18 @@ def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, values, 0.0).sum() / valid.sum().clamp_min(1)
 
 
+def _softmax_dice(
+    logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, eps: float, include_background: bool
+) -> torch.Tensor:
+    """Mean soft Dice of ``softmax(logits)`` over classes ``1..C-1`` (``0..C-1`` with the background),
+    pooled over the batch's valid pixels (prepared inputs, see :func:`_prepare`)."""
+    mask = valid[:, None]
+    probs = logits.softmax(1) * mask
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2) * mask
+    dice = soft_dice(probs, onehot, eps)
+    return (dice if include_background else dice[1:]).mean()
+
+
 def soft_dice(probs: torch.Tensor, onehot: torch.Tensor, eps: float = DICE_EPS) -> torch.Tensor:
     """Per-class soft Dice ``(C,)`` of probabilities and one-hot targets ``(B, C, H, W)``, 0 where ignored."""
     dims = (0, 2, 3)
@@ -141,12 +153,8 @@ class DiceCELoss(nn.Module):
             raise ValueError("DiceCELoss is multiclass: logits need >= 2 channels (background first)")
         logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
         ce = F.cross_entropy(logits, target, reduction="none")
-        mask = valid[:, None]
-        probs = logits.softmax(1) * mask
-        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2) * mask
-        dice = soft_dice(probs, onehot, self.eps)
-        dice = dice if self.include_background else dice[1:]
-        return self.ce_weight * _valid_mean(ce, valid) + self.dice_weight * (1.0 - dice.mean())
+        dice = _softmax_dice(logits, target, valid, self.eps, self.include_background)
+        return self.ce_weight * _valid_mean(ce, valid) + self.dice_weight * (1.0 - dice)
 
 
 class FocalLoss(nn.Module):
@@ -202,26 +210,21 @@ class DiceFocalLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.focal = FocalLoss(gamma=gamma, ignore_index=ignore_index)
-        self.focal_weight, self.dice_weight, self.eps, self.ignore_index = (
-            focal_weight,
-            dice_weight,
-            eps,
-            ignore_index,
-        )
+        self.weights = (focal_weight, dice_weight)
+        self.eps, self.ignore_index = eps, ignore_index
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, ignore: torch.Tensor | None = None
     ) -> torch.Tensor:
         focal = self.focal(logits, target, ignore)
         logits, target, valid = _prepare(logits, target, ignore, self.ignore_index)
-        mask = valid[:, None]
         if logits.shape[1] == 1:
+            mask = valid[:, None]
             dice = soft_dice(torch.sigmoid(logits) * mask, target[:, None].float() * mask, self.eps)[0]
         else:
-            probs = logits.softmax(1) * mask
-            onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2) * mask
-            dice = soft_dice(probs, onehot, self.eps)[1:].mean()
-        return self.focal_weight * focal + self.dice_weight * (1.0 - dice)
+            dice = _softmax_dice(logits, target, valid, self.eps, include_background=False)
+        focal_weight, dice_weight = self.weights
+        return focal_weight * focal + dice_weight * (1.0 - dice)
 
 
 LOSSES: dict[str, type[nn.Module]] = {
