@@ -25,11 +25,12 @@ from common import json_main
 
 from chestlens.train.seg_crossval import (
     SEG_CV_JSON,
-    WORST_PERCENTILE,
     attach_cross_validation,
     card_cross_validation,
+    class_rows,
     recipe_label,
     recipe_table,
+    train_seconds,
 )
 
 
@@ -47,7 +48,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             choice=args.choice,
         )
         print(f"card: {attach_cross_validation(args.card, section, args.test_report)}")
-    worst = f"p{WORST_PERCENTILE:g}_image_dice"
     return {
         "target": reports[0]["target"] if reports else None,
         "fingerprint": reports[0]["fold_assignment"]["fingerprint"] if reports else None,
@@ -55,16 +55,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             {
                 "run": str(run),
                 "recipe": recipe_label(report["recipe"]),
-                "train_seconds": sum(fold.get("train_seconds") or 0.0 for fold in report["per_fold"]),
-                "classes": {
-                    label: {
-                        "oof_mean_dice": row["oof_mean_dice"],
-                        "fold_sd": row["fold_sd"],
-                        worst: row[worst],
-                        "native": (row.get("native") or {}).get("oof_mean_dice"),
-                    }
-                    for label, row in report["classes"].items()
-                },
+                "train_seconds": train_seconds(report),
+                "classes": class_rows(report),
             }
             for run, report in zip(runs, reports, strict=True)
         ],

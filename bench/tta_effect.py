@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"root": str(root), "segmenters": {}}
     for name in args.segmenters or SEGMENTERS:
         bundle = load_bundle(name)
-        if (bundle.spec.training.split or {}).get("fit_all"):
+        if bundle.spec.training.fitted_on_all_data:
             print(f"{name}: skipped, fitted on every image (no held-out split); give a split-trained bundle")
             continue
         items = test_items(bundle, root)

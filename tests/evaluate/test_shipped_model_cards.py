@@ -24,7 +24,7 @@ REPORTS = Path(__file__).parent / "shipped_reports"
 
 def _fitted_on_all_data(name: str) -> bool:
     """A bundle fitted on every image (``train segment --set fit_all=true``) has no test split."""
-    return bool((read_spec(BUNDLED_DIR / name).training.split or {}).get("fit_all"))
+    return read_spec(BUNDLED_DIR / name).training.fitted_on_all_data
 
 
 def test_every_shipped_bundle_with_a_test_split_has_its_test_report():

@@ -218,10 +218,10 @@ def _classifier_card(
 def _segmenter_card(
     spec: BundleSpec, raw: str | None, confounders: Sequence[str], reproduce: str | None
 ) -> str:
-    split = spec.training.split or {}
-    if raw is None and not split.get("fit_all"):
-        _test_report(spec, raw)
-    document = SegmentationDocument.model_validate_json(raw) if raw is not None else None
+    if raw is None and spec.training.fitted_on_all_data:
+        document = None
+    else:
+        document = SegmentationDocument.model_validate_json(_test_report(spec, raw))
     return render_segmentation_card(spec, document, confounders=confounders, reproduce=reproduce)
 
 

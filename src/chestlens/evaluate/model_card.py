@@ -28,6 +28,7 @@ from chestlens.evaluate.seg_report import SegmentationDocument
 from chestlens.evaluate.segmentation import SegmentationReport
 from chestlens.evaluate.shortcut_audit import ShortcutAudit
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
+from chestlens.io.windowing import WINDOWS
 from chestlens.models.registry import get_model_config
 from chestlens.models.spec import BundleSpec, DataSummary
 from chestlens.rendering import macro_lines, render
@@ -213,6 +214,7 @@ def render_segmentation_card(
         **_card_context(spec, [*confounders, *warnings], reproduce),
         document=document,
         decision=DECISIONS[spec.architecture_kwargs["mode"]],
+        lung_preset=list(WINDOWS["lung"]),
         targets=_segmentation_targets(spec, document.metrics) if document is not None else None,
     )
 

@@ -108,7 +108,13 @@ class TrainingSummary(StrictModel):
     recipe_grid: dict[str, Any] | None = None  # the cross-validated grid the recipe was chosen from
     instances: InstanceRule | None = None  # detectors
     detector: BundleRef | None = None  # regional bundles
-    split: dict[str, Any] | None = None  # regional bundles: how the slices were split, and sizes
+    split: dict[str, Any] | None = None  # regional bundles: how the slices were split; fit_all segmenters
+
+    @property
+    def fitted_on_all_data(self) -> bool:
+        """True for a segmenter fitted on every image (``train segment --set fit_all=true``): it has no
+        validation or test split of its own."""
+        return bool((self.split or {}).get("fit_all"))
 
     @model_serializer(mode="wrap")
     def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

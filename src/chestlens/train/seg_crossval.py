@@ -505,6 +505,46 @@ def recipe_label(recipe: dict[str, Any]) -> str:
     return label
 
 
+def check_comparable(reports: Sequence[dict[str, Any]]) -> None:
+    """Refuse CV reports of different targets or folds (fold fingerprints): their figures would not be
+    comparable.
+
+    Raises:
+        ChestlensInputError: naming the first report that differs from the first one.
+    """
+    first, *others = reports
+    for report in others:
+        if report["target"] != first["target"]:
+            raise ChestlensInputError(None, f"reports of {first['target']} and {report['target']} mixed")
+        if report["fold_assignment"]["fingerprint"] != first["fold_assignment"]["fingerprint"]:
+            raise ChestlensInputError(
+                None,
+                f"{recipe_label(report['recipe'])} was tested on other folds than "
+                f"{recipe_label(first['recipe'])} (fold fingerprints differ)",
+            )
+
+
+def train_seconds(report: dict[str, Any]) -> float:
+    """The summed epoch times of a CV report's folds (0 for reports that did not record them)."""
+    return sum(fold.get("train_seconds") or 0.0 for fold in report["per_fold"])
+
+
+def class_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per class of a CV report: out-of-fold mean Dice, fold mean and SD, 5th-percentile image and, when
+    scored, the native-resolution mean Dice (``native``)."""
+    worst = f"p{WORST_PERCENTILE:g}_image_dice"
+    return {
+        label: {
+            "oof_mean_dice": row["oof_mean_dice"],
+            "fold_mean": row["fold_mean"],
+            "fold_sd": row["fold_sd"],
+            worst: row[worst],
+            **({"native": row["native"]["oof_mean_dice"]} if row.get("native") else {}),
+        }
+        for label, row in report["classes"].items()
+    }
+
+
 def recipe_table(reports: Sequence[dict[str, Any]]) -> list[str]:
     """Markdown lines comparing CV reports of one target on the same folds: per recipe and class the
     out-of-fold mean Dice [95% CI], fold SD and 5th-percentile image on the grid, the native-resolution
@@ -516,16 +556,8 @@ def recipe_table(reports: Sequence[dict[str, Any]]) -> list[str]:
     """
     if not reports:
         return []
+    check_comparable(reports)
     first = reports[0]
-    for report in reports[1:]:
-        if report["target"] != first["target"]:
-            raise ChestlensInputError(None, f"reports of {first['target']} and {report['target']} mixed")
-        if report["fold_assignment"]["fingerprint"] != first["fold_assignment"]["fingerprint"]:
-            raise ChestlensInputError(
-                None,
-                f"{recipe_label(report['recipe'])} was tested on other folds than "
-                f"{recipe_label(first['recipe'])} (fold fingerprints differ)",
-            )
     labels = list(first["classes"])
     worst = f"p{WORST_PERCENTILE:g}_image_dice"
     lines = [
@@ -539,7 +571,7 @@ def recipe_table(reports: Sequence[dict[str, Any]]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for report in reports:
-        seconds = sum(fold.get("train_seconds") or 0.0 for fold in report["per_fold"])
+        seconds = train_seconds(report)
         instances = report.get("instances")
         ap = estimate_text(instances["pooled"]["segm"]["ap50"]) if instances else "n/a"
         for k, label in enumerate(labels):
@@ -576,28 +608,14 @@ def card_cross_validation(
             the recipe table with this one.
         choice: why the shipped recipe was kept or chosen, in words.
     """
-    worst = f"p{WORST_PERCENTILE:g}_image_dice"
-    recipe_table(compared and [report, *compared])  # refuses other targets or folds
-
-    def rows(of: dict[str, Any]) -> dict[str, Any]:
-        return {
-            label: {
-                "oof_mean_dice": row["oof_mean_dice"],
-                "fold_mean": row["fold_mean"],
-                "fold_sd": row["fold_sd"],
-                worst: row[worst],
-                **({"native": row["native"]["oof_mean_dice"]} if row.get("native") else {}),
-            }
-            for label, row in of["classes"].items()
-        }
-
+    check_comparable([report, *compared])
     section: dict[str, Any] = {
         "folds": report["folds"],
         "n_images": report["n_images"],
         "n_patients": report["n_patients"],
         "fingerprint": report["fold_assignment"]["fingerprint"],
         "epochs_note": epochs_note,
-        "classes": rows(report),
+        "classes": class_rows(report),
         "reproduce": reproduce,
     }
     if instances_note is not None and report.get("instances"):
@@ -605,7 +623,7 @@ def card_cross_validation(
         section["instances_note"] = instances_note
     if compared:
         section["recipes"] = [
-            {"recipe": recipe_label(r["recipe"]), "shipped": r is report, "classes": rows(r)}
+            {"recipe": recipe_label(r["recipe"]), "shipped": r is report, "classes": class_rows(r)}
             for r in (report, *compared)
         ]
     if choice:
