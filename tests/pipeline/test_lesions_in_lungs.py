@@ -59,12 +59,13 @@ def test_empty_lungs_remove_every_region():
 
 @pytest.mark.inference
 def test_ct_slice_lesions_all_reach_the_lungs(pip_dicom):
-    """``CT_small.dcm`` (the demo's CT slice): the lesion segmenter's regions in the paraspinal muscle and
-    at the image border were reported as consolidation and GGO with a lung fraction of 0."""
+    """``CT_small.dcm`` (the demo's CT slice): ``lesions-ct-segmenter`` 0.1.0 painted consolidation in the
+    paraspinal muscle and GGO at the image border, reported with a lung fraction of 0 until regions away
+    from the lungs were removed (0.2.0 paints none there; the removal itself is tested above). Whatever
+    the shipped model paints, every kept region must reach the lungs."""
     screening = Screener().screen(pip_dicom("CT_small.dcm"))
     result = screening.result
     assert result.lesions is not None and result.lesions.ran
-    assert any("outside the lungs removed" in note for note in result.notes)
     lesion_map = screening.lesion_map
     lungs = resize_nearest(screening.lung_mask[None], lesion_map.shape)[0]
     reach = ndimage.binary_dilation(lungs, iterations=4)

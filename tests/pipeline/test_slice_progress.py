@@ -1,43 +1,19 @@
 """Progress of a CT series: the screener reports its slices stage by stage, the CLI draws it unless -q.
 
-The series is ten copies of the pip-shipped CT_small.dcm at 5 mm steps: more slices than one graph batch
+The series (``ct_small_series``) has more slices than one graph batch
 (:data:`~chestlens.pipeline.stages.MAX_GRAPH_BATCH`), so batched stages report more than once.
 """
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import numpy as np
-import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
 from chestlens.cli import main
-from chestlens.io.samples import sample_path
 from chestlens.pipeline.screener import Screener
 from chestlens.pipeline.stages import MAX_GRAPH_BATCH, run_batched
 
-N_SLICES = 10
-
-
-@pytest.fixture
-def series(tmp_path) -> Path:
-    """``N_SLICES`` CT_small slices of one series, 5 mm apart."""
-    folder = tmp_path / "series"
-    folder.mkdir()
-    template = pydicom.dcmread(sample_path("CT_small.dcm"))
-    series_uid = generate_uid()
-    for k in range(N_SLICES):
-        ds = copy.deepcopy(template)
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-        ds.SeriesInstanceUID = series_uid
-        ds.ImagePositionPatient = [-80.0, -90.0, 5.0 * k]
-        ds.SliceLocation = 5.0 * k
-        ds.InstanceNumber = k + 1
-        ds.save_as(folder / f"slice{k}.dcm", enforce_file_format=True)
-    return folder
+N_SLICES = 10  # the slices of the ct_small_series fixture (conftest)
 
 
 class Recorder:
@@ -69,10 +45,10 @@ def test_run_batched_reports_each_batch():
 
 
 @pytest.mark.inference
-def test_lungs_report_every_slice_and_lesions_every_batch(series, capsys):
+def test_lungs_report_every_slice_and_lesions_every_batch(ct_small_series, capsys):
     progress = Recorder()
     screener = Screener(classifier=None, lungs=None, lesions=["lesions-ct-segmenter"], progress=progress)
-    result = screener.screen(series).result
+    result = screener.screen(ct_small_series).result
     assert result.input.n_slices == N_SLICES and result.lesions is not None and result.lesions.ran
     assert progress.of("lungs") == [(k, N_SLICES) for k in range(1, N_SLICES + 1)]
     assert progress.of("lesions") == [(MAX_GRAPH_BATCH, N_SLICES), (N_SLICES, N_SLICES)]
@@ -80,17 +56,17 @@ def test_lungs_report_every_slice_and_lesions_every_batch(series, capsys):
 
     silent = Screener(classifier=None, lungs=None, lesions=["lesions-ct-segmenter"])  # the default
     capsys.readouterr()
-    silent.screen(series)
+    silent.screen(ct_small_series)
     assert capsys.readouterr() == ("", "")
 
 
-def test_a_ct_classifier_reports_its_slices(series, tiny_classifier_bundle):
+def test_a_ct_classifier_reports_its_slices(ct_small_series, tiny_classifier_bundle):
     bundle = tiny_classifier_bundle(task="ct3", labels=["COVID-19", "CAP", "normal"])
     progress = Recorder()
     screener = Screener(
         classifier=str(bundle), lungs=None, lesions=[], runtime="torch", device="cpu", progress=progress
     )
-    classification = screener.screen(series).result.classification
+    classification = screener.screen(ct_small_series).result.classification
     chosen = len(classification.slice_indices)
     assert progress.of("classify")[-1] == (chosen, chosen)
     assert len(progress.of("classify")) == -(-chosen // MAX_GRAPH_BATCH)  # one call per graph batch
@@ -107,8 +83,8 @@ def test_a_single_image_reports_nothing(pip_dicom):
 
 @pytest.mark.inference
 @pytest.mark.parametrize("command", ["predict", "evaluate-series"])
-def test_the_cli_draws_slice_progress_unless_quiet(command, series, tmp_path, capsys):
-    args = [command, str(series)]
+def test_the_cli_draws_slice_progress_unless_quiet(command, ct_small_series, tmp_path, capsys):
+    args = [command, str(ct_small_series)]
     if command == "predict":
         args += ["--models", "lesions-ct-segmenter", "--cam", "none"]
     with pytest.raises(SystemExit) as exited:

@@ -50,7 +50,7 @@ def audit(
     from chestlens.models.bundle import load_bundle
     from chestlens.models.catalog import resolve_bundle
     from chestlens.models.kinds import require_kind
-    from chestlens.models.spec import BUNDLE_JSON
+    from chestlens.models.spec import BUNDLE_JSON, write_spec
 
     if (splits is None) == (data is None):
         raise ChestlensInputError(bundle, "give exactly one of --splits CSV (with --split) or --data ROOT")
@@ -68,7 +68,7 @@ def audit(
         spec = classifier.spec.model_copy(
             update={"metrics": {**classifier.spec.metrics, "shortcut_audit": result}}
         )
-        write_text_atomic(path / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        write_spec(path, spec)
         if report is not None:
             write_model_card(path, report)
         typer.echo(f"audit stored in {path / BUNDLE_JSON}")

@@ -12,6 +12,7 @@ from chestlens.cli.options import Device, Quiet, RuntimeOption, check_out_folder
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate-series")(evaluate_series)
+    app.command("calibrate-series")(calibrate_series)
 
 
 def _silent(text: str) -> None:
@@ -105,3 +106,47 @@ def evaluate_series(
     save_png(slice_profile_figure(summary.slice_scores, labels, title), out / "slice-profile.png")
     echo("\n".join(lines[4:]))
     echo(RESEARCH_USE_DISCLAIMER)
+
+
+def calibrate_series(
+    series: Annotated[
+        list[Path],
+        typer.Argument(help="Folders of labelled CT series (COVID-CT-MD layout), infected and clean."),
+    ],
+    lesions: Annotated[
+        str, typer.Option("--lesions", help="CT lesion segmenter bundle (folder or bundled name).")
+    ] = "lesions-ct-segmenter",
+    write: Annotated[
+        bool, typer.Option("--write", help="Store the threshold in the bundle folder given by --lesions.")
+    ] = False,
+    runtime: RuntimeOption = "onnx",
+    device: Device = "auto",
+) -> None:
+    """Choose a lesion bundle's series threshold on labelled CT series: each slice's share of its lungs
+    covered by lesions is cut where Youden's J over the pooled labelled slices is largest. Prints the
+    threshold, the slice sensitivity and specificity it gives and each series' verdict; --write stores it
+    in the bundle (bundle.json, atomically), and the screener then gives every series a verdict with it."""
+    from chestlens import RESEARCH_USE_DISCLAIMER
+    from chestlens.errors import ChestlensInputError
+    from chestlens.pipeline.series_calibration import calibrate_series as calibrate
+    from chestlens.pipeline.series_calibration import store_series_threshold
+
+    if write and not Path(lesions).is_dir():
+        raise ChestlensInputError(
+            Path(lesions), "--write needs a bundle folder, not a bundled name (copy it first)"
+        )
+    calibration = calibrate(lesions, series, runtime=runtime, device=device)
+    c = calibration
+    typer.echo(
+        f"{c.bundle}: series threshold {100 * c.threshold:.3g}% of the lungs, chosen on {c.n_slices} slices "
+        f"of {c.n_series} series ({c.n_infected} infected); slice sensitivity {c.slice_sensitivity:.3f}, "
+        f"specificity {c.slice_specificity:.3f}"
+    )
+    for folder, judged in zip(series, c.series, strict=True):
+        typer.echo(
+            f"  {folder.name}: {judged.n_infected} of {judged.n_slices} slices infected, lungs involved "
+            f"{100 * judged.lung_fraction_total:.3f}%: {judged.verdict}"
+        )
+    if write:
+        typer.echo(f"stored in {store_series_threshold(lesions, c)}")
+    typer.echo(RESEARCH_USE_DISCLAIMER)

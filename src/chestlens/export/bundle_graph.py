@@ -11,16 +11,15 @@ probabilities, against 1e-4 allowed). Before it is written, the graph must match
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from pathlib import Path
 
-from chestlens.atomic import write_bytes_atomic, write_text_atomic
+from chestlens.atomic import write_bytes_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.export.onnx_export import DEFAULT_OPSET, export_fp32
 from chestlens.export.verify import VerificationSet, check_fp32
 from chestlens.models.bundle import load_bundle
-from chestlens.models.spec import BUNDLE_JSON, GRAPH_FILE, GraphRecord
+from chestlens.models.spec import GRAPH_FILE, GraphRecord, write_spec
 
 
 def add_graph(bundle: str | Path, check_set: VerificationSet, *, opset: int = DEFAULT_OPSET) -> GraphRecord:
@@ -52,6 +51,5 @@ def add_graph(bundle: str | Path, check_set: VerificationSet, *, opset: int = DE
     )
     spec = loaded.spec.model_copy(update={"graph": record})
     write_bytes_atomic(loaded.path / GRAPH_FILE, data)
-    text = json.dumps(spec.model_dump(mode="json"), indent=2) + "\n"
-    write_text_atomic(loaded.path / BUNDLE_JSON, text)
+    write_spec(loaded.path, spec)
     return record

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from chestlens.errors import ChestlensInputError
-from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, BundleSpec, read_spec
+from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, BundleSpec, read_spec, spec_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,7 @@ def save_bundle(
                 "chestlens_version": __version__,
             }
         )
-        (staging / BUNDLE_JSON).write_text(json.dumps(final.model_dump(mode="json"), indent=2) + "\n")
+        (staging / BUNDLE_JSON).write_text(spec_json(final))
         if path.exists():
             retired = path.with_name(f".{path.name}.old")
             shutil.rmtree(retired, ignore_errors=True)

@@ -7,11 +7,13 @@ preprocessing, :mod:`chestlens.runtime`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
+from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.strict import StrictModel
@@ -140,6 +142,10 @@ class BundleSpec(StrictModel):
     # Segmenters in the screening pipeline: run only when the classifier's decision is positive for one
     # of these labels (empty: always run).
     run_if_positive: list[str] = Field(default_factory=list)
+    # CT lesion segmenters: a series is "lesions found" when its lesions cover at least this share of its
+    # lungs (0-1), chosen for these weights on labelled slices by ``chestlens calibrate-series``; None: the
+    # series gets its measurements and no verdict.
+    series_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     training: TrainingSummary = Field(default_factory=TrainingSummary)
     metrics: dict[str, Any] = Field(default_factory=dict)
     weights_sha256: str = ""
@@ -163,3 +169,13 @@ def read_spec(path: str | Path) -> BundleSpec:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ChestlensInputError(spec_file, f"invalid bundle spec at {where}: {first['msg']}") from error
+
+
+def spec_json(spec: BundleSpec) -> str:
+    """The text of ``bundle.json`` for ``spec``."""
+    return json.dumps(spec.model_dump(mode="json"), indent=2) + "\n"
+
+
+def write_spec(folder: str | Path, spec: BundleSpec) -> Path:
+    """Write ``spec`` as ``folder/bundle.json`` atomically (the weights are not touched); returns the file."""
+    return write_text_atomic(Path(folder) / BUNDLE_JSON, spec_json(spec))

@@ -33,17 +33,6 @@ LUNG_MARGIN_MM = 5.0
 AERATED_LUNG_MAX_HU = -700.0
 
 
-#: A CT series is "lesions found" when its lesions cover at least this share of its lungs
-#: (``lung_fraction_total``, i.e. 0.38%). Chosen on the labelled slices of the three shared COVID-CT-MD
-#: patients (P001, cap002, normal002: 446 slices, 110 labelled infected) as the cut of the slices' own
-#: lung involvement (:func:`slice_lung_fractions`) with the largest Youden's J, rounded to two significant
-#: digits (:func:`chestlens.evaluate.ct_series.involvement_threshold`); a test refits it. A series is
-#: judged by the same measure as its slices: its lungs as a whole must be involved as much as the
-#: involvement that best tells infected slices from clean ones. Three patients of one centre: see
-#: docs/ct-series.md for what this can and cannot show.
-SERIES_INVOLVEMENT_THRESHOLD = 0.0038
-
-
 def pixel_area_mm2(meta: ImageMeta, grid: tuple[int, int]) -> float | None:
     """Area in mm² of one pixel of a ``grid`` = ``(height, width)`` mask stretched over the image."""
     if meta.pixel_spacing_mm is None:
@@ -293,10 +282,11 @@ def slice_lung_fractions(label_map: np.ndarray, lungs: np.ndarray) -> np.ndarray
     return np.divide(lesion, lung, out=np.zeros(len(lung)), where=lung > 0)
 
 
-def series_verdict(lung_fraction: float) -> SeriesVerdict:
-    """``lesions found`` when a series' lesions cover at least :data:`SERIES_INVOLVEMENT_THRESHOLD` of its
-    lungs (``lung_fraction``, a share in ``[0, 1]``), else ``no lesions found``."""
-    return "lesions found" if lung_fraction >= SERIES_INVOLVEMENT_THRESHOLD else "no lesions found"
+def series_verdict(lung_fraction: float, threshold: float) -> SeriesVerdict:
+    """``lesions found`` when a series' lesions cover at least ``threshold`` of its lungs (``lung_fraction``,
+    both shares in ``[0, 1]``; the threshold is the lesion bundle's ``series_threshold``), else ``no lesions
+    found``."""
+    return "lesions found" if lung_fraction >= threshold else "no lesions found"
 
 
 def lungs_with_lesions(lungs: np.ndarray, label_map: np.ndarray) -> np.ndarray:

@@ -165,8 +165,8 @@ class LesionSummary(StrictModel):
     slice_scores: list[float] | None = None
     series_score: float | None = None
     # CT series only: each slice's share of its lungs covered by lesions (volume order, 0 without lungs);
-    # the verdict on the series, "lesions found" when lung_fraction_total reaches series_threshold (a share
-    # of the lungs chosen on labelled slices: chestlens.pipeline.measure.SERIES_INVOLVEMENT_THRESHOLD).
+    # the verdict on the series, "lesions found" when lung_fraction_total reaches series_threshold (the
+    # lesion bundle's share of the lungs, chosen on labelled slices; no verdict when the bundle has none).
     slice_lung_fractions: list[float] | None = None
     series_threshold: float | None = None
     series_verdict: SeriesVerdict | None = None

@@ -34,7 +34,6 @@ from chestlens.pipeline.ct_lungs import lung_mask_from_hu
 from chestlens.pipeline.measure import (
     AERATED_LUNG_MAX_HU,
     MIN_LESION_ML,
-    SERIES_INVOLVEMENT_THRESHOLD,
     area_mm2,
     drop_small_lesions,
     hu_on_grid,
@@ -374,8 +373,10 @@ def lesion_summary(
             summary.series_score = round(float(scores.max()), 4) if len(scores) else None
             fractions = slice_lung_fractions(maps, lung_grid)
             summary.slice_lung_fractions = [round(float(f), 6) for f in fractions]
-            summary.series_threshold = SERIES_INVOLVEMENT_THRESHOLD
-            summary.series_verdict = series_verdict(involved)
+            threshold = graph.spec.series_threshold
+            if threshold is not None:
+                summary.series_threshold = threshold
+                summary.series_verdict = series_verdict(involved, threshold)
     return summary
 
 

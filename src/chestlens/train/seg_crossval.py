@@ -65,7 +65,7 @@ from chestlens.evaluate.seg_eval import ANY_LESION, foreground_labels, native_sc
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
-from chestlens.models.spec import BUNDLE_JSON, read_spec
+from chestlens.models.spec import read_spec, write_spec
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.crossval import fold_fingerprint, image_folds, iter_folds
@@ -637,9 +637,7 @@ def attach_cross_validation(bundle_dir: Path, section: dict[str, Any], report_js
     test report; None for a fit on all data). Both files are written atomically; returns the card."""
     spec = read_spec(bundle_dir)
     spec.metrics["cross_validation"] = section
-    write_text_atomic(
-        Path(bundle_dir) / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n"
-    )
+    write_spec(bundle_dir, spec)
     return write_model_card(Path(bundle_dir), report_json)
 
 

@@ -6,18 +6,16 @@ bundle (``training.selection``) and its model card.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from chestlens.atomic import write_text_atomic
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.model_card import recipe_row
 from chestlens.evaluate.report import ReportDocument
-from chestlens.models.spec import BUNDLE_JSON, WEIGHTS_FILE, Selection, read_spec
+from chestlens.models.spec import WEIGHTS_FILE, Selection, read_spec, write_spec
 
 #: Where ``chestlens train classify`` writes the test report, relative to the bundle folder.
 TEST_REPORT_JSON = Path("..") / "test-report" / "report.json"
@@ -89,7 +87,7 @@ def select_on_validation(
         staging.chmod(0o755)
         shutil.copyfile(best_path / WEIGHTS_FILE, staging / WEIGHTS_FILE)
         (staging / WEIGHTS_FILE).chmod(0o644)
-        write_text_atomic(staging / BUNDLE_JSON, json.dumps(spec.model_dump(mode="json"), indent=2) + "\n")
+        write_spec(staging, spec)
         report = (best_path / TEST_REPORT_JSON).resolve()
         write_model_card(staging, report)
         if out.exists():
