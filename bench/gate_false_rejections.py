@@ -17,7 +17,8 @@ the tag or pixel checks reject never reach the lung stage and have no statistics
 * every slice of every COVID-CT-MD series, each file read on its own (one CT slice in HU), and each series
   as one volume;
 * CT slices distributed as JPEG pictures (Inf-Net), reported apart: pictures carry no Hounsfield units,
-  so the gate judges them as radiographs and they are outside what it accepts;
+  so the gate judges them as radiographs, and its ``ct_picture`` check must reject them (they are that
+  check's own training pictures: its out-of-fold figures are in ``ct_picture_model.json``);
 * the negatives of the gate's calibration: non-chest DICOM files shipped by pydicom and pydicom-data, as
   DICOM and as 8-bit grey PNG without tags, and scikit-image's pictures (when scikit-image is installed).
 
@@ -304,7 +305,7 @@ def main() -> None:
     for series in (s for s in samples if s.source == CT_MD):
         records += ct_records(series, judge)
     for record in xray_records([s for s in samples if s.source == CT_PICTURES], judge):
-        record.group, record.expected = f"{CT_PICTURES} (CT pictures)", "out of scope"
+        record.group, record.expected = f"{CT_PICTURES} (CT pictures)", "reject"
         records.append(record)
     records += negative_records(judge)
     seconds = time.perf_counter() - started
@@ -318,6 +319,8 @@ def main() -> None:
     print_list("False rejections (frontal chest radiographs rejected)", false_rejections)
     print_list("Lateral views accepted", lateral_accepted)
     print_list("CT-MD slices rejected", [r for r in records if r.group.startswith(CT_MD) and not r.accepted])
+    ct_pictures_accepted = [r for r in records if r.group.startswith(CT_PICTURES) and r.accepted]
+    print_list("CT pictures accepted", ct_pictures_accepted)
     print_list("Negatives accepted", negatives_accepted)
     print_list("Negatives rejected before the lung stage", [r for r in negatives if r.stats is None])
     ranges = stat_ranges(records, xray_sources)
@@ -333,6 +336,7 @@ def main() -> None:
             "frontal_radiographs": sum(r.expected == "accept" for r in on_xray),
             "false_rejections": [r.name for r in false_rejections],
             "lateral_accepted": [r.name for r in lateral_accepted],
+            "ct_pictures_accepted": [r.name for r in ct_pictures_accepted],
             "negatives_accepted": [r.name for r in negatives_accepted],
             "lung_field_ranges": ranges,
         }

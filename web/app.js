@@ -4,7 +4,7 @@
 // gets the gate's reason and no probabilities.
 import * as ort from "./vendor/ort.wasm.min.mjs";
 import { colouredFraction, isDicom, LUMA, readDicom } from "./dicom.js";
-import { checkLungFields, checkMetadata, checkPixels, checkView, gateVerdict, workingImage } from "./gate.js";
+import { checkCtPicture, checkLungFields, checkMetadata, checkPixels, checkView, gateVerdict, workingImage } from "./gate.js";
 import { crop, dilate, lungBox, resizeNearest } from "./lungroi.js";
 
 const $ = (id) => document.getElementById(id);
@@ -156,7 +156,8 @@ async function runGate(image) {
   const notes = [];
   if (lungs) {
     checks.push(checkLungFields(lungs.probability, lungs.size, rules).check);
-    checks.push(checkView(work.values, work.rows, work.cols, lungs.probability, lungs.size, rules).check);
+    const view = checkView(work.values, work.rows, work.cols, lungs.probability, lungs.size, rules);
+    checks.push(view.check, checkCtPicture(view.features, rules).check);
   } else notes.push("no lung segmenter loaded: lung-field check and lung measurements skipped");
   return { verdict: gateVerdict(checks, "chest_radiograph"), work, lungs, notes, ms: performance.now() - start };
 }

@@ -396,18 +396,34 @@ export function viewFeatures(work, rows, cols, probability, size, rules) {
   ];
 }
 
+/** view.ViewModel.probability: the stored standardised logistic regression on the view features. */
+function modelProbability(model, features) {
+  let z = model.bias;
+  for (let k = 0; k < features.length; k++) z += ((features[k] - model.mean[k]) / model.scale[k]) * model.weights[k];
+  return 1 / (1 + Math.exp(-Math.min(60, Math.max(-60, z))));
+}
+
 /** view.check_view: P(lateral) from the stored logistic regression; above its threshold: "lateral view". */
 export function checkView(work, rows, cols, probability, size, rules) {
   const model = rules.view.model;
   const features = viewFeatures(work, rows, cols, probability, size, rules);
-  let z = model.bias;
-  for (let k = 0; k < features.length; k++) z += ((features[k] - model.mean[k]) / model.scale[k]) * model.weights[k];
-  const p = 1 / (1 + Math.exp(-Math.min(60, Math.max(-60, z))));
+  const p = modelProbability(model, features);
   if (p > model.threshold) {
     const detail = `lateral view (P(lateral) ${fixed(p, 3)} > ${fixed(model.threshold, 3)}); only frontal views are screened`;
     return { check: failed("view", detail), probability: p, features };
   }
   return { check: passed("view", `frontal view (P(lateral) ${fixed(p, 3)})`), probability: p, features };
+}
+
+/** view.check_ct_picture on the features checkView computed: a picture of an axial CT slice fails. */
+export function checkCtPicture(features, rules) {
+  const model = rules.view.ct_picture_model;
+  const p = modelProbability(model, features);
+  if (p > model.threshold) {
+    const detail = `a picture of an axial CT slice (P ${fixed(p, 3)} > ${fixed(model.threshold, 3)}), not a radiograph: screen the CT series as DICOM`;
+    return { check: failed("ct_picture", detail), probability: p };
+  }
+  return { check: passed("ct_picture", `not a CT slice picture (P ${fixed(p, 3)})`), probability: p };
 }
 
 // ---------------------------------------------------------------- verdict

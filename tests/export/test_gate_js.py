@@ -101,9 +101,9 @@ def test_gate_json_is_the_python_gate():
         assert value == json.loads(json.dumps(expected)), name
     for name in ("THUMBNAIL", "FEATURE_GRID", "PROFILE", "GRADIENT_CELLS", "GRADIENT_BINS"):
         assert RULES["view"][name] == getattr(view, name)
-    model = view.view_model()
-    assert np.array_equal(RULES["view"]["model"]["weights"], model.weights)
-    assert RULES["view"]["model"]["threshold"] == model.threshold and len(model.mean) == view.N_FEATURES
+    for key, model in (("model", view.view_model()), ("ct_picture_model", view.ct_picture_model())):
+        assert np.array_equal(RULES["view"][key]["weights"], model.weights)
+        assert RULES["view"][key]["threshold"] == model.threshold and len(model.mean) == view.N_FEATURES
     assert RULES["working_side"] == WORKING_IMAGE_FACTOR * 256
 
 
@@ -137,10 +137,13 @@ def real_inputs(lung_graph, path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.shared_data
 def test_lung_fields_and_view_match_python(node_gate, lung_graph, source_dir):
-    """Real radiographs: a frontal DICOM, the leg (RG3), a frontal and a lateral picture of ieee8023."""
+    """Real inputs: a frontal DICOM, the leg (RG3), a frontal and a lateral picture of ieee8023, and a
+    picture of a CT slice (Inf-Net)."""
     images = source_dir("covid-chestxray-dataset") / "images"
     paths = [sample_path("RG1_UNCR.dcm"), sample_path("RG3_UNCR.dcm")]
     paths += [images / "covid-19-pneumonia-7-L.jpg", images / "covid-19-pneumonia-7-PA.jpg"]
+    infnet = source_dir("infnet-covid-semiseg") / "Dataset" / "TrainingSet" / "MultiClassInfection-Train"
+    paths.append(infnet / "Imgs" / "2.jpg")  # a picture of a CT slice: the ct_picture check fails
     calls, python = [], []
     for path in paths:
         work, probability = real_inputs(lung_graph, path)
@@ -168,6 +171,12 @@ def test_lung_fields_and_view_match_python(node_gate, lung_graph, source_dir):
         assert difference[:-edges].max() < 1e-4 and difference[-edges:].max() < 1e-2, paths[k].name
         assert js_view["probability"] == pytest.approx(view.view_model().probability(features), abs=1e-3)
         assert js_view["check"]["passed"] == view_check.passed, paths[k].name
+    ct_calls = [["checkCtPicture", features, "RULES"] for _, _, features in python]
+    for (_, _, features), js_ct, path in zip(python, node_gate(ct_calls), paths, strict=True):
+        work, probability = real_inputs(lung_graph, path)
+        ct_check = view.check_ct_picture(work, probability, features=features)
+        assert js_ct["check"] == {"name": "ct_picture", "passed": ct_check.passed, "detail": ct_check.detail}
+        assert js_ct["probability"] == pytest.approx(view.ct_picture_model().probability(features), abs=1e-9)
 
 
 @pytest.mark.shared_data

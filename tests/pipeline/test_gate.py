@@ -25,11 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 XRAY_SOURCES = ("ieee8023", "hannover", "kermany", "nih", "v7_lungs", "generalblockchain")
 PER_SOURCE = 5
-#: Why the ultrasound frame as a grey PNG is accepted (the calibration in chestlens.pipeline.gate).
-ALOKA = (
-    "known accepted negative: on the working image its lung-field outline (8.68) is within 1% of the "
-    "frontal maximum (8.59), too close for a threshold with a margin (bench/gate_false_rejections.py)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +151,7 @@ def test_non_chest_dicom_is_rejected_with_a_reason(pip_dicom, gate, name, check,
         ("RG3_J2KI.dcm", "lung_fields"),
         ("MR2_UNCR.dcm", "lung_fields"),
         ("US1_UNCR.dcm", "lung_fields"),
-        pytest.param(
-            "gdcm-US-ALOKA-16.dcm", "lung_fields", marks=pytest.mark.xfail(strict=True, reason=ALOKA)
-        ),
+        ("gdcm-US-ALOKA-16.dcm", "lung_fields"),  # accepted with lungs-segmenter 0.1.0 (outline 8.68)
         ("OT-PAL-8-face.dcm", "grey_levels"),  # 27 grey levels: rejected before the lung stage
     ],
 )

@@ -9,6 +9,7 @@ below this one.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from chestlens.io.colour import CHANNEL_TOLERANCE, COLOUR_PIXEL_FRACTION
@@ -46,13 +47,18 @@ def _plain(value: Any) -> Any:
 
 
 def browser_gate_rules() -> dict[str, Any]:
-    """``{"gate": {...}, "view": {..., "model": {...}}, "colour": {...}, "working_image_factor": int}``."""
-    view_model = json.loads(view.VIEW_MODEL.read_text(encoding="utf-8"))
+    """``{"gate": {...}, "view": {..., "model": {...}, "ct_picture_model": {...}}, "colour": {...},
+    "working_image_factor": int}``."""
+    def stored(path: Path) -> dict[str, Any]:
+        model = json.loads(path.read_text(encoding="utf-8"))
+        return {key: model[key] for key in VIEW_MODEL_KEYS}
+
     return {
         "gate": {name: _plain(getattr(gate, name)) for name in GATE_CONSTANTS},
         "view": {
             **{name: _plain(getattr(view, name)) for name in VIEW_CONSTANTS},
-            "model": {key: view_model[key] for key in VIEW_MODEL_KEYS},
+            "model": stored(view.VIEW_MODEL),
+            "ct_picture_model": stored(view.CT_PICTURE_MODEL),
         },
         "colour": {"CHANNEL_TOLERANCE": CHANNEL_TOLERANCE, "COLOUR_PIXEL_FRACTION": COLOUR_PIXEL_FRACTION},
         "working_image_factor": WORKING_IMAGE_FACTOR,

@@ -59,7 +59,7 @@ from chestlens.pipeline.schema import (
     SeriesClassification,
 )
 from chestlens.pipeline.study_features import feature_vector, grid_spacing_mm, series_lesion_features
-from chestlens.pipeline.view import check_view
+from chestlens.pipeline.view import view_checks
 from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.lung_roi import classifier_frame, crop_to_frame, paste_fraction
 from chestlens.preprocess.resize import resize_nearest, working_image
@@ -165,7 +165,7 @@ class FindLungs:
             probability = output["probabilities"][0, 0]
             with Timer("gate", [case]):
                 case.checks.append(gate.check_lung_fields(probability))
-                case.checks.append(check_view(case.work, probability))
+                case.checks.extend(view_checks(case.work, probability))
             case.lung_mask = probability >= 0.5
             case.lungs = LungMeasurement(
                 model=model_ref(self.segmenter),
