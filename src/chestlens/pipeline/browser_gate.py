@@ -49,6 +49,7 @@ def _plain(value: Any) -> Any:
 def browser_gate_rules() -> dict[str, Any]:
     """``{"gate": {...}, "view": {..., "model": {...}, "ct_picture_model": {...}}, "colour": {...},
     "working_image_factor": int}``."""
+
     def stored(path: Path) -> dict[str, Any]:
         model = json.loads(path.read_text(encoding="utf-8"))
         return {key: model[key] for key in VIEW_MODEL_KEYS}
