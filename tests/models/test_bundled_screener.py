@@ -65,7 +65,8 @@ def test_bundled_ct_lesion_segmenter_runs_by_default_on_a_ct_series(offline, sou
 
     bundle = chestlens.load("lesions-ct-segmenter")
     assert bundle.spec.labels == ["background", "ggo", "consolidation"] and bundle.spec.task == "lesions-ct"
-    assert "## Targets (test split)" in (BUNDLED_DIR / "lesions-ct-segmenter" / "MODEL_CARD.md").read_text()
+    card = (BUNDLED_DIR / "lesions-ct-segmenter" / "MODEL_CARD.md").read_text()
+    assert "## Cross-validation of this recipe (read this first)" in card and "## No test split" in card
     series = source_dir("covid-ct-md") / "Sample data" / "COVID-19 subjects" / "P001"
     lesions = Screener(classifier=None, lungs=None, device="cpu", cam=None).screen(series).result.lesions
     assert lesions.model.name == "lesions-ct-segmenter" and lesions.ran
