@@ -85,7 +85,7 @@ class Record:
 
     group: str  # source name, "covid_ct_md slices", "negatives"...
     name: str
-    expected: str  # "accept", "reject" or "out of scope"
+    expected: str  # "accept" or "reject"
     accepted: bool
     reason: str
     failed: list[str] = field(default_factory=list)  # names of the failed checks, in order
@@ -94,7 +94,7 @@ class Record:
 
     @property
     def wrong(self) -> bool:
-        return self.expected != "out of scope" and self.accepted != (self.expected == "accept")
+        return self.accepted != (self.expected == "accept")
 
 
 class LungTap:

@@ -135,18 +135,17 @@ def calibrate_series(
         raise ChestlensInputError(
             Path(lesions), "--write needs a bundle folder, not a bundled name (copy it first)"
         )
-    calibration = calibrate(lesions, series, runtime=runtime, device=device)
-    c = calibration
+    chosen = calibrate(lesions, series, runtime=runtime, device=device)
     typer.echo(
-        f"{c.bundle}: series threshold {100 * c.threshold:.3g}% of the lungs, chosen on {c.n_slices} slices "
-        f"of {c.n_series} series ({c.n_infected} infected); slice sensitivity {c.slice_sensitivity:.3f}, "
-        f"specificity {c.slice_specificity:.3f}"
+        f"{chosen.bundle}: series threshold {100 * chosen.threshold:.3g}% of the lungs, chosen on "
+        f"{chosen.n_slices} slices of {chosen.n_series} series ({chosen.n_infected} infected); slice "
+        f"sensitivity {chosen.slice_sensitivity:.3f}, specificity {chosen.slice_specificity:.3f}"
     )
-    for folder, judged in zip(series, c.series, strict=True):
+    for folder, judged in zip(series, chosen.series, strict=True):
         typer.echo(
             f"  {folder.name}: {judged.n_infected} of {judged.n_slices} slices infected, lungs involved "
             f"{100 * judged.lung_fraction_total:.3f}%: {judged.verdict}"
         )
     if write:
-        typer.echo(f"stored in {store_series_threshold(lesions, c)}")
+        typer.echo(f"stored in {store_series_threshold(lesions, chosen)}")
     typer.echo(RESEARCH_USE_DISCLAIMER)

@@ -7,9 +7,9 @@ slice_labels`). Nothing is tuned on these labels: the slice decision is the pipe
 region of at least :data:`~chestlens.pipeline.measure.MIN_LESION_PIXELS` network pixels inside the lungs,
 i.e. score > 0), and the AUC needs no threshold.
 
-The series verdict's threshold (:data:`chestlens.pipeline.measure.SERIES_INVOLVEMENT_THRESHOLD`) is
-chosen on labelled slices by :func:`involvement_threshold`: the cut of the slices' lung involvement with
-the largest Youden's J over all the labelled slices given (the three shared COVID-CT-MD patients pooled).
+The series verdict's threshold (a lesion bundle's ``series_threshold``) is chosen on labelled slices by
+:func:`involvement_threshold`: the cut of the slices' lung involvement with the largest Youden's J over
+all the labelled slices given (``chestlens calibrate-series``: :mod:`chestlens.pipeline.series_calibration`).
 
 Confidence intervals: neighbouring slices of one patient are strongly correlated, so resampling single
 slices would give intervals that are far too narrow. The bootstrap draws whole blocks of
