@@ -11,7 +11,9 @@ out-of-fold figures, never on one test split.
 
 ``--card BUNDLE`` stores the first RUN's CV (the bundle's recipe) with the others as the recipes compared
 in the bundle's ``metrics.cross_validation`` and re-renders its model card (from ``--test-report``, or with
-no test section for a fit on all data).
+no test section for a fit on all data). ``--append-to BUNDLE`` instead adds every RUN to the recipe table
+the bundle's card already has (same folds), with ``--choice`` as the new choice text: for recipes run
+after the card was written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from common import json_main
 
+from chestlens.models.spec import read_spec
 from chestlens.train.seg_crossval import (
     SEG_CV_JSON,
     attach_cross_validation,
@@ -31,6 +34,7 @@ from chestlens.train.seg_crossval import (
     recipe_label,
     recipe_table,
     train_seconds,
+    with_recipes,
 )
 
 
@@ -38,7 +42,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[Path] = args.runs
     reports = [json.loads((run / SEG_CV_JSON).read_text()) for run in runs]
     print("\n".join(recipe_table(reports)))
-    if args.card:
+    if args.append_to:
+        section = read_spec(args.append_to).metrics.get("cross_validation")
+        if not section or not args.choice:
+            raise SystemExit("--append-to needs a bundle whose card has a cross-validation, and --choice")
+        grown = with_recipes(section, reports, args.choice)
+        print(f"card: {attach_cross_validation(args.append_to, grown, None)}")
+    elif args.card:
         section = card_cross_validation(
             reports[0],
             reproduce=args.reproduce,
@@ -66,6 +76,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="CV output folders (seg-cv-report.json)")
     parser.add_argument("--card", type=Path, help="bundle whose recipe the first RUN cross-validated")
+    parser.add_argument("--append-to", type=Path, help="bundle whose card's recipe table the RUNs join")
     parser.add_argument("--test-report", type=Path, help="the bundle's test report.json (none: fit on all)")
     parser.add_argument("--reproduce", default="", help="the command that reran the first RUN's CV")
     parser.add_argument("--epochs-note", default="", help="the folds' epoch budget, in words")

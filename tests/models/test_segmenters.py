@@ -92,3 +92,31 @@ def test_segmenter_bundle_round_trip(tiny_segmenter_bundle):
     x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
+
+
+def test_fold_ensemble_bundle_round_trip_averages_its_members_logits(tmp_path):
+    """A ``members: 2`` segmenter bundle builds a :class:`SegmenterEnsemble` whose logits are the mean of
+    its members' (the weights under ``members.<k>.``), and refuses a member count below 2."""
+    from bundle_kinds import make_tiny
+    from chestlens.models.bundle import save_bundle
+    from chestlens.models.segmentation import SegmenterEnsemble, build_segmenter
+    from chestlens.train.seg_ensemble import ensemble_state
+
+    spec, first = make_tiny("segmenter")
+    second = create_segmenter(spec.architecture, spec.architecture_kwargs["encoder"], 3, encoder_weights=None)
+    spec = spec.model_copy(deep=True)
+    spec.architecture_kwargs["members"] = 2
+    path = save_bundle(spec, ensemble_state([first.state_dict(), second.state_dict()]), tmp_path / "ens")
+    restored = load_bundle(path).build_model()
+    assert isinstance(restored, SegmenterEnsemble) and not restored.training
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            restored(x), (first.eval()(x) + second.eval()(x)) / 2, rtol=1e-6, atol=1e-6
+        )
+    for members in (1, 0, "2"):
+        spec.architecture_kwargs["members"] = members
+        with pytest.raises(ChestlensInputError, match="members must be an integer >= 2"):
+            build_segmenter(spec)
+    with pytest.raises(ChestlensInputError, match="at least 2 members"):
+        SegmenterEnsemble([first])

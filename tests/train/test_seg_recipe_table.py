@@ -81,3 +81,33 @@ def test_card_shows_the_cv_with_native_figures_and_the_recipes_compared(tmp_path
     assert "Kept: the lighter decoder is not better." in card and "Lesion instances" not in card
     with pytest.raises(ChestlensInputError, match="other folds"):
         card_cross_validation(shipped, reproduce="x", epochs_note="y", compared=[_report("fpn", 0.9, "beef")])
+
+
+def test_recipes_run_later_join_the_cards_table_on_the_same_folds_only():
+    """``with_recipes``: a recipe cross-validated after the card was written joins its table after the rows
+    it has, with the new choice text; other folds, other classes or a card without a table are refused."""
+    from chestlens.train.seg_crossval import with_recipes
+
+    shipped, other = _report("unet", 0.961), _report("unet_light", 0.958)
+    section = card_cross_validation(
+        shipped,
+        reproduce="x",
+        epochs_note="y",
+        compared=[other],
+        choice="Kept: the lighter decoder is worse.",
+    )
+    later = _report("unet", 0.962)
+    later["recipe"] = {**later["recipe"], "input_size": 512, "tta": ["hflip"]}
+    grown = with_recipes(section, [later], "Kept: 512 px wins by 0.001, inside every interval.")
+    assert [r["recipe"] for r in grown["recipes"]][:2] == [r["recipe"] for r in section["recipes"]]
+    assert grown["recipes"][2]["recipe"].startswith("unet, efficientnet_lite0, 512 px")
+    assert grown["recipes"][2]["recipe"].endswith(", test-time hflip") and not grown["recipes"][2]["shipped"]
+    assert grown["choice"].startswith("Kept: 512 px") and section["choice"].startswith("Kept: the lighter")
+    with pytest.raises(ChestlensInputError, match="other folds"):
+        with_recipes(section, [_report("fpn", 0.9, fingerprint="beef")], "z")
+    lesions = _report("fpn", 0.9)
+    lesions["classes"] = {"ggo": lesions["classes"]["lungs"]}
+    with pytest.raises(ChestlensInputError, match="other classes"):
+        with_recipes(section, [lesions], "z")
+    with pytest.raises(ChestlensInputError, match="no recipe table"):
+        with_recipes({k: v for k, v in section.items() if k != "recipes"}, [later], "z")

@@ -241,6 +241,14 @@ def test_segment_folds_resume_rescores_finished_folds_without_training(lungs, tm
     assert [c.stat().st_mtime_ns for c in checkpoints] == stamps
     assert again["classes"] == first["classes"] and again["per_fold"] == first["per_fold"]
 
+    # the same fold models re-scored with test-time flips: their out-of-fold effect, no training
+    _train([*settings, "tta=[hflip,vflip]"], "--folds", "2", "--resume")
+    flipped = json.loads((tmp_path / "cv" / "seg-cv-report.json").read_text())
+    assert [c.stat().st_mtime_ns for c in checkpoints] == stamps
+    assert flipped["recipe"]["tta"] == ["hflip", "vflip"]
+    assert [f["best_epoch"] for f in flipped["per_fold"]] == [f["best_epoch"] for f in first["per_fold"]]
+    assert flipped["classes"]["lungs"]["oof_mean_dice"] != first["classes"]["lungs"]["oof_mean_dice"]
+
 
 def test_resume_with_folds_is_refused_for_other_trainers(capsys):
     from chestlens.cli import EXIT_BAD_INPUT, main
@@ -287,3 +295,52 @@ def test_fit_all_trains_on_every_image_keeps_the_last_epoch_and_its_card_leads_w
     assert exit_info.value.code == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "drop fit_all for --folds" in err[0]
+
+
+def test_folds_ensemble_bundles_the_fold_models_as_one_segmenter(lungs, tmp_path, capsys):
+    """``--folds 2 --ensemble``: OUT/bundle holds both fold models (each fold's best weights), whose
+    logits it averages, in one ONNX graph; its card leads with the CV and says that the ensemble has no
+    out-of-fold figure of its own. A member taken out gives that fold model's logits. ``--ensemble``
+    without ``--folds`` is refused in one line."""
+    import torch
+
+    from chestlens.cli import EXIT_BAD_INPUT, main
+    from chestlens.models.bundle import load_bundle
+    from chestlens.train.seg_ensemble import member_bundle
+
+    _, _, settings = lungs
+    base = [s for s in settings if not s.startswith(("out=", "graph="))]
+    result = _train([*base, "graph=true", f"out={tmp_path / 'cv'}"], "--folds", "2", "--ensemble")
+    bundle = tmp_path / "cv" / "bundle"
+    assert f"bundle: {bundle}" in result.output
+    loaded = load_bundle(bundle)
+    spec = loaded.spec
+    assert spec.architecture_kwargs["members"] == 2 and spec.graph is not None
+    assert spec.training.split["fold_ensemble"] == 2 and spec.training.split["n_images"] == 8
+    assert {key.split(".")[1] for key in loaded.state_dict} == {"0", "1"}
+
+    x = torch.rand(3, 1, 32, 32)
+    ensemble = loaded.build_model().eval()
+    folds = []
+    for k in range(2):
+        member = load_bundle(member_bundle(bundle, k, tmp_path / f"member-{k}"))
+        assert "members" not in member.spec.architecture_kwargs and member.spec.graph is None
+        fold = member.build_model().eval()
+        folds.append(fold)
+        saved = load_checkpoint_state(tmp_path / "cv" / f"fold-{k}")["best_state"]
+        for key, value in fold.state_dict().items():  # the member is that fold's best epoch (fp16 storage)
+            torch.testing.assert_close(value.float(), saved[key].float(), atol=1e-2, rtol=1e-2)
+    with torch.no_grad():
+        torch.testing.assert_close(ensemble(x), (folds[0](x) + folds[1](x)) / 2, atol=1e-5, rtol=1e-5)
+
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "## Cross-validation of this recipe (read this first)" in card
+    assert "Fold ensemble of 2 models of this recipe" in card and "Test results" not in card
+    assert "the fold ensemble of its recipe's 2-fold cross-validation" in card
+    assert "no out-of-fold figure of its own" in card
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "segment", "--ensemble", *[f"--set={s}" for s in base]])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ensemble needs --folds K" in err[0]

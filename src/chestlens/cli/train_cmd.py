@@ -124,10 +124,17 @@ LeaveOut = Annotated[
 
 
 def _cross_validate(
-    command: str, config: Path | None, overrides: list[str], folds: int, quiet: bool, resume: bool = False
+    command: str,
+    config: Path | None,
+    overrides: list[str],
+    folds: int,
+    quiet: bool,
+    resume: bool = False,
+    ensemble: bool = False,
 ) -> None:
     """``train classify|segment|detect --folds K``: run the CV, print its report's Markdown and where it
-    was written. ``resume`` (segment only): continue every fold from its checkpoint."""
+    was written. ``resume`` (segment only): continue every fold from its checkpoint; ``ensemble`` (segment
+    only): then write the fold models as one bundle."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.train.config import ClassifyConfig, SegmentConfig, load_config
 
@@ -162,10 +169,16 @@ def _cross_validate(
         )
     cfg = load_config(schema, config, overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    extra = {"resume": resume} if command == "segment" else {}
+    args = (["--config", str(config)] if config else []) + [a for i in overrides for a in ("--set", i)]
+    reproduce = " ".join(
+        [f"chestlens train {command}", *args, f"--folds {folds}", *["--ensemble"] * ensemble]
+    )
+    extra = {"resume": resume, "ensemble": ensemble, "reproduce": reproduce} if command == "segment" else {}
     report = run_cv(cfg, folds, progress=not quiet, **extra)
     typer.echo("\n".join(markdown(report)))
     typer.echo(f"report: {Path(cfg.out) / name}")
+    if report.get("ensemble_bundle"):
+        typer.echo(f"bundle: {report['ensemble_bundle']} (the fold ensemble)")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
 
@@ -212,18 +225,31 @@ def segment(
     nproc: Processes = 1,
     max_restarts: MaxRestarts = 0,
     folds: Folds = 0,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble",
+            help="With --folds K: then write OUT/bundle, the K fold models averaged as one bundle (K times "
+            "the cost of one model; its card leads with the cross-validation).",
+        ),
+    ] = False,
 ) -> None:
     """Train a segmenter (U-Net / UNet++) for a target (lungs, lesions-ct, lesions-xray, pneumothorax) on a
     patient-level split; writes OUT/bundle, OUT/test-report and curves. With --folds K: patient-grouped
-    cross-validation of the recipe instead (OUT/seg-cv-report.md|json, OUT/oof-dice.csv, no bundle);
-    --resume then continues each fold from OUT/fold-K/checkpoint.pt (finished folds are only re-scored)."""
+    cross-validation of the recipe instead (OUT/seg-cv-report.md|json, OUT/oof-dice.csv, no bundle, or the
+    fold ensemble with --ensemble); --resume then continues each fold from OUT/fold-K/checkpoint.pt
+    (finished folds are only re-scored)."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
     from chestlens.train.config import SegmentConfig
     from chestlens.train.segment import run_segmentation
 
+    if ensemble and not folds:
+        raise typer.BadParameter(
+            "--ensemble needs --folds K (it bundles the fold models)", param_hint="--ensemble"
+        )
     if folds:
-        _cross_validate("segment", config, overrides or [], folds, quiet, resume)
+        _cross_validate("segment", config, overrides or [], folds, quiet, resume, ensemble)
         return
 
     spec = _train(

@@ -16,6 +16,11 @@ Output convention (no activation inside the model): logits ``(B, classes, H, W)`
 
 ``H`` and ``W`` must be multiples of 32 (the encoder's output stride); other sizes raise
 :class:`~chestlens.errors.ChestlensInputError` on the forward call.
+
+A fold ensemble (:class:`SegmenterEnsemble`, ``architecture_kwargs["members"] = K``) is ``K`` segmenters of
+one recipe, e.g. the fold models of ``train segment --folds K --ensemble``, whose logits are averaged: the
+same convention as test-time flips (:mod:`chestlens.models.tta`), so the bundle's graph, label rule and
+every runtime treat it as one segmenter.
 """
 
 from __future__ import annotations
@@ -69,6 +74,29 @@ class UnetPlusPlus(_InputSizeCheck, smp.UnetPlusPlus):
 
 class FPN(_InputSizeCheck, smp.FPN):
     """smp FPN with chestlens' input-size error."""
+
+
+class SegmenterEnsemble(torch.nn.Module):
+    """``K`` segmenters of one recipe as one: the mean of their logits ``(B, classes, H, W)``.
+
+    Averaging logits keeps the output convention: a multiclass ensemble's softmax is the normalised
+    geometric mean of its members' probabilities, a binary one's sigmoid of the mean logit. Weights are
+    stored under ``members.<k>.``.
+    """
+
+    def __init__(self, members: list[torch.nn.Module]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ChestlensInputError(
+                None, f"a segmenter ensemble needs at least 2 members, got {len(members)}"
+            )
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.members[0](x)
+        for member in self.members[1:]:
+            logits = logits + member(x)
+        return logits / len(self.members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +292,11 @@ def trained_encoder(bundle: str | Path) -> TrainedEncoder:
 
     loaded = load_bundle(bundle)
     require_kind(loaded.spec, "segmenter", loaded.path)
+    if "members" in loaded.spec.architecture_kwargs:
+        raise ChestlensInputError(
+            loaded.path,
+            "a segmenter ensemble has one encoder per member: give one of its fold models' bundles",
+        )
     state = {
         key.removeprefix(_SMP_TIMM_PREFIX): value
         for key, value in loaded.state_dict.items()
@@ -296,17 +329,27 @@ def output_channels(mode: SegMode, labels: list[str]) -> int:
 def build_segmenter(spec: BundleSpec) -> torch.nn.Module:
     """Randomly initialised segmenter for a ``kind="segmenter"`` bundle spec (weights loaded by the caller).
 
-    Reads ``architecture`` and ``architecture_kwargs = {"encoder": ..., "mode": "binary"|"multiclass"}``.
+    Reads ``architecture`` and ``architecture_kwargs = {"encoder": ..., "mode": "binary"|"multiclass"}``,
+    plus ``"members": K`` (``K >= 2``) for a :class:`SegmenterEnsemble` of ``K`` such segmenters.
     """
     kwargs = spec.architecture_kwargs
-    if set(kwargs) != {"encoder", "mode"}:
+    if set(kwargs) - {"members"} != {"encoder", "mode"}:
         raise ChestlensInputError(
-            None, f"segmenter architecture_kwargs must be {{encoder, mode}}, got {sorted(kwargs)}"
+            None, f"segmenter architecture_kwargs must be {{encoder, mode[, members]}}, got {sorted(kwargs)}"
         )
-    return create_segmenter(
-        spec.architecture,
-        kwargs["encoder"],
-        output_channels(kwargs["mode"], spec.labels),
-        in_chans=spec.preprocess.in_chans,
-        encoder_weights=None,
-    )
+    members = kwargs.get("members")
+    if members is not None and (not isinstance(members, int) or members < 2):
+        raise ChestlensInputError(
+            None, f"segmenter ensemble members must be an integer >= 2, got {members!r}"
+        )
+
+    def one() -> torch.nn.Module:
+        return create_segmenter(
+            spec.architecture,
+            kwargs["encoder"],
+            output_channels(kwargs["mode"], spec.labels),
+            in_chans=spec.preprocess.in_chans,
+            encoder_weights=None,
+        )
+
+    return one() if members is None else SegmenterEnsemble([one() for _ in range(members)])

@@ -132,6 +132,10 @@ class SegmentConfig(TrainConfig):
     # CT input in Hounsfield units is windowed with (centre, width) HU before the network reads it; match it
     # to the training pictures when they are not HU (bench/ct_window_match.py measures the match)
     ct_window: tuple[float, float] = (-600.0, 1500.0)
+    # test-time flips (the bundle's preprocess.tta): validation, the CV's out-of-fold scores and the bundle
+    # all average the network over them; "--folds K --resume --set tta=[hflip]" re-scores finished folds
+    # with them, which measures their out-of-fold effect without training again
+    tta: tuple[Literal["hflip", "vflip"], ...] = ()
 
     @property
     def mode(self) -> SegMode:

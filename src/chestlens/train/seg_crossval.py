@@ -65,12 +65,13 @@ from chestlens.evaluate.seg_eval import ANY_LESION, foreground_labels, native_sc
 from chestlens.evaluate.segmentation import labels_from_logits, score_image
 from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
-from chestlens.models.spec import read_spec, write_spec
+from chestlens.models.spec import DataSummary, read_spec, write_spec
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.train.config import SegmentConfig, TrainConfig
 from chestlens.train.crossval import fold_fingerprint, image_folds, iter_folds
 from chestlens.train.engine import train_model
-from chestlens.train.run import SPLIT_FILE, split_table, start_run
+from chestlens.train.run import SPLIT_FILE, data_summary, split_table, start_run
+from chestlens.train.seg_ensemble import write_fold_ensemble
 from chestlens.train.segment import SegmentationTask, masked_samples, new_segmenter, segmenter_spec
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class MaskedFolds:
     fold_of_image: np.ndarray
     k: int
     assignment: dict[str, Any]
+    summary: DataSummary
 
     def __iter__(self) -> Iterator[CVFold]:
         for fold, roles in iter_folds(self.fold_of_image, self.data.patient_ids, self.k):
@@ -151,7 +153,9 @@ def masked_folds(cfg: TrainConfig, k: int, preprocess: PreprocessSpec) -> Masked
         "identical_to": "train segment --folds K and train detect --folds K on the same data with the same "
         "split settings and K: same split table, split_seed and K, so the same folds (same fingerprint)",
     }
-    return MaskedFolds(out, target, tuple(items), data, fold_of_image, k, assignment)
+    return MaskedFolds(
+        out, target, tuple(items), data, fold_of_image, k, assignment, data_summary(table, samples)
+    )
 
 
 def class_probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -307,12 +311,17 @@ def cross_validate_segmenter(
     n_boot: int = 1000,
     min_area_px: int = DEFAULT_MIN_AREA_PX,
     resume: bool = False,
+    ensemble: bool = False,
+    reproduce: str | None = None,
 ) -> dict[str, Any]:
     """Run ``folds``-fold patient-grouped cross-validation of ``cfg``'s segmenter recipe; returns the
     report (also written to ``cfg.out``). See the module docstring for the protocol.
 
     Args:
         resume: continue each fold from its ``checkpoint.pt`` (a finished fold is only re-scored).
+        ensemble: then write ``cfg.out/bundle``, the fold models as one ensemble bundle whose card leads
+            with this cross-validation (:mod:`chestlens.train.seg_ensemble`).
+        reproduce: the command line of this run, for the ensemble's card.
         min_area_px: smallest instance (pixels on the model grid), true and predicted; the detector's
             default (:data:`~chestlens.data.instances.DEFAULT_MIN_AREA_PX`) unless given.
     """
@@ -329,13 +338,14 @@ def cross_validate_segmenter(
     dice = np.full((len(data), len(scored)), np.nan)
     native = np.full_like(dice, np.nan)
     predicted: list[list[Instance]] = [[] for _ in range(len(data))]
-    per_fold = []
+    per_fold, states = [], []
     for fold in plan:
         fold_cfg = cfg.model_copy(update={"out": str(fold.out)})
         model = new_segmenter(fold_cfg, plan.target)
         task = SegmentationTask(fold_cfg, spec.preprocess, labels, fold.train, fold.val)
         outcome = train_model(model, fold_cfg, task, fold.out, resume=resume, progress=progress)
         model.load_state_dict(outcome.best_state)
+        states.append(outcome.best_state)
         logits = torch.cat(list(iter_logits(model, fold.test.images, spec.preprocess, device=device)))
         preds, instances = maps_and_instances(logits, labels, min_area_px)
         targets = fold.test.targets.numpy()
@@ -391,7 +401,23 @@ def cross_validate_segmenter(
     for row, ap in zip(per_fold, report["instances"]["fold_mask_ap50"]["per_fold"], strict=True):
         row["test_mask_ap50"] = ap
     _write_outputs(plan.out, report, data, plan.fold_of_image, scored, dice, native)
+    if ensemble:
+        bundle = write_fold_ensemble(cfg, spec, states, data, per_fold, plan.summary, device, reproduce)
+        section = card_cross_validation(
+            report, reproduce=reproduce or "", epochs_note=fold_epochs_note(cfg, per_fold)
+        )
+        attach_cross_validation(bundle, section, None)
+        report["ensemble_bundle"] = str(bundle)
     return report
+
+
+def fold_epochs_note(cfg: TrainConfig, per_fold: Sequence[dict[str, Any]]) -> str:
+    """How the folds of a cross-validation were trained, in words (the card's ``epochs_note``)."""
+    epochs = ", ".join(str(row["best_epoch"]) for row in per_fold)
+    return (
+        f"up to {cfg.epochs} epochs, early stop after {cfg.patience} without a better validation mean Dice; "
+        f"validation = about a fifth of the other folds' patient groups; best epochs {epochs}"
+    )
 
 
 def _dice_summary(
@@ -502,6 +528,8 @@ def recipe_label(recipe: dict[str, Any]) -> str:
             f", augment rotation {augment['rotation_deg']:g} deg, scale {low:g}-{high:g}, brightness "
             f"{augment['brightness']:g}, contrast {augment['contrast']:g}"
         )
+    if recipe.get("tta"):
+        label += f", test-time {'+'.join(recipe['tta'])}"
     return label
 
 
@@ -629,6 +657,28 @@ def card_cross_validation(
     if choice:
         section["choice"] = choice
     return section
+
+
+def with_recipes(section: dict[str, Any], reports: Sequence[dict[str, Any]], choice: str) -> dict[str, Any]:
+    """A card's cross-validation ``section`` (:func:`card_cross_validation`) with more recipes compared:
+    the CV ``reports`` of other recipes on the section's folds join its recipe table (after the rows it
+    has), and ``choice`` replaces its choice text. For rows run after the bundle's card was written, whose
+    earlier reports need not be at hand."""
+    for report in reports:
+        if report["fold_assignment"]["fingerprint"] != section["fingerprint"]:
+            raise ChestlensInputError(
+                None,
+                f"{recipe_label(report['recipe'])} was tested on other folds than the card's recipe "
+                "(fold fingerprints differ)",
+            )
+        if set(class_rows(report)) != set(section["classes"]):
+            raise ChestlensInputError(None, f"{recipe_label(report['recipe'])} scored other classes")
+    if not section.get("recipes"):
+        raise ChestlensInputError(None, "the card has no recipe table to add to: build it from the reports")
+    added = [
+        {"recipe": recipe_label(r["recipe"]), "shipped": False, "classes": class_rows(r)} for r in reports
+    ]
+    return {**section, "recipes": [*section["recipes"], *added], "choice": choice}
 
 
 def attach_cross_validation(bundle_dir: Path, section: dict[str, Any], report_json: Path | None) -> Path:

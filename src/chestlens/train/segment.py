@@ -126,7 +126,7 @@ def _decide(probs: np.ndarray) -> np.ndarray:
     return (probs[:, 0] >= 0.5).astype(np.uint8) if probs.shape[1] == 1 else probs.argmax(1).astype(np.uint8)
 
 
-def _fp16_check(
+def fp16_segmenter_check(
     model: torch.nn.Module,
     state: dict[str, torch.Tensor],
     spec: BundleSpec,
@@ -226,6 +226,7 @@ def segmenter_spec(cfg: SegmentConfig, target: SegmentationTarget) -> BundleSpec
         mean=[float(np.mean(encoder.mean))],
         std=[float(np.mean(encoder.std))],
         ct_window=cfg.ct_window,
+        tta=cfg.tta,
     )
     return BundleSpec(
         name=cfg.name,
@@ -277,7 +278,11 @@ def run_segmentation(
     checked = data["train"] if cfg.fit_all else data["val"]
     if cfg.fit_all:
         bundle_spec.training.split = fit_all_statement(data["train"], cfg.epochs)
-    fp16 = _fp16_check(model, outcome.best_state, bundle_spec, checked, device) if cfg.fp16_bundle else None
+    fp16 = (
+        fp16_segmenter_check(model, outcome.best_state, bundle_spec, checked, device)
+        if cfg.fp16_bundle
+        else None
+    )
     use_stored_weights(model, outcome.best_state, fp16)
 
     def evaluate(split: str, name: str, out_dir: Path) -> dict[str, Any]:
