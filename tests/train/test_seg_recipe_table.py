@@ -39,6 +39,17 @@ def _report(arch: str, dice: float, fingerprint: str = "f00d", target: str = "lu
     }
 
 
+def _lungs_section(shipped: dict) -> dict:
+    """The CV section of a lungs card: ``shipped`` with the lighter decoder compared."""
+    return card_cross_validation(
+        shipped,
+        reproduce="chestlens train segment --folds 5",
+        epochs_note="up to 20 epochs",
+        compared=[_report("unet_light", 0.958)],
+        choice="Kept: the lighter decoder is not better.",
+    )
+
+
 def test_recipe_table_has_a_row_per_recipe_and_class_on_the_same_folds():
     lines = recipe_table([_report("unet", 0.961), _report("unet_light", 0.958)])
     text = "\n".join(lines)
@@ -60,14 +71,8 @@ def test_card_shows_the_cv_with_native_figures_and_the_recipes_compared(tmp_path
     """The lungs card with a CV section: the native column, the compared recipes and the choice."""
     bundle = tmp_path / "lungs-segmenter"
     shutil.copytree(BUNDLED_DIR / "lungs-segmenter", bundle)
-    shipped, other = _report("unet", 0.961), _report("unet_light", 0.958)
-    section = card_cross_validation(
-        shipped,
-        reproduce="chestlens train segment --folds 5",
-        epochs_note="up to 20 epochs",
-        compared=[other],
-        choice="Kept: the lighter decoder is not better.",
-    )
+    shipped = _report("unet", 0.961)
+    section = _lungs_section(shipped)
     assert "instance_ap50" not in section and section["classes"]["lungs"]["native"]["value"] == 0.959
     spec = json.loads((bundle / BUNDLE_JSON).read_text())
     spec["metrics"]["cross_validation"] = section
@@ -88,14 +93,7 @@ def test_recipes_run_later_join_the_cards_table_on_the_same_folds_only():
     it has, with the new choice text; other folds, other classes or a card without a table are refused."""
     from chestlens.train.seg_crossval import with_recipes
 
-    shipped, other = _report("unet", 0.961), _report("unet_light", 0.958)
-    section = card_cross_validation(
-        shipped,
-        reproduce="x",
-        epochs_note="y",
-        compared=[other],
-        choice="Kept: the lighter decoder is worse.",
-    )
+    section = _lungs_section(_report("unet", 0.961))
     later = _report("unet", 0.962)
     later["recipe"] = {**later["recipe"], "input_size": 512, "tta": ["hflip"]}
     grown = with_recipes(section, [later], "Kept: 512 px wins by 0.001, inside every interval.")
