@@ -1,7 +1,7 @@
 """A fold ensemble against its own members (and other CT lesion bundles) on whole CT series.
 
     python bench/fold_ensemble_check.py ENSEMBLE [--reference BUNDLE ...] [--series FOLDER ...]
-        [--n-boot 200] [--json bench/results/fold_ensemble_check.json]
+        [--members K ...] [--n-boot 200] [--json bench/results/fold_ensemble_check.json]
 
 ENSEMBLE is a fold-ensemble segmenter bundle (``chestlens train segment --folds K --ensemble``). An
 ensemble has no out-of-fold figure of its own (every image trained K - 1 of its members), so it is
@@ -103,14 +103,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         bundles = {f"fold ensemble ({members} members)": ensemble}
-        for k in range(members):
+        for k in range(members) if args.members is None else args.members:
             bundles[f"member {k}"] = member_bundle(ensemble, k, Path(tmp) / f"member-{k}")
         for reference in args.reference:
             path = resolve_bundle(reference)
             bundles[f"{read_spec(path).name} {read_spec(path).version}"] = path
         for name, bundle in bundles.items():
             models[name] = screen_series(bundle, series, args.n_boot)
-            print(f"{name}: {models[name]['seconds']:.0f} s", flush=True)
+            print(markdown({name: models[name]}, series)[-1], flush=True)  # each row as it is measured
     print("\n".join(markdown(models, series)))
     return {
         "ensemble": f"{spec.name} {spec.version}",
@@ -130,6 +130,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--series", type=Path, nargs="+", help="CT series folders with COVID-CT-MD labels")
     parser.add_argument("--n-boot", type=int, default=200, help="block-bootstrap resamples per series")
+    parser.add_argument("--members", type=int, nargs="*", help="only these members (default: every one)")
 
 
 if __name__ == "__main__":

@@ -67,3 +67,19 @@ def test_onnx_graph_applies_the_flips(tmp_path):
     with torch.no_grad():
         reference = build_graph(bundle)(image).numpy()
     np.testing.assert_allclose(session.run(None, {"image": image.numpy()})[0], reference, atol=1e-4)
+
+
+def test_the_graph_parity_reference_applies_the_flips(tmp_path):
+    """The PyTorch reference that every exported graph is verified against (``chestlens export graph``, the
+    trainers' graph check) averages the same flips as the graph: a flipped bundle's graph is not refused
+    as differing from it."""
+    import numpy as np
+
+    from chestlens.export.verify import VerificationSet, torch_probabilities
+
+    bundle, _ = _bundle(tmp_path, ("hflip",))
+    units = [np.random.default_rng(k).random((1, 70, 90), dtype=np.float32) for k in range(2)]
+    reference = torch_probabilities(bundle, VerificationSet(units, None, "random"))
+    with torch.no_grad():
+        graph = torch.cat([build_graph(bundle)(torch.from_numpy(u)[None]) for u in units]).numpy()
+    np.testing.assert_allclose(reference, graph, atol=1e-5)

@@ -29,6 +29,7 @@ from chestlens.io import read_image
 from chestlens.models.bundle import Bundle
 from chestlens.models.kinds import kind_of, require_graph
 from chestlens.models.spec import BundleSpec
+from chestlens.models.tta import tta_logits
 from chestlens.preprocess.graph_io import INPUT_NAME, graph_feeds
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.preprocess.units import to_unit_range
@@ -97,7 +98,8 @@ def ort_probabilities(session: Any, feeds: Sequence[dict[str, np.ndarray]]) -> n
 
 def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
     """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`):
-    the screener's preprocessing (:func:`chestlens.data.lung_roi.lung_roi_input`), network, outputs."""
+    the screener's preprocessing (:func:`chestlens.data.lung_roi.lung_roi_input`), network (averaged over a
+    segmenter's test-time flips, ``preprocess.tta``), outputs."""
     spec = bundle.spec
     probabilities = require_graph(spec, bundle.path).probabilities
     assert probabilities is not None  # every kind with a graph has class probabilities
@@ -107,7 +109,7 @@ def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
     with torch.no_grad():
         for unit, lungs in zip(data.units, masks, strict=True):
             image = lung_roi_input(torch.from_numpy(unit[0]), lungs, spec.preprocess)
-            logits = network(normalise(image, spec.preprocess)[None]).float()
+            logits = tta_logits(network, normalise(image, spec.preprocess)[None], spec.preprocess.tta).float()
             outputs.append(probabilities(logits, spec).numpy())
     return np.concatenate(outputs)
 
