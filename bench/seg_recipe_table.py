@@ -13,8 +13,7 @@ out-of-fold figures, never on one test split.
 in the bundle's ``metrics.cross_validation`` and re-renders its model card (from ``--test-report``, or with
 no test section for a fit on all data). ``--append-to BUNDLE`` instead adds every RUN to the recipe table
 the bundle's card already has (same folds), with ``--choice`` as the new choice text: for recipes run
-after the card was written. ``--card BUNDLE --rows-from EARLIER`` adds the recipe rows of an earlier
-bundle's card (same folds) after the RUNs, when a new recipe replaces the one that card shipped.
+after the card was written.
 """
 
 from __future__ import annotations
@@ -39,16 +38,6 @@ from chestlens.train.seg_crossval import (
 )
 
 
-def with_earlier_rows(section: dict[str, Any], bundle: Path) -> dict[str, Any]:
-    """``section`` with the recipe rows of ``bundle``'s card (an earlier version's, same folds) after its
-    own."""
-    earlier = read_spec(bundle).metrics.get("cross_validation") or {}
-    if earlier.get("fingerprint") != section["fingerprint"]:
-        raise SystemExit(f"{bundle}: its card's recipes were tested on other folds (or it has none)")
-    rows = [{**row, "shipped": False} for row in earlier.get("recipes", [])]
-    return {**section, "recipes": [*section.get("recipes", []), *rows]}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[Path] = args.runs
     reports = [json.loads((run / SEG_CV_JSON).read_text()) for run in runs]
@@ -68,8 +57,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             compared=reports[1:],
             choice=args.choice,
         )
-        if args.rows_from:
-            section = with_earlier_rows(section, args.rows_from)
         print(f"card: {attach_cross_validation(args.card, section, args.test_report)}")
     return {
         "target": reports[0]["target"] if reports else None,
@@ -89,7 +76,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="CV output folders (seg-cv-report.json)")
     parser.add_argument("--card", type=Path, help="bundle whose recipe the first RUN cross-validated")
-    parser.add_argument("--rows-from", type=Path, help="with --card: add this bundle's card's recipe rows")
     parser.add_argument("--append-to", type=Path, help="bundle whose card's recipe table the RUNs join")
     parser.add_argument("--test-report", type=Path, help="the bundle's test report.json (none: fit on all)")
     parser.add_argument("--reproduce", default="", help="the command that reran the first RUN's CV")

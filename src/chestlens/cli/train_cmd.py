@@ -177,8 +177,10 @@ def _cross_validate(
     report = run_cv(cfg, folds, progress=not quiet, **extra)
     typer.echo("\n".join(markdown(report)))
     typer.echo(f"report: {Path(cfg.out) / name}")
-    if report.get("ensemble_bundle"):
-        typer.echo(f"bundle: {report['ensemble_bundle']} (the fold ensemble)")
+    if ensemble:
+        from chestlens.train.run import BUNDLE_DIR
+
+        typer.echo(f"bundle: {Path(cfg.out) / BUNDLE_DIR} (the fold ensemble)")
     typer.echo(RESEARCH_USE_DISCLAIMER)
 
 

@@ -118,6 +118,11 @@ class TrainingSummary(StrictModel):
         validation or test split of its own."""
         return bool((self.split or {}).get("fit_all"))
 
+    @property
+    def fold_ensemble(self) -> int | None:
+        """The member count of a fold ensemble (``train segment --folds K --ensemble``), else None."""
+        return (self.split or {}).get("fold_ensemble")
+
     @model_serializer(mode="wrap")
     def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Leave out fields that are None, so ``bundle.json`` holds only what the run recorded."""

@@ -407,7 +407,6 @@ def cross_validate_segmenter(
             report, reproduce=reproduce or "", epochs_note=fold_epochs_note(cfg, per_fold)
         )
         attach_cross_validation(bundle, section, None)
-        report["ensemble_bundle"] = str(bundle)
     return report
 
 
