@@ -1,6 +1,6 @@
 """The recipe table of segmenter cross-validations run on the same folds.
 
-    python bench/seg_recipe_table.py RUN [RUN ...] [--json bench/results/seg_recipes_<target>.json]
+    python bench/seg_recipe_table.py [RUN ...] [--json bench/results/seg_recipes_<target>.json]
         [--card BUNDLE [--test-report REPORT_JSON] --reproduce CMD --epochs-note TEXT --choice TEXT
          [--instances-note TEXT]]
 
@@ -13,7 +13,7 @@ out-of-fold figures, never on one test split.
 in the bundle's ``metrics.cross_validation`` and re-renders its model card (from ``--test-report``, or with
 no test section for a fit on all data). ``--append-to BUNDLE`` instead adds every RUN to the recipe table
 the bundle's card already has (same folds), with ``--choice`` as the new choice text: for recipes run
-after the card was written.
+after the card was written; with no RUN it replaces the choice text only (a figure in it re-measured).
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ from chestlens.train.seg_crossval import (
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     runs: list[Path] = args.runs
+    if not runs and not args.append_to:
+        raise SystemExit("name the CV runs (RUN ...); only --append-to may go without, to replace its choice")
     reports = [json.loads((run / SEG_CV_JSON).read_text()) for run in runs]
-    print("\n".join(recipe_table(reports)))
+    if reports:
+        print("\n".join(recipe_table(reports)))
     if args.append_to:
         section = read_spec(args.append_to).metrics.get("cross_validation")
         if not section or not args.choice:
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", type=Path, help="CV output folders (seg-cv-report.json)")
+    parser.add_argument("runs", nargs="*", type=Path, help="CV output folders (seg-cv-report.json)")
     parser.add_argument("--card", type=Path, help="bundle whose recipe the first RUN cross-validated")
     parser.add_argument("--append-to", type=Path, help="bundle whose card's recipe table the RUNs join")
     parser.add_argument("--test-report", type=Path, help="the bundle's test report.json (none: fit on all)")

@@ -77,3 +77,16 @@ def test_the_series_threshold_is_the_one_chosen_on_the_labelled_slices(patients,
     labels = np.concatenate([labels for _, labels in patients.values()])
     assert labels.size == 148 + 131 + 167 and labels.sum() == 80 + 30
     assert involvement_threshold(fractions, labels) == series_threshold
+
+
+@pytest.mark.parametrize("name", list(SERIES))
+def test_lesion_volume_and_lung_share_are_taken_on_the_same_voxels(patients, name):
+    """A 512 px fit once reported 70.9 mL of consolidation on normal002 with 0.14% of its lungs (about
+    6 mL) involved: the stomach, counted as lesion but not as lung. Every lesion voxel kept is lung now."""
+    lesions, _ = patients[name]
+    features = lesions.features
+    assert features is not None and features.lung_volume_ml > 0
+    assert sum(lesions.volume_ml_by_label.values()) == pytest.approx(features.lesion_volume_ml, rel=1e-6)
+    assert lesions.lung_fraction_total == pytest.approx(
+        features.lesion_volume_ml / features.lung_volume_ml, rel=1e-6
+    )

@@ -1,5 +1,5 @@
-"""CT lesions are lung lesions: regions that never reach the (grown) lung mask are removed before they
-are measured, drawn or written to SEG/SR."""
+"""CT lesions are lung lesions: regions that do not belong to the (grown) lung mask are removed before
+they are measured, drawn or written to SEG/SR, and every region kept counts as lung."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from chestlens.io.image import ImageMeta
-from chestlens.pipeline.measure import lesions_in_lungs
+from chestlens.pipeline.measure import MIN_LUNG_OUTLINE_SHARE, lesions_in_lungs, lungs_with_lesions
 from chestlens.pipeline.screener import Screener
 from chestlens.preprocess.resize import resize_nearest
 
@@ -49,6 +49,35 @@ def test_a_series_keeps_a_region_that_reaches_the_lungs_on_another_slice():
     label_map[2, 25:30, 25:30] = 1  # a slice without lungs: removed
     kept, removed = lesions_in_lungs(label_map, lungs, _meta(None, 32))
     assert removed == 1 and kept[0, 8:12, 8:12].all() and not kept[2].any()
+
+
+def test_an_organ_that_only_abuts_the_lungs_goes_consolidation_at_their_border_stays():
+    """COVID-CT-MD normal002 with a 512 px fit: the stomach under the left lung base, called consolidation
+    (67 mL), came within 5 mm of the lungs at one voxel and was counted as a lung lesion."""
+    lungs = np.zeros((2, 64, 64), bool)
+    lungs[:, 5:20, 5:60] = True
+    label_map = np.zeros((2, 64, 64), np.uint8)
+    label_map[:, 26:60, 30:60] = 2  # the "stomach", 7 px below the lungs (the reach is 5 px)...
+    label_map[:, 24:26, 30] = 2  # ... with one pixel of its outline in the reach
+    label_map[:, 14:24, 5:15] = 2  # consolidation straddling the lung border
+    kept, removed = lesions_in_lungs(label_map, lungs, _meta(1.0))
+    assert removed == 1 and not kept[:, 40:60, 40:60].any() and (kept[:, 14:24, 5:15] == 2).all()
+    everything, removed = lesions_in_lungs(label_map, lungs, _meta(1.0), min_outline_share=0.0)
+    assert removed == 0 and (everything == label_map).all()  # touching the reach alone kept it
+    assert MIN_LUNG_OUTLINE_SHARE > 0
+
+
+def test_every_kept_lesion_voxel_counts_as_lung():
+    """Lesion volume and involvement share are taken on the same voxels: a region kept because it starts
+    within the margin (not touching the lung mask itself) is part of the lungs the share is taken on."""
+    lungs = np.zeros((64, 64), bool)
+    lungs[10:40, 10:30] = True
+    label_map = np.zeros((64, 64), np.uint8)
+    label_map[20:25, 32:35] = 2  # 2 px outside the lung edge: kept, yet never touching the mask
+    kept, _ = lesions_in_lungs(label_map, lungs, _meta(1.0))
+    lung_region = lungs_with_lesions(lungs, kept)
+    assert kept.any() and not (kept.astype(bool) & lungs).any()
+    assert ((kept > 0) & lung_region).sum() == (kept > 0).sum()
 
 
 def test_empty_lungs_remove_every_region():

@@ -101,6 +101,8 @@ def test_recipes_run_later_join_the_cards_table_on_the_same_folds_only():
     assert grown["recipes"][2]["recipe"].startswith("unet, efficientnet_lite0, 512 px")
     assert grown["recipes"][2]["recipe"].endswith(", test-time hflip") and not grown["recipes"][2]["shipped"]
     assert grown["choice"].startswith("Kept: 512 px") and section["choice"].startswith("Kept: the lighter")
+    reworded = with_recipes(section, [], "Kept: a figure re-measured.")  # no new row: the text only
+    assert reworded["recipes"] == section["recipes"] and reworded["choice"] == "Kept: a figure re-measured."
     with pytest.raises(ChestlensInputError, match="other folds"):
         with_recipes(section, [_report("fpn", 0.9, fingerprint="beef")], "z")
     lesions = _report("fpn", 0.9)

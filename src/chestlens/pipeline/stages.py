@@ -350,7 +350,7 @@ def lesion_summary(
         model=model_ref(graph), ran=True, gate=lesion_gate(graph, case) or "run", lesions=instances
     )
     lung_grid = None
-    if lungs is not None and lungs.any():  # lungs plus the lesion regions touching them (measure docs)
+    if lungs is not None and lungs.any():  # the lungs and their lesions (measure.lungs_with_lesions)
         lung_grid = lungs_with_lesions(lungs if volume else lungs[None], maps)
     for k, label in enumerate(labels, start=1):
         mask = maps == k
@@ -428,6 +428,16 @@ class SegmentLesions:
             outputs = run_batched(graph, feeds, advance)
             probabilities = np.concatenate([o["probabilities"] for o in outputs])
             label_map = probabilities.argmax(1).astype(np.uint8)
+            hu_grid = None
+            if case.is_ct:  # first, so that the lung rule below judges the regions that are measured
+                hu = case.image.pixels if case.image.is_volume else case.image.pixels[None]
+                hu_grid = hu_on_grid(hu, label_map.shape[-2:])
+                label_map, aerated = lesions_denser_than_lung(label_map, hu_grid)
+                if aerated:
+                    case.notes.append(
+                        f"{100 * aerated:.0f}% of the segmented lesion voxels read as aerated lung "
+                        f"(<= {AERATED_LUNG_MAX_HU:.0f} HU) and were left out"
+                    )
             lungs = None
             if case.lung_mask is not None:
                 mask = case.lung_mask if case.lung_mask.ndim == 3 else case.lung_mask[None]
@@ -437,16 +447,6 @@ class SegmentLesions:
                     case.notes.append(f"{removed} lesion region(s) outside the lungs removed")
             else:
                 case.notes.append("no lung mask: lesion regions are not checked against the lungs")
-            hu_grid = None
-            if case.is_ct:
-                hu = case.image.pixels if case.image.is_volume else case.image.pixels[None]
-                hu_grid = hu_on_grid(hu, label_map.shape[-2:])
-                label_map, aerated = lesions_denser_than_lung(label_map, hu_grid)
-                if aerated:
-                    case.notes.append(
-                        f"{100 * aerated:.0f}% of the segmented lesion voxels read as aerated lung "
-                        f"(<= {AERATED_LUNG_MAX_HU:.0f} HU) and were left out"
-                    )
             if case.image.is_volume:
                 label_map, small = drop_small_lesions(label_map, case.image.meta)
                 if small:

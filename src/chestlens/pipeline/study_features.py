@@ -72,9 +72,9 @@ def series_lesion_features(
     Args:
         hu: ``(slices, S, S)`` Hounsfield units on the segmenter grid
             (:func:`~chestlens.pipeline.measure.hu_on_grid`).
-        lungs: ``(slices, S, S)`` bool lung mask on the same grid (the HU rule); the lesion regions that
-            touch it are added (:func:`~chestlens.pipeline.measure.lungs_with_lesions`), so consolidation
-            the HU rule leaves out counts as lung.
+        lungs: ``(slices, S, S)`` bool lung mask on the same grid (the HU rule); the lesion voxels are
+            added (:func:`~chestlens.pipeline.measure.lungs_with_lesions`), so consolidation the HU rule
+            leaves out counts as lung.
         label_map: ``(slices, S, S)`` uint8 lesion labels after the lesion stage's clean-up, 0 background,
             ``k`` = ``labels[k - 1]``; slices in volume order (ascending patient z, inferior first).
         spacing_mm: ``(slice, row, column)`` size of one grid voxel in mm (:func:`grid_spacing_mm`).
