@@ -1,4 +1,4 @@
-"""The measured effect of test-time flips (``preprocess.tta``) on the shipped segmenters.
+"""The measured effect of test-time augmentation (``preprocess.tta``: flips, rescalings) on segmenters.
 
     python bench/tta_effect.py [BUNDLE ...] [--root DATA] [--json bench/results/tta_effect.json]
 
@@ -12,11 +12,11 @@ slices, 24 radiographs): differences inside the CIs are not effects. A bundle fi
 
     python bench/tta_effect.py --oof RUN RUN-FLIPPED [RUN-FLIPPED ...] [--json ...]
 
-measures the flips out of fold instead: RUN is a segmenter cross-validation (``train segment --folds K``)
-and each RUN-FLIPPED the same fold models re-scored with flips (a copy of RUN, then ``--folds K --resume
---set tta=[hflip]``; the reports must share the fold fingerprint). Every image was tested by a model that
-never saw its patient, with and without the flips, so the per-image Dice differences are paired: their
-mean per class with a patient-bootstrap 95% CI.
+measures them out of fold instead: RUN is a segmenter cross-validation (``train segment --folds K``)
+and each RUN-FLIPPED the same fold models re-scored with test-time augmentation (a copy of RUN, then
+``--folds K --resume --set tta=[hflip]`` or ``tta=[scale_up,scale_down]``; the reports must share the fold
+fingerprint). Every image was tested by a model that never saw its patient, with and without them, so the
+per-image Dice differences are paired: their mean per class with a patient-bootstrap 95% CI.
 """
 
 from __future__ import annotations

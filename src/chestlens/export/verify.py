@@ -99,7 +99,7 @@ def ort_probabilities(session: Any, feeds: Sequence[dict[str, np.ndarray]]) -> n
 def torch_probabilities(bundle: Bundle, data: VerificationSet) -> np.ndarray:
     """The PyTorch pipeline's probabilities for each image (same layout as :func:`ort_probabilities`):
     the screener's preprocessing (:func:`chestlens.data.lung_roi.lung_roi_input`), network (averaged over a
-    segmenter's test-time flips, ``preprocess.tta``), outputs."""
+    segmenter's test-time augmentation, ``preprocess.tta``), outputs."""
     spec = bundle.spec
     probabilities = require_graph(spec, bundle.path).probabilities
     assert probabilities is not None  # every kind with a graph has class probabilities

@@ -23,7 +23,7 @@ Outputs:
   ``S`` and min-max scaled to ``[0, 1]`` per map.
 * segmenter: ``probabilities`` ``(N, K, S, S)``: sigmoid of a binary segmenter (``K = 1``) or softmax
   over the classes of a multiclass one (channel 0 background), of the logits averaged over the bundle's
-  test-time flips (``preprocess.tta``, :mod:`chestlens.models.tta`).
+  test-time augmentation (``preprocess.tta``, :mod:`chestlens.models.tta`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ Output convention (no activation inside the model): logits ``(B, classes, H, W)`
 
 A fold ensemble (:class:`SegmenterEnsemble`, ``architecture_kwargs["members"] = K``) is ``K`` segmenters of
 one recipe, e.g. the fold models of ``train segment --folds K --ensemble``, whose logits are averaged: the
-same convention as test-time flips (:mod:`chestlens.models.tta`), so the bundle's graph, label rule and
+same convention as test-time augmentation (:mod:`chestlens.models.tta`), so the bundle's graph, label rule and
 every runtime treat it as one segmenter.
 """
 

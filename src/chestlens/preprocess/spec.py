@@ -9,6 +9,10 @@ from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from chestlens.strict import StrictModel
 
+#: Test-time augmentations a segmenter bundle may name (``preprocess.tta``, :mod:`chestlens.models.tta`):
+#: left-right and up-down flips, and the network input one encoder stride (32 px) larger or smaller.
+TtaName = Literal["hflip", "vflip", "scale_up", "scale_down"]
+
 
 class PreprocessSpec(StrictModel):
     """How an image becomes network input. Shapes: input ``(in_chans, input_size, input_size)``.
@@ -23,8 +27,9 @@ class PreprocessSpec(StrictModel):
     also blanks everything outside the dilated lungs; ``equalise="clahe"`` equalises contrast on the
     input grid. Their defaults leave the image as it is.
 
-    ``tta`` (segmenters; test-time augmentation): the network also reads these flips of its input
-    (``hflip``: left-right, ``vflip``: up-down) and the logits, flipped back, are averaged before the
+    ``tta`` (segmenters; test-time augmentation): the network also reads these variants of its input
+    (``hflip``: left-right, ``vflip``: up-down; ``scale_up`` / ``scale_down``: resized to
+    ``input_size`` + / - 32 px) and the logits, mapped back to the input grid, are averaged before the
     sigmoid/softmax. It is part of the graph (:mod:`chestlens.models.graphs`), so the CLI, the server,
     ONNX Runtime and the browser all apply it, and of :func:`chestlens.models.inference.iter_logits`
     (evaluation). Empty: the network reads the image once.
@@ -39,7 +44,7 @@ class PreprocessSpec(StrictModel):
     lung_roi: Literal["none", "crop", "mask"] = "none"
     lung_margin: float = Field(0.08, ge=0.0, le=0.5)
     equalise: Literal["none", "clahe"] = "none"
-    tta: tuple[Literal["hflip", "vflip"], ...] = ()
+    tta: tuple[TtaName, ...] = ()
 
     @model_serializer(mode="wrap")
     def _leave_out_no_tta(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from chestlens.data.tasks import SEGMENTATION_TARGETS
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.labels import SegMode
+from chestlens.preprocess.spec import TtaName
 from chestlens.strict import StrictModel
 
 
@@ -132,10 +133,11 @@ class SegmentConfig(TrainConfig):
     # CT input in Hounsfield units is windowed with (centre, width) HU before the network reads it; match it
     # to the training pictures when they are not HU (bench/ct_window_match.py measures the match)
     ct_window: tuple[float, float] = (-600.0, 1500.0)
-    # test-time flips (the bundle's preprocess.tta): validation, the CV's out-of-fold scores and the bundle
-    # all average the network over them; "--folds K --resume --set tta=[hflip]" re-scores finished folds
-    # with them, which measures their out-of-fold effect without training again
-    tta: tuple[Literal["hflip", "vflip"], ...] = ()
+    # test-time augmentation (the bundle's preprocess.tta: hflip, vflip, scale_up, scale_down): validation,
+    # the CV's out-of-fold scores and the bundle all average the network over them; "--folds K --resume
+    # --set tta=[hflip]" re-scores finished folds with them, which measures their out-of-fold effect
+    # without training again
+    tta: tuple[TtaName, ...] = ()
 
     @property
     def mode(self) -> SegMode:
