@@ -363,9 +363,9 @@ def lesion_summary(
             if mm2 is not None:
                 summary.area_mm2_by_label[label] = mm2
         if lung_grid is not None:
-            summary.lung_fraction_by_label[label] = float((mask & lung_grid).sum() / lung_grid.sum())
+            summary.lung_fraction_by_label[label] = float(mask.sum() / lung_grid.sum())  # mask in lung_grid
     if lung_grid is not None:
-        involved = float(((maps > 0) & lung_grid).sum() / lung_grid.sum())
+        involved = float((maps > 0).sum() / lung_grid.sum())
         summary.lung_fraction_total = involved
         if volume:
             scores = slice_lesion_scores(maps, probs, lung_grid)

@@ -104,7 +104,7 @@ def series_lesion_features(
     slice_mm, row_mm, col_mm = spacing_mm
     voxel_ml = slice_mm * row_mm * col_mm / 1000.0
     lung = lungs_with_lesions(lungs, label_map)
-    lesion = (label_map > 0) & lung
+    lesion = label_map > 0  # inside ``lung`` by construction
     lesion_voxels = int(lesion.sum())
     lung_ml, lesion_ml = float(lung.sum()) * voxel_ml, lesion_voxels * voxel_ml
 
