@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torchvision import tv_tensors
 
 from chestlens.data.label_map import encode_target
 from chestlens.data.records import Masks
-from chestlens.data.seg_transforms import eval_transform, make_sample, train_transform
+from chestlens.data.seg_transforms import elastic_step, eval_transform, make_sample, train_transform
 from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.labels import IGNORE_INDEX
@@ -140,3 +141,39 @@ def test_degenerate_boxes_are_dropped_with_their_labels():
     )
     out = train_transform(32, scale=(1.0, 1.0), ratio=(1.0, 1.0), degrees=0.0, with_boxes=True)(sample)
     assert out["labels"].tolist() == [3] and out["boxes"].shape == (1, 4)
+
+
+@pytest.mark.parametrize(("rms_px", "sigma_px"), [(4.0, 12.0), (2.0, 6.0)])
+def test_elastic_alpha_gives_the_rms_displacement_asked_for(rms_px, sigma_px):
+    size = 160
+    columns = torch.arange(size, dtype=torch.float32).repeat(size, 1)
+    step = elastic_step(rms_px, sigma_px, p=1.0)
+    shifts = []
+    for seed in SEEDS:
+        torch.manual_seed(seed)
+        moved = step(tv_tensors.Image(columns[None]))[0]
+        inner = slice(4 * int(sigma_px), size - 4 * int(sigma_px))  # away from the reflected border
+        shifts.append((moved - columns)[inner, inner].pow(2).mean().sqrt().item())
+    assert np.mean(shifts) == pytest.approx(rms_px, rel=0.15)
+
+
+def test_elastic_moves_image_and_mask_together_and_keeps_labels():
+    image = np.zeros((64, 64), np.float32)
+    target = np.zeros((64, 64), np.uint8)
+    image[20:44, 16:40], target[20:44, 16:40] = 1.0, 2
+    transform = train_transform(
+        64,
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        degrees=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        elastic=(3.0, 4.0, 1.0),
+    )
+    torch.manual_seed(0)
+    out = transform(make_sample(image, target))
+    mask, pixels = out["mask"], out["image"][0]
+    assert not torch.equal(mask, torch.as_tensor(target))  # deformed ...
+    assert set(mask.unique().tolist()) <= {0, 2, IGNORE_INDEX}  # ... with no interpolated label values
+    inside, outside = pixels[mask == 2], pixels[mask == 0]
+    assert inside.mean() > 0.9 and outside.mean() < 0.1  # the image moved with the mask

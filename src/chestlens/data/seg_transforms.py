@@ -20,6 +20,7 @@ neighbour (``NEAREST_EXACT``): torchvision's default for masks (``NEAREST``, sou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,6 +98,37 @@ class _Resize(v2.Resize):
         return super().transform(inpt, params)
 
 
+def elastic_alpha(rms_px: float, sigma_px: float) -> float:
+    """The ``alpha`` of :class:`torchvision.transforms.v2.ElasticTransform` whose displacement field has an
+    RMS of ``rms_px`` pixels per axis away from the image border.
+
+    torchvision draws uniform noise in ``[-1, 1]`` per pixel (variance 1/3), blurs it with its Gaussian
+    kernel of SD ``sigma_px`` (``int(8 sigma + 1)`` taps, made odd) and moves each pixel by ``alpha / 2``
+    times the blurred value; the blurred noise's variance is ``1/3`` times the sum of the squared 2-D kernel
+    weights, so the RMS displacement is ``alpha / 2 * sqrt(that)``.
+    """
+    taps = int(8 * sigma_px + 1)
+    taps += taps % 2 == 0
+    offsets = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
+    weights = torch.exp(-(offsets**2) / (2 * sigma_px**2))
+    weights /= weights.sum()
+    blurred_sd = math.sqrt(float((weights**2).sum()) ** 2 / 3)
+    return 2 * rms_px / blurred_sd
+
+
+def elastic_step(rms_px: float, sigma_px: float, p: float) -> v2.Transform:
+    """Smooth random elastic deformation with probability ``p``: RMS displacement ``rms_px`` pixels per axis,
+    displacement field smoothed with a Gaussian of SD ``sigma_px`` pixels; image bilinear, mask nearest,
+    pixels pulled from outside the frame are 0 in the image and :data:`IGNORE_INDEX` in the mask."""
+    deform = v2.ElasticTransform(
+        alpha=elastic_alpha(rms_px, sigma_px),
+        sigma=sigma_px,
+        interpolation=v2.InterpolationMode.BILINEAR,
+        fill={tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX},
+    )
+    return v2.RandomApply([deform], p=p)
+
+
 def train_transform(
     size: int,
     *,
@@ -106,16 +138,18 @@ def train_transform(
     brightness: float = 0.2,
     contrast: float = 0.2,
     hflip: bool = False,
+    elastic: tuple[float, float, float] | None = None,
     with_boxes: bool = False,
 ) -> v2.Compose:
     """Training augmentation of a sample to ``size`` x ``size``.
 
     Steps: random resized crop (area fraction ``scale``, aspect ``ratio``) to the output size; rotation
     by a uniform angle in ``[-degrees, degrees]`` (image padded with 0, mask with :data:`IGNORE_INDEX`);
-    optional horizontal flip (off by default: it swaps left and right anatomy, and with it any
-    ``lung_left``/``lung_right`` classes); brightness and contrast factors in ``[1 - b, 1 + b]`` on the
-    image. ``with_boxes``: finally clamp boxes to the image and drop boxes (and their labels) smaller
-    than 1 pixel.
+    optional elastic deformation ``elastic = (rms_px, sigma_px, p)`` on the output grid
+    (:func:`elastic_step`); optional horizontal flip (off by default: it swaps left and right anatomy,
+    and with it any ``lung_left``/``lung_right`` classes); brightness and contrast factors in
+    ``[1 - b, 1 + b]`` on the image. ``with_boxes``: finally clamp boxes to the image and drop boxes
+    (and their labels) smaller than 1 pixel.
     """
     steps: list[v2.Transform] = [
         _RandomResizedCrop((size, size), scale=scale, ratio=ratio, antialias=True),
@@ -125,6 +159,8 @@ def train_transform(
             fill={tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX},
         ),
     ]
+    if elastic is not None:
+        steps.append(elastic_step(*elastic))
     if hflip:
         steps.append(v2.RandomHorizontalFlip())
     steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))

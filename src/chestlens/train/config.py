@@ -28,6 +28,17 @@ class AugmentConfig(StrictModel):
     brightness: float = Field(0.2, ge=0)
     contrast: float = Field(0.2, ge=0)
     hflip: bool = False  # off by default: chest anatomy is not left-right symmetric
+    # Elastic deformation after crop and rotation, on the input grid: RMS displacement per axis (pixels;
+    # 0 = off), SD of the Gaussian that smooths the displacement field (pixels), probability per image.
+    elastic_px: float = Field(0.0, ge=0)
+    elastic_sigma_px: float = Field(24.0, gt=0)
+    elastic_p: float = Field(0.5, ge=0, le=1)
+
+    def elastic(self) -> tuple[float, float, float] | None:
+        """``(rms_px, sigma_px, p)`` of the elastic step, or None when it is off."""
+        if self.elastic_px == 0 or self.elastic_p == 0:
+            return None
+        return (self.elastic_px, self.elastic_sigma_px, self.elastic_p)
 
 
 class TrainConfig(StrictModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-from chestlens.data.seg_transforms import make_sample, train_transform
+from chestlens.data.seg_transforms import elastic_step, make_sample, train_transform
 from chestlens.data.tensors import LabelledImages
 from chestlens.data.transforms import normalise
 from chestlens.preprocess.spec import PreprocessSpec
@@ -17,12 +17,16 @@ from chestlens.train.config import AugmentConfig
 
 
 def build_augmentation(cfg: AugmentConfig, size: int) -> v2.Compose:
-    """Random resized crop, rotation, brightness/contrast jitter, optional flip; ``(1, S, S)`` tensors."""
+    """Random resized crop, rotation, optional elastic deformation, brightness/contrast jitter, optional
+    flip; ``(1, S, S)`` tensors."""
     steps: list[torch.nn.Module] = [
         v2.RandomResizedCrop(size, scale=cfg.scale, ratio=cfg.ratio, antialias=True),
         v2.RandomRotation(cfg.rotation_deg),
-        v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast),
     ]
+    elastic = cfg.elastic()
+    if elastic is not None:
+        steps.append(elastic_step(*elastic))
+    steps.append(v2.ColorJitter(brightness=cfg.brightness, contrast=cfg.contrast))
     if cfg.hflip:
         steps.append(v2.RandomHorizontalFlip())
     return v2.Compose(steps)
@@ -48,7 +52,8 @@ class AugmentedDataset(torch.utils.data.Dataset):
 
 class SegmentationDataset(torch.utils.data.Dataset):
     """Training view of :class:`LabelledImages`: mask-synchronised augmentation (crop, rotation with
-    the ignore label outside the frame, optional flip, brightness/contrast), then normalisation.
+    the ignore label outside the frame, optional elastic deformation and flip, brightness/contrast), then
+    normalisation.
 
     Items ``(x, y)``: ``x`` float32 ``(in_chans, S, S)``, ``y`` int64 ``(S, S)`` label map.
     """
@@ -64,6 +69,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             brightness=cfg.brightness,
             contrast=cfg.contrast,
             hflip=cfg.hflip,
+            elastic=cfg.elastic(),
         )
 
     def __len__(self) -> int:

@@ -515,7 +515,7 @@ def seg_cv_markdown(report: dict[str, Any]) -> list[str]:
 
 def recipe_label(recipe: dict[str, Any]) -> str:
     """A recipe in a few words: decoder, encoder, input size, loss, the epoch budget and, when recorded, the
-    augmentation (rotation, scale range, brightness and contrast)."""
+    augmentation (rotation, scale range, brightness and contrast, elastic deformation when on)."""
     label = (
         f"{recipe['arch']}, {recipe['encoder']}, {recipe['input_size']} px, {recipe['loss']}, "
         f"{recipe['epochs']} epochs (patience {recipe['patience']})"
@@ -527,6 +527,11 @@ def recipe_label(recipe: dict[str, Any]) -> str:
             f", augment rotation {augment['rotation_deg']:g} deg, scale {low:g}-{high:g}, brightness "
             f"{augment['brightness']:g}, contrast {augment['contrast']:g}"
         )
+        if augment.get("elastic_px") and augment.get("elastic_p"):
+            label += (
+                f", elastic {augment['elastic_px']:g} px (smoothing {augment['elastic_sigma_px']:g} px, "
+                f"p {augment['elastic_p']:g})"
+            )
     if recipe.get("tta"):
         label += f", test-time {'+'.join(recipe['tta'])}"
     return label
