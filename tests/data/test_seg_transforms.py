@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import torch
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from chestlens.data.label_map import encode_target
 from chestlens.data.records import Masks
-from chestlens.data.seg_transforms import elastic_step, eval_transform, make_sample, train_transform
+from chestlens.data.seg_transforms import (
+    _SeparableElastic,
+    elastic_alpha,
+    elastic_step,
+    eval_transform,
+    make_sample,
+    train_transform,
+)
 from chestlens.data.transforms import resize_unit
 from chestlens.errors import ChestlensInputError
 from chestlens.preprocess.labels import IGNORE_INDEX
@@ -177,3 +185,17 @@ def test_elastic_moves_image_and_mask_together_and_keeps_labels():
     assert set(mask.unique().tolist()) <= {0, 2, IGNORE_INDEX}  # ... with no interpolated label values
     inside, outside = pixels[mask == 2], pixels[mask == 0]
     assert inside.mean() > 0.9 and outside.mean() < 0.1  # the image moved with the mask
+
+
+def test_separable_elastic_field_equals_torchvisions_away_from_the_border():
+    """The two 1-D passes give torchvision's 2-D-blurred field from the same noise (borders differ only in
+    padding: replicated here, reflected there)."""
+    image = [tv_tensors.Image(torch.zeros(1, 96, 128))]
+    settings = {"alpha": elastic_alpha(3.0, 5.0), "sigma": 5.0}
+    torch.manual_seed(3)
+    reference = v2.ElasticTransform(**settings).make_params(image)["displacement"]
+    torch.manual_seed(3)
+    separable = _SeparableElastic(**settings).make_params(image)["displacement"]
+    assert separable.shape == reference.shape == (1, 96, 128, 2)
+    inner = slice(21, -21)  # the 41-tap kernel reaches 20 px
+    torch.testing.assert_close(separable[:, inner, inner], reference[:, inner, inner], rtol=1e-4, atol=1e-6)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -98,29 +99,57 @@ class _Resize(v2.Resize):
         return super().transform(inpt, params)
 
 
+def _gaussian_taps(sigma_px: float) -> torch.Tensor:
+    """torchvision's Gaussian blur kernel for ``ElasticTransform``: ``int(8 sigma + 1)`` taps, made odd,
+    normalised to sum 1; float32 ``(taps,)``."""
+    taps = int(8 * sigma_px + 1)
+    taps += taps % 2 == 0
+    offsets = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
+    weights = torch.exp(-(offsets**2) / (2 * sigma_px**2))
+    return (weights / weights.sum()).float()
+
+
 def elastic_alpha(rms_px: float, sigma_px: float) -> float:
     """The ``alpha`` of :class:`torchvision.transforms.v2.ElasticTransform` whose displacement field has an
     RMS of ``rms_px`` pixels per axis away from the image border.
 
     torchvision draws uniform noise in ``[-1, 1]`` per pixel (variance 1/3), blurs it with its Gaussian
-    kernel of SD ``sigma_px`` (``int(8 sigma + 1)`` taps, made odd) and moves each pixel by ``alpha / 2``
-    times the blurred value; the blurred noise's variance is ``1/3`` times the sum of the squared 2-D kernel
-    weights, so the RMS displacement is ``alpha / 2 * sqrt(that)``.
+    kernel of SD ``sigma_px`` (:func:`_gaussian_taps`) and moves each pixel by ``alpha / 2`` times the
+    blurred value; the blurred noise's variance is ``1/3`` times the sum of the squared 2-D kernel weights,
+    so the RMS displacement is ``alpha / 2 * sqrt(that)``.
     """
-    taps = int(8 * sigma_px + 1)
-    taps += taps % 2 == 0
-    offsets = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
-    weights = torch.exp(-(offsets**2) / (2 * sigma_px**2))
-    weights /= weights.sum()
-    blurred_sd = math.sqrt(float((weights**2).sum()) ** 2 / 3)
-    return 2 * rms_px / blurred_sd
+    squared_1d = float((_gaussian_taps(sigma_px).double() ** 2).sum())
+    return 2 * rms_px / math.sqrt(squared_1d**2 / 3)
+
+
+class _SeparableElastic(v2.ElasticTransform):
+    """``ElasticTransform`` whose noise is blurred by two 1-D passes of torchvision's kernel instead of one
+    2-D convolution: the same field away from the border (edge-replicated instead of reflected there), at
+    a cost linear in the kernel width (a 193-tap kernel at 352 px: about 100x less work)."""
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        planes = [x for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask))]
+        height, width = TF.get_size(planes[0])
+        fields = []
+        for alpha, sigma, extent in zip(self.alpha, self.sigma, (width, height), strict=True):
+            noise = torch.rand(1, 1, height, width) * 2 - 1
+            fields.append(_separable_blur(noise, sigma) * alpha / extent)
+        return {"displacement": torch.cat(fields, 1).permute(0, 2, 3, 1)}  # (1, H, W, 2)
+
+
+def _separable_blur(plane: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Blur ``(1, 1, H, W)`` with :func:`_gaussian_taps` along rows, then columns (edges replicated)."""
+    taps = _gaussian_taps(sigma_px)
+    half = len(taps) // 2
+    rows = F.conv2d(F.pad(plane, (half, half, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(rows, (0, 0, half, half), mode="replicate"), taps.view(1, 1, -1, 1))
 
 
 def elastic_step(rms_px: float, sigma_px: float, p: float) -> v2.Transform:
     """Smooth random elastic deformation with probability ``p``: RMS displacement ``rms_px`` pixels per axis,
     displacement field smoothed with a Gaussian of SD ``sigma_px`` pixels; image bilinear, mask nearest,
     pixels pulled from outside the frame are 0 in the image and :data:`IGNORE_INDEX` in the mask."""
-    deform = v2.ElasticTransform(
+    deform = _SeparableElastic(
         alpha=elastic_alpha(rms_px, sigma_px),
         sigma=sigma_px,
         interpolation=v2.InterpolationMode.BILINEAR,

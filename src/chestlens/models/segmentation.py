@@ -161,7 +161,8 @@ ARCHITECTURES: Registry[SegmenterConfig] = Registry(
         SegmenterConfig(
             "unetplusplus",
             UnetPlusPlus,
-            "UNet++ (smp UnetPlusPlus): nested dense skip paths; about 3x slower than U-Net to train on CPU",
+            "UNet++ (smp UnetPlusPlus): nested dense skip paths; on EfficientNet-Lite0 at 352 px a CPU "
+            "training step takes about 1.05x U-Net's",
         ),
     ),
 )
