@@ -160,7 +160,7 @@ def test_elastic_alpha_gives_the_rms_displacement_asked_for(rms_px, sigma_px):
     for seed in SEEDS:
         torch.manual_seed(seed)
         moved = step(tv_tensors.Image(columns[None]))[0]
-        inner = slice(4 * int(sigma_px), size - 4 * int(sigma_px))  # away from the reflected border
+        inner = slice(4 * int(sigma_px), size - 4 * int(sigma_px))  # away from the padded border
         shifts.append((moved - columns)[inner, inner].pow(2).mean().sqrt().item())
     assert np.mean(shifts) == pytest.approx(rms_px, rel=0.15)
 

@@ -67,7 +67,7 @@ from chestlens.models.device import resolve_device
 from chestlens.models.inference import iter_logits
 from chestlens.models.spec import DataSummary, read_spec, write_spec
 from chestlens.preprocess.spec import PreprocessSpec
-from chestlens.train.config import SegmentConfig, TrainConfig
+from chestlens.train.config import AugmentConfig, SegmentConfig, TrainConfig
 from chestlens.train.crossval import fold_fingerprint, image_folds, iter_folds
 from chestlens.train.engine import train_model
 from chestlens.train.run import SPLIT_FILE, data_summary, split_table, start_run
@@ -527,11 +527,10 @@ def recipe_label(recipe: dict[str, Any]) -> str:
             f", augment rotation {augment['rotation_deg']:g} deg, scale {low:g}-{high:g}, brightness "
             f"{augment['brightness']:g}, contrast {augment['contrast']:g}"
         )
-        if augment.get("elastic_px") and augment.get("elastic_p"):
-            label += (
-                f", elastic {augment['elastic_px']:g} px (smoothing {augment['elastic_sigma_px']:g} px, "
-                f"p {augment['elastic_p']:g})"
-            )
+        elastic = AugmentConfig.model_validate(augment).elastic()  # None for runs recorded before it
+        if elastic is not None:
+            rms_px, sigma_px, p = elastic
+            label += f", elastic {rms_px:g} px (smoothing {sigma_px:g} px, p {p:g})"
     if recipe.get("tta"):
         label += f", test-time {'+'.join(recipe['tta'])}"
     return label
