@@ -11,6 +11,7 @@ from chestlens import ChestlensInputError
 from chestlens.models.bundle import load_bundle
 from chestlens.models.factory import create_model
 from chestlens.models.pretrained import load_checkpoint, resolve_weights
+from chestlens.models.registry import get_model_config
 
 # ImageNet classes 281-285: tabby, tiger cat, Persian, Siamese, Egyptian cat; 287: lynx.
 CAT_CLASSES = [281, 282, 283, 284, 285, 287]
@@ -27,9 +28,10 @@ def _imagenet_input(rgb: np.ndarray, size: int = 224) -> torch.Tensor:
     return torch.from_numpy((crop - 0.5) / 0.5).permute(2, 0, 1)[None]
 
 
-@pytest.mark.parametrize(("name", "size"), [("efficientnet_lite0", 224), ("efficientnet_lite2", 260)])
-def test_efficientnet_lite_offline_weights_recognise_a_cat(name, size):
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_efficientnet_lite_offline_weights_recognise_a_cat(name):
     skimage_data = pytest.importorskip("skimage.data")
+    size = get_model_config(name).input_size  # 224 and 260 px
     model = create_model(name, num_classes=1000, in_chans=3).eval()
     with torch.no_grad():
         probs = model(_imagenet_input(skimage_data.chelsea(), size)).softmax(1)[0]

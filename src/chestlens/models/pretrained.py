@@ -30,20 +30,20 @@ StateDict = dict[str, torch.Tensor]
 # ``fix_first_last``), so Lite2's depth multiplier 1.2 rounds up only the middle stages.
 LITE0_REPEATS = (1, 2, 2, 3, 3, 4, 1)
 LITE2_REPEATS = (1, 3, 3, 4, 4, 5, 1)
-_LITE0_TOP = {
+_LITE_TOP = {
     "_conv_stem.": "conv_stem.",
     "_bn0.": "bn1.",
     "_conv_head.": "conv_head.",
     "_bn1.": "bn2.",
     "_fc.": "classifier.",
 }
-_LITE0_FIRST_BLOCK = {
+_LITE_FIRST_BLOCK = {
     "_depthwise_conv.": "conv_dw.",
     "_bn1.": "bn1.",
     "_project_conv.": "conv_pw.",
     "_bn2.": "bn2.",
 }
-_LITE0_BLOCK = {
+_LITE_BLOCK = {
     "_expand_conv.": "conv_pw.",
     "_bn0.": "bn1.",
     "_depthwise_conv.": "conv_dw.",
@@ -53,7 +53,7 @@ _LITE0_BLOCK = {
 }
 
 
-def lukemelas_to_timm(state_dict: StateDict, repeats: tuple[int, ...] = LITE0_REPEATS) -> StateDict:
+def lukemelas_to_timm(state_dict: StateDict, repeats: tuple[int, ...]) -> StateDict:
     """Rename ``efficientnet_pytorch`` EfficientNet-Lite keys to timm ``tf_efficientnet_lite*`` keys;
     ``repeats`` is the variant's blocks per stage (:data:`LITE0_REPEATS`, :data:`LITE2_REPEATS`)."""
     block_pos = [(s, b) for s, n in enumerate(repeats) for b in range(n)]
@@ -65,7 +65,7 @@ def lukemelas_to_timm(state_dict: StateDict, repeats: tuple[int, ...] = LITE0_RE
             if index >= len(block_pos):
                 raise ValueError(f"EfficientNet-Lite key {key!r} beyond the {len(block_pos)} blocks expected")
             stage, block = block_pos[index]
-            table = _LITE0_FIRST_BLOCK if index == 0 else _LITE0_BLOCK
+            table = _LITE_FIRST_BLOCK if index == 0 else _LITE_BLOCK
             new_rest = next(
                 (new + rest[len(old) :] for old, new in table.items() if rest.startswith(old)), None
             )
@@ -73,10 +73,10 @@ def lukemelas_to_timm(state_dict: StateDict, repeats: tuple[int, ...] = LITE0_RE
                 raise ValueError(f"unexpected EfficientNet-Lite key {key!r}")
             out[f"blocks.{stage}.{block}.{new_rest}"] = value
         else:
-            prefix = next((p for p in _LITE0_TOP if key.startswith(p)), None)
+            prefix = next((p for p in _LITE_TOP if key.startswith(p)), None)
             if prefix is None:
                 raise ValueError(f"unexpected EfficientNet-Lite key {key!r}")
-            out[_LITE0_TOP[prefix] + key[len(prefix) :]] = value
+            out[_LITE_TOP[prefix] + key[len(prefix) :]] = value
     return out
 
 
