@@ -78,25 +78,43 @@ def tiny_detector() -> tuple[BundleSpec, torch.nn.Module]:
     return spec, model
 
 
-def tiny_regional() -> tuple[BundleSpec, torch.nn.Module]:
-    from chestlens.models.regional import RegionalClassifier, RegionalModel, regional_spec_kwargs
+def _tiny_regional_spec(name: str, source: BundleSpec, feature_dim: int) -> BundleSpec:
+    """The spec of a tiny regional bundle (k 8, hidden 16) over the ``source`` detector or segmenter."""
+    from chestlens.models.regional import regional_spec_kwargs
 
-    detector_spec, detector = tiny_detector()
-    feature_dim = detector.roi_heads.box_head.fc7.out_features
-    model = RegionalModel(detector, RegionalClassifier(2, 8, feature_dim, hidden=16, dropout=0.0))
-    spec = BundleSpec(
-        name="tiny-regional",
+    return BundleSpec(
+        name=name,
         version="0.0.1",
         kind="regional",
         task="ct-slice-infection",
         architecture="regional_classifier",
         architecture_kwargs=regional_spec_kwargs(
-            detector_spec, k=8, feature_dim=feature_dim, hidden=16, dropout=0.0
+            source, k=8, feature_dim=feature_dim, hidden=16, dropout=0.0
         ),
         labels=["no_infection", "infection"],
-        preprocess=detector_spec.preprocess,
+        preprocess=source.preprocess,
     )
-    return spec, model
+
+
+def tiny_regional() -> tuple[BundleSpec, torch.nn.Module]:
+    from chestlens.models.regional import RegionalClassifier, RegionalModel
+
+    detector_spec, detector = tiny_detector()
+    feature_dim = detector.roi_heads.box_head.fc7.out_features
+    model = RegionalModel(detector, RegionalClassifier(2, 8, feature_dim, hidden=16, dropout=0.0))
+    return _tiny_regional_spec("tiny-regional", detector_spec, feature_dim), model
+
+
+def tiny_regional_over_segmenter() -> tuple[BundleSpec, torch.nn.Module]:
+    """A regional bundle whose regions are the tiny lesion segmenter's connected components."""
+    from chestlens.models.regional import RegionalClassifier
+    from chestlens.models.segmenter_regions import SegmenterRegionalModel, region_feature_dim
+
+    segmenter_spec, segmenter = tiny_segmenter()
+    feature_dim = region_feature_dim(len(segmenter_spec.labels))
+    head = RegionalClassifier(2, 8, feature_dim, hidden=16, dropout=0.0)
+    spec = _tiny_regional_spec("tiny-regional-segmenter", segmenter_spec, feature_dim)
+    return spec, SegmenterRegionalModel(segmenter, head, segmenter_spec.preprocess)
 
 
 def tiny_study() -> tuple[BundleSpec, torch.nn.Module]:
@@ -130,10 +148,14 @@ TINY_KINDS: dict[str, Callable[[], tuple[BundleSpec, torch.nn.Module]]] = {
 }
 
 
+#: Other tiny bundles of a kind, by name: the kind's contract runs on them too.
+TINY_VARIANTS = {"regional over a segmenter": tiny_regional_over_segmenter}
+
+
 def make_tiny(kind: str, *, seed: int = 0) -> tuple[BundleSpec, torch.nn.Module]:
-    """A seeded tiny spec and network of ``kind``, in eval mode."""
+    """A seeded tiny spec and network of ``kind`` (or of a :data:`TINY_VARIANTS` name), in eval mode."""
     torch.manual_seed(seed)
-    spec, model = TINY_KINDS[kind]()
+    spec, model = {**TINY_KINDS, **TINY_VARIANTS}[kind]()
     return spec, model.eval()
 
 
@@ -148,19 +170,21 @@ def with_fields(spec: BundleSpec, **fields: object) -> BundleSpec:
     return BundleSpec.model_validate({**spec.model_dump(), **fields})
 
 
-def synthetic_study_series(seed: int = 0, per_class: int = 2) -> list:
-    """``per_class`` series (one patient each) of every ``ct3`` class, with lesion features that tell the
-    classes apart (class centres 1, 0, -1 plus noise of SD 0.1), for study bundles fitted in tests."""
+def synthetic_study_series(seed: int = 0, per_class: int = 2, *, regional: bool = False) -> list:
+    """``per_class`` series (one patient each) of every ``ct3`` class, with lesion features (and the
+    regional ones, with ``regional``) that tell the classes apart (class centres 1, 0, -1 plus noise of
+    SD 0.1), for study bundles fitted in tests."""
     import numpy as np
 
     from chestlens.evaluate.study_eval import StudySeries
-    from chestlens.models.study import STUDY_FEATURES
+    from chestlens.models.study import REGIONAL_FEATURES, STUDY_FEATURES
 
+    names = (*STUDY_FEATURES, *REGIONAL_FEATURES) if regional else STUDY_FEATURES
     rng = np.random.default_rng(seed)
     rows = []
     for label, centre in {"COVID-19": 1.0, "CAP": 0.0, "normal": -1.0}.items():
         for k in range(per_class):
-            values = {name: float(centre + 0.1 * rng.standard_normal()) for name in STUDY_FEATURES}
+            values = {name: float(centre + 0.1 * rng.standard_normal()) for name in names}
             rows.append(
                 StudySeries(
                     patient=f"{label}-{k}", series=f"/series/{label}-{k}", label=label, features=values
@@ -170,11 +194,17 @@ def synthetic_study_series(seed: int = 0, per_class: int = 2) -> list:
 
 
 def train_synthetic_study(out: Path, lesion_bundle: str = "lesions-ct-segmenter", **config: object) -> Path:
-    """A study bundle fitted on :func:`synthetic_study_series`, recorded as measured by ``lesion_bundle``."""
+    """A study bundle fitted on :func:`synthetic_study_series`, recorded as measured by ``lesion_bundle``
+    (``config``: :class:`StudyConfig` fields; with ``regional=FOLDER`` it embeds that regional bundle)."""
     from chestlens.models.spec import read_spec
     from chestlens.train.study import StudyConfig, train_study
 
     lesion = read_spec(lesion_bundle)
     ref = {"name": lesion.name, "version": lesion.version, "weights_sha256": lesion.weights_sha256}
     cfg = StudyConfig(out=str(out), name="test-study", **config)  # type: ignore[arg-type]
-    return train_study(cfg, synthetic_study_series(), {**ref, "source": lesion_bundle})
+    regional = None
+    if cfg.regional is not None:
+        regional_spec = read_spec(cfg.regional)
+        regional = {"name": regional_spec.name, "version": regional_spec.version, "trained_on": ["none"]}
+    series = synthetic_study_series(regional=cfg.regional is not None)
+    return train_study(cfg, series, {**ref, "source": lesion_bundle}, regional_bundle=regional)

@@ -43,6 +43,8 @@ class KindContract:
     """Tests every bundle kind passes; a subclass sets ``kind`` and says how to run and compare."""
 
     kind: str
+    #: the tiny bundle the tests build (a name of ``bundle_kinds.TINY_VARIANTS``; None: the kind's own)
+    variant: str | None = None
     #: largest difference of the outputs after storing the weights as fp16
     fp16_tolerance = 2e-2
     #: graph outputs compared with PyTorch (None: all)
@@ -62,14 +64,14 @@ class KindContract:
         return (n, len(spec.labels))
 
     def test_grey_input_of_any_resolution(self):
-        spec, model = make_tiny(self.kind)
+        spec, model = make_tiny(self.variant or self.kind)
         for height, width in ((64, 64), (96, 64)):
             out = self.run(model, self.inputs(2, height, width))
             assert tuple(out.shape) == self.expected_shape(spec, 2, height, width)
             assert torch.isfinite(out).all()
 
     def test_save_load_round_trip(self, tmp_path):
-        spec, model = make_tiny(self.kind)
+        spec, model = make_tiny(self.variant or self.kind)
         images = self.inputs(2)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "b"))
         assert bundle.spec.kind == self.kind and bundle.spec.weights_sha256
@@ -78,7 +80,7 @@ class KindContract:
         )
 
     def test_fp16_storage_stays_close(self, tmp_path):
-        spec, model = make_tiny(self.kind)
+        spec, model = make_tiny(self.variant or self.kind)
         images = self.inputs(2)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "half", fp16=True))
         assert bundle.spec.weights_dtype == "float16"
@@ -87,7 +89,7 @@ class KindContract:
 
     @pytest.mark.slow  # an ONNX export takes about 12 s
     def test_onnx_graph_matches_pytorch_or_is_refused(self, tmp_path):
-        spec, model = make_tiny(self.kind)
+        spec, model = make_tiny(self.variant or self.kind)
         bundle = load_bundle(save_bundle(spec, model.state_dict(), tmp_path / "b"))
         if KINDS.get(self.kind).graph is None:
             with pytest.raises(ChestlensInputError, match=f"a {self.kind} bundle has no inference graph"):
@@ -163,6 +165,12 @@ class TestRegional(KindContract):
             return model(images).softmax(1)
 
 
+class TestRegionalOverSegmenter(TestRegional):
+    """The regions are a lesion segmenter's connected components (no detector)."""
+
+    variant = "regional over a segmenter"
+
+
 class TestStudy(KindContract):
     """A study bundle reads lesion features, not images (no graph: refused in one line); screening runs it
     with numpy from the safetensors file, which must give PyTorch's numbers."""
@@ -182,7 +190,7 @@ class TestStudy(KindContract):
     def test_numpy_runner_matches_pytorch(self, tmp_path):
         from chestlens.models.study import StudyRunner, _read_safetensors
 
-        spec, model = make_tiny(self.kind)
+        spec, model = make_tiny(self.variant or self.kind)
         folder = save_bundle(spec, model.state_dict(), tmp_path / "b")
         features = self.inputs(4)
         runner = StudyRunner.load(folder)

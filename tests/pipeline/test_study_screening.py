@@ -121,3 +121,23 @@ def test_the_predict_table_shows_the_series_class():
     cell = _lesions_cell(row)
     assert "ggo=34.0 mL" in cell
     assert "study classifier: covid19 (covid19=0.7000, cap=0.2000, normal=0.1000)" in cell
+
+
+def test_a_study_bundle_with_regional_features_reads_them_from_the_series(p001_series, tiny_bundle, tmp_path):
+    from chestlens.models.regional import RegionalSeriesReader
+    from chestlens.models.study import REGIONAL_FEATURES
+    from chestlens.pipeline.case import read_case
+    from chestlens.pipeline.screener import Screener
+
+    regional = tiny_bundle("regional over a segmenter", folder="regional")
+    study = train_synthetic_study(tmp_path / "study", LESIONS, regional=str(regional))
+    result = Screener.from_models([LESIONS, str(study)]).screen(p001_series).result
+    classification = result.series_classification
+    assert classification is not None and list(classification.features) == [
+        *STUDY_FEATURES,
+        *REGIONAL_FEATURES,
+    ]
+    # the same slices read by the same regional classifier outside the screener
+    expected = RegionalSeriesReader.load(regional).series_features(list(read_case(p001_series).image.pixels))
+    assert {k: classification.features[k] for k in REGIONAL_FEATURES} == pytest.approx(expected)
+    assert classification.features["burden_pct"] == pytest.approx(result.lesions.features.burden_pct)

@@ -222,15 +222,20 @@ def test_segmenter_backbone_from_another_split_or_all_data_is_refused(tiny_bundl
         check_backbone_split(same.model_copy(update={"backbone_weights": str(fitted)}))
 
 
-@pytest.mark.slow  # 148 P001 slices through a tiny detector, about 25 s
+@pytest.mark.slow  # 148 P001 slices through a tiny detector (about 25 s) or segmenter (about 13 s)
 @pytest.mark.shared_data
-def test_train_regional_writes_a_regional_bundle_with_its_card(tiny_bundle, source_dir, tmp_path, one_thread):
+@pytest.mark.parametrize("source", ["detector", "segmenter"])
+def test_train_regional_writes_a_regional_bundle_with_its_card(
+    source, tiny_bundle, source_dir, tmp_path, one_thread
+):
+    """Over a detector's regions or a lesion segmenter's connected components (no detector needed)."""
     from chestlens.models.bundle import load_bundle
     from chestlens.models.regional import RegionalModel, ct_slice_units
+    from chestlens.models.segmenter_regions import SegmenterRegionalModel
 
-    detector = tiny_bundle("detector")
+    frozen_bundle = tiny_bundle(source)
     cfg = RegionalConfig(
-        detector=str(detector),
+        **{source: str(frozen_bundle)},
         data_root=str(source_dir("covid-ct-md")),
         patients=("covid_ct_md:P001",),
         k=8,
@@ -241,20 +246,27 @@ def test_train_regional_writes_a_regional_bundle_with_its_card(tiny_bundle, sour
     )
     result = run_regional(cfg)
     bundle = load_bundle(tmp_path / "run" / "bundle")
+    frozen = load_bundle(frozen_bundle)
+    training = bundle.spec.training
     assert bundle.spec.kind == "regional" and bundle.spec.labels == ["no_infection", "infection"]
     assert bundle.spec.operating_points[0].label == "infection"
-    assert bundle.spec.training.detector.weights_sha256 == load_bundle(detector).spec.weights_sha256
+    assert getattr(training, source).weights_sha256 == frozen.spec.weights_sha256
+    assert getattr(training, "segmenter" if source == "detector" else "detector") is None
+    assert bundle.spec.preprocess == frozen.spec.preprocess
     model = bundle.build_model()
-    assert isinstance(model, RegionalModel)
-    # the bundled detector is the frozen one the classifier was trained over
-    frozen = load_bundle(detector).state_dict
-    assert all(torch.equal(model.detector.state_dict()[k], v) for k, v in frozen.items())
+    assert isinstance(model, RegionalModel if source == "detector" else SegmenterRegionalModel)
+    # the bundled detector or segmenter is the frozen one the classifier was trained over
+    state = getattr(model, source).state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frozen.state_dict.items())
     units = ct_slice_units([np.full((64, 64), -800.0, np.float32)] * 2, bundle.spec.preprocess)
     assert model(units).shape == (2, 2)
+    assert set(result["test"]) == {"regional classifier", f"{source} alone"} and result["split"]["test"] > 0
     card = (tmp_path / "run" / "bundle" / "MODEL_CARD.md").read_text()
-    assert "Model card: regional-ct-slices 0.1.0" in card and "tiny-detector" in card
-    assert "### regional classifier" in card and "### detector alone" in card
-    assert result["split"]["test"] > 0
+    assert (
+        "Model card: regional-ct-slices 0.1.0" in card
+        and f"frozen lesion {source} `{frozen.spec.name}`" in card
+    )
+    assert "### regional classifier" in card and f"### {source} alone" in card
 
 
 def test_regional_folds_are_whole_patients_or_blocks():
@@ -295,6 +307,7 @@ def test_train_regional_folds_leaves_one_patient_out(tiny_bundle, source_dir, tm
         ["covid_ct_md:normal002"],
     ]
     assert sum(f["n_test"] for f in report["per_fold"]) == report["n_slices"]  # every slice tested once
+    assert report["baseline"] == "detector alone" and report["detector alone"]["pooled"]["n_slices"] == 446
     pooled = report["regional classifier"]["pooled"]
     assert pooled["n_slices"] == report["n_slices"] and pooled["n_labelled_positive"] == 80 + 30
     assert "leave one patient out" in result.output and not (tmp_path / "cv" / "bundle").exists()

@@ -77,8 +77,8 @@ def test_train_study_cli_prints_features_and_the_lopo_table(tmp_path, capsys, mo
 
     calls = []
 
-    def fake(root, lesion_bundle, patients=()):
-        calls.append((str(root), lesion_bundle, tuple(patients)))
+    def fake(root, lesion_bundle, patients=(), regional=None):
+        calls.append((str(root), lesion_bundle, tuple(patients), regional))
         return synthetic_study_series(per_class=1)
 
     monkeypatch.setattr(study_data, "screen_study_series", fake)
@@ -86,7 +86,7 @@ def test_train_study_cli_prints_features_and_the_lopo_table(tmp_path, capsys, mo
     config.write_text(f"data_root: {tmp_path}\npatients: [COVID-19-0]\nC: 0.5\nout: {tmp_path / 'run'}\n")
     code, out, err = _run(capsys, "train", "study", "--config", str(config))
     assert code in (0, None), err
-    assert calls == [(str(tmp_path), "lesions-ct-segmenter", ("COVID-19-0",))]
+    assert calls == [(str(tmp_path), "lesions-ct-segmenter", ("COVID-19-0",), None)]
     assert "| COVID-19-0 | COVID-19 | " in out and "LOPO accuracy 0.000" in out and "burden_pct" in out
     spec = read_spec(tmp_path / "run" / "bundle")
     assert spec.training.config["C"] == 0.5
@@ -101,7 +101,7 @@ def test_evaluate_reports_predictions_accuracy_confusion_and_training_patients(t
     held_out = synthetic_study_series(seed=1, per_class=1)
     held_out[0] = held_out[0].model_copy(update={"patient": "new-patient"})
     request = EvaluationRequest(
-        tmp_path / "eval", data=tmp_path, series_features=lambda root, lesions: held_out
+        tmp_path / "eval", data=tmp_path, series_features=lambda root, lesions, regional: held_out
     )
     summary, files = evaluate_bundle(bundle, request)
     assert summary["n_images"] == 3 and summary["accuracy"] == 1.0
@@ -116,9 +116,48 @@ def test_evaluate_reports_predictions_accuracy_confusion_and_training_patients(t
 
     import chestlens.pipeline.study_data as study_data
 
-    monkeypatch.setattr(study_data, "screen_study_series", lambda root, lesion_bundle: held_out)
+    monkeypatch.setattr(
+        study_data, "screen_study_series", lambda root, lesion_bundle, regional=None: held_out
+    )
     code, out, err = _run(
         capsys, "evaluate", str(bundle), "--data", str(tmp_path), "--out", str(tmp_path / "e3")
     )
     assert code in (0, None), err
     assert "accuracy: 1.000" in out and "confusion (rows true" in out and "warning: CAP-0 was in" in out
+
+
+def test_a_study_with_regional_features_embeds_its_regional_classifier(tmp_path, tiny_bundle, capsys):
+    import shutil
+
+    from bundle_kinds import train_synthetic_study
+    from chestlens.models.regional import RegionalSeriesReader
+    from chestlens.models.study import REGIONAL_DIR, REGIONAL_FEATURES
+
+    regional = tiny_bundle("regional over a segmenter", folder="regional")
+    bundle = train_synthetic_study(tmp_path / "study", regional=str(regional))
+    spec = read_spec(bundle)
+    assert spec.architecture_kwargs["features"] == [*STUDY_FEATURES, *REGIONAL_FEATURES]
+    assert read_spec(bundle / REGIONAL_DIR).weights_sha256 == read_spec(regional).weights_sha256
+    runner = StudyRunner.load(bundle)
+    assert isinstance(runner.regional, RegionalSeriesReader)
+    features = runner.regional.series_features([np.full((48, 40), -700.0, np.float32)] * 3)
+    assert set(features) == set(REGIONAL_FEATURES)
+    assert features["regional_infected_share"] in (0.0, 1 / 3, 2 / 3, 1.0)
+    assert 0.0 <= features["regional_mean_probability"] <= 1.0
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "Regional features" in card and "tiny-regional-segmenter" in card and "not held out" in card
+    assert not (bundle / "regional.partial").exists()
+    shutil.rmtree(bundle / REGIONAL_DIR)
+    with pytest.raises(ChestlensInputError, match="has no regional/ bundle"):
+        StudyRunner.load(bundle)
+    # a study bundle without regional features loads no regional classifier
+    assert StudyRunner.load(train_synthetic_study(tmp_path / "plain")).regional is None
+
+
+def test_regional_features_need_a_regional_bundle():
+    from chestlens.models.study import REGIONAL_FEATURES
+
+    with pytest.raises(ValueError, match="need a regional bundle"):
+        StudyConfig(features=(*STUDY_FEATURES, REGIONAL_FEATURES[0]))
+    cfg = StudyConfig(regional="somewhere", features=("burden_pct", REGIONAL_FEATURES[1]))
+    assert cfg.features == ("burden_pct", REGIONAL_FEATURES[1], REGIONAL_FEATURES[0])

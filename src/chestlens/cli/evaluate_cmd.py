@@ -16,12 +16,13 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
 
 
-def _screen_study_series(root: Path, lesion_bundle: str) -> list:
-    """Study bundles: the labelled CT series under ``root`` screened with ``lesion_bundle`` (the pipeline
-    sits above the evaluation layer, so the command hands this in)."""
+def _screen_study_series(root: Path, lesion_bundle: str, regional: Path | None) -> list:
+    """Study bundles: the labelled CT series under ``root`` screened with ``lesion_bundle`` (and read by
+    the ``regional`` bundle, when the study bundle embeds one; the pipeline sits above the evaluation
+    layer, so the command hands this in)."""
     from chestlens.pipeline.study_data import screen_study_series
 
-    return screen_study_series(root, lesion_bundle)
+    return screen_study_series(root, lesion_bundle, regional=regional)
 
 
 def evaluate(

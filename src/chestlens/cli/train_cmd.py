@@ -326,9 +326,10 @@ def detect(
 
 @train_app.command("regional")
 def regional(config: ConfigFile = None, overrides: Overrides = None, folds: Folds = 0) -> None:
-    """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over a frozen detector's
-    regions on COVID-CT-MD slice labels; writes the regional bundle (OUT/bundle: detector and classifier,
-    MODEL_CARD.md) and OUT/report.json/.md. With --folds K: cross-validation instead (leave one patient
+    """Train the COVID-CT-Mask-Net style slice classifier ("infection present") over the regions of a frozen
+    detector, or of a lesion segmenter's connected components (segmenter=BUNDLE), on COVID-CT-MD slice
+    labels; writes the regional bundle (OUT/bundle: region source and classifier, MODEL_CARD.md) and
+    OUT/report.json/.md. With --folds K: cross-validation instead (leave one patient
     out when K is the number of patients), OUT/regional-cv-report.json/.md, no bundle."""
     from chestlens import RESEARCH_USE_DISCLAIMER
     from chestlens.evaluate.bootstrap import estimate_text
@@ -360,9 +361,10 @@ def regional(config: ConfigFile = None, overrides: Overrides = None, folds: Fold
 
 @train_app.command("study")
 def study(config: ConfigFile = None, overrides: Overrides = None) -> None:
-    """Train the series-level CT study classifier (COVID-19 / CAP / normal) from lesion features: screen
-    each labelled CT series once with the CT lesion pipeline, leave one patient out, then fit on all and
-    write OUT/bundle (kind study, MODEL_CARD.md with the LOPO table and the features) and OUT/lopo.md."""
+    """Train the series-level CT study classifier (COVID-19 / CAP / normal) from lesion features (and,
+    with regional=BUNDLE, a regional slice classifier's series summary): screen each labelled CT series
+    once with the CT lesion pipeline, leave one patient out, then fit on all and write OUT/bundle (kind
+    study, MODEL_CARD.md with the LOPO table and the features) and OUT/lopo.md."""
     import os
 
     from chestlens import RESEARCH_USE_DISCLAIMER
@@ -374,16 +376,29 @@ def study(config: ConfigFile = None, overrides: Overrides = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = load_config(StudyConfig, config, overrides)
     root = Path(cfg.data_root or os.environ.get("CHESTLENS_DATA", "data"))
-    series = screen_study_series(root, cfg.lesion_bundle, cfg.patients)
-    lesion = read_spec(cfg.lesion_bundle)
-    trained_with = {
-        "name": lesion.name,
-        "version": lesion.version,
-        "weights_sha256": lesion.weights_sha256,
-        "source": cfg.lesion_bundle,
-    }
+    series = screen_study_series(root, cfg.lesion_bundle, cfg.patients, cfg.regional)
+
+    def reference(bundle: str) -> dict:
+        spec = read_spec(bundle)
+        return {
+            "name": spec.name,
+            "version": spec.version,
+            "weights_sha256": spec.weights_sha256,
+            "source": bundle,
+        }
+
+    regional = None
+    if cfg.regional is not None:
+        patients = read_spec(cfg.regional).training.config.get("patients") or ["every labelled series"]
+        regional = {**reference(cfg.regional), "trained_on": list(patients)}
     args = (["--config", str(config)] if config else []) + [a for i in overrides or [] for a in ("--set", i)]
-    bundle = train_study(cfg, series, trained_with, reproduce=" ".join(["chestlens train study", *args]))
+    bundle = train_study(
+        cfg,
+        series,
+        reference(cfg.lesion_bundle),
+        reproduce=" ".join(["chestlens train study", *args]),
+        regional_bundle=regional,
+    )
     for item in series:
         values = ", ".join(f"{k} {item.features[k]:.3f}" for k in cfg.features)
         typer.echo(f"{item.patient} ({item.label}): {values}")

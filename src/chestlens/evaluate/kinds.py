@@ -36,6 +36,7 @@ from chestlens.evaluate.tables import NOT_MEASURED, within_source_text
 from chestlens.evaluate.within_source import WITHIN_SOURCE_LIST
 from chestlens.models.bundle import Bundle, load_bundle
 from chestlens.models.spec import BundleSpec, read_spec
+from chestlens.models.study import REGIONAL_DIR, reads_regional, study_features
 from chestlens.registry import Registry
 
 Summary = dict[str, Any]
@@ -123,7 +124,7 @@ def _regional(bundle: Bundle, request: EvaluationRequest) -> tuple[Summary, File
 
 def _study(bundle: Bundle, request: EvaluationRequest) -> tuple[Summary, Files]:
     """A study bundle is scored on the labelled CT series of a data folder, screened with the lesion
-    segmenter it was trained on."""
+    segmenter it was trained on (and read by the regional bundle it embeds, if its features need one)."""
     if request.data is None or request.baseline is not None:
         raise ChestlensInputError(
             bundle.path, "a study bundle is evaluated on --data ROOT (labelled CT series) only"
@@ -133,7 +134,10 @@ def _study(bundle: Bundle, request: EvaluationRequest) -> tuple[Summary, Files]:
             bundle.path, "a study bundle needs the screening pipeline to measure its series"
         )
     trained_with = bundle.spec.architecture_kwargs.get("lesion_bundle") or {}
-    series = request.series_features(request.data, trained_with.get("source") or "lesions-ct-segmenter")
+    regional = bundle.path / REGIONAL_DIR if reads_regional(study_features(bundle.spec)) else None
+    series = request.series_features(
+        request.data, trained_with.get("source") or "lesions-ct-segmenter", regional
+    )
     return evaluate_study(bundle.path, series, request.out_dir)  # type: ignore[arg-type]
 
 

@@ -239,7 +239,8 @@ def render_regional_card(
     spec: BundleSpec, *, confounders: Sequence[str] = (), reproduce: str | None = None
 ) -> str:
     """Markdown model card for a regional bundle, from the test figures of its training run that the
-    bundle stores (``metrics.test``: the regional classifier and the detector alone on the test slices)."""
+    bundle stores (``metrics.test``: the regional classifier and its region source alone on the test
+    slices)."""
     tests = {
         name: SeriesSliceReport.model_validate(report)
         for name, report in (spec.metrics.get("test") or {}).items()

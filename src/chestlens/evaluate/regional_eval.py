@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from chestlens import RESEARCH_USE_DISCLAIMER
 from chestlens.atomic import write_text_atomic
@@ -21,12 +20,8 @@ from chestlens.data.ct_slices import labelled_slices
 from chestlens.evaluate.ct_series import SeriesSliceReport, compare_slices, slice_report_markdown
 from chestlens.evaluate.page import REPORT_JSON
 from chestlens.models.bundle import Bundle
-from chestlens.models.kinds import kind_of
-from chestlens.models.regional import ct_slice_units
+from chestlens.models.regional import RegionalSeriesReader
 from chestlens.strict import StrictModel
-
-#: Slices per forward pass (the detector runs one slice at a time inside; this bounds the unit tensor).
-CHUNK = 16
 
 
 class RegionalReport(StrictModel):
@@ -40,19 +35,6 @@ class RegionalReport(StrictModel):
     warnings: list[str]
 
 
-def slice_probabilities(bundle: Bundle, pixels: list[np.ndarray]) -> np.ndarray:
-    """``(N,)`` probability of the bundle's positive (last) label for every HU slice."""
-    model = bundle.build_model()
-    probabilities = kind_of(bundle.spec).probabilities
-    assert probabilities is not None  # a regional bundle gives class probabilities
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(pixels), CHUNK):
-            units = ct_slice_units(pixels[start : start + CHUNK], bundle.spec.preprocess)
-            out.append(probabilities(model(units), bundle.spec)[:, -1].numpy())
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 def evaluate_regional(
     bundle: Bundle, root: Path, out_dir: Path, *, n_boot: int = 1000, seed: int = 0
 ) -> tuple[dict[str, Any], dict[str, Path]]:
@@ -60,9 +42,9 @@ def evaluate_regional(
     ``report.md`` into ``out_dir`` and returns the headline numbers and the files."""
     spec = bundle.spec
     slices = labelled_slices(root)
-    scores = slice_probabilities(bundle, slices.pixels)
-    positive = spec.labels[-1]
-    threshold = next((p.threshold for p in spec.operating_points if p.label == positive), 0.5)
+    reader = RegionalSeriesReader(bundle)
+    scores = reader.slice_probabilities(slices.pixels)
+    positive, threshold = spec.labels[-1], reader.threshold
     rule = f"P({positive}) > {threshold:.3f} (the bundle's operating point)"
 
     def compare(name: str, where: np.ndarray) -> SeriesSliceReport:

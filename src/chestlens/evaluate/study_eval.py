@@ -40,9 +40,9 @@ class StudySeries(StrictModel):
     lesion_model: str = ""  # name and version of the lesion segmenter that measured them
 
 
-#: ``(data root, lesion bundle) -> the labelled CT series under root``, screened (the pipeline's
-#: :func:`chestlens.pipeline.study_data.screen_study_series`).
-SeriesFeatures = Callable[[Path, str], list[StudySeries]]
+#: ``(data root, lesion bundle, regional bundle folder or None) -> the labelled CT series under root``,
+#: screened (the pipeline's :func:`chestlens.pipeline.study_data.screen_study_series`).
+SeriesFeatures = Callable[[Path, str, Path | None], list[StudySeries]]
 
 
 class StudyPrediction(StrictModel):
@@ -199,6 +199,7 @@ def render_study_card(
         training=spec.training,
         features=list(spec.architecture_kwargs.get("features") or []),
         lesion_bundle=spec.architecture_kwargs.get("lesion_bundle") or {},
+        regional_bundle=spec.architecture_kwargs.get("regional_bundle") or {},
         lopo=lopo,
         series=spec.metrics.get("series") or [],
         confusion=confusion_lines(

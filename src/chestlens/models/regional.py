@@ -17,6 +17,9 @@ described by its box normalised to the image (``x0/W, y0/H, x1/W, y1/H``), its s
 (one-hot) and its RoI feature (the box-head vector of
 :func:`chestlens.models.detection.detections_with_features`), encoded by a per-region MLP, and pooled
 by score-weighted attention (weight ``proportional to score * exp(a(region))``) plus a max over regions.
+The regions may also come from a semantic segmenter's connected components
+(:mod:`chestlens.models.segmenter_regions`: box, mean class probability as the score, class, and
+per-region probability and intensity statistics as the feature), which needs no trained detector.
 A learned "no region" token is always present, so an image without detections is well defined. Padding
 uses a mask instead of repeated regions: padded slots get exactly zero weight, so the logits do not
 depend on how far an image is padded or on the order of its regions (rank information is kept through
@@ -30,7 +33,8 @@ pneumonia / normal (the ``ct3`` task on COVIDx-CT style data).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,10 +42,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from chestlens.errors import ChestlensInputError
+from chestlens.models.kinds import require_kind
 from chestlens.models.spec import BundleSpec
+from chestlens.models.study import REGIONAL_FEATURES
 from chestlens.preprocess.spec import PreprocessSpec
 
+if TYPE_CHECKING:
+    from chestlens.models.bundle import Bundle
+
 _MIN_SCORE = 1e-6  # scores are clamped here before the log in the attention weights
+#: The bundle kinds a regional classifier reads regions from.
+REGION_SOURCES = ("detector", "segmenter")
 
 
 class RegionInputs(NamedTuple):
@@ -216,45 +227,62 @@ class RegionalModel(nn.Module):
         return self.head(*self.regions(images))
 
 
-def build_regional(spec: BundleSpec) -> RegionalModel:
-    """Randomly initialised :class:`RegionalModel` for a ``kind="regional"`` bundle spec.
+def build_regional(spec: BundleSpec) -> nn.Module:
+    """Randomly initialised network of a ``kind="regional"`` bundle spec: a :class:`RegionalModel` over a
+    detector, or a :class:`~chestlens.models.segmenter_regions.SegmenterRegionalModel` over a segmenter.
 
-    ``architecture_kwargs``: ``detector`` (the detector's ``architecture``, ``architecture_kwargs`` and
-    ``labels``, as in its own bundle), and the classifier's ``k``, ``feature_dim``, ``hidden`` and
-    ``dropout``; ``labels`` are the image classes.
+    ``architecture_kwargs``: the region source, ``detector`` or ``segmenter`` (its ``architecture``,
+    ``architecture_kwargs`` and ``labels``, as in its own bundle), and the classifier's ``k``,
+    ``feature_dim``, ``hidden`` and ``dropout``; ``labels`` are the image classes.
     """
-    from chestlens.models.detection import build_detector
-
     kwargs = dict(spec.architecture_kwargs)
+    sources = [kind for kind in REGION_SOURCES if kind in kwargs]
+    if len(sources) != 1:
+        raise ChestlensInputError(
+            None, f"a regional bundle reads one region source ({' or '.join(REGION_SOURCES)}), got {sources}"
+        )
+    (source,) = sources
     try:
-        detector_kwargs = dict(kwargs.pop("detector"))
-        detector_spec = spec.model_copy(
+        source_kwargs = dict(kwargs.pop(source))
+        source_spec = spec.model_copy(
             update={
-                "kind": "detector",
-                "architecture": detector_kwargs["architecture"],
-                "architecture_kwargs": detector_kwargs["architecture_kwargs"],
-                "labels": detector_kwargs["labels"],
+                "kind": source,
+                "architecture": source_kwargs["architecture"],
+                "architecture_kwargs": source_kwargs["architecture_kwargs"],
+                "labels": source_kwargs["labels"],
             }
         )
         head = RegionalClassifier(
             len(spec.labels),
-            num_region_classes=len(detector_kwargs["labels"]) - 1,
+            num_region_classes=len(source_kwargs["labels"]) - 1,
             **kwargs,
         )
     except (KeyError, TypeError) as error:
         raise ChestlensInputError(None, f"bad regional architecture_kwargs: {error}") from error
-    return RegionalModel(build_detector(detector_spec), head)
+    if source == "segmenter":
+        from chestlens.models.segmentation import build_segmenter
+        from chestlens.models.segmenter_regions import SegmenterRegionalModel
+
+        return SegmenterRegionalModel(build_segmenter(source_spec), head, spec.preprocess)
+    from chestlens.models.detection import build_detector
+
+    return RegionalModel(build_detector(source_spec), head)
 
 
 def regional_spec_kwargs(
-    detector: BundleSpec, *, k: int, feature_dim: int, hidden: int, dropout: float
+    source: BundleSpec, *, k: int, feature_dim: int, hidden: int, dropout: float
 ) -> dict[str, Any]:
-    """The ``architecture_kwargs`` of a regional bundle over ``detector`` (see :func:`build_regional`)."""
+    """The ``architecture_kwargs`` of a regional bundle over ``source``, a detector or segmenter bundle's
+    spec (see :func:`build_regional`)."""
+    if source.kind not in REGION_SOURCES:
+        raise ChestlensInputError(
+            None, f"regions come from a {' or '.join(REGION_SOURCES)} bundle, not a {source.kind}"
+        )
     return {
-        "detector": {
-            "architecture": detector.architecture,
-            "architecture_kwargs": detector.architecture_kwargs,
-            "labels": detector.labels,
+        source.kind: {
+            "architecture": source.architecture,
+            "architecture_kwargs": source.architecture_kwargs,
+            "labels": source.labels,
         },
         "k": k,
         "feature_dim": feature_dim,
@@ -275,3 +303,49 @@ def ct_slice_units(pixels: Sequence[np.ndarray], preprocess: PreprocessSpec) -> 
     return torch.cat(
         [resize_unit(torch.from_numpy(window_hu(hu, preprocess))[None], size)[None] for hu in pixels]
     )
+
+
+class RegionalSeriesReader:
+    """A regional bundle run over the slices of CT series: slice probabilities and series features.
+
+    ``threshold`` is the bundle's operating point for its positive (last) label (0.5 without one).
+    """
+
+    #: HU slices per forward pass (bounds the unit tensor; a detector runs one slice at a time inside).
+    chunk = 16
+
+    def __init__(self, bundle: Bundle) -> None:
+        from chestlens.models.kinds import kind_of
+
+        require_kind(bundle.spec, "regional", bundle.path)
+        self.spec, self.path = bundle.spec, bundle.path
+        self.model = bundle.build_model()
+        self._probabilities = kind_of(bundle.spec).probabilities
+        positive = bundle.spec.labels[-1]
+        self.threshold = next((p.threshold for p in bundle.spec.operating_points if p.label == positive), 0.5)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RegionalSeriesReader:
+        from chestlens.models.bundle import load_bundle
+
+        return cls(load_bundle(path))
+
+    def slice_probabilities(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """``(N,)`` probability of the positive label for each HU slice ``(rows, cols)``."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(pixels), self.chunk):
+                units = ct_slice_units(pixels[start : start + self.chunk], self.spec.preprocess)
+                out.append(self._probabilities(self.model(units), self.spec)[:, -1].numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def series_features(self, pixels: Sequence[np.ndarray]) -> dict[str, float]:
+        """The :data:`~chestlens.models.study.REGIONAL_FEATURES` of one series' HU slices: the share of its
+        slices above :attr:`threshold` and the mean slice probability (0 for no slice)."""
+        probability = self.slice_probabilities(pixels)
+        if not len(probability):
+            return dict.fromkeys(REGIONAL_FEATURES, 0.0)
+        return {
+            "regional_infected_share": float((probability > self.threshold).mean()),
+            "regional_mean_probability": float(probability.mean()),
+        }

@@ -76,7 +76,7 @@ class InstanceRule(StrictModel):
 
 
 class BundleRef(StrictModel):
-    """Another bundle this one was built over (a regional bundle's detector)."""
+    """Another bundle this one was built over (a regional bundle's detector or segmenter)."""
 
     name: str
     version: str
@@ -109,7 +109,8 @@ class TrainingSummary(StrictModel):
     previous_version: dict[str, Any] | None = None  # bench/compare_screeners.py: what it replaced
     recipe_grid: dict[str, Any] | None = None  # the cross-validated grid the recipe was chosen from
     instances: InstanceRule | None = None  # detectors
-    detector: BundleRef | None = None  # regional bundles
+    detector: BundleRef | None = None  # regional bundles over a detector
+    segmenter: BundleRef | None = None  # regional bundles over a segmenter's components
     split: dict[str, Any] | None = None  # regional bundles: how the slices were split; fit_all segmenters
 
     @property

@@ -38,6 +38,11 @@ STUDY_FEATURES: tuple[str, ...] = (
     "smaller_side_share",
     "lower_zone_share",
 )
+#: Series features from the regional slice classifier a study bundle embeds (folder :data:`REGIONAL_DIR`
+#: inside it; :meth:`chestlens.models.regional.RegionalSeriesReader.series_features`).
+REGIONAL_FEATURES: tuple[str, ...] = ("regional_infected_share", "regional_mean_probability")
+#: The sub-folder of a study bundle that holds its regional bundle, when its features name one.
+REGIONAL_DIR = "regional"
 #: The tensors of a study bundle's weights file.
 STUDY_TENSORS = ("weight", "bias", "mean", "std")
 STUDY_ARCHITECTURE = "multinomial_logistic_regression"
@@ -97,8 +102,16 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def reads_regional(features: list[str] | tuple[str, ...]) -> bool:
+    """Whether a study bundle with these features needs its embedded regional slice classifier."""
+    return bool(set(features) & set(REGIONAL_FEATURES))
+
+
 class StudyRunner:
-    """A loaded study bundle for screening: its spec and its weights as numpy arrays (no PyTorch)."""
+    """A loaded study bundle for screening: its spec and its weights as numpy arrays (no PyTorch).
+
+    A bundle whose features include :data:`REGIONAL_FEATURES` also loads the regional bundle it embeds
+    (``regional``, a :class:`~chestlens.models.regional.RegionalSeriesReader`), which needs PyTorch."""
 
     def __init__(self, spec: BundleSpec, tensors: dict[str, np.ndarray], path: Path | None = None) -> None:
         missing = [name for name in STUDY_TENSORS if name not in tensors]
@@ -106,6 +119,7 @@ class StudyRunner:
             raise ChestlensInputError(path, f"study weights lack {', '.join(missing)}")
         self.spec, self.tensors, self.path = spec, tensors, path
         self.features = study_features(spec)
+        self.regional = _regional_reader(path) if reads_regional(self.features) else None
         expected = (len(spec.labels), len(self.features))
         if tensors["weight"].shape != expected:
             raise ChestlensInputError(path, f"study weight is {tensors['weight'].shape}, expected {expected}")
@@ -129,6 +143,24 @@ class StudyRunner:
         if features.ndim == 1:
             return study_probabilities(self.tensors, features[None])[0]
         return study_probabilities(self.tensors, features)
+
+
+def _regional_reader(path: Path | None):  # -> RegionalSeriesReader (PyTorch; imported on call)
+    """The regional slice classifier embedded in the study bundle at ``path``, loaded for screening."""
+    folder = None if path is None else Path(path) / REGIONAL_DIR
+    if folder is None or not folder.is_dir():
+        raise ChestlensInputError(
+            path, f"study bundle reads regional features but has no {REGIONAL_DIR}/ bundle"
+        )
+    try:
+        from chestlens.models.regional import RegionalSeriesReader
+    except ImportError as error:
+        raise ChestlensInputError(
+            path,
+            "study bundle reads a regional slice classifier, which needs PyTorch "
+            "(pip install 'chestlens[train]')",
+        ) from error
+    return RegionalSeriesReader.load(folder)
 
 
 def _network_class() -> type:

@@ -467,7 +467,8 @@ class SegmentLesions:
 # ------------------------------------------------------------------------------------------------- study
 #: What the result says of every series classification (and the CLI prints): what it is and is not.
 STUDY_NOTE = (
-    "series-level COVID-19 / CAP / normal probabilities from lesion features, research use only, never a "
+    "series-level COVID-19 / CAP / normal probabilities from lesion features (and a regional slice "
+    "classifier's summary, when the study bundle embeds one), research use only, never a "
     "diagnosis: see the study bundle's card for the few patients it was trained on"
 )
 
@@ -507,7 +508,10 @@ class ClassifyStudy:
 
     def _classify(self, study: StudyRunner, case: Case, features) -> SeriesClassification:
         lesion_graph = self.lesion_segmenters["ct"]
-        values = feature_vector(features, study.features)
+        by_name = features.model_dump()
+        if study.regional is not None:  # the embedded regional slice classifier reads the HU slices
+            by_name.update(study.regional.series_features(list(case.image.pixels)))
+        values = feature_vector(by_name, study.features)
         probabilities = study.probabilities(values)
         trained_with = study.spec.architecture_kwargs.get("lesion_bundle") or {}
         lesion_spec = lesion_graph.spec

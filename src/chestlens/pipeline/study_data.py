@@ -17,6 +17,7 @@ from chestlens.data.registry import load_samples
 from chestlens.data.tasks import map_label
 from chestlens.errors import ChestlensInputError
 from chestlens.evaluate.study_eval import StudySeries
+from chestlens.pipeline.case import read_case
 from chestlens.pipeline.screener import Screener
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,34 @@ def labelled_ct_series(root: Path, patients: Sequence[str] = ()) -> list[tuple[s
 
 
 def screen_study_series(
-    root: Path, lesion_bundle: str = DEFAULT_LESION_BUNDLE, patients: Sequence[str] = ()
+    root: Path,
+    lesion_bundle: str = DEFAULT_LESION_BUNDLE,
+    patients: Sequence[str] = (),
+    regional: str | Path | None = None,
 ) -> list[StudySeries]:
     """Screen every labelled CT series under ``root`` (of ``patients`` only, unless empty) with the HU
-    lung rule and ``lesion_bundle``; one :class:`StudySeries` each with its ``lesions.features``."""
+    lung rule and ``lesion_bundle``; one :class:`StudySeries` each with its ``lesions.features``, plus
+    the :data:`~chestlens.models.study.REGIONAL_FEATURES` of the ``regional`` bundle when one is given
+    (PyTorch), read from the same HU slices as screening reads them."""
     series = labelled_ct_series(root, patients)
     screener = Screener(classifier=None, lungs=None, lesions=[lesion_bundle])
+    reader = None
+    if regional is not None:
+        from chestlens.models.regional import RegionalSeriesReader
+
+        reader = RegionalSeriesReader.load(regional)
     rows = []
     for patient, folder, label in series:
         start = time.perf_counter()
-        result = screener.screen(folder).result
+        image = read_case(folder).image
+        result = screener.screen(image, name=folder.name).result
         features = result.lesions.features if result.lesions is not None else None
         if features is None:
             reason = result.gate.reason if not result.gate.accepted else "; ".join(result.notes)
             raise ChestlensInputError(folder, f"no lesion features for this series ({reason})")
         values = {k: float(v) for k, v in features.model_dump().items()}
+        if reader is not None:
+            values.update(reader.series_features(list(image.pixels)))
         model = result.lesions.model  # type: ignore[union-attr]
         rows.append(
             StudySeries(

@@ -8,7 +8,7 @@ and returns a :class:`~chestlens.pipeline.schema.LesionFeatures`. The study clas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -137,8 +137,9 @@ def series_lesion_features(
     )
 
 
-def feature_vector(features: LesionFeatures, names: Sequence[str]) -> np.ndarray:
-    """``features`` as float64 in the order of ``names`` (booleans as 0/1); an unknown name raises
-    KeyError (a study bundle names its features in its spec)."""
-    values = features.model_dump()
+def feature_vector(features: LesionFeatures | Mapping[str, float], names: Sequence[str]) -> np.ndarray:
+    """``features`` (a series' lesion features, or a mapping of feature names, e.g. those plus the regional
+    classifier's) as float64 in the order of ``names`` (booleans as 0/1); an unknown name raises KeyError
+    (a study bundle names its features in its spec)."""
+    values = features.model_dump() if isinstance(features, LesionFeatures) else features
     return np.asarray([float(values[name]) for name in names], dtype=np.float64)

@@ -4,7 +4,10 @@ A trained lesion detector (a ``kind="detector"`` bundle, e.g. from ``chestlens t
 every CT slice goes through it once (windowed and resized by the detector's own ``PreprocessSpec``), and
 its top ``k`` regions (box, score, class, RoI feature; :func:`chestlens.models.detection.
 detections_with_features` with the score threshold at 0 so weak regions count, as COVID-CT-Mask-Net
-does) are cached. A :class:`~chestlens.models.regional.RegionalClassifier` then learns "infection present"
+does) are cached. Instead of a detector, :attr:`RegionalConfig.segmenter` names a multiclass lesion
+segmenter (e.g. the bundled ``lesions-ct-segmenter``): its connected components per class are the regions
+(:mod:`chestlens.models.segmenter_regions`), and no detector needs training.
+A :class:`~chestlens.models.regional.RegionalClassifier` then learns "infection present"
 from the slice labels of the labelled series (COVID-CT-MD; :attr:`RegionalConfig.patients` picks some).
 
 Split: with series from several patients, whole patients go to train, validation or test. When the data
@@ -14,7 +17,8 @@ majority label. Slices of one patient are correlated, so such a test split measu
 generalisation only; the report says so.
 Validation chooses the epoch (AUC) and the decision threshold (Youden's J); the test split is scored
 once, with CIs from a block bootstrap (:mod:`chestlens.evaluate.ct_series`). The same test slices are
-also scored by the detector alone (a slice's largest region score), the baseline the classifier must beat.
+also scored by the region source alone (a slice's largest region score), the baseline the classifier
+must beat.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from sklearn.metrics import roc_curve
 
 from chestlens.atomic import write_bytes_atomic, write_text_atomic
@@ -38,14 +42,15 @@ from chestlens.evaluate.ct_series import SeriesSliceReport, compare_slices, slic
 from chestlens.evaluate.kinds import write_model_card
 from chestlens.evaluate.metrics import binary_auc
 from chestlens.models.bundle import load_bundle, save_bundle
-from chestlens.models.kinds import require_kind
 from chestlens.models.regional import (
+    REGION_SOURCES,
     RegionalClassifier,
     RegionalModel,
     RegionInputs,
     ct_slice_units,
     regional_spec_kwargs,
 )
+from chestlens.models.segmenter_regions import SegmenterRegionalModel, region_feature_dim
 from chestlens.models.spec import BundleRef, BundleSpec, ClassThreshold, TrainingSummary
 from chestlens.strict import StrictModel
 from chestlens.train.run import BUNDLE_DIR
@@ -61,7 +66,8 @@ LABELS = ("no_infection", "infection")
 class RegionalConfig(StrictModel):
     """Everything ``chestlens train regional`` needs."""
 
-    detector: str  # detector bundle folder
+    detector: str | None = None  # detector bundle folder (give this or ``segmenter``)
+    segmenter: str | None = None  # multiclass lesion segmenter bundle (folder or bundled name)
     data_root: str | None = None  # default: $CHESTLENS_DATA
     # patient ids to use (``covid_ct_md:P001``...); empty: every labelled series
     patients: tuple[str, ...] = ()
@@ -79,6 +85,17 @@ class RegionalConfig(StrictModel):
     out: str = "runs/regional-ct-md"
     name: str = "regional-ct-slices"
     version: str = "0.1.0"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RegionalConfig:
+        if (self.detector is None) == (self.segmenter is None):
+            raise ValueError("give one region source: detector or segmenter")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The region source bundle: :attr:`detector` or :attr:`segmenter`."""
+        return self.detector or self.segmenter  # type: ignore[return-value]
 
 
 def split_units(labels: np.ndarray, patients: np.ndarray, cfg: RegionalConfig) -> tuple[np.ndarray, str]:
@@ -106,19 +123,39 @@ def split_units(labels: np.ndarray, patients: np.ndarray, cfg: RegionalConfig) -
 
 
 def frozen_regions(
-    pixels: list[np.ndarray], detector_path: str, cfg: RegionalConfig
-) -> tuple[RegionalModel, RegionInputs, BundleSpec]:
-    """The regional model over the frozen detector of ``detector_path`` (its classifier untrained) and the
-    top-``cfg.k`` regions of every HU slice through that detector (computed once, then cached), and the
-    detector's spec."""
-    detector = load_bundle(detector_path)
-    require_kind(detector.spec, "detector", detector_path)
-    network = detector.build_model()
-    head = RegionalClassifier(
-        2, cfg.k, network.roi_heads.box_head.fc7.out_features, hidden=cfg.hidden, dropout=cfg.dropout
-    )
-    model = RegionalModel(network, head).eval()
-    return model, model.regions(ct_slice_units(pixels, detector.spec.preprocess)), detector.spec
+    pixels: list[np.ndarray], source_path: str, cfg: RegionalConfig
+) -> tuple[RegionalModel | SegmenterRegionalModel, RegionInputs, BundleSpec]:
+    """The regional model over the frozen region source of ``source_path`` (a detector or a multiclass
+    segmenter bundle; its classifier untrained), the top-``cfg.k`` regions of every HU slice through that
+    source (computed once, then cached), and the source's spec."""
+    source = load_bundle(source_path)
+    spec = source.spec
+    if spec.kind not in REGION_SOURCES:
+        raise ChestlensInputError(
+            source.path, f"regions come from a {' or '.join(REGION_SOURCES)} bundle, not a {spec.kind}"
+        )
+    if spec.kind == "segmenter" and spec.architecture_kwargs.get("mode") != "multiclass":
+        raise ChestlensInputError(source.path, "regions come from a multiclass (lesion) segmenter only")
+    network = source.build_model()
+    model: RegionalModel | SegmenterRegionalModel
+    if spec.kind == "segmenter":
+        classes = len(spec.labels) - 1
+        head = RegionalClassifier(
+            2,
+            cfg.k,
+            region_feature_dim(classes + 1),
+            num_region_classes=classes,
+            hidden=cfg.hidden,
+            dropout=cfg.dropout,
+        )
+        model = SegmenterRegionalModel(network, head, spec.preprocess)
+    else:
+        head = RegionalClassifier(
+            2, cfg.k, network.roi_heads.box_head.fc7.out_features, hidden=cfg.hidden, dropout=cfg.dropout
+        )
+        model = RegionalModel(network, head)
+    model.eval()
+    return model, model.regions(ct_slice_units(pixels, spec.preprocess)), spec
 
 
 def _select(inputs: RegionInputs, where: np.ndarray) -> RegionInputs:
@@ -154,19 +191,24 @@ def train_head(
 
 
 def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold of ``scores`` in ``[0, 1]`` (decision: score above it) with the largest sensitivity +
+    specificity - 1 on ``labels``; where no threshold beats calling nothing positive (scikit-learn's
+    first threshold is infinite), 1."""
     fpr, tpr, thresholds = roc_curve(labels, scores)
-    return float(thresholds[int(np.argmax(tpr - fpr))])
+    return float(np.clip(thresholds[int(np.argmax(tpr - fpr))], 0.0, 1.0))
 
 
 def _bundle_spec(
     cfg: RegionalConfig,
-    detector: BundleSpec,
-    model: RegionalModel,
+    source: BundleSpec,
+    model: RegionalModel | SegmenterRegionalModel,
     threshold: float,
     training: dict[str, Any],
     result: dict[str, Any],
 ) -> BundleSpec:
-    """The ``kind="regional"`` bundle of a trained run: the detector and the classifier in one bundle."""
+    """The ``kind="regional"`` bundle of a trained run: the region source and the classifier in one
+    bundle."""
+    reference = BundleRef(name=source.name, version=source.version, weights_sha256=source.weights_sha256)
     return BundleSpec(
         name=cfg.name,
         version=cfg.version,
@@ -174,18 +216,16 @@ def _bundle_spec(
         task=TASK,
         architecture="regional_classifier",
         architecture_kwargs=regional_spec_kwargs(
-            detector, k=cfg.k, feature_dim=model.feature_dim, hidden=cfg.hidden, dropout=cfg.dropout
+            source, k=cfg.k, feature_dim=model.feature_dim, hidden=cfg.hidden, dropout=cfg.dropout
         ),
         labels=list(LABELS),
-        preprocess=detector.preprocess,
+        preprocess=source.preprocess,
         operating_points=[
             ClassThreshold(label=LABELS[1], threshold=threshold, criterion="Youden's J on validation slices")
         ],
         training=TrainingSummary(
             config=cfg.model_dump(mode="json"),
-            detector=BundleRef(
-                name=detector.name, version=detector.version, weights_sha256=detector.weights_sha256
-            ),
+            **{source.kind: reference},
             split=result["split"],
             history=training["history"],
             best_epoch=training["best_epoch"],
@@ -196,7 +236,7 @@ def _bundle_spec(
 
 def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
     """Cache region features, split, train, choose the threshold on validation, test once; writes the
-    ``kind="regional"`` bundle (detector and classifier, ``OUT/bundle``), ``OUT/report.json`` and
+    ``kind="regional"`` bundle (region source and classifier, ``OUT/bundle``), ``OUT/report.json`` and
     ``OUT/report.md``; returns the report dict."""
     root = Path(cfg.data_root) if cfg.data_root else data_root()
     if root is None:
@@ -210,11 +250,11 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
             root, f"no {'/'.join(empty)} slices when split by {how}: too few patients (set patients)"
         )
     log.info("%d slices of %d patient(s); split by %s", len(labels), len(slices.patients), how)
-    regional_model, inputs, detector = frozen_regions(slices.pixels, cfg.detector, cfg)
+    regional_model, inputs, source = frozen_regions(slices.pixels, cfg.source, cfg)
     model, training = train_head(cfg, inputs, labels, split, regional_model.feature_dim)
     with torch.no_grad():
         probability = model(*inputs).softmax(1)[:, 1].numpy()
-    detector_score = inputs.scores[:, 0].numpy()  # the slice's strongest region
+    source_score = inputs.scores[:, 0].numpy()  # the slice's strongest region (0: none)
     val, test = split == "val", split == "test"
     threshold = youden_threshold(labels[val], probability[val])
     reports: dict[str, SeriesSliceReport] = {}
@@ -226,9 +266,9 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
             f"P(infection) > {threshold:.3f} (Youden on validation)",
         ),
         (
-            "detector alone",
-            detector_score,
-            youden_threshold(labels[val], detector_score[val]),
+            f"{source.kind} alone",
+            source_score,
+            youden_threshold(labels[val], source_score[val]),
             "strongest region score above its validation Youden threshold",
         ),
     ):
@@ -251,7 +291,7 @@ def run_regional(cfg: RegionalConfig) -> dict[str, Any]:
         "test": {name: report.model_dump() for name, report in reports.items()},
     }
     regional_model.head = model
-    spec = _bundle_spec(cfg, detector, regional_model, threshold, training, result)
+    spec = _bundle_spec(cfg, source, regional_model, threshold, training, result)
     bundle = save_bundle(spec, regional_model.state_dict(), out / BUNDLE_DIR)
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str) + "\n")
     write_model_card(bundle, out / "report.json")

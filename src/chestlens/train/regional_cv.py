@@ -1,6 +1,7 @@
 """Cross-validation of the regional slice classifier: ``chestlens train regional --folds K``.
 
-The frozen detector's regions of every labelled slice are computed once (:func:`frozen_regions`); then
+The frozen region source's (detector's or segmenter's) regions of every labelled slice are computed once
+(:func:`frozen_regions`); then
 for each fold:
 
 1. test = the fold. Folds are whole patients when there are at least ``K`` of them (``K`` = the number
@@ -9,7 +10,7 @@ for each fold:
    (within-patient only, and the report says so);
 2. validation = about ``split_fractions[1]`` of the remaining blocks of consecutive slices (stratified
    by majority label, seeded): it chooses the epoch (AUC) and the threshold (Youden's J), for the
-   classifier and for the detector-alone baseline;
+   classifier and for the baseline, the region source alone (a slice's strongest region score);
 3. train = the rest, as ``train regional`` trains.
 
 Every slice is scored once by a model that did not train on its fold. Decisions use each fold's own
@@ -100,9 +101,9 @@ def cross_validate_regional(cfg: RegionalConfig, folds: int) -> dict[str, Any]:
     slices = labelled_slices(root, cfg.patients)
     labels, patients = slices.infected, slices.patient_of
     fold_of, how = fold_of_slices(labels, patients, cfg, folds)
-    model, inputs, _ = frozen_regions(slices.pixels, cfg.detector, cfg)
-    detector_score = inputs.scores[:, 0].numpy()
-    probability, centred, detector_centred = (np.zeros(len(labels)) for _ in range(3))
+    model, inputs, source = frozen_regions(slices.pixels, cfg.source, cfg)
+    source_score = inputs.scores[:, 0].numpy()
+    probability, centred, source_centred = (np.zeros(len(labels)) for _ in range(3))
     per_fold = []
     for fold in range(folds):
         test = fold_of == fold
@@ -113,13 +114,13 @@ def cross_validate_regional(cfg: RegionalConfig, folds: int) -> dict[str, Any]:
         head, training = train_head(cfg, inputs, labels, split, model.feature_dim)
         with torch.no_grad():
             fold_probability = head(*inputs).softmax(1)[:, 1].numpy()
-        threshold, detector_threshold = (
+        threshold, source_threshold = (
             youden_threshold(labels[val], fold_probability[val]),
-            youden_threshold(labels[val], detector_score[val]),
+            youden_threshold(labels[val], source_score[val]),
         )
         probability[test] = fold_probability[test]
         centred[test] = fold_probability[test] - threshold
-        detector_centred[test] = detector_score[test] - detector_threshold
+        source_centred[test] = source_score[test] - source_threshold
         per_fold.append(
             {
                 "fold": fold,
@@ -133,7 +134,8 @@ def cross_validate_regional(cfg: RegionalConfig, folds: int) -> dict[str, Any]:
             }
         )
         log.info("fold %d: test AUC %.3f", fold, per_fold[-1]["test_auc"])
-    report = _report(cfg, folds, how, labels, patients, probability, centred, detector_centred, per_fold)
+    scores = {"regional classifier": centred, f"{source.kind} alone": source_centred}
+    report = _report(cfg, folds, how, labels, patients, probability, scores, per_fold)
     out = Path(cfg.out)
     write_text_atomic(out / REGIONAL_CV_JSON, json.dumps(report, indent=2, default=str) + "\n")
     write_text_atomic(out / REGIONAL_CV_MARKDOWN, "\n".join(regional_cv_markdown(report)) + "\n")
@@ -147,10 +149,12 @@ def _report(
     labels: np.ndarray,
     patients: np.ndarray,
     probability: np.ndarray,
-    centred: np.ndarray,
-    detector_centred: np.ndarray,
+    centred: dict[str, np.ndarray],
     per_fold: list[dict[str, Any]],
 ) -> dict[str, Any]:
+    """``centred``: the classifier's and the baseline's out-of-fold scores minus their folds'
+    thresholds, by name (the classifier first)."""
+
     def compare(name: str, scores: np.ndarray, where: np.ndarray, rule: str) -> SeriesSliceReport:
         return compare_slices(
             name,
@@ -163,9 +167,18 @@ def _report(
             seed=cfg.seed,
         )
 
-    everything = np.ones(len(labels), bool)
-    rule = "P(infection) above its fold's validation threshold (Youden)"
-    detector_rule = "strongest region score above its fold's validation threshold (Youden)"
+    def scored(scores: np.ndarray, rule: str) -> dict[str, Any]:
+        return {
+            "pooled": compare(
+                "all slices, out of fold", scores, np.ones(len(labels), bool), rule
+            ).model_dump(),
+            "per_patient": {
+                p: compare(p, scores, patients == p, rule).model_dump()
+                for p in sorted(set(patients.tolist()))
+            },
+        }
+
+    (classifier, classifier_scores), (baseline, baseline_scores) = centred.items()
     return {
         "kind": "regional cross-validation",
         "folds": folds,
@@ -174,16 +187,11 @@ def _report(
         "patients": sorted(set(patients.tolist())),
         "recipe": cfg.model_dump(mode="json", exclude={"out"}),
         "pooled_auc_of_probabilities": binary_auc(labels, probability),
-        "regional classifier": {
-            "pooled": compare("all slices, out of fold", centred, everything, rule).model_dump(),
-            "per_patient": {
-                p: compare(p, centred, patients == p, rule).model_dump()
-                for p in sorted(set(patients.tolist()))
-            },
-        },
-        "detector alone": compare(
-            "all slices, out of fold", detector_centred, everything, detector_rule
-        ).model_dump(),
+        classifier: scored(classifier_scores, "P(infection) above its fold's validation threshold (Youden)"),
+        "baseline": baseline,
+        baseline: scored(
+            baseline_scores, "strongest region score above its fold's validation threshold (Youden)"
+        ),
         "per_fold": per_fold,
     }
 
@@ -198,12 +206,13 @@ def regional_cv_markdown(report: dict[str, Any]) -> list[str]:
         f"{report['pooled_auc_of_probabilities']:.3f}. Below, scores are centred on each fold's "
         "validation threshold.",
         "",
-        "## Regional classifier",
-        "",
     ]
-    classifier = report["regional classifier"]
-    for part in [classifier["pooled"], *classifier["per_patient"].values()]:
-        lines += [*slice_report_markdown(SeriesSliceReport.model_validate(part)), ""]
-    lines += ["## Detector alone (the baseline)", ""]
-    lines += slice_report_markdown(SeriesSliceReport.model_validate(report["detector alone"]))
+    baseline = report["baseline"]
+    for name, heading in (
+        ("regional classifier", "Regional classifier"),
+        (baseline, f"{baseline} (the baseline)"),
+    ):
+        lines += [f"## {heading[0].upper()}{heading[1:]}", ""]
+        for part in [report[name]["pooled"], *report[name]["per_patient"].values()]:
+            lines += [*slice_report_markdown(SeriesSliceReport.model_validate(part)), ""]
     return lines

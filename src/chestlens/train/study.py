@@ -11,6 +11,12 @@ above this one). Here:
    feature mean and std in ``weights.safetensors``), the LOPO table and the features in ``metrics`` and
    in its card (``MODEL_CARD.md``).
 
+With :attr:`StudyConfig.regional` (a regional slice classifier's bundle, e.g. from ``chestlens train
+regional`` over the lesion segmenter's components), the features also hold that classifier's series
+summary (:data:`~chestlens.models.study.REGIONAL_FEATURES`: the share of slices it calls infected and its
+mean slice probability), and the study bundle embeds a copy of the regional bundle (its ``regional/``
+folder), so screening reads the same classifier.
+
 The fit (:func:`fit_logistic`) standardises each feature with the training series' mean and standard
 deviation (1 where a feature is constant) and minimises ``C * sum of cross-entropies + 0.5 * (|W|^2 +
 |b|^2)`` with L-BFGS; the intercepts are penalised too, so a class without training series gets a finite,
@@ -20,19 +26,27 @@ low score instead of minus infinity.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 from scipy.optimize import minimize
 
 from chestlens.atomic import write_text_atomic
 from chestlens.evaluate.model_card import MODEL_CARD
 from chestlens.evaluate.study_eval import THREE_PATIENTS, StudySeries, confusion_matrix, render_study_card
 from chestlens.models.spec import BundleSpec, TrainingSummary
-from chestlens.models.study import STUDY_ARCHITECTURE, STUDY_FEATURES, softmax
+from chestlens.models.study import (
+    REGIONAL_DIR,
+    REGIONAL_FEATURES,
+    STUDY_ARCHITECTURE,
+    STUDY_FEATURES,
+    reads_regional,
+    softmax,
+)
 from chestlens.preprocess.spec import PreprocessSpec
 from chestlens.strict import StrictModel
 
@@ -49,10 +63,22 @@ class StudyConfig(StrictModel):
     patients: tuple[str, ...] = ()  # e.g. P001 or covid_ct_md:P001; empty: every labelled CT series
     lesion_bundle: str = "lesions-ct-segmenter"  # the CT lesion segmenter that measures the series
     features: tuple[str, ...] = STUDY_FEATURES
+    # a regional bundle (folder) whose series features are added to ``features`` and which the study
+    # bundle embeds; None: lesion features only
+    regional: str | None = None
     C: float = Field(1.0, gt=0)  # inverse L2 strength
     out: str = "runs/ct-study"
     name: str = "ct-study-classifier"
     version: str = "0.1.0"
+
+    @model_validator(mode="after")
+    def _regional_features(self) -> StudyConfig:
+        """A regional bundle adds its series features; naming them without one is an error."""
+        if self.regional is None and reads_regional(self.features):
+            raise ValueError(f"features {', '.join(REGIONAL_FEATURES)} need a regional bundle (regional=...)")
+        if self.regional is not None:
+            self.features = (*self.features, *(f for f in REGIONAL_FEATURES if f not in self.features))
+        return self
 
 
 class LogisticFit(StrictModel):
@@ -167,12 +193,19 @@ def lopo_markdown(lopo: dict, labels: Sequence[str]) -> list[str]:
 
 
 def train_study(
-    cfg: StudyConfig, series: Sequence[StudySeries], lesion_bundle: dict, *, reproduce: str | None = None
+    cfg: StudyConfig,
+    series: Sequence[StudySeries],
+    lesion_bundle: dict,
+    *,
+    reproduce: str | None = None,
+    regional_bundle: dict | None = None,
 ) -> Path:
     """LOPO, then the fit on every series, written as ``cfg.out/bundle`` with its card; returns the folder.
 
     ``lesion_bundle``: name, version and weights_sha256 of the segmenter that measured ``series`` (and
-    ``source``, how it was named), recorded so screening can warn about another one."""
+    ``source``, how it was named), recorded so screening can warn about another one.
+    ``regional_bundle``: the same of ``cfg.regional`` (and the patients it trained on), whose folder is
+    copied into the study bundle."""
     import torch
 
     from chestlens.models.bundle import save_bundle
@@ -194,7 +227,11 @@ def train_study(
         kind="study",
         task="ct3",
         architecture=STUDY_ARCHITECTURE,
-        architecture_kwargs={"features": names, "lesion_bundle": lesion_bundle},
+        architecture_kwargs={
+            "features": names,
+            "lesion_bundle": lesion_bundle,
+            **({"regional_bundle": regional_bundle} if regional_bundle else {}),
+        },
         labels=labels,
         preprocess=PreprocessSpec(input_size=1, mean=[0.0], std=[1.0]),  # unused: no image input
         training=TrainingSummary(
@@ -212,6 +249,8 @@ def train_study(
         },
     )
     folder = save_bundle(spec, state, Path(cfg.out) / "bundle")
+    if cfg.regional is not None:
+        _embed(Path(cfg.regional), folder / REGIONAL_DIR)
     from chestlens.models.spec import read_spec
 
     saved = read_spec(folder)
@@ -219,3 +258,12 @@ def train_study(
     write_text_atomic(Path(cfg.out) / "lopo.md", "\n".join(lopo_markdown(lopo, labels)) + "\n")
     log.info("study bundle written to %s", folder)
     return folder
+
+
+def _embed(regional: Path, target: Path) -> None:
+    """Copy the regional bundle folder to ``target`` (through a temporary folder, then a rename)."""
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(regional, partial)
+    partial.rename(target)
