@@ -96,3 +96,19 @@ def test_models_headline_is_the_cv_figure_and_a_study_bundle_reads_a_series(tiny
     assert "CV Dice ggo 0.617 [0.573, 0.658]" in text and "(5-fold, 83 images out of fold)" in text
     assert "CT series" in text and "leave-one-patient-out accuracy 0.500 on 2 series" in text
     assert "1 px" not in text
+
+
+def test_a_regional_bundle_leads_with_its_test_slice_auc(tiny_bundle):
+    from typer.testing import CliRunner
+
+    from chestlens.cli import app
+
+    auc = {"value": 0.91, "low": 0.8, "high": 0.97}
+    test = {
+        "regional classifier": {"auc": auc, "n_slices": 30},
+        "segmenter alone": {"auc": auc, "n_slices": 30},
+    }
+    regional = tiny_bundle("regional over a segmenter", folder="regional", metrics={"test": test})
+    listed = CliRunner().invoke(app, ["models", str(regional)], env={"COLUMNS": "250"})
+    assert listed.exit_code == 0, listed.output
+    assert "slice AUC 0.910 [0.800, 0.970] on 30 test slices" in " ".join(listed.output.split())

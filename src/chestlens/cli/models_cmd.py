@@ -25,6 +25,7 @@ def _row(path: Path) -> dict[str, Any]:
     dice = {label: scores["dice"] for label, scores in per_class.items() if "dice" in scores}
     cv = spec.metrics.get("cross_validation") or {}
     lopo = spec.metrics.get("lopo") or {}
+    regional = test.get("regional classifier") or {}  # a regional bundle's test slices
     return {
         "name": spec.name,
         "version": spec.version,
@@ -39,6 +40,8 @@ def _row(path: Path) -> dict[str, Any]:
         "cv_dice": {label: row["oof_mean_dice"] for label, row in (cv.get("classes") or {}).items()} or None,
         "cv_folds": cv.get("folds"),
         "cv_images": cv.get("n_images"),
+        "test_slice_auc": regional.get("auc"),
+        "test_slices": regional.get("n_slices"),
         "lopo_accuracy": lopo.get("accuracy"),
         "lopo_series": len(lopo.get("rows") or []) or None,
         "meaning": output_meaning(spec),
@@ -49,7 +52,7 @@ def _row(path: Path) -> dict[str, Any]:
 def _headline(row: dict[str, Any]) -> str:
     """The figure of a row that says most about new patients: the out-of-fold Dice of a segmenter whose
     recipe was cross-validated, else its test Dice per class; a study classifier's leave-one-patient-out
-    accuracy; a classifier's test macro AUC."""
+    accuracy; a regional slice classifier's test slice AUC; a classifier's test macro AUC."""
     from chestlens.evaluate.bootstrap import estimate_text
 
     def dice(values: dict[str, Any]) -> str:
@@ -63,6 +66,8 @@ def _headline(row: dict[str, Any]) -> str:
         figure = f"Dice {dice(row['test_dice'])}"
     elif row["lopo_accuracy"] is not None:
         return f"leave-one-patient-out accuracy {row['lopo_accuracy']:.3f} on {row['lopo_series']} series"
+    elif row["test_slice_auc"] is not None:
+        return f"slice AUC {estimate_text(row['test_slice_auc'])} on {row['test_slices']} test slices"
     else:
         figure = "macro AUC " + estimate_text(row["test_macro_auc"] or None)
     return f"{figure} on {row['test_images']} images" if row["test_images"] else figure
