@@ -261,12 +261,22 @@ def build_regional(spec: BundleSpec) -> nn.Module:
         raise ChestlensInputError(None, f"bad regional architecture_kwargs: {error}") from error
     if source == "segmenter":
         from chestlens.models.segmentation import build_segmenter
-        from chestlens.models.segmenter_regions import SegmenterRegionalModel
 
-        return SegmenterRegionalModel(build_segmenter(source_spec), head, spec.preprocess)
+        return regional_over(source_spec, build_segmenter(source_spec), head)
     from chestlens.models.detection import build_detector
 
-    return RegionalModel(build_detector(source_spec), head)
+    return regional_over(source_spec, build_detector(source_spec), head)
+
+
+def regional_over(source: BundleSpec, network: nn.Module, head: RegionalClassifier) -> nn.Module:
+    """The regional network of ``head`` over ``network``, the detector or segmenter of spec ``source``:
+    a :class:`RegionalModel`, or a :class:`~chestlens.models.segmenter_regions.SegmenterRegionalModel`
+    that runs the segmenter with ``source.preprocess``."""
+    if source.kind == "segmenter":
+        from chestlens.models.segmenter_regions import SegmenterRegionalModel
+
+        return SegmenterRegionalModel(network, head, source.preprocess)
+    return RegionalModel(network, head)
 
 
 def regional_spec_kwargs(

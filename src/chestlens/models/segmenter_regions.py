@@ -65,7 +65,7 @@ def segmentation_regions(
         if not count:
             continue
         index = np.arange(1, count + 1)
-        pixels = ndimage.sum_labels(np.ones_like(unit), components, index)
+        pixels = np.bincount(components.ravel(), minlength=count + 1)[1:]
         keep = pixels >= min_pixels
         if not keep.any():
             continue

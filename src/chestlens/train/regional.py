@@ -48,6 +48,7 @@ from chestlens.models.regional import (
     RegionalModel,
     RegionInputs,
     ct_slice_units,
+    regional_over,
     regional_spec_kwargs,
 )
 from chestlens.models.segmenter_regions import SegmenterRegionalModel, region_feature_dim
@@ -137,24 +138,14 @@ def frozen_regions(
     if spec.kind == "segmenter" and spec.architecture_kwargs.get("mode") != "multiclass":
         raise ChestlensInputError(source.path, "regions come from a multiclass (lesion) segmenter only")
     network = source.build_model()
-    model: RegionalModel | SegmenterRegionalModel
     if spec.kind == "segmenter":
-        classes = len(spec.labels) - 1
-        head = RegionalClassifier(
-            2,
-            cfg.k,
-            region_feature_dim(classes + 1),
-            num_region_classes=classes,
-            hidden=cfg.hidden,
-            dropout=cfg.dropout,
-        )
-        model = SegmenterRegionalModel(network, head, spec.preprocess)
+        feature_dim = region_feature_dim(len(spec.labels))
     else:
-        head = RegionalClassifier(
-            2, cfg.k, network.roi_heads.box_head.fc7.out_features, hidden=cfg.hidden, dropout=cfg.dropout
-        )
-        model = RegionalModel(network, head)
-    model.eval()
+        feature_dim = network.roi_heads.box_head.fc7.out_features
+    head = RegionalClassifier(
+        2, cfg.k, feature_dim, num_region_classes=len(spec.labels) - 1, hidden=cfg.hidden, dropout=cfg.dropout
+    )
+    model = regional_over(spec, network, head).eval()
     return model, model.regions(ct_slice_units(pixels, spec.preprocess)), spec
 
 

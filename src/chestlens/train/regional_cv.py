@@ -134,8 +134,8 @@ def cross_validate_regional(cfg: RegionalConfig, folds: int) -> dict[str, Any]:
             }
         )
         log.info("fold %d: test AUC %.3f", fold, per_fold[-1]["test_auc"])
-    scores = {"regional classifier": centred, f"{source.kind} alone": source_centred}
-    report = _report(cfg, folds, how, labels, patients, probability, scores, per_fold)
+    baseline = (f"{source.kind} alone", source_centred)
+    report = _report(cfg, folds, how, labels, patients, probability, centred, baseline, per_fold)
     out = Path(cfg.out)
     write_text_atomic(out / REGIONAL_CV_JSON, json.dumps(report, indent=2, default=str) + "\n")
     write_text_atomic(out / REGIONAL_CV_MARKDOWN, "\n".join(regional_cv_markdown(report)) + "\n")
@@ -149,11 +149,12 @@ def _report(
     labels: np.ndarray,
     patients: np.ndarray,
     probability: np.ndarray,
-    centred: dict[str, np.ndarray],
+    centred: np.ndarray,
+    baseline: tuple[str, np.ndarray],
     per_fold: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """``centred``: the classifier's and the baseline's out-of-fold scores minus their folds'
-    thresholds, by name (the classifier first)."""
+    """``centred``: the classifier's out-of-fold scores minus their folds' thresholds; ``baseline``: the
+    region source alone, its name and its scores centred the same way."""
 
     def compare(name: str, scores: np.ndarray, where: np.ndarray, rule: str) -> SeriesSliceReport:
         return compare_slices(
@@ -178,7 +179,7 @@ def _report(
             },
         }
 
-    (classifier, classifier_scores), (baseline, baseline_scores) = centred.items()
+    baseline_name, baseline_scores = baseline
     return {
         "kind": "regional cross-validation",
         "folds": folds,
@@ -187,9 +188,9 @@ def _report(
         "patients": sorted(set(patients.tolist())),
         "recipe": cfg.model_dump(mode="json", exclude={"out"}),
         "pooled_auc_of_probabilities": binary_auc(labels, probability),
-        classifier: scored(classifier_scores, "P(infection) above its fold's validation threshold (Youden)"),
-        "baseline": baseline,
-        baseline: scored(
+        "regional classifier": scored(centred, "P(infection) above its fold's validation threshold (Youden)"),
+        "baseline": baseline_name,
+        baseline_name: scored(
             baseline_scores, "strongest region score above its fold's validation threshold (Youden)"
         ),
         "per_fold": per_fold,
@@ -207,12 +208,8 @@ def regional_cv_markdown(report: dict[str, Any]) -> list[str]:
         "validation threshold.",
         "",
     ]
-    baseline = report["baseline"]
-    for name, heading in (
-        ("regional classifier", "Regional classifier"),
-        (baseline, f"{baseline} (the baseline)"),
-    ):
-        lines += [f"## {heading[0].upper()}{heading[1:]}", ""]
+    for name, suffix in (("regional classifier", ""), (report["baseline"], " (the baseline)")):
+        lines += [f"## {name.capitalize()}{suffix}", ""]
         for part in [report[name]["pooled"], *report[name]["per_patient"].values()]:
             lines += [*slice_report_markdown(SeriesSliceReport.model_validate(part)), ""]
     return lines
